@@ -1,0 +1,27 @@
+# Two commands do all the set-up on a fresh machine:
+#   make lab    install into .venv (first time only) and open JupyterLab on the notebooks
+#   make test   install into .venv (first time only), plus the system tools the tests use, and run every test
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: lab test bench student clean
+
+$(BIN)/.socklab-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+lab: $(BIN)/.socklab-installed
+	$(BIN)/jupyter lab notebooks
+
+test: $(BIN)/.socklab-installed
+	bash tools/system-deps.sh
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.socklab-installed
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV)

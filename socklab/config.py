@@ -1,0 +1,267 @@
+"""A validated socket configuration: family, type, address and backlog.
+
+``SocketConfig(...).validate()`` explains combinations the OS will refuse before any socket
+exists. Knows nothing of Jupyter.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+from dataclasses import dataclass, field, replace
+
+from .errors import ConfigError, Explanation
+from . import runtime
+
+FAMILIES = ("AF_INET", "AF_INET6", "AF_UNIX")
+TYPES = ("SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW")
+LOOPBACK = {"AF_INET": "127.0.0.1", "AF_INET6": "::1"}
+ALL_INTERFACES = {"", "0.0.0.0", "::", "0:0:0:0:0:0:0:0"}
+
+
+def _bad(title, what, why, fix, *details) -> ConfigError:
+    return ConfigError(Explanation(title, what, why, fix, details=tuple(details)))
+
+
+def _name(value, table, kind) -> str:
+    """Accept 'AF_INET', 'inet', socket.AF_INET or 2 and return the canonical name."""
+    if isinstance(value, bool):
+        raise _bad(f"Unknown socket {kind}", f"{value!r} is not a socket {kind}.",
+                   f"A socket {kind} is one of {', '.join(table)}.", f"Pick one of {', '.join(table)}.")
+    if isinstance(value, int):
+        for n in table:
+            if getattr(socket, n, None) == value:
+                return n
+    if isinstance(value, str):
+        v = value.strip().upper()
+        prefix = "AF_" if kind == "family" else "SOCK_"
+        v = v if v.startswith(prefix) else prefix + v
+        if v in table:
+            return v
+    raise _bad(f"Unknown socket {kind}", f"{value!r} is not a socket {kind} socklab knows.",
+               f"A socket {kind} is one of {', '.join(table)}.", f"Pick one of {', '.join(table)}.")
+
+
+def can_raw() -> bool:
+    """True when this process may open raw IP sockets (root or CAP_NET_RAW)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 13))  # CAP_NET_RAW
+    except OSError:
+        return False
+    return False
+
+
+def unprivileged_port_start() -> int:
+    """Lowest port a normal user may bind (Linux sysctl; 1024 elsewhere, 0 on recent macOS)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0 if sys.platform == "darwin" else 1024
+
+
+def somaxconn() -> int | None:
+    """The kernel's cap on listen() backlogs, where it can be read."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return getattr(socket, "SOMAXCONN", None)
+
+
+@dataclass(frozen=True)
+class SocketConfig:
+    """What a learner picks: family, type, address (host/port or path) and backlog.
+
+    Defaults are safe: loopback, port 0 (the OS picks a free port), and for AF_UNIX a path in
+    this process's private directory.
+    """
+
+    family: object = "AF_INET"
+    type: object = "SOCK_STREAM"
+    host: str | None = None
+    port: object = 0
+    path: str | None = None
+    backlog: object = 5
+    allow_all_interfaces: bool = False
+    warnings: tuple = field(default=(), compare=False)
+
+    # ---- derived
+    @property
+    def af(self) -> int:
+        return getattr(socket, _name(self.family, FAMILIES, "family"))
+
+    @property
+    def kind(self) -> int:
+        return getattr(socket, _name(self.type, TYPES, "type"))
+
+    @property
+    def proto(self) -> int:
+        """IPPROTO_ICMP(V6) for raw IP sockets, else 0 (the default protocol)."""
+        if self.type == "SOCK_RAW" and self.family == "AF_INET":
+            return socket.IPPROTO_ICMP
+        if self.type == "SOCK_RAW" and self.family == "AF_INET6":
+            return socket.IPPROTO_ICMPV6
+        return 0
+
+    @property
+    def address(self):
+        """The address to bind or connect, in the form socket calls take."""
+        if self.family == "AF_UNIX":
+            return self.path
+        return (self.host, self.port)
+
+    @property
+    def stream(self) -> bool:
+        return self.type == "SOCK_STREAM"
+
+    def validate(self) -> "SocketConfig":
+        """Return a normalised copy, or raise ConfigError explaining what the OS would refuse."""
+        fam = _name(self.family, FAMILIES, "family")
+        typ = _name(self.type, TYPES, "type")
+        warnings = []
+        if not hasattr(socket, fam):
+            raise _bad(f"{fam} is not available here", f"This Python on {sys.platform} has no {fam}.",
+                       "AF_UNIX sockets exist on Linux and macOS, and on Windows only in recent builds "
+                       "that Python does not expose.", "Use AF_INET on this machine.")
+        if fam == "AF_INET6" and not runtime.has_ipv6():
+            raise _bad("IPv6 is not available", "This machine cannot create an AF_INET6 socket.",
+                       "IPv6 is disabled in the kernel or the container.", "Use AF_INET (IPv4).")
+        if typ == "SOCK_RAW" and fam != "AF_UNIX" and not can_raw():
+            raise _bad("Raw sockets need privileges",
+                       f"socket({fam}, SOCK_RAW) would fail with PermissionError (EPERM).",
+                       "Raw sockets can read and forge any packet, so the OS allows them only to root "
+                       "or processes with CAP_NET_RAW. A learner account on JupyterHub or Binder has "
+                       "neither; on Windows they need an administrator.",
+                       "Use SOCK_STREAM or SOCK_DGRAM, or try raw sockets on your own machine as root.")
+        backlog = self._backlog(warnings)
+        if fam == "AF_UNIX":
+            path = self._path(typ)
+            return replace(self, family=fam, type=typ, host=None, port=0, path=path, backlog=backlog,
+                           warnings=tuple(warnings))
+        host = self._host(fam, warnings)
+        port = self._port(warnings) if typ != "SOCK_RAW" else 0
+        return replace(self, family=fam, type=typ, host=host, port=port, path=None, backlog=backlog,
+                       warnings=tuple(warnings))
+
+    # ---- the pieces of validate()
+    def _backlog(self, warnings):
+        b = self.backlog
+        if b is None:
+            return None
+        if isinstance(b, bool) or not isinstance(b, int):
+            raise _bad("Backlog must be a whole number", f"backlog={b!r} is not an int.",
+                       "listen(backlog) takes an int: how many connections may wait to be accepted.",
+                       "Use a small whole number such as 5, or leave it out.")
+        cap = somaxconn()
+        if b < 0:
+            warnings.append(f"backlog {b} is negative: Python and the OS treat it as 0 "
+                            "(Linux then still queues one connection).")
+        elif cap and b > cap:
+            warnings.append(f"backlog {b} is above the kernel cap net.core.somaxconn={cap}: "
+                            f"the OS silently uses {cap}.")
+        return b
+
+    def _path(self, typ):
+        p = self.path
+        if p is None:
+            return runtime.private_path("sock")
+        if isinstance(p, bytes):
+            p = os.fsdecode(p)
+        if not isinstance(p, str):
+            raise _bad("AF_UNIX address must be a path", f"{p!r} is not a path.",
+                       "An AF_UNIX socket is named by a file-system path (a str).",
+                       "Pass path='/tmp/demo.sock', or leave it out to get a private one.")
+        if p.startswith("\0"):
+            return p  # Linux abstract namespace: no file at all
+        if len(os.fsencode(p)) >= 108:
+            raise _bad("AF_UNIX path too long",
+                       f"The path is {len(os.fsencode(p))} bytes; bind() would fail with "
+                       "OSError('AF_UNIX path too long').",
+                       "An AF_UNIX address lives in a fixed field of 108 bytes on Linux (104 on macOS), "
+                       "counted in UTF-8 bytes.", "Use a shorter path, or leave path out.")
+        parent = os.path.dirname(os.path.abspath(p))
+        if not os.path.isdir(parent):
+            raise _bad("Directory does not exist", f"The directory of {p!r} does not exist; bind() "
+                       "would raise FileNotFoundError.", "bind() creates the socket file but not "
+                       "its directory.", "Create the directory first, or leave path out.")
+        return p
+
+    def _host(self, fam, warnings):
+        h = self.host
+        if h is None:
+            return LOOPBACK[fam]
+        if not isinstance(h, str):
+            raise _bad("Host must be a string", f"host={h!r} is a {type(h).__name__}.",
+                       "Hosts are written as strings: '127.0.0.1', '::1' or 'localhost'.",
+                       "Put the host in quotes, and the port separately as an int.")
+        h = h.strip()
+        if h.count(":") == 1 and not h.startswith("["):
+            raise _bad("Host and port in one string", f"host={self.host!r} looks like 'host:port'.",
+                       "Python socket addresses are tuples: (host, port); the port is an int.",
+                       f"Use host={h.split(':')[0]!r}, port={h.split(':')[1] or 0}.")
+        if h.startswith("[") and h.endswith("]"):
+            h = h[1:-1]  # URL-style [::1]
+        if h in ALL_INTERFACES:
+            if not self.allow_all_interfaces:
+                raise _bad("Binding to all interfaces needs an explicit choice",
+                           f"host={h!r} means every network interface of this machine.",
+                           "A server on all interfaces is reachable from other machines on the network "
+                           "(on a shared JupyterHub, by other users). Lab demos only need loopback.",
+                           "Use the default (loopback), or pass allow_all_interfaces=True if you really "
+                           "want to be reachable from elsewhere.")
+            warnings.append(f"listening on all interfaces ({h or '0.0.0.0'}): reachable from other "
+                            "machines, not just this one.")
+            return "::" if fam == "AF_INET6" and h in ("", "0:0:0:0:0:0:0:0") else (h or "0.0.0.0")
+        try:
+            ip = ipaddress.ip_address(h.split("%")[0])
+        except ValueError:
+            ip = None
+        if ip is not None:
+            if fam == "AF_INET" and ip.version == 6:
+                raise _bad("IPv6 address on an IPv4 socket", f"{h!r} is an IPv6 address but the family "
+                           "is AF_INET; bind/connect would raise socket.gaierror (EAI_FAMILY).",
+                           "AF_INET sockets speak IPv4 only.", "Use '127.0.0.1', or family AF_INET6.")
+            if fam == "AF_INET6" and ip.version == 4:
+                raise _bad("IPv4 address on an IPv6 socket", f"{h!r} is an IPv4 address but the family "
+                           "is AF_INET6; bind/connect would raise socket.gaierror (EAI_FAMILY).",
+                           "AF_INET6 takes IPv6 addresses; IPv4 ones appear there only as mapped "
+                           "addresses such as '::ffff:127.0.0.1'.", "Use '::1', or family AF_INET.")
+            if not ip.is_loopback:
+                warnings.append(f"{h} is not a loopback address: bind() works only if this machine "
+                                "has that address, and then others can reach it.")
+            return h
+        if h.lower() not in ("localhost", "ip6-localhost", "ip6-loopback"):
+            warnings.append(f"{h!r} is a name: it must be resolved (hosts file or DNS) first.")
+        return h
+
+    def _port(self, warnings):
+        p = self.port
+        if isinstance(p, str) and p.strip().isdigit():
+            raise _bad("Port must be an int", f"port={p!r} is a str.",
+                       "bind()/connect() raise TypeError for a str port: ports are 16-bit integers.",
+                       f"Use port={int(p)} (no quotes).")
+        if isinstance(p, bool) or not isinstance(p, int):
+            raise _bad("Port must be an int", f"port={p!r} is not a whole number.",
+                       "Ports are integers from 0 to 65535.", "Use 0 to let the OS choose a free port.")
+        if not 0 <= p <= 65535:
+            raise _bad("Port out of range", f"port={p} is outside 0-65535; bind() would raise "
+                       "OverflowError.", "Ports are 16-bit numbers.",
+                       "Use 0 (the OS picks a free port) or a port from 1024 to 65535.")
+        start = unprivileged_port_start()
+        if 0 < p < start and not (hasattr(os, "geteuid") and os.geteuid() == 0):
+            raise _bad("Privileged port", f"Port {p} is below {start}; bind() would raise "
+                       "PermissionError (EACCES) for this user.",
+                       f"Ports below {start} are reserved for root (Linux: "
+                       "net.ipv4.ip_unprivileged_port_start; macOS since 10.14 allows them).",
+                       "Use port 0 or a port of 1024 and above.")
+        if p:
+            warnings.append(f"fixed port {p}: two servers (or two students on one host) cannot both "
+                            "use it; port 0 lets the OS pick a free one.")
+        return p

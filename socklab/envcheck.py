@@ -1,0 +1,64 @@
+"""What this machine allows: the facts notebook 00 checks before the lessons start."""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from dataclasses import dataclass
+
+from . import runtime
+from .config import can_raw, somaxconn, unprivileged_port_start
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _ping_group_range() -> str | None:
+    try:
+        with open("/proc/sys/net/ipv4/ping_group_range") as f:
+            return " ".join(f.read().split())
+    except OSError:
+        return None
+
+
+def checks() -> list:
+    """Each capability socklab's lessons use, measured here and now."""
+    out = [Check("platform", True, f"{platform.system()} {platform.release()}, Python "
+                 f"{platform.python_version()}")]
+    out.append(Check("IPv6 loopback (::1)", runtime.has_ipv6(),
+                     "AF_INET6 sockets can bind ::1" if runtime.has_ipv6() else
+                     "IPv6 is disabled here: the IPv6 demos are skipped"))
+    unix = hasattr(socket, "AF_UNIX")
+    out.append(Check("AF_UNIX sockets", unix, "available" if unix else
+                     f"not exposed by Python on {sys.platform}: the AF_UNIX lesson needs Linux or macOS"))
+    raw = can_raw()
+    out.append(Check("raw sockets (SOCK_RAW)", raw, "allowed: running as root or with CAP_NET_RAW" if raw
+                     else "not allowed for this user (normal on JupyterHub/Binder): lesson 13 explains "
+                          "instead of running"))
+    start = unprivileged_port_start()
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    out.append(Check("ports below 1024", root or start == 0,
+                     f"unprivileged ports start at {start}" + ("; you are root, so all are allowed"
+                                                               if root else "")))
+    cap = somaxconn()
+    out.append(Check("listen() backlog cap", True, f"net.core.somaxconn = {cap}" if cap else "unknown"))
+    pg = _ping_group_range()
+    if pg is not None:
+        lo, hi = (int(x) for x in pg.split())
+        allowed = lo <= os.getgid() <= hi
+        out.append(Check("unprivileged ping sockets", allowed,
+                         f"net.ipv4.ping_group_range = {pg}" + ("" if allowed else
+                                                               " (your group is outside it)")))
+    return out
+
+
+def report() -> str:
+    """The checks as aligned text lines."""
+    rows = checks()
+    w = max(len(c.name) for c in rows)
+    return "\n".join(f"{'ok ' if c.ok else 'no '} {c.name:<{w}}  {c.detail}" for c in rows)

@@ -1,0 +1,333 @@
+"""Turn socket exceptions into short explanations: what happened, why, how to fix.
+
+Knows nothing of Jupyter. ``explain(exc)`` never raises; ``SocklabError`` carries an
+explanation and is what socklab raises for bad input.
+"""
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A friendly account of one error. ``text()`` gives the plain-text form."""
+
+    title: str
+    what: str
+    why: str
+    fix: str
+    error: str = ""  # the original exception as Python prints it, e.g. "OSError(98, ...)"
+    code: str = ""   # symbolic errno name when there is one, e.g. "EADDRINUSE"
+    details: tuple = field(default=())
+
+    def text(self) -> str:
+        head = self.title if not self.error else f"{self.title}  [{self.error}]"
+        lines = [head, f"  What happened: {self.what}", f"  Why: {self.why}", f"  How to fix: {self.fix}"]
+        lines += [f"  Note: {d}" for d in self.details]
+        return "\n".join(lines)
+
+    __str__ = text
+
+
+class SocklabError(Exception):
+    """An error socklab explains. ``.explanation`` holds the teaching text."""
+
+    explanation: Explanation
+
+    def __init__(self, explanation: Explanation):
+        super().__init__(explanation.text())
+        self.explanation = explanation
+
+    def __str__(self):
+        return self.explanation.text()
+
+
+_wrapped_classes: dict = {}
+
+
+def explained(exc: BaseException, address=None, call: str | None = None) -> BaseException:
+    """``exc`` as an exception that is still its own type (``except ConnectionRefusedError`` still
+    catches it) and also a ``SocklabError`` whose message is the explanation."""
+    if isinstance(exc, SocklabError):
+        return exc
+    base = type(exc)
+    cls = _wrapped_classes.get(base)
+    if cls is None:
+        try:
+            cls = type(base.__name__, (base, SocklabError), {"__module__": base.__module__,
+                                                             "__str__": SocklabError.__str__})
+        except TypeError:  # a base whose layout cannot be mixed in
+            cls = None
+        _wrapped_classes[base] = cls
+    exp = explain(exc, address, call)
+    if cls is None:
+        new = SocklabError(exp)
+    else:
+        new = cls.__new__(cls, *exc.args)
+        base.__init__(new, *exc.args)
+        new.explanation = exp
+    new.__cause__ = exc
+    new.__suppress_context__ = True
+    return new
+
+
+class ConfigError(SocklabError, ValueError):
+    """A socket configuration that cannot work, found before any socket is created."""
+
+
+def _errname(exc: BaseException) -> str:
+    num = getattr(exc, "errno", None)
+    if isinstance(exc, socket.gaierror):
+        for name in dir(socket):
+            if name.startswith("EAI_") and getattr(socket, name) == num:
+                return name
+        return ""
+    return errno.errorcode.get(num, "") if isinstance(num, int) else ""
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        return f"{type(exc).__name__}({exc.errno}, {exc.strerror!r})"
+    return f"{type(exc).__name__}({str(exc)!r})" if str(exc) else type(exc).__name__
+
+
+# errno -> (title, what, why, fix).  The {addr} placeholder is filled when known.
+_BY_ERRNO = {
+    errno.ECONNREFUSED: (
+        "Connection refused",
+        "The other host answered straight away that nothing accepts connections at {addr}.",
+        "No socket is listening on that address and port (the server is not started, was stopped, "
+        "or listens on another port or address family). A full accept queue does NOT cause this on "
+        "Linux: there the client waits and times out instead.",
+        "Start the server first and connect to the address it reports (server.address); check the port "
+        "and that both sides use the same family (IPv4 vs IPv6).",
+    ),
+    errno.EADDRINUSE: (
+        "Address already in use",
+        "bind() failed: another socket already holds {addr}.",
+        "A server from an earlier run (or another program) is still listening there, or the port is in "
+        "TIME_WAIT after a close and the sockets do not both set SO_REUSEADDR. For AF_UNIX, the socket "
+        "file still exists: it outlives close().",
+        "Use port 0 to let the OS pick a free port; stop the old server (socklab.stop_all()); set "
+        "SO_REUSEADDR on both old and new sockets for TIME_WAIT; for AF_UNIX, remove the stale file "
+        "with os.unlink(path) before bind().",
+    ),
+    errno.EADDRNOTAVAIL: (
+        "Cannot assign requested address",
+        "bind() was given the IP address {addr}, which no network interface of this machine has.",
+        "You can only bind to an address this machine owns: 127.0.0.1 (loopback), ::1, or one of its "
+        "interface addresses.",
+        "Bind to '127.0.0.1' (or '::1' for IPv6). To connect to a remote host, call connect() instead; "
+        "bind() is for your own end.",
+    ),
+    errno.EACCES: (
+        "Permission denied",
+        "The operating system refused the operation at {addr}.",
+        "Ports below the unprivileged limit (usually 1024) need root or CAP_NET_BIND_SERVICE; "
+        "ICMP ping sockets are limited by net.ipv4.ping_group_range; broadcast needs SO_BROADCAST.",
+        "Use a port of 1024 or above, or port 0 to let the OS choose one.",
+    ),
+    errno.EPERM: (
+        "Operation not permitted",
+        "The operating system does not allow this process to do that.",
+        "Raw sockets (SOCK_RAW) need root or the CAP_NET_RAW capability; a learner account on a shared "
+        "JupyterHub normally has neither.",
+        "Use SOCK_STREAM or SOCK_DGRAM, or run where you have the privilege (your own machine, as root).",
+    ),
+    errno.ETIMEDOUT: (
+        "Connection timed out",
+        "The operation did not complete before the time limit.",
+        "No answer came back: the peer's accept queue may be full (Linux drops the handshake silently), "
+        "the host may be unreachable, or a firewall drops packets.",
+        "Check that the server is running and accepting; make its backlog larger or accept faster; "
+        "use a longer timeout if the peer is just slow.",
+    ),
+    errno.EPIPE: (
+        "Broken pipe",
+        "send() failed because the peer has already closed the connection.",
+        "After the other side closes, the first send() may still succeed; the next one fails with "
+        "BrokenPipeError. recv() on such a socket returns b'' (end of stream).",
+        "Treat recv() returning b'' as 'the peer is gone' and stop sending; catch BrokenPipeError "
+        "around send in long-lived servers.",
+    ),
+    errno.ECONNRESET: (
+        "Connection reset by peer",
+        "The peer aborted the connection (it sent a TCP RST).",
+        "The other program closed with unread data, crashed, or closed with SO_LINGER set to 0.",
+        "Treat it like an end of the connection: close your socket; reconnect if you need to.",
+    ),
+    errno.EMSGSIZE: (
+        "Message too long",
+        "One datagram was larger than the protocol allows.",
+        "A UDP datagram carries at most 65507 bytes over IPv4 (65527 over IPv6); more cannot be sent in "
+        "one sendto().",
+        "Split the data into smaller datagrams (well under 1500 bytes avoids fragmentation), or use TCP.",
+    ),
+    errno.EINVAL: (
+        "Invalid argument",
+        "The socket is not in a state where that call makes sense.",
+        "Typical causes: bind() called twice, accept() before listen(), or a call on a socket that "
+        "was shut down.",
+        "Follow the order socket() -> bind() -> listen() -> accept(); create a new socket to bind again.",
+    ),
+    errno.EOPNOTSUPP: (
+        "Operation not supported",
+        "That call is not supported by this socket type.",
+        "listen() and accept() exist only for connection-oriented sockets (SOCK_STREAM); UDP "
+        "(SOCK_DGRAM) has no connections: it uses sendto()/recvfrom().",
+        "Use SOCK_STREAM for listen/accept, or use recvfrom() on a SOCK_DGRAM socket.",
+    ),
+    errno.EPROTONOSUPPORT: (
+        "Protocol not supported",
+        "The OS has no protocol for that family/type/protocol combination.",
+        "SOCK_RAW needs an explicit protocol such as socket.IPPROTO_ICMP; protocol 0 means "
+        "'the default', and raw IP sockets have none.",
+        "Pass a protocol: socket.socket(AF_INET, SOCK_RAW, socket.IPPROTO_ICMP).",
+    ),
+    errno.EAFNOSUPPORT: (
+        "Address family not supported",
+        "This OS or kernel does not support that address family.",
+        "IPv6 may be disabled on this machine, or the family does not exist on this OS.",
+        "Use AF_INET (IPv4), or enable IPv6.",
+    ),
+    errno.ENOTCONN: (
+        "Socket is not connected",
+        "The call needs a connected socket.",
+        "send()/recv() on a stream socket work only after connect() (client) or on the socket "
+        "accept() returned (server), not on the listening socket.",
+        "Call connect() first, or use the connection socket returned by accept().",
+    ),
+    errno.EISCONN: (
+        "Socket is already connected",
+        "connect() was called on a socket that is already connected.",
+        "A stream socket connects once.",
+        "Create a new socket for a new connection.",
+    ),
+    errno.ENOENT: (
+        "No such file or directory",
+        "The AF_UNIX path {addr} does not exist (or its directory does not).",
+        "AF_UNIX addresses are file-system paths: the server must bind() first, and the directory "
+        "must exist.",
+        "Start the server first; use the path it reports (server.address); create the directory.",
+    ),
+    errno.EHOSTUNREACH: (
+        "No route to host",
+        "There is no network path to {addr}.",
+        "The address is on no network this machine can reach.",
+        "Use loopback (127.0.0.1 or ::1) for these exercises.",
+    ),
+    errno.ENETUNREACH: (
+        "Network is unreachable",
+        "No route exists to the network of {addr}.",
+        "This machine has no route for that address (often: IPv6 without IPv6 connectivity).",
+        "Use loopback (127.0.0.1 or ::1) for these exercises.",
+    ),
+    errno.EBADF: (
+        "Bad file descriptor",
+        "The socket was already closed.",
+        "After close() the file descriptor is released; every further call fails.",
+        "Create a new socket; close each socket exactly once (a `with` block does that).",
+    ),
+}
+
+_GAI = {
+    "EAI_NONAME": (
+        "Unknown host name",
+        "The name {addr} could not be turned into an IP address.",
+        "It is not a valid IP address and name resolution (/etc/hosts, DNS) does not know it.",
+        "Use a numeric address such as '127.0.0.1' or '::1', or 'localhost'. Check for typos and "
+        "stray spaces; pass the host and port separately, as a tuple.",
+    ),
+    "EAI_AGAIN": (
+        "Name lookup failed for now",
+        "The resolver could not answer for {addr}.",
+        "No DNS server was reachable (common in sandboxes without network).",
+        "Use numeric addresses ('127.0.0.1', '::1') for these exercises.",
+    ),
+    "EAI_FAMILY": (
+        "Address family does not match the address",
+        "The address {addr} belongs to another family than the socket.",
+        "An AF_INET socket takes IPv4 addresses like '127.0.0.1'; an AF_INET6 socket takes IPv6 "
+        "addresses like '::1'.",
+        "Use '127.0.0.1' with AF_INET or '::1' with AF_INET6 (or change the family to match).",
+    ),
+    "EAI_ADDRFAMILY": (
+        "Address family does not match the address",
+        "The name {addr} has no address of the socket's family.",
+        "An AF_INET socket needs an IPv4 address; AF_INET6 needs IPv6.",
+        "Use '127.0.0.1' with AF_INET or '::1' with AF_INET6.",
+    ),
+}
+
+
+def explain(exc: BaseException, address=None, call: str | None = None) -> Explanation:
+    """Explain ``exc`` (raised by ``call`` on ``address`` if known) for a learner. Never raises."""
+    if isinstance(exc, SocklabError):
+        return exc.explanation
+    addr = repr(address) if address is not None else "that address"
+    short = _short(exc)
+    name = _errname(exc)
+    where = f" in {call}()" if call else ""
+
+    if isinstance(exc, socket.gaierror):
+        t = _GAI.get(name)
+        if t:
+            return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)
+        return Explanation("Address lookup failed", f"getaddrinfo could not use {addr}.",
+                           str(exc), "Use a numeric address like '127.0.0.1' or '::1'.", short, name)
+    if isinstance(exc, TimeoutError) and getattr(exc, "errno", None) in (None, 0):
+        # socket.timeout is TimeoutError (Python 3.10+); it has no errno when raised by settimeout().
+        return Explanation(
+            "Timed out", f"The call{where} waited for its whole timeout and nothing happened.",
+            "With settimeout(t), blocking calls give up after t seconds. connect() times out when the "
+            "server's accept queue is full (Linux drops the extra handshakes silently, it does not "
+            "refuse them); recv() times out when the peer sends nothing; UDP replies may simply be lost.",
+            "Check the peer is running and actually sends; accept connections sooner or use a larger "
+            "backlog; for UDP, retry after a timeout.", short, "timeout")
+    if isinstance(exc, BlockingIOError):
+        return Explanation(
+            "Would block", f"The non-blocking call{where} could not complete immediately.",
+            "In non-blocking mode (setblocking(False) or settimeout(0)) a call that would wait raises "
+            "BlockingIOError instead; for AF_UNIX with a timeout, a full accept queue is reported this way.",
+            "Wait for readiness with selectors/select and try again, or use a blocking socket with a "
+            "timeout.", short, name)
+    if isinstance(exc, OSError) and "AF_UNIX path too long" in str(exc):
+        return Explanation(
+            "AF_UNIX path too long", "The socket file path is longer than the OS allows.",
+            "An AF_UNIX address is stored in a fixed 108-byte field on Linux (104 on macOS), counted "
+            "in UTF-8 bytes.", "Use a shorter path, e.g. in a short temporary directory.", short)
+    if isinstance(exc, OSError) and exc.errno in _BY_ERRNO:
+        t = _BY_ERRNO[exc.errno]
+        return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)
+    if isinstance(exc, OverflowError):
+        return Explanation(
+            "Port out of range", f"The port in {addr} is not between 0 and 65535.",
+            "TCP and UDP ports are 16-bit numbers. Port 0 is special: it asks the OS for any free port.",
+            "Use a port from 1024 to 65535, or 0 to let the OS choose.", short)
+    if isinstance(exc, TypeError):
+        msg = str(exc)
+        if "bytes-like" in msg:
+            return Explanation(
+                "Sockets send bytes, not str", f"The call{where} was given a str.",
+                "Sockets carry raw bytes; text must be encoded first.",
+                "Send b'hello' or 'hello'.encode('utf-8'); decode what you receive with .decode('utf-8').",
+                short)
+        if "must be tuple" in msg or "address" in msg or "integer" in msg or "str" in msg:
+            return Explanation(
+                "Wrong address format", f"The address {addr} has the wrong shape or types.",
+                "AF_INET takes a tuple (host: str, port: int), AF_INET6 (host, port) or "
+                "(host, port, flowinfo, scope_id), AF_UNIX a path (str or bytes). "
+                "'127.0.0.1:8080' is one string, not a tuple, and '8080' is a str, not an int.",
+                "Write ('127.0.0.1', 8080): a tuple with the port as an int.", short)
+    if isinstance(exc, ValueError) and "negative" in str(exc):
+        return Explanation("Negative value", f"A negative number was passed{where}.", str(exc),
+                           "Pass 0 or a positive number.", short)
+    if isinstance(exc, OSError):
+        return Explanation(f"Socket error{(' ' + name) if name else ''}", f"The call{where} failed: "
+                           f"{exc.strerror or exc}.", "The operating system reported this error.",
+                           "Look up the error name in `man 7 socket` / `man 2 " + (call or "socket") + "`.",
+                           short, name)
+    return Explanation(type(exc).__name__, f"The call{where} raised {short}.",
+                       "This is not a socket error from the OS.", "Check the arguments of the call.", short)

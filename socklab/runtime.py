@@ -1,0 +1,138 @@
+"""Per-process state: the registry of running demos and the private AF_UNIX directory.
+
+Re-running a notebook cell registers its new demo under the same key, which stops the old
+one first: no "Address already in use" from a previous run. Everything still running is
+stopped at interpreter exit.
+"""
+from __future__ import annotations
+
+import atexit
+import functools
+import itertools
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+
+_lock = threading.RLock()
+_running: dict = {}
+_rundir: str | None = None
+_counter = itertools.count(1)
+
+
+def caller_key(depth: int = 2) -> str:
+    """A key for the code that called us: the same cell re-run gives the same key.
+
+    IPython names a cell's code after a hash of its source, so re-running an unchanged cell
+    gives the same file name and line.
+    """
+    frame = sys._getframe(depth)
+    here = os.path.dirname(__file__)
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == here:
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def generation():
+    """Which run of a cell this is: IPython's execution count, or None outside a kernel."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return getattr(shell, "execution_count", None)
+
+
+def register(key: str, obj, explicit: bool = True) -> None:
+    """Remember ``obj`` (anything with ``stop()``) under ``key`` and stop what an earlier run left.
+
+    An explicit name replaces whatever ran under it. A key taken from the caller's line replaces
+    only what an *earlier* execution of that cell started, so a loop in one cell can start
+    several servers; outside a kernel there are no re-runs and nothing is replaced.
+    """
+    gen = generation()
+    with _lock:
+        entries = _running.setdefault(key, [])
+        if explicit:
+            old = [o for o, _ in entries if o is not obj]
+        elif gen is None:
+            old = []
+        else:
+            old = [o for o, g in entries if g != gen and o is not obj]
+        entries[:] = [(o, g) for o, g in entries if o not in old and o is not obj] + [(obj, gen)]
+    for o in old:
+        o.stop()
+
+
+def unregister(key: str, obj) -> None:
+    with _lock:
+        entries = _running.get(key)
+        if entries is None:
+            return
+        entries[:] = [(o, g) for o, g in entries if o is not obj]
+        if not entries:
+            del _running[key]
+
+
+def running() -> list:
+    """Demos registered and not yet stopped."""
+    with _lock:
+        return [o for entries in _running.values() for o, _ in entries]
+
+
+def stop_all() -> int:
+    """Stop every running demo of this process; returns how many were stopped."""
+    with _lock:
+        objs = [o for entries in _running.values() for o, _ in entries]
+        _running.clear()
+    for obj in objs:
+        obj.stop()
+    return len(objs)
+
+
+def rundir() -> str:
+    """This process's private directory (mode 0700) for AF_UNIX socket files."""
+    global _rundir
+    with _lock:
+        if _rundir is None or not os.path.isdir(_rundir):
+            # Short base: AF_UNIX paths must fit in 108 bytes.
+            base = "/tmp" if os.path.isdir("/tmp") else None
+            _rundir = tempfile.mkdtemp(prefix="socklab-", dir=base)
+            os.chmod(_rundir, 0o700)
+        return _rundir
+
+
+def private_path(stem: str = "sock") -> str:
+    """A fresh AF_UNIX path in the private directory, e.g. /tmp/socklab-x1y2/sock-3."""
+    return os.path.join(rundir(), f"{stem}-{next(_counter)}")
+
+
+def display_path(path) -> str:
+    """The path as shown to learners: the private directory becomes '<rundir>'."""
+    p = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    if _rundir and p.startswith(_rundir + os.sep):
+        return "<rundir>/" + p[len(_rundir) + 1:]
+    return p
+
+
+@functools.lru_cache(maxsize=1)
+def has_ipv6() -> bool:
+    """True when an AF_INET6 socket can be created and bound to ::1."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _cleanup() -> None:
+    stop_all()
+    if _rundir and os.path.isdir(_rundir):
+        shutil.rmtree(_rundir, ignore_errors=True)
+
+
+atexit.register(_cleanup)

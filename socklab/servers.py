@@ -1,0 +1,506 @@
+"""Background servers and clients on real sockets, for every family x type the OS supports.
+
+Lifecycle in the style of ``socketserver``: ``start()`` returns once the server is ready
+(an Event, never a sleep), ``stop()`` is prompt (a wake-up socketpair for the serving loop,
+``shutdown()`` for connections) and complete (threads joined, sockets closed, AF_UNIX file
+removed). Both are context managers. Knows nothing of Jupyter.
+"""
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+
+from . import runtime
+from .config import SocketConfig
+from .errors import ConfigError, Explanation, explain, explained
+from .trace import Trace, TracedSocket
+
+DEFAULT_TIMEOUT = 5.0
+
+
+def echo(conn: TracedSocket, server: "Server") -> None:
+    """Stream handler: send back everything received until the peer closes."""
+    while True:
+        data = conn.recv(server.max_message)
+        if not data:
+            return
+        conn.sendall(data)
+
+
+def echo_datagram(sock: TracedSocket, data: bytes, addr, server: "Server") -> None:
+    """Datagram handler: send each datagram back to where it came from."""
+    if addr:  # an unbound AF_UNIX client has no address to answer to
+        sock.sendto(data, addr)
+
+
+def record_only(sock, data, addr, server) -> None:
+    """Datagram/raw handler that only records what arrives (the trace already has it)."""
+
+
+def _config(config, kw) -> SocketConfig:
+    if config is None:
+        config = SocketConfig(**kw)
+    elif kw:
+        from dataclasses import replace
+        config = replace(config, **kw)
+    return config.validate()
+
+
+class _Stoppable:
+    """Registry plumbing shared by servers and clients."""
+
+    key: str
+
+    def _register(self, name):
+        self.key = name if name is not None else runtime.caller_key(3)
+        runtime.register(self.key, self, explicit=name is not None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Server(_Stoppable):
+    """A background server on a real socket; echo by default.
+
+    ``handler(conn, server)`` serves one stream connection in its own thread;
+    ``handler(sock, data, addr, server)`` handles one datagram. Caps keep a classroom host safe:
+    ``max_connections`` at once, ``max_message`` bytes per recv, ``idle_timeout`` per connection,
+    and ``lifetime`` seconds before the server stops itself.
+
+    Starting a server under the same ``name`` as a running one (by default: the same line of the
+    same cell) stops the old one first.
+    """
+
+    def __init__(self, config: SocketConfig | None = None, handler=None, *, trace: Trace | None = None,
+                 name: str | None = None, side: str = "server", max_connections: int = 16,
+                 max_message: int = 65536, idle_timeout: float = 30.0, lifetime: float = 900.0,
+                 reuse_address: bool = False, **config_kw):
+        self.config = _config(config, config_kw)
+        if self.config.type == "SOCK_RAW" and self.config.family != "AF_UNIX":
+            handler = handler or record_only
+        self.handler = handler or (echo if self.config.stream else echo_datagram)
+        self.trace = trace if trace is not None else Trace()
+        self.side = side
+        self.max_connections, self.max_message = max_connections, max_message
+        self.idle_timeout, self.lifetime, self.reuse_address = idle_timeout, lifetime, reuse_address
+        self.name = name
+        self.ready = threading.Event()
+        self.stopped = threading.Event()
+        self.errors: list = []  # (side, Explanation) for failures inside handler threads
+        self.sock: TracedSocket | None = None
+        self.address = None
+        self._thread: threading.Thread | None = None
+        self._wake_r = self._wake_w = None
+        self._stop_flag = False
+        self._lock = threading.Lock()
+        self._conns: dict = {}  # TracedSocket -> Thread
+        self._bound_path: str | None = None
+        self.connections_served = 0
+
+    @property
+    def warnings(self):
+        return self.config.warnings
+
+    # ---- lifecycle
+    def start(self, timeout: float = DEFAULT_TIMEOUT) -> "Server":
+        """Create, bind (and listen) in this thread, then serve in the background.
+
+        Errors from socket/bind/listen are raised here, explained (a ``SocklabError`` that is
+        still the original exception type), with nothing left open.
+        """
+        if self._thread is not None:
+            raise RuntimeError("this Server was already started; create a new one")
+        self._register(self.name)
+        c = self.config
+        call = "socket"
+        try:
+            self.sock = TracedSocket.create(c.af, c.kind, c.proto, trace=self.trace, side=self.side,
+                                            owner=self)
+            if self.reuse_address:
+                call = "setsockopt"
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            call = "bind"
+            if not (c.type == "SOCK_RAW" and c.family != "AF_UNIX"):
+                self.sock.bind(c.address)
+            else:
+                self.sock.bind((c.host, 0))
+            if c.family == "AF_UNIX" and not c.path.startswith("\0"):
+                self._bound_path = c.path
+            if c.stream:
+                call = "listen"
+                if c.backlog is None:
+                    self.sock.listen()
+                else:
+                    self.sock.listen(c.backlog)
+            self.address = self.sock.getsockname()
+            self._wake_r, self._wake_w = socket.socketpair()
+        except Exception as exc:
+            self._close_all()
+            runtime.unregister(self.key, self)
+            self.stopped.set()
+            raise explained(exc, c.address, call) from None
+        self._thread = threading.Thread(target=self._serve, name=f"socklab-{self.side}", daemon=True)
+        self._thread.start()
+        if not self.ready.wait(timeout):
+            self.stop()
+            raise TimeoutError(f"server did not become ready within {timeout} s")
+        return self
+
+    def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Stop serving, wake and join every thread, close every socket, remove the AF_UNIX file."""
+        with self._lock:
+            self._stop_flag = True
+            wake = self._wake_w
+        if wake is not None:
+            try:
+                wake.send(b"x")
+            except OSError:
+                pass  # the serving loop already closed its wake-up pair: it is finishing anyway
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+            if t.is_alive():
+                raise RuntimeError(f"server thread did not stop within {timeout} s")
+        elif t is None:
+            self._close_all()
+            self.stopped.set()
+        runtime.unregister(self.key, self)
+
+    close = stop
+    server_close = stop
+
+    @property
+    def running(self) -> bool:
+        return self.ready.is_set() and not self.stopped.is_set()
+
+    # ---- the serving loop
+    def _serve(self):
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            sel.register(self.sock.sock, selectors.EVENT_READ)
+            self.ready.set()
+            deadline = time.monotonic() + self.lifetime
+            while not self._stop_flag:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.trace.note(self.side, f"lifetime of {self.lifetime:g} s reached: stopping")
+                    break
+                for key, _ in sel.select(left):
+                    if key.fileobj is self._wake_r:
+                        self._stop_flag = True
+                        break
+                    if self.config.stream:
+                        self._accept_one()
+                    else:
+                        self._datagram_one()
+        finally:
+            sel.close()
+            self._shutdown_connections()
+            self._close_all()
+            self.stopped.set()
+
+    def _accept_one(self):
+        try:
+            conn, addr = self.sock.accept()
+        except OSError as exc:
+            self.errors.append((self.side, explain(exc, call="accept")))
+            return
+        with self._lock:
+            self._reap()
+            if len(self._conns) >= self.max_connections or self._stop_flag:
+                self.trace.note(conn.side, f"over max_connections={self.max_connections}: closed")
+                conn.close()
+                return
+            self.connections_served += 1
+            t = threading.Thread(target=self._serve_conn, args=(conn,), daemon=True,
+                                 name=f"socklab-{conn.side}")
+            self._conns[conn] = t
+        t.start()
+
+    def _serve_conn(self, conn: TracedSocket):
+        try:
+            conn.settimeout(self.idle_timeout)
+            self.handler(conn, self)
+        except Exception as exc:  # recorded in the trace already; keep an explanation for the panel
+            if not self._stop_flag:
+                self.errors.append((conn.side, explain(exc)))
+        finally:
+            conn.close()
+
+    def _datagram_one(self):
+        try:
+            data, addr = self.sock.recvfrom(self.max_message)
+        except OSError as exc:
+            self.errors.append((self.side, explain(exc, call="recvfrom")))
+            return
+        try:
+            self.handler(self.sock, data, addr, self)
+        except Exception as exc:
+            self.errors.append((self.side, explain(exc)))
+
+    def _reap(self):
+        for c, t in list(self._conns.items()):
+            if not t.is_alive():
+                del self._conns[c]
+
+    def _shutdown_connections(self):
+        with self._lock:
+            conns = list(self._conns.items())
+        for conn, t in conns:
+            if t.is_alive() and not conn.closed:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes a recv() blocked in the handler
+                except OSError:
+                    pass  # already disconnected: the handler is returning anyway
+        for conn, t in conns:
+            t.join(DEFAULT_TIMEOUT)
+        with self._lock:
+            self._reap()
+
+    def _close_all(self):
+        if self.sock is not None:
+            self.sock.close()
+        for s in (self._wake_r, self._wake_w):
+            if s is not None:
+                s.close()
+        if self._bound_path and os.path.exists(self._bound_path):
+            os.unlink(self._bound_path)
+            self.trace.note(self.side, f"removed socket file {runtime.display_path(self._bound_path)}")
+        self._bound_path = None
+
+    def __repr__(self):
+        state = "running" if self.running else ("stopped" if self.stopped.is_set() else "new")
+        return f"<socklab.Server {self.config.family} {self.config.type} {self.address!r} {state}>"
+
+
+class Client(_Stoppable):
+    """A client on a real socket, driven one call at a time (from cells, tests or a panel).
+
+    ``Client(server)`` targets a running socklab server and shares its trace; ``Client(address,
+    family=..., type=...)`` targets any server. Every call has a timeout (default 5 s).
+    Errors are raised explained: still the original exception type, with a teaching message.
+    """
+
+    def __init__(self, target=None, config: SocketConfig | None = None, *, trace: Trace | None = None,
+                 name: str | None = None, side: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 **config_kw):
+        if isinstance(target, Server):
+            config = config or target.config
+            trace = trace if trace is not None else target.trace
+            target = target.address
+        self.config = _config(config, config_kw)
+        self.target = target if target is not None else self.config.address
+        self.trace = trace if trace is not None else Trace()
+        self.side = side or self.trace.new_side("client")
+        self.timeout = timeout
+        self.name = name
+        self.sock: TracedSocket | None = None
+        self._own_path: str | None = None
+        self._register(name)
+
+    def _call(self, call, fn, *args, **kw):
+        try:
+            return fn(*args, **kw)
+        except Exception as exc:
+            raise explained(exc, self.target if call in ("connect", "sendto") else None, call) from None
+
+    def open(self) -> "Client":
+        """Create the socket and set its timeout (no connect yet)."""
+        if self.sock is not None and not self.sock.closed:
+            return self
+        c = self.config
+        self.sock = self._call("socket", TracedSocket.create, c.af, c.kind, c.proto,
+                               trace=self.trace, side=self.side, owner=self)
+        self._call("settimeout", self.sock.settimeout, self.timeout)
+        if c.family == "AF_UNIX" and not c.stream:
+            # A datagram reply needs an address to come back to.
+            self._own_path = runtime.private_path("client")
+            self._call("bind", self.sock.bind, self._own_path)
+        return self
+
+    def connect(self) -> "Client":
+        """socket() + settimeout() + connect(). For datagram sockets connect() only fixes the peer."""
+        self.open()
+        self._call("connect", self.sock.connect, self.target)
+        return self
+
+    def send(self, data) -> int:
+        return self._call("send", self._sock().send, data)
+
+    def sendall(self, data) -> None:
+        return self._call("sendall", self._sock().sendall, data)
+
+    def sendto(self, data, address=None) -> int:
+        return self._call("sendto", self._sock().sendto, data, address or self.target)
+
+    def recv(self, bufsize: int = 65536) -> bytes:
+        return self._call("recv", self._sock().recv, bufsize)
+
+    def recvfrom(self, bufsize: int = 65536):
+        return self._call("recvfrom", self._sock().recvfrom, bufsize)
+
+    def request(self, data: bytes, expect: int | None = None) -> bytes:
+        """Send ``data`` and read the reply: for streams, until ``expect`` bytes (default: as many as
+        were sent, right for echo) or end of stream; for datagrams, one datagram."""
+        if isinstance(data, str):
+            data = data.encode()
+        if not self.config.stream:
+            self.sendto(data)
+            return self.recvfrom()[0]
+        if self.sock is None:
+            self.connect()
+        self.sendall(data)
+        want = len(data) if expect is None else expect
+        parts, got = [], 0
+        while got < want:
+            chunk = self.recv(65536)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    def shutdown(self, how=socket.SHUT_WR) -> None:
+        """Half-close: by default 'I will send no more' (the peer's recv() returns b'')."""
+        return self._call("shutdown", self._sock().shutdown, how)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        if self._own_path and os.path.exists(self._own_path):
+            os.unlink(self._own_path)
+        self._own_path = None
+        runtime.unregister(self.key, self)
+
+    stop = close
+
+    def _sock(self) -> TracedSocket:
+        if self.sock is None:
+            self.open() if not self.config.stream else self.connect()
+        return self.sock
+
+    def __repr__(self):
+        state = "closed" if self.sock is None or self.sock.closed else "open"
+        return f"<socklab.Client {self.side} -> {self.target!r} {state}>"
+
+
+def ping(host: str = "127.0.0.1", *, count: int = 1, timeout: float = 2.0, trace: Trace | None = None,
+         side: str = "pinger") -> list:
+    """Send ICMP echo requests on a raw socket (needs root/CAP_NET_RAW); return round-trip times
+    in seconds (None for a lost reply). Raises ConfigError with an explanation where not permitted."""
+    fam = "AF_INET6" if ":" in host else "AF_INET"
+    cfg = SocketConfig(family=fam, type="SOCK_RAW", host=host).validate()
+    trace = trace if trace is not None else Trace()
+    ident = os.getpid() & 0xFFFF
+    icmp_type = 8 if fam == "AF_INET" else 128
+    results = []
+    with TracedSocket.create(cfg.af, cfg.kind, cfg.proto, trace=trace, side=side) as s:
+        s.settimeout(timeout)
+        for seq in range(1, count + 1):
+            payload = b"socklab-ping-%d" % seq
+            header = struct.pack("!BBHHH", icmp_type, 0, 0, ident, seq)
+            csum = _checksum(header + payload) if fam == "AF_INET" else 0  # kernel fills ICMPv6's
+            packet = struct.pack("!BBHHH", icmp_type, 0, csum, ident, seq) + payload
+            t0 = time.perf_counter()
+            s.sendto(packet, (host, 0))
+            results.append(_await_echo_reply(s, fam, ident, seq, t0, timeout))
+    return results
+
+
+def _await_echo_reply(s, fam, ident, seq, t0, timeout):
+    reply_type = 0 if fam == "AF_INET" else 129
+    deadline = t0 + timeout
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return None
+        s.settimeout(left)
+        try:
+            data, _ = s.recvfrom(65536)
+        except TimeoutError:
+            return None
+        icmp = data[(data[0] & 0x0F) * 4:] if fam == "AF_INET" else data  # IPv4 raw: IP header first
+        if len(icmp) >= 8:
+            typ, _, _, rid, rseq = struct.unpack("!BBHHH", icmp[:8])
+            if typ == reply_type and rid == ident and rseq == seq:
+                return time.perf_counter() - t0
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+class Background(_Stoppable):
+    """Run one blocking call (e.g. ``sock.accept``) in a thread, so the next cell can act meanwhile.
+
+    ``result(timeout)`` waits for it (an Event, not polling). ``stop()`` wakes a call blocked on a
+    socket by shutting that socket down.
+    """
+
+    def __init__(self, fn, *args, name: str | None = None, wake: TracedSocket | socket.socket | None = None):
+        self.fn, self.args = fn, args
+        self.wake = wake if wake is not None else getattr(fn, "__self__", None)
+        self._done = threading.Event()
+        self._value = self._error = None
+        self._register(name)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="socklab-background")
+        self._thread.start()
+
+    def _run(self):
+        try:
+            self._value = self.fn(*self.args)
+        except BaseException as exc:  # handed to whoever calls result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: float = DEFAULT_TIMEOUT):
+        """The call's return value; its exception (explained) if it failed."""
+        if not self._done.wait(timeout):
+            raise explained(TimeoutError("timed out"), call=getattr(self.fn, "__name__", None))
+        if self._error is not None:
+            raise explained(self._error, call=getattr(self.fn, "__name__", None))
+        return self._value
+
+    def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if not self._done.is_set() and isinstance(self.wake, (TracedSocket, socket.socket)):
+            try:
+                self.wake.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected/listening any more: the call returns on its own
+        self._done.wait(timeout)
+        runtime.unregister(self.key, self)
+
+
+def socket_(family="AF_INET", type="SOCK_STREAM", proto=0, *, trace: Trace | None = None,
+            side: str = "server", name: str | None = None) -> TracedSocket:
+    """A traced socket for building a server or client by hand, one cell per call.
+
+    Re-running the cell closes the socket the previous run created.
+    """
+    from .config import _name, FAMILIES, TYPES
+    af = getattr(socket, _name(family, FAMILIES, "family"))
+    kind = getattr(socket, _name(type, TYPES, "type"))
+    try:
+        s = TracedSocket.create(af, kind, proto, trace=trace if trace is not None else Trace(), side=side)
+    except Exception as exc:
+        raise explained(exc, call="socket") from None
+    s.stop = s.close
+    runtime.register(name if name is not None else runtime.caller_key(2), s, explicit=name is not None)
+    return s

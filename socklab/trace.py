@@ -1,0 +1,333 @@
+"""Recording socket calls: ``Trace`` holds events, ``TracedSocket`` records every call it makes.
+
+One event per call (never per byte), and repeated data calls on the same side coalesce into one
+event, so bulk transfers stay cheap. Knows nothing of Jupyter.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import socket
+import threading
+import time
+import warnings
+
+PREVIEW = 32  # bytes of payload kept per event for display
+DATA_CALLS = frozenset({"send", "sendall", "sendto", "recv", "recvfrom", "recv_into"})
+
+_OPTNAMES = {}
+for _n in ("SOL_SOCKET", "IPPROTO_TCP", "IPPROTO_IPV6", "IPPROTO_IP"):
+    if hasattr(socket, _n):
+        _OPTNAMES[("level", getattr(socket, _n))] = _n
+for _n in ("SO_REUSEADDR", "SO_REUSEPORT", "SO_KEEPALIVE", "SO_LINGER", "SO_RCVBUF", "SO_SNDBUF",
+           "SO_BROADCAST", "TCP_NODELAY", "IPV6_V6ONLY"):
+    if hasattr(socket, _n):
+        _OPTNAMES.setdefault(("opt", getattr(socket, _n)), _n)
+
+
+class Data:
+    """A payload as the trace keeps it: the first PREVIEW bytes and the full length."""
+
+    __slots__ = ("head", "size")
+
+    def __init__(self, data):
+        mv = memoryview(data)
+        self.size = mv.nbytes
+        self.head = bytes(mv[:PREVIEW]) if self.size > PREVIEW else bytes(mv)
+
+    def __repr__(self):
+        if self.size <= PREVIEW:
+            return repr(self.head)
+        return f"{self.head!r}...({self.size} bytes)"
+
+    def __eq__(self, other):
+        return isinstance(other, Data) and (self.head, self.size) == (other.head, other.size)
+
+
+class Sym:
+    """A symbolic constant shown by name, e.g. AF_INET or SHUT_RDWR."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+    def __eq__(self, other):
+        return isinstance(other, Sym) and other.name == self.name
+
+
+class Event:
+    """One socket call: who made it, what it was, what came back, when, and how long it took."""
+
+    __slots__ = ("seq", "t", "dt", "side", "call", "args", "result", "error", "nbytes", "count")
+
+    def __init__(self, seq, t, dt, side, call, args, result, error, nbytes):
+        self.seq, self.t, self.dt, self.side, self.call = seq, t, dt, side, call
+        self.args, self.result, self.error, self.nbytes, self.count = args, result, error, nbytes, 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def __repr__(self):
+        outcome = self.error if self.error is not None else self.result
+        return f"<Event {self.seq} {self.side} {self.call}{self.args!r} -> {outcome!r}>"
+
+
+class Trace:
+    """A thread-safe, ordered record of socket calls from any number of sides.
+
+    ``subscribe(fn)`` calls ``fn(event)`` after each new or coalesced event, from the thread that
+    made the call (widgets use this for live views).
+    """
+
+    def __init__(self, coalesce: bool = True, max_events: int = 20000):
+        self.t0 = time.perf_counter()
+        self.coalesce = coalesce
+        self.events: collections.deque = collections.deque(maxlen=max_events)
+        self.dropped = 0
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+        self._sides: dict = {}
+        self._listeners: list = []
+        self.listener_errors: list = []
+
+    def __len__(self):
+        return len(self.events)
+
+    def __iter__(self):
+        with self._lock:
+            return iter(list(self.events))
+
+    def new_side(self, prefix: str) -> str:
+        """A fresh side name: 'client', then 'client2', 'client3', ..."""
+        with self._lock:
+            n = self._sides.get(prefix, 0) + 1
+            self._sides[prefix] = n
+        return prefix if n == 1 else f"{prefix}{n}"
+
+    def subscribe(self, fn) -> None:
+        self._listeners.append(fn)
+
+    def unsubscribe(self, fn) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.events.clear()
+            self.dropped = 0
+
+    def record(self, side, call, args=(), result=None, error=None, nbytes=None, start=None) -> Event:
+        """Append one event (or fold a repeated data call into the previous one)."""
+        now = time.perf_counter()
+        start = now if start is None else start
+        with self._lock:
+            last = self.events[-1] if self.events else None
+            if (self.coalesce and error is None and call in DATA_CALLS and last is not None
+                    and last.side == side and last.call == call and last.error is None):
+                last.count += 1
+                last.nbytes = (last.nbytes or 0) + (nbytes or 0)
+                last.dt = now - self.t0 - last.t
+                if isinstance(result, Data) and call.startswith("recv"):
+                    last.result = Data(b"")  # a merged preview would mislead; keep the size only
+                    last.result.size = last.nbytes
+                ev = last
+            else:
+                if len(self.events) == self.events.maxlen:
+                    self.dropped += 1
+                ev = Event(next(self._seq), start - self.t0, now - start, side, call, args, result,
+                           error, nbytes)
+                self.events.append(ev)
+        for fn in list(self._listeners):
+            try:
+                fn(ev)
+            except Exception as exc:  # a broken view must not kill a server thread
+                self.listener_errors.append(exc)
+                warnings.warn(f"socklab trace listener {fn!r} failed: {exc!r}", RuntimeWarning)
+        return ev
+
+    def note(self, side, text) -> Event:
+        """Record something that is not a socket call (e.g. 'ready', 'stopped')."""
+        return self.record(side, "note", (text,))
+
+    def by_side(self) -> dict:
+        """Events grouped by side, each group in order."""
+        out: dict = {}
+        for ev in self:
+            out.setdefault(ev.side, []).append(ev)
+        return out
+
+    def calls(self, side=None) -> list:
+        """The call names in order, optionally for one side only (handy in tests and exercises)."""
+        return [e.call for e in self if side is None or e.side == side]
+
+
+def _sym(kind, value):
+    name = _OPTNAMES.get((kind, value))
+    return Sym(name) if name else value
+
+
+def _family_name(af) -> str:
+    for n in ("AF_INET", "AF_INET6", "AF_UNIX"):
+        if getattr(socket, n, None) == af:
+            return n
+    return str(af)
+
+
+def _type_name(kind) -> str:
+    for n in ("SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "SOCK_SEQPACKET"):
+        if getattr(socket, n, None) == kind:
+            return n
+    return str(kind)
+
+
+class TracedSocket:
+    """A real ``socket.socket`` whose calls are recorded in a ``Trace``.
+
+    Same method names and arguments as ``socket.socket``; the real socket is ``.sock``.
+    """
+
+    def __init__(self, sock: socket.socket, trace: Trace, side: str, owner=None):
+        self.sock = sock
+        self.trace = trace
+        self.side = side
+        self.owner = owner  # the Server/Client that will close this socket, if any
+        self._closed = False
+
+    @classmethod
+    def create(cls, family=socket.AF_INET, type=socket.SOCK_STREAM, proto=0, *, trace=None,
+               side="socket", owner=None) -> "TracedSocket":
+        """Create and record ``socket(family, type[, proto])``."""
+        trace = trace if trace is not None else Trace()
+        args = (Sym(_family_name(family)), Sym(_type_name(type))) + ((proto,) if proto else ())
+        start = time.perf_counter()
+        try:
+            s = socket.socket(family, type, proto)
+        except BaseException as exc:
+            trace.record(side, "socket", args, error=exc, start=start)
+            raise
+        trace.record(side, "socket", args, result=Sym(f"<{side} socket>"), start=start)
+        return cls(s, trace, side, owner)
+
+    # ---- recording helper
+    def _do(self, call, fn, args, shown_args=None, nbytes_of=None, show_result=None):
+        start = time.perf_counter()
+        try:
+            r = fn(*args)
+        except BaseException as exc:
+            self.trace.record(self.side, call, shown_args if shown_args is not None else args,
+                              error=exc, start=start)
+            raise
+        n = nbytes_of(r) if nbytes_of else None
+        self.trace.record(self.side, call, shown_args if shown_args is not None else args,
+                          result=show_result(r) if show_result else r, nbytes=n, start=start)
+        return r
+
+    # ---- traced calls
+    def setsockopt(self, level, opt, value):
+        return self._do("setsockopt", self.sock.setsockopt, (level, opt, value),
+                        (_sym("level", level), _sym("opt", opt), value))
+
+    def settimeout(self, t):
+        return self._do("settimeout", self.sock.settimeout, (t,))
+
+    def setblocking(self, flag):
+        return self._do("setblocking", self.sock.setblocking, (flag,))
+
+    def bind(self, address):
+        return self._do("bind", self.sock.bind, (address,))
+
+    def listen(self, *backlog):
+        return self._do("listen", self.sock.listen, backlog)
+
+    def accept(self, conn_side: str | None = None):
+        """Accept a connection; the new socket is traced as its own side (e.g. 'server/conn1')."""
+        start = time.perf_counter()
+        try:
+            conn, addr = self.sock.accept()
+        except BaseException as exc:
+            self.trace.record(self.side, "accept", (), error=exc, start=start)
+            raise
+        side = conn_side or self.trace.new_side(f"{self.side}/conn")
+        if side.endswith("/conn"):
+            side += "1"
+        self.trace.record(self.side, "accept", (), result=(Sym(f"<{side}>"), addr), start=start)
+        return TracedSocket(conn, self.trace, side, self.owner), addr
+
+    def connect(self, address):
+        return self._do("connect", self.sock.connect, (address,))
+
+    def connect_ex(self, address):
+        return self._do("connect_ex", self.sock.connect_ex, (address,))
+
+    def send(self, data, flags=0):
+        return self._do("send", self.sock.send, (data, flags), (Data(data),), nbytes_of=int)
+
+    def sendall(self, data, flags=0):
+        size = memoryview(data).nbytes if not isinstance(data, str) else None
+        return self._do("sendall", self.sock.sendall, (data, flags), (Data(data) if size is not None
+                        else data,), nbytes_of=lambda r: size)
+
+    def sendto(self, data, address):
+        return self._do("sendto", self.sock.sendto, (data, address), (Data(data), address),
+                        nbytes_of=int)
+
+    def recv(self, bufsize, flags=0):
+        return self._do("recv", self.sock.recv, (bufsize, flags) if flags else (bufsize,),
+                        nbytes_of=len, show_result=Data)
+
+    def recvfrom(self, bufsize, flags=0):
+        return self._do("recvfrom", self.sock.recvfrom, (bufsize, flags) if flags else (bufsize,),
+                        nbytes_of=lambda r: len(r[0]), show_result=lambda r: (Data(r[0]), r[1]))
+
+    def shutdown(self, how=socket.SHUT_RDWR):
+        name = {socket.SHUT_RD: "SHUT_RD", socket.SHUT_WR: "SHUT_WR",
+                socket.SHUT_RDWR: "SHUT_RDWR"}.get(how, how)
+        return self._do("shutdown", self.sock.shutdown, (how,), (Sym(name),))
+
+    def close(self):
+        """Close once; later calls do nothing (like socket.close)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._do("close", self.sock.close, ())
+
+    # ---- untraced helpers
+    @property
+    def closed(self) -> bool:
+        return self._closed or self.sock.fileno() == -1
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def getsockname(self):
+        return self.sock.getsockname()
+
+    def getpeername(self):
+        return self.sock.getpeername()
+
+    def gettimeout(self):
+        return self.sock.gettimeout()
+
+    @property
+    def family(self):
+        return self.sock.family
+
+    @property
+    def type(self):
+        return self.sock.type
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return f"<TracedSocket {self.side} {_family_name(self.sock.family)} " \
+               f"{_type_name(self.sock.type)} {state}>"
