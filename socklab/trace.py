@@ -120,6 +120,7 @@ class Trace:
         with self._lock:
             self.events.clear()
             self.dropped = 0
+            self._sides.clear()
 
     def record(self, side, call, args=(), result=None, error=None, nbytes=None, start=None) -> Event:
         """Append one event (or fold a repeated data call into the previous one)."""

@@ -1,0 +1,256 @@
+"""ipywidgets panels on top of the engine and the renderers.
+
+Live output from server threads goes through widget state and ``Output.append_stdout`` only
+(never print() from a thread: it lands in whichever cell runs at that moment). Every panel has a
+text form for static views: ``panel.transcript()``.
+"""
+from __future__ import annotations
+
+import html as _html
+import time
+
+import ipywidgets as W
+
+from . import runtime
+from .codegen import client_code, server_code
+from .config import FAMILIES, TYPES, SocketConfig
+from .errors import explain
+from .notebook import Rich, show
+from .render.html import code_html, explanation_html, transcript_html, warnings_html
+from .render.text import format_call, format_result
+from .servers import Client, Server
+from .trace import Trace
+
+_REFRESH = 0.1  # seconds between live HTML redraws while events stream in
+
+
+def _optional_views():
+    """The diagram and kernel-state renderers, where present."""
+    try:
+        from .render import diagram
+    except ImportError:
+        diagram = None
+    try:
+        from .render import state
+        from . import kstate
+    except ImportError:
+        state = kstate = None
+    return diagram, state, kstate
+
+
+class LabPanel(W.VBox):
+    """Pick family, type, address and backlog; start a real server and a real client; watch.
+
+    Buttons: Start server, Connect, Send, Close client, Stop server. Each button has a method of
+    the same name (``start_server()``, ...) so a cell or a test can drive the panel too.
+    Re-running the cell that made a panel stops what the old panel started.
+    """
+
+    def __init__(self, family="AF_INET", type="SOCK_STREAM", backlog=5, message="hello",
+                 name: str | None = None, views=("log", "diagram", "state", "code")):
+        self.trace = Trace()
+        self.server: Server | None = None
+        self.client: Client | None = None
+        self.views = views
+        self._last_draw = 0.0
+        self.family = W.Dropdown(options=FAMILIES, value=family, description="family")
+        self.type = W.Dropdown(options=TYPES, value=type, description="type")
+        self.host = W.Text(value="", placeholder="127.0.0.1 (loopback)", description="host")
+        self.port = W.BoundedIntText(value=0, min=0, max=65535, description="port")
+        self.backlog = W.BoundedIntText(value=backlog, min=-10, max=100000, description="backlog")
+        self.all_interfaces = W.Checkbox(value=False, description="allow all interfaces",
+                                         indent=False)
+        self.message = W.Text(value=message, description="message")
+        self.buttons = {}
+        for label, fn, style in (("Start server", self.start_server, "success"),
+                                 ("Connect", self.connect, "info"), ("Send", self.send, "info"),
+                                 ("Close client", self.close_client, ""),
+                                 ("Stop server", self.stop_server, "danger")):
+            b = W.Button(description=label, button_style=style)
+            b.add_class("socklab-" + label.lower().replace(" ", "-"))
+            b.on_click(lambda _b, fn=fn: fn())
+            self.buttons[label] = b
+        self.status = W.HTML(value="<i>no server yet</i>")
+        self.status.add_class("socklab-status")
+        self.alert = W.HTML(value="")
+        self.alert.add_class("socklab-alert")
+        self.events = W.Output(layout=W.Layout(max_height="260px", overflow="auto", border="1px solid #ddd"))
+        self.events.add_class("socklab-log")
+        self.diagram_view = W.HTML(value="")
+        self.diagram_view.add_class("socklab-diagram")
+        self.state_view = W.HTML(value="")
+        self.state_view.add_class("socklab-state")
+        self.code_view = W.HTML(value="")
+        self.code_view.add_class("socklab-code")
+        self.family.observe(self._family_changed, names="value")
+        self._family_changed()
+        tabs = []
+        titles = []
+        for view, widget, title in (("log", self.events, "events (live)"), ("diagram", self.diagram_view, "sequence"),
+                                    ("state", self.state_view, "kernel state"), ("code", self.code_view, "plain Python")):
+            if view in views:
+                tabs.append(widget)
+                titles.append(title)
+        tab = W.Tab(children=tabs)
+        for i, t in enumerate(titles):
+            tab.set_title(i, t)
+        super().__init__([
+            W.HBox([self.family, self.type]), W.HBox([self.host, self.port]),
+            W.HBox([self.backlog, self.all_interfaces]), self.message,
+            W.HBox(list(self.buttons.values())), self.status, self.alert, tab])
+        self.add_class("socklab-panel")
+        self.trace.subscribe(self._on_event)
+        self.key = name if name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=name is not None)
+
+    # ---- text form for GitHub / nbviewer / nbval
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        if isinstance(data, tuple):
+            data = data[0]
+        data = dict(data)
+        data["text/plain"] = (f"socklab panel ({self.family.value}, {self.type.value}): interactive in "
+                              "JupyterLab; the transcript below shows a run.")
+        return data
+
+    def transcript(self, order: str = "side") -> Rich:
+        """What the panel's sockets did, as text and HTML (default: grouped by side, stable)."""
+        return show(self.trace, order=order)
+
+    # ---- controls
+    def _family_changed(self, change=None):
+        fam = self.family.value
+        if fam == "AF_UNIX":
+            self.host.description, self.host.placeholder = "path", "(private temporary path)"
+            self.port.disabled = True
+        else:
+            self.host.description = "host"
+            self.host.placeholder = "127.0.0.1 (loopback)" if fam == "AF_INET" else "::1 (loopback)"
+            self.port.disabled = False
+        self.host.value = ""
+
+    def config(self) -> SocketConfig:
+        """The configuration the controls describe, validated (raises ConfigError)."""
+        text = self.host.value.strip()
+        if self.family.value == "AF_UNIX":
+            cfg = SocketConfig(family="AF_UNIX", type=self.type.value, path=text or None,
+                               backlog=self.backlog.value)
+        else:
+            cfg = SocketConfig(family=self.family.value, type=self.type.value, host=text or None,
+                               port=self.port.value, backlog=self.backlog.value,
+                               allow_all_interfaces=self.all_interfaces.value)
+        return cfg.validate()
+
+    # ---- live views
+    def _on_event(self, ev):
+        res = format_result(ev)
+        self.events.append_stdout(f"{ev.t * 1000:9.3f} ms  {ev.side:<13} {format_call(ev)}"
+                               f"{('  ' + res) if res else ''}\n")
+        now = time.monotonic()
+        if now - self._last_draw >= _REFRESH:
+            self.refresh()
+
+    def refresh(self):
+        """Redraw the diagram and kernel-state views now."""
+        self._last_draw = time.monotonic()
+        diagram, state, kstate = _optional_views()
+        if "diagram" in self.views:
+            self.diagram_view.value = diagram.diagram_html(self.trace) if diagram else \
+                transcript_html(self.trace)
+        if "state" in self.views and state is not None and self.server is not None \
+                and self.server.address is not None:
+            self.state_view.value = state.state_html(kstate.demo_state(self.server))
+
+    def _act(self, what, fn):
+        """Run one button's work; show an explanation instead of raising."""
+        self.alert.value = ""
+        try:
+            result = fn()
+        except Exception as exc:
+            exp = explain(exc, call=what)
+            self.alert.value = explanation_html(exp)
+            self.events.append_stdout(f"!! {what}: {exp.title}\n")
+            result = None
+        self._report_server_errors()
+        self.refresh()
+        return result
+
+    def _report_server_errors(self):
+        srv = self.server
+        if srv is not None and srv.errors:
+            side, exp = srv.errors[-1]
+            self.alert.value = f"<div><b>{_html.escape(side)}</b></div>" + explanation_html(exp)
+
+    # ---- buttons
+    def start_server(self):
+        def go():
+            self.stop_server()
+            cfg = self.config()
+            self.server = Server(cfg, trace=self.trace, name=f"{self.key}/server").start()
+            if cfg.warnings:
+                self.alert.value = warnings_html(cfg.warnings)
+            self.status.value = (f"server <b>listening</b> on <code>{_html.escape(repr(self.server.address))}"
+                                 f"</code>" if cfg.stream else
+                                 f"server <b>bound</b> to <code>{_html.escape(repr(self.server.address))}</code>")
+            self.code_view.value = code_html(server_code(cfg), "server") + code_html(client_code(cfg), "client")
+            return self.server
+        return self._act("start server", go)
+
+    def connect(self):
+        def go():
+            self.close_client()
+            if self.server is not None and self.server.running:
+                self.client = Client(self.server, name=f"{self.key}/client")
+            else:  # no server of ours: try the address in the controls, for real
+                cfg = self.config()
+                self.client = Client(cfg.address, cfg, trace=self.trace, name=f"{self.key}/client")
+            if self.client.config.stream:
+                self.client.connect()
+            else:
+                self.client.open()
+            self.status.value += "<br>client <b>connected</b>" if self.client.config.stream else \
+                "<br>client socket <b>ready</b> (UDP has no connection)"
+            return self.client
+        return self._act("connect", go)
+
+    def send(self, message: str | None = None):
+        def go():
+            if self.client is None:
+                self.connect()
+            if self.client is None:
+                return None
+            msg = self.message.value if message is None else message
+            reply = self.client.request(msg.encode("utf-8"))
+            self.status.value += f"<br>sent {_html.escape(repr(msg.encode('utf-8')))}, reply " \
+                                 f"{_html.escape(repr(reply))}"
+            return reply
+        return self._act("send", go)
+
+    def close_client(self):
+        def go():
+            if self.client is not None:
+                self.client.close()
+                self.client = None
+        return self._act("close", go)
+
+    def stop_server(self):
+        def go():
+            self.close_client()
+            if self.server is not None:
+                self.server.stop()
+                self.server = None
+                self.status.value = "<i>server stopped</i>"
+        return self._act("stop server", go)
+
+    def stop(self):
+        """Stop the client and the server (called when the cell is re-run)."""
+        self.stop_server()
+
+    def run_demo(self, message: str | None = None) -> Rich:
+        """Click through Start server, Connect, Send, Close client, Stop server; return the transcript."""
+        self.start_server()
+        self.connect()
+        self.send(message)
+        self.close_client()
+        self.stop_server()
+        return self.transcript()
