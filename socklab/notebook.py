@@ -58,7 +58,7 @@ def show(trace: Trace, order: str = "time", times: bool = False) -> Rich:
     """A trace as text (in time order, or ``order='side'``: each side's calls, stable under races)
     and as an HTML table."""
     text = side_by_side(trace) if order == "side" else transcript(trace, times=times)
-    return Rich(text, transcript_html(trace, times=times))
+    return Rich(text, transcript_html(trace, times=times, order=order))
 
 
 def code(source: str, title: str = "") -> Rich:

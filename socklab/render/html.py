@@ -44,10 +44,15 @@ def warnings_html(warnings) -> str:
     return f'{CSS}<div class="socklab-box socklab-warn"><b>Warning</b>{items}</div>'
 
 
-def transcript_html(trace: Trace, times: bool = True, last: int | None = 200) -> str:
-    """A table of events, one colour per side; the newest ``last`` rows."""
+def transcript_html(trace: Trace, times: bool = True, last: int | None = 200,
+                    order: str = "time") -> str:
+    """A table of events, one colour per side; the newest ``last`` rows.
+
+    ``order='side'`` groups rows by side, stable when threads race (as ``side_by_side``)."""
     events = list(trace)
     sides = list(dict.fromkeys(e.side for e in events))
+    if order == "side":
+        events.sort(key=lambda e: sides.index(e.side))  # stable sort keeps each side's order
     skipped = 0
     if last is not None and len(events) > last:
         skipped, events = len(events) - last, events[-last:]

@@ -11,15 +11,15 @@ import time
 
 import ipywidgets as W
 
-from . import runtime
-from .codegen import client_code, server_code
-from .config import FAMILIES, TYPES, SocketConfig
-from .errors import explain
-from .notebook import Rich, show
-from .render.html import code_html, explanation_html, transcript_html, warnings_html
-from .render.text import format_call, format_result
-from .servers import Client, Server
-from .trace import Trace
+from .. import runtime
+from ..codegen import client_code, server_code
+from ..config import FAMILIES, TYPES, SocketConfig
+from ..errors import explain
+from ..notebook import Rich, show
+from ..render.html import code_html, explanation_html, transcript_html, warnings_html
+from ..render.text import format_call, format_result
+from ..servers import Client, Server
+from ..trace import Trace
 
 _REFRESH = 0.1  # seconds between live HTML redraws while events stream in
 
@@ -27,12 +27,12 @@ _REFRESH = 0.1  # seconds between live HTML redraws while events stream in
 def _optional_views():
     """The diagram and kernel-state renderers, where present."""
     try:
-        from .render import diagram
+        from ..render import diagram
     except ImportError:
         diagram = None
     try:
-        from .render import state
-        from . import kstate
+        from ..render import state
+        from .. import kstate
     except ImportError:
         state = kstate = None
     return diagram, state, kstate
@@ -231,6 +231,8 @@ class LabPanel(W.VBox):
             if self.client is not None:
                 self.client.close()
                 self.client = None
+                if self.server is not None and self.server.running:
+                    self.server.wait_idle()  # let the server see b'' and close its end
         return self._act("close", go)
 
     def stop_server(self):

@@ -1,0 +1,80 @@
+"""A client that runs on its own in a thread, for servers the learner builds cell by cell."""
+from __future__ import annotations
+
+import socket
+import threading
+
+from . import runtime
+from .config import SocketConfig
+from .errors import explain
+from .trace import Trace, TracedSocket
+
+
+class BackgroundClient:
+    """Connect to ``address``, send each message, read each reply, close: all in a thread.
+
+    The learner's own server (built in the following cells) sees a real peer. Every call has
+    ``timeout``; ``stop()`` wakes a blocked call by shutting the socket down. ``done`` is an
+    Event; ``replies`` and ``error`` (an Explanation) say how it went.
+    """
+
+    def __init__(self, address, messages=(b"hello",), *, family="AF_INET", type="SOCK_STREAM",
+                 trace: Trace | None = None, side: str = "client", timeout: float = 10.0,
+                 name: str | None = None, read_replies: bool = True):
+        cfg = SocketConfig(family=family, type=type).validate()
+        self.config, self.address = cfg, address
+        self.messages = [m.encode() if isinstance(m, str) else m for m in messages]
+        self.trace = trace if trace is not None else Trace()
+        self.side, self.timeout, self.read_replies = side, timeout, read_replies
+        self.replies: list = []
+        self.error = None
+        self.done = threading.Event()
+        self.sock: TracedSocket | None = None
+        self._lock = threading.Lock()
+        self.key = name if name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=name is not None)
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"socklab-{side}")
+        self._thread.start()
+
+    def _run(self):
+        c = self.config
+        try:
+            with self._lock:
+                self.sock = TracedSocket.create(c.af, c.kind, trace=self.trace, side=self.side, owner=self)
+            self.sock.settimeout(self.timeout)
+            if c.stream:
+                self.sock.connect(self.address)
+            for msg in self.messages:
+                if c.stream:
+                    self.sock.sendall(msg)
+                    if self.read_replies:
+                        self.replies.append(self.sock.recv(65536))
+                else:
+                    self.sock.sendto(msg, self.address)
+                    if self.read_replies:
+                        self.replies.append(self.sock.recvfrom(65536)[0])
+        except Exception as exc:  # kept for the learner: shown by wait() / the panel
+            self.error = explain(exc, self.address)
+        finally:
+            with self._lock:
+                if self.sock is not None:
+                    self.sock.close()
+            self.done.set()
+
+    def wait(self, timeout: float | None = None) -> list:
+        """Wait until the client has finished; return the replies (raises TimeoutError if not done)."""
+        if not self.done.wait(self.timeout * (len(self.messages) + 2) if timeout is None else timeout):
+            raise TimeoutError("the background client is still waiting: is your server accepting "
+                               "and replying?")
+        return self.replies
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            sock = self.sock
+            if sock is not None and not sock.closed and not self.done.is_set():
+                try:
+                    sock.sock.shutdown(socket.SHUT_RDWR)  # wakes connect/recv; untraced: not the lesson
+                except OSError:
+                    pass  # not connected yet: the blocked call ends with its own timeout
+        self._thread.join(timeout)
+        runtime.unregister(self.key, self)
