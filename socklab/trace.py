@@ -14,6 +14,7 @@ import warnings
 
 PREVIEW = 32  # bytes of payload kept per event for display
 DATA_CALLS = frozenset({"send", "sendall", "sendto", "recv", "recvfrom", "recv_into"})
+SEND_CALLS = frozenset({"send", "sendall", "sendto"})
 
 _OPTNAMES = {}
 for _n in ("SOL_SOCKET", "IPPROTO_TCP", "IPPROTO_IPV6", "IPPROTO_IP"):
@@ -72,6 +73,11 @@ class Event:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def at(self) -> float:
+        """When the call took effect: sends at their start, everything else when it returned."""
+        return self.t if self.call in SEND_CALLS else self.t + self.dt
+
     def __repr__(self):
         outcome = self.error if self.error is not None else self.result
         return f"<Event {self.seq} {self.side} {self.call}{self.args!r} -> {outcome!r}>"
@@ -84,14 +90,16 @@ class Trace:
     made the call (widgets use this for live views).
     """
 
-    def __init__(self, coalesce: bool = True, max_events: int = 20000):
+    def __init__(self, coalesce: bool = True, max_events: int = 20000, detail: int = 8):
         self.t0 = time.perf_counter()
         self.coalesce = coalesce
+        self.detail = detail
         self.events: collections.deque = collections.deque(maxlen=max_events)
         self.dropped = 0
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self._sides: dict = {}
+        self._runs: dict = {}  # side -> {"": calls so far, call: folding Event} for its current run
         self._listeners: list = []
         self.listener_errors: list = []
 
@@ -121,15 +129,24 @@ class Trace:
             self.events.clear()
             self.dropped = 0
             self._sides.clear()
+            self._runs.clear()
 
     def record(self, side, call, args=(), result=None, error=None, nbytes=None, start=None) -> Event:
-        """Append one event (or fold a repeated data call into the previous one)."""
+        """Append one event, or fold a data call into the same call earlier in this side's run.
+
+        A run is a side's uninterrupted sequence of successful data calls (other sides may interleave).
+        Its first ``detail`` calls are kept one by one, so small demos show every send and recv;
+        after that each call folds into one event per call name with a count, so a bulk transfer
+        costs a handful of events. Any other call, an error, or end of stream (recv returning b'')
+        ends the run.
+        """
         now = time.perf_counter()
         start = now if start is None else start
+        data = call in DATA_CALLS and error is None and not (call.startswith("recv") and nbytes == 0)
         with self._lock:
-            last = self.events[-1] if self.events else None
-            if (self.coalesce and error is None and call in DATA_CALLS and last is not None
-                    and last.side == side and last.call == call and last.error is None):
+            run = self._runs.get(side)
+            last = run.get(call) if (run is not None and data and self.coalesce) else None
+            if last is not None:
                 last.count += 1
                 last.nbytes = (last.nbytes or 0) + (nbytes or 0)
                 last.dt = now - self.t0 - last.t
@@ -142,7 +159,14 @@ class Trace:
                     self.dropped += 1
                 ev = Event(next(self._seq), start - self.t0, now - start, side, call, args, result,
                            error, nbytes)
-                self.events.append(ev)
+                self._insert(ev)
+                if self.coalesce and data:
+                    run = self._runs.setdefault(side, {"": 0})
+                    run[""] += 1
+                    if run[""] > self.detail:
+                        run[call] = ev
+                else:
+                    self._runs.pop(side, None)
         for fn in list(self._listeners):
             try:
                 fn(ev)
@@ -150,6 +174,19 @@ class Trace:
                 self.listener_errors.append(exc)
                 warnings.warn(f"socklab trace listener {fn!r} failed: {exc!r}", RuntimeWarning)
         return ev
+
+    def _insert(self, ev: Event) -> None:
+        """Append in causal order: a send counts from its start (the data is on its way from then),
+        every other call from its return, so a reply's send comes before the recv that got it."""
+        events = self.events
+        i = len(events)
+        at = ev.at
+        while i and events[i - 1].at > at:
+            i -= 1
+        if i == len(events):
+            events.append(ev)
+        else:
+            events.insert(i, ev)
 
     def note(self, side, text) -> Event:
         """Record something that is not a socket call (e.g. 'ready', 'stopped')."""
