@@ -53,7 +53,7 @@ def _config(config, kw) -> SocketConfig:
 class _Stoppable:
     """Registry plumbing shared by servers and clients."""
 
-    key: str
+    key: str | None = None  # set when registered; stopping a never-started demo is harmless
 
     def _register(self, name):
         self.key = name if name is not None else runtime.caller_key(3)
@@ -75,13 +75,15 @@ class Server(_Stoppable):
     and ``lifetime`` seconds before the server stops itself.
 
     Starting a server under the same ``name`` as a running one (by default: the same line of the
-    same cell) stops the old one first.
+    same cell) stops the old one first. ``reuse_address`` sets SO_REUSEADDR; by default it is set for
+    TCP on a fixed port (as ``socket.create_server`` does), so a re-run can bind the port while the
+    old server's connections are in TIME_WAIT. Never for UDP: there it would let two sockets share a port.
     """
 
     def __init__(self, config: SocketConfig | None = None, handler=None, *, trace: Trace | None = None,
                  name: str | None = None, side: str = "server", max_connections: int = 16,
                  max_message: int = 65536, idle_timeout: float = 30.0, lifetime: float = 900.0,
-                 reuse_address: bool = False, **config_kw):
+                 reuse_address: bool | None = None, **config_kw):
         self.config = _config(config, config_kw)
         if self.config.type == "SOCK_RAW" and self.config.family != "AF_UNIX":
             handler = handler or record_only
@@ -100,13 +102,21 @@ class Server(_Stoppable):
         self._wake_r = self._wake_w = None
         self._stop_flag = False
         self._lock = threading.Lock()
-        self._conns: dict = {}  # TracedSocket -> Thread
+        self._conns: dict = {}  # live connections: TracedSocket -> Thread (handler still serving)
+        self._threads: list = []  # every handler thread not yet joined
+        self._conn_done = threading.Condition(self._lock)
         self._bound_path: str | None = None
         self.connections_served = 0
 
     @property
     def warnings(self):
         return self.config.warnings
+
+    def __enter__(self):
+        """``with Server(...) as srv:`` starts the server (if not started yet) and stops it at the end."""
+        if self._thread is None:
+            self.start()
+        return self
 
     # ---- lifecycle
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> "Server":
@@ -123,7 +133,10 @@ class Server(_Stoppable):
         try:
             self.sock = TracedSocket.create(c.af, c.kind, c.proto, trace=self.trace, side=self.side,
                                             owner=self)
-            if self.reuse_address:
+            reuse = self.reuse_address
+            if reuse is None:
+                reuse = c.stream and c.family != "AF_UNIX" and bool(c.port)
+            if reuse:
                 call = "setsockopt"
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             call = "bind"
@@ -223,6 +236,7 @@ class Server(_Stoppable):
             t = threading.Thread(target=self._serve_conn, args=(conn,), daemon=True,
                                  name=f"socklab-{conn.side}")
             self._conns[conn] = t
+            self._threads.append(t)
         t.start()
 
     def _serve_conn(self, conn: TracedSocket):
@@ -233,7 +247,15 @@ class Server(_Stoppable):
             if not self._stop_flag:
                 self.errors.append((conn.side, explain(exc)))
         finally:
-            conn.close()
+            with self._lock:
+                conn.close()
+                self._conns.pop(conn, None)
+                self._conn_done.notify_all()
+
+    def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
+        """Wait until every accepted connection has been served and closed; False on timeout."""
+        with self._lock:
+            return self._conn_done.wait_for(lambda: not self._conns, timeout)
 
     def _datagram_one(self):
         try:
@@ -247,20 +269,18 @@ class Server(_Stoppable):
             self.errors.append((self.side, explain(exc)))
 
     def _reap(self):
-        for c, t in list(self._conns.items()):
-            if not t.is_alive():
-                del self._conns[c]
+        self._threads = [t for t in self._threads if t.is_alive()]
 
     def _shutdown_connections(self):
-        with self._lock:
-            conns = list(self._conns.items())
-        for conn, t in conns:
-            if t.is_alive() and not conn.closed:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)  # wakes a recv() blocked in the handler
-                except OSError:
-                    pass  # already disconnected: the handler is returning anyway
-        for conn, t in conns:
+        with self._lock:  # the handler closes its connection under this lock too: no shutdown after close
+            for conn in list(self._conns):
+                if not conn.closed:
+                    try:
+                        conn.shutdown(socket.SHUT_RDWR)  # wakes a recv() blocked in the handler
+                    except OSError:
+                        pass  # already disconnected: the handler is returning anyway
+            threads = list(self._threads)
+        for t in threads:  # including handlers that already left _conns but are still finishing
             t.join(DEFAULT_TIMEOUT)
         with self._lock:
             self._reap()
@@ -357,15 +377,33 @@ class Client(_Stoppable):
             return self.recvfrom()[0]
         if self.sock is None:
             self.connect()
-        self.sendall(data)
+        sender, failed = None, []
+        if len(data) <= 65536:
+            self.sendall(data)
+        else:
+            # Read while sending: an echoed large message would otherwise fill the buffers in
+            # both directions and both sides would block.
+            def send():
+                try:
+                    self.sendall(data)
+                except Exception as exc:  # re-raised below, in the caller's thread
+                    failed.append(exc)
+            sender = threading.Thread(target=send, daemon=True, name=f"socklab-{self.side}-send")
+            sender.start()
         want = len(data) if expect is None else expect
         parts, got = [], 0
-        while got < want:
-            chunk = self.recv(65536)
-            if not chunk:
-                break
-            parts.append(chunk)
-            got += len(chunk)
+        try:
+            while got < want:
+                chunk = self.recv(65536)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                got += len(chunk)
+        finally:
+            if sender is not None:
+                sender.join(self.timeout + 1)
+        if failed:
+            raise failed[0]
         return b"".join(parts)
 
     def shutdown(self, how=socket.SHUT_WR) -> None:

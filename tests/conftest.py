@@ -1,0 +1,177 @@
+"""Shared fixtures for socklab's engine tests.
+
+* ``leakcheck``: fails a test that leaves a file descriptor, a thread, a listening socket or a file in
+  socklab's private AF_UNIX directory behind.
+* ``as_nobody``: runs a Python snippet as the unprivileged user 65534 (nobody), for the errors a learner
+  without root sees (EACCES on port 80, EPERM on raw sockets).
+* every test ends with ``socklab.stop_all()``, so one failing test cannot leave servers to the next.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+import pytest
+
+import socklab
+from socklab import kstate, runtime
+
+NOBODY = 65534
+JOIN_TIMEOUT = 5.0
+
+
+def fd_count() -> int:
+    """Open file descriptors of this process."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def rundir_files() -> list:
+    return sorted(os.listdir(runtime.rundir()))
+
+
+@dataclass
+class Snapshot:
+    fds: int
+    threads: int
+    thread_set: frozenset
+    listening: list
+    files: list
+
+
+def snapshot() -> Snapshot:
+    return Snapshot(fd_count(), threading.active_count(), frozenset(threading.enumerate()),
+                    kstate.listening(), rundir_files())
+
+
+def join_new_threads(before: frozenset, timeout: float = JOIN_TIMEOUT) -> list:
+    """Join every thread started since ``before``; return the names of those still alive."""
+    alive = []
+    for t in threading.enumerate():
+        if t in before or t is threading.current_thread():
+            continue
+        t.join(timeout)
+        if t.is_alive():
+            alive.append(t.name)
+    return alive
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _stop_everything():
+    """Runs after every test (and after ``leakcheck``, which must see leaks before this hides them)."""
+    yield
+    socklab.stop_all()
+
+
+@pytest.fixture
+def leakcheck(request):
+    """Snapshot fds, threads, listening sockets and rundir files; assert them unchanged afterwards.
+
+    Threads the test started are joined (never waited for by sleeping) before counting.
+    The fixture value is the snapshot taken before the test. When the test itself failed, its own
+    clean-up was skipped: then socklab.stop_all() runs first, so only leaks it cannot fix are reported.
+    """
+    if not os.path.isdir("/proc/self/fd") or not kstate.available():
+        pytest.skip("leak checks read /proc (Linux only)")
+    before = snapshot()
+    yield before
+    if request.node.stash.get(_CALL_FAILED, False):
+        socklab.stop_all()
+    alive = join_new_threads(before.thread_set)
+    after = snapshot()
+    problems = []
+    if alive:
+        problems.append(f"threads still running: {alive}")
+    if after.threads != before.threads:
+        problems.append(f"thread count {before.threads} -> {after.threads}")
+    if after.fds != before.fds:
+        problems.append(f"fd count {before.fds} -> {after.fds}")
+    if after.listening != before.listening:
+        problems.append(f"listening sockets {before.listening} -> {after.listening}")
+    if after.files != before.files:
+        problems.append(f"files in rundir {before.files} -> {after.files}")
+    assert not problems, "leak: " + "; ".join(problems)
+
+
+# ---- running code as an unprivileged user
+
+# Imported as root before dropping privileges (fallback mode): after setuid() the interpreter's own
+# files may be unreadable, so everything a snippet uses must already be in sys.modules.
+_DROP = (
+    "import errno, json, os, socket, struct, sys, socklab, socklab.config, socklab.errors, "
+    "socklab.servers\n"
+    f"os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})\n"
+    f"assert os.getuid() == os.geteuid() == {NOBODY} and not socklab.config.can_raw()\n"
+)
+
+
+def _env():
+    env = dict(os.environ)
+    env["HOME"] = "/tmp"
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+def _as_user(args, timeout):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd="/",
+                          env=_env(), user=NOBODY, group=NOBODY, extra_groups=[])
+
+
+@functools.lru_cache(maxsize=1)
+def nobody_mode() -> tuple:
+    """('user', '') when uid 65534 can run sys.executable and import socklab;
+    ('drop', why) when it cannot, but a root process can import socklab and then drop to uid 65534;
+    (None, reason) when neither works."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None, "needs root to switch to uid 65534 (tests run as a normal user here)"
+    probe = f"import os, socklab; assert os.geteuid() == {NOBODY}"
+    try:
+        r = _as_user([sys.executable, "-c", probe], 30)
+        if r.returncode == 0:
+            return "user", ""
+        why = f"uid {NOBODY} cannot import socklab with {sys.executable}: {r.stderr.strip()[-300:]}"
+    except PermissionError as exc:
+        why = f"uid {NOBODY} cannot run {sys.executable} ({exc})"
+    r = subprocess.run([sys.executable, "-c", _DROP + "print('ok')"], capture_output=True, text=True,
+                       timeout=30, cwd="/", env=_env())
+    if r.returncode == 0 and r.stdout.strip() == "ok":
+        return "drop", why
+    return None, why + f"; dropping privileges after import failed too: {r.stderr.strip()[-300:]}"
+
+
+def run_as_nobody(code: str, timeout: float = 30) -> dict:
+    """Run ``code`` as uid/gid 65534 with sys.executable; it must print one JSON object as its last
+    stdout line, which is returned. Skips (with the reason) where that is impossible."""
+    mode, why = nobody_mode()
+    if mode is None:
+        pytest.skip(f"cannot run code as a non-root user: {why}")
+    if mode == "user":
+        r = _as_user([sys.executable, "-c", code], timeout)
+    else:
+        r = subprocess.run([sys.executable, "-c", _DROP + code], capture_output=True, text=True,
+                           timeout=timeout, cwd="/", env=_env())
+    assert r.returncode == 0, f"snippet failed as uid {NOBODY} ({mode} mode):\n{r.stderr}"
+    lines = r.stdout.strip().splitlines()
+    assert lines, f"snippet printed nothing as uid {NOBODY}; stderr:\n{r.stderr}"
+    return json.loads(lines[-1])
+
+
+@pytest.fixture
+def as_nobody():
+    """``as_nobody(code) -> dict``: see ``run_as_nobody``."""
+    return run_as_nobody
