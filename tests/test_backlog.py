@@ -1,0 +1,74 @@
+"""The accept-queue experiment on real sockets: backlog + 1 get in, the rest time out (Linux)."""
+import socket
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from socklab.backlog import run_backlog_experiment
+from socklab.errors import ConfigError
+from socklab.render.diagram import diagram_text
+from socklab.render.state import queue_gauge_html, queue_gauge_text
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="measured on Linux")
+
+
+@pytest.mark.parametrize("backlog", [0, 1, 2])
+def test_backlog_plus_one_connect_and_the_rest_time_out(backlog, leakcheck):
+    r = run_backlog_experiment(backlog, clients=backlog + 3, connect_timeout=0.5)
+    assert r.backlog_in_force == backlog and r.capacity == backlog + 1
+    assert [c.outcome for c in r.clients] == ["connected"] * (backlog + 1) + ["timed out"] * 2
+    assert r.count("refused") == 0  # dropped SYNs, not refusals
+    assert r.queue_seen == backlog + 1
+    assert all(c.error.startswith("TimeoutError") for c in r.clients if not c.connected)
+    text = r.text()
+    assert f"listen({backlog})" in text and f"holds {backlog + 1}" in text
+    assert f"{backlog + 1} connected, 2 timed out, 0 refused." in text
+
+
+def test_waiting_clients_get_in_when_the_server_accepts(leakcheck):
+    # the kernel retries a dropped SYN after about 1 s; the connect timeout leaves room for that
+    r = run_backlog_experiment(1, clients=3, connect_timeout=3.0, accept_after=0)
+    assert [c.outcome for c in r.clients] == ["connected", "connected", "connected after accept"]
+    assert sorted(c.accepted_as for c in r.clients) == ["server/conn1", "server/conn2", "server/conn3"]
+    assert r.peers == {c.side: c.accepted_as for c in r.clients}
+    assert "let in after accept()" in queue_gauge_text(r)
+    lines = diagram_text(r.trace, peers=r.peers).splitlines()
+    assert "server: [now calling accept()]" in lines
+    assert "client3 ──connect──▶ server" in lines
+
+
+def test_listen_without_argument_uses_128(leakcheck):
+    r = run_backlog_experiment(None, clients=2, connect_timeout=0.5)
+    assert r.backlog_in_force == min(socket.SOMAXCONN, 128) == 128
+    assert [c.outcome for c in r.clients] == ["connected", "connected"]
+    assert "listen()" in r.text()
+    assert "+109 more places" in queue_gauge_text(r)
+
+
+def test_unix_stream_full_queue_would_block(leakcheck):
+    r = run_backlog_experiment(1, clients=3, connect_timeout=0.5, family="AF_UNIX")
+    assert [c.outcome for c in r.clients] == ["connected", "connected", "would block"]
+    assert r.backlog_in_force == 1 and r.queue_seen == 2
+
+
+def test_gauge_views(leakcheck):
+    r = run_backlog_experiment(0, clients=2, connect_timeout=0.5)
+    text = queue_gauge_text(r)
+    assert text.splitlines()[0] == \
+        "accept queue (backlog 0 in force, holds 1): [#]  at most 1 waiting (full)"
+    assert "turned away: client2 (timed out)" in text and "SYN was dropped, not refused" in text
+    html = queue_gauge_html(r)
+    svg = html[html.index("<svg"):html.index("</svg>") + 6]
+    root = ET.fromstring(svg)
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "client" in texts and "client2" in texts and "timed out" in texts
+
+
+def test_bad_settings_are_explained():
+    with pytest.raises(ConfigError):
+        run_backlog_experiment(1, clients=1000)
+    with pytest.raises(ConfigError):
+        run_backlog_experiment(1, clients=2, connect_timeout=0)
+    with pytest.raises(ConfigError):
+        run_backlog_experiment("5", clients=2)
