@@ -11,6 +11,10 @@ from .servers import Background, Client, Server, echo, echo_datagram, ping, sock
 from .codegen import client_code, server_code
 from .runtime import running, stop_all
 from .render.text import side_by_side, transcript
+from .render.diagram import diagram_html, diagram_svg, diagram_text
+from .render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
+from .kstate import demo_state, listener_state, sockets_on_ports
+from .backlog import run_backlog_experiment
 
 __version__ = "0.1.0"
 
@@ -18,5 +22,7 @@ __all__ = [
     "SocketConfig", "ConfigError", "Explanation", "SocklabError", "explain", "explained",
     "Event", "Trace", "TracedSocket", "Background", "Client", "Server", "echo", "echo_datagram",
     "ping", "socket", "client_code", "server_code", "running", "stop_all", "side_by_side",
-    "transcript", "__version__",
+    "transcript", "diagram_html", "diagram_svg", "diagram_text", "queue_gauge_html",
+    "queue_gauge_text", "state_html", "state_text", "demo_state", "listener_state",
+    "sockets_on_ports", "run_backlog_experiment", "__version__",
 ]

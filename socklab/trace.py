@@ -14,7 +14,7 @@ import warnings
 
 PREVIEW = 32  # bytes of payload kept per event for display
 DATA_CALLS = frozenset({"send", "sendall", "sendto", "recv", "recvfrom", "recv_into"})
-SEND_CALLS = frozenset({"send", "sendall", "sendto"})
+RECEIVE_CALLS = frozenset({"recv", "recvfrom", "recv_into", "accept"})
 
 _OPTNAMES = {}
 for _n in ("SOL_SOCKET", "IPPROTO_TCP", "IPPROTO_IPV6", "IPPROTO_IP"):
@@ -75,8 +75,9 @@ class Event:
 
     @property
     def at(self) -> float:
-        """When the call took effect: sends at their start, everything else when it returned."""
-        return self.t if self.call in SEND_CALLS else self.t + self.dt
+        """When the call took effect: a receiving call (recv, accept) when it returned with what
+        arrived; every other call (send, connect, close, ...) when it started acting."""
+        return self.t + self.dt if self.call in RECEIVE_CALLS else self.t
 
     def __repr__(self):
         outcome = self.error if self.error is not None else self.result
@@ -176,8 +177,8 @@ class Trace:
         return ev
 
     def _insert(self, ev: Event) -> None:
-        """Append in causal order: a send counts from its start (the data is on its way from then),
-        every other call from its return, so a reply's send comes before the recv that got it."""
+        """Append in causal order (see ``Event.at``): a send, connect or close comes before the recv
+        or accept that saw its effect, even though the receiver's thread may record first."""
         events = self.events
         i = len(events)
         at = ev.at

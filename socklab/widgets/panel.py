@@ -16,26 +16,15 @@ from ..codegen import client_code, server_code
 from ..config import FAMILIES, TYPES, SocketConfig
 from ..errors import explain
 from ..notebook import Rich, show
-from ..render.html import code_html, explanation_html, transcript_html, warnings_html
+from ..kstate import demo_state
+from ..render.diagram import diagram_html
+from ..render.html import code_html, explanation_html, warnings_html
+from ..render.state import state_html
 from ..render.text import format_call, format_result
 from ..servers import Client, Server
 from ..trace import Trace
 
 _REFRESH = 0.1  # seconds between live HTML redraws while events stream in
-
-
-def _optional_views():
-    """The diagram and kernel-state renderers, where present."""
-    try:
-        from ..render import diagram
-    except ImportError:
-        diagram = None
-    try:
-        from ..render import state
-        from .. import kstate
-    except ImportError:
-        state = kstate = None
-    return diagram, state, kstate
 
 
 class LabPanel(W.VBox):
@@ -153,13 +142,10 @@ class LabPanel(W.VBox):
     def refresh(self):
         """Redraw the diagram and kernel-state views now."""
         self._last_draw = time.monotonic()
-        diagram, state, kstate = _optional_views()
         if "diagram" in self.views:
-            self.diagram_view.value = diagram.diagram_html(self.trace) if diagram else \
-                transcript_html(self.trace)
-        if "state" in self.views and state is not None and self.server is not None \
-                and self.server.address is not None:
-            self.state_view.value = state.state_html(kstate.demo_state(self.server))
+            self.diagram_view.value = diagram_html(self.trace)
+        if "state" in self.views and self.server is not None and self.server.address is not None:
+            self.state_view.value = state_html(demo_state(self.server))
 
     def _act(self, what, fn):
         """Run one button's work; show an explanation instead of raising."""
