@@ -1,0 +1,348 @@
+"""Panels for message framing on a byte stream: what the server's recv() calls see, and what the
+write-write-read pattern costs with Nagle's algorithm.
+
+``FramingPanel``: pick a framing (none, delimiter, length prefix), a list of messages and how the
+client writes them; a real server reads them with that framing and shows each ``recv()`` chunk and
+each message it decoded. ``NaglePanel``: time request/reply round trips on real loopback TCP with
+TCP_NODELAY on or off, the request written in one or two pieces. Live output goes through widget
+state and ``Output.append_stdout`` only; ``transcript()`` is the text form for static views.
+"""
+from __future__ import annotations
+
+import html as _html
+import socket
+import threading
+
+import ipywidgets as W
+
+from .. import framing, runtime
+from ..errors import explain
+from ..notebook import Rich, show
+from ..render.html import CSS, explanation_html
+from ..render.text import format_call, format_result
+from ..servers import Client, Server
+from ..trace import Trace
+
+FRAMINGS = (("none: each recv() is a 'message'", "none"), ("delimiter b'\\n'", "delimiter"),
+            ("length prefix '!I'", "prefix"))
+WRITES = (("one sendall() per message", "each"), ("all messages in one sendall()", "one"))
+WAIT = 5.0  # seconds any step may take
+
+
+def _frame(kind: str, message: bytes) -> bytes:
+    if kind == "delimiter":
+        return framing.encode_line(message)
+    if kind == "prefix":
+        return framing.encode_message(message)
+    return message
+
+
+def _decoder(kind: str):
+    if kind == "delimiter":
+        return framing.LineDecoder()
+    if kind == "prefix":
+        return framing.PrefixDecoder()
+    return None
+
+
+class FramingPanel(W.VBox):
+    """A real TCP server that reads with the framing picked; a client that sends the messages.
+
+    Buttons: Start server, Send, Stop server (methods ``start_server()``, ``send()``,
+    ``stop_server()``). Each Send opens a new connection, writes the messages, half-closes and waits
+    for the server to finish. With "server reads late" ticked (the default) the server starts reading
+    only after the client has written everything, as a busy server would: the result is then the
+    same on every run. Untick it to watch the chunking change from run to run.
+    ``last`` holds the latest result: ``{"chunks": [...], "messages": [...], "error": ...}``.
+    """
+
+    def __init__(self, framing_kind: str = "none", messages: str = "hello, world, !",
+                 writes: str = "each", bufsize: int = 1024, read_late: bool = True,
+                 name: str | None = None):
+        self.trace = Trace()
+        self.server: Server | None = None
+        self.last: dict | None = None
+        self._sent = threading.Event()
+        self.framing = W.Dropdown(options=FRAMINGS, value=framing_kind, description="framing")
+        self.messages = W.Text(value=messages, description="messages",
+                               placeholder="comma-separated, e.g. hello, world")
+        self.writes = W.Dropdown(options=WRITES, value=writes, description="client")
+        self.bufsize = W.BoundedIntText(value=bufsize, min=1, max=65536, description="recv size")
+        self.read_late = W.Checkbox(value=read_late, description="server reads late", indent=False)
+        self.buttons = {}
+        for label, fn, style in (("Start server", self.start_server, "success"),
+                                 ("Send", self.send, "info"), ("Stop server", self.stop_server, "danger")):
+            b = W.Button(description=label, button_style=style)
+            b.add_class("socklab-" + label.lower().replace(" ", "-"))
+            b.on_click(lambda _b, fn=fn: fn())
+            self.buttons[label] = b
+        self.status = W.HTML(value="<i>no server yet</i>")
+        self.alert = W.HTML(value="")
+        self.result = W.HTML(value="")
+        self.result.add_class("socklab-framing-result")
+        self.events = W.Output(layout=W.Layout(max_height="220px", overflow="auto",
+                                               border="1px solid #ddd"))
+        self.events.add_class("socklab-log")
+        super().__init__([W.HBox([self.framing, self.writes]), self.messages,
+                          W.HBox([self.bufsize, self.read_late]),
+                          W.HBox(list(self.buttons.values())), self.status, self.alert, self.result,
+                          self.events])
+        self.add_class("socklab-panel")
+        self.trace.subscribe(self._on_event)
+        self.key = name if name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=name is not None)
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        data = dict(data[0] if isinstance(data, tuple) else data)
+        data["text/plain"] = "socklab framing panel: interactive in JupyterLab; the transcript below shows a run."
+        return data
+
+    # ---- live views
+    def _on_event(self, ev):
+        res = format_result(ev)
+        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
+
+    def _act(self, what, fn):
+        self.alert.value = ""
+        try:
+            return fn()
+        except Exception as exc:
+            self.alert.value = explanation_html(explain(exc, call=what))
+            return None
+
+    # ---- the server's side
+    def _handler(self, conn, server):
+        kind, bufsize, late, sent = self.framing.value, self.bufsize.value, self.read_late.value, self._sent
+        decoder = _decoder(kind)
+        result = {"framing": kind, "chunks": [], "messages": [], "error": None}
+        try:
+            if late and not sent.wait(WAIT):
+                raise TimeoutError("the client did not finish sending")
+            while True:
+                data = conn.recv(bufsize)
+                if not data:
+                    break
+                result["chunks"].append(data)
+                new = decoder.feed(data) if decoder is not None else [data]
+                for m in new:
+                    self.trace.note(conn.side, f"message {m!r}")
+                result["messages"] += new
+            if decoder is not None:
+                decoder.eof()
+        except (framing.FramingError, framing.IncompleteMessage) as exc:
+            result["error"] = f"{type(exc).__name__}: {exc}"
+            self.trace.note(conn.side, result["error"])
+        finally:
+            self.last = result
+
+    # ---- buttons
+    def start_server(self):
+        def go():
+            self.stop_server()
+            self.server = Server(handler=self._handler, trace=self.trace, name=f"{self.key}/server").start()
+            self.status.value = f"server <b>listening</b> on <code>{_html.escape(repr(self.server.address))}</code>"
+            return self.server
+        return self._act("start server", go)
+
+    def message_list(self) -> list:
+        return [m.strip().encode("utf-8") for m in self.messages.value.split(",") if m.strip()]
+
+    def send(self, messages=None):
+        """Connect, write the messages as picked, half-close, wait until the server has read it all."""
+        def go():
+            if self.server is None or not self.server.running:
+                self.start_server()
+            msgs = [m.encode("utf-8") if isinstance(m, str) else m for m in messages] \
+                if messages is not None else self.message_list()
+            kind = self.framing.value
+            wire = [_frame(kind, m) for m in msgs]
+            self._sent = threading.Event()
+            self.last = None
+            client = Client(self.server, name=f"{self.key}/client", timeout=WAIT)
+            try:
+                client.connect()
+                if self.writes.value == "one":
+                    client.sendall(b"".join(wire))
+                else:
+                    for w in wire:
+                        client.sendall(w)
+                client.shutdown(socket.SHUT_WR)  # "no more messages": the server's recv() returns b''
+                self._sent.set()
+                client.recv()  # b'' once the server has read everything and closed
+            finally:
+                self._sent.set()
+                client.close()
+            self.server.wait_idle(WAIT)
+            self._show_result()
+            return self.last
+        return self._act("send", go)
+
+    def stop_server(self):
+        def go():
+            if self.server is not None:
+                self.server.stop()
+                self.server = None
+                self.status.value = "<i>server stopped</i>"
+        return self._act("stop server", go)
+
+    def stop(self):
+        """Stop the server (called when the cell that made the panel is re-run)."""
+        self.stop_server()
+
+    # ---- results
+    def summary(self) -> str:
+        """The latest result as text: recv() calls, chunks and messages decoded (stable when read late)."""
+        r = self.last
+        if r is None:
+            return "(nothing sent yet)"
+        lines = [f"framing: {r['framing']}",
+                 f"server recv() calls with data: {len(r['chunks'])}"]
+        lines += [f"  chunk {i}: {c!r}" for i, c in enumerate(r["chunks"], 1)]
+        lines.append(f"messages the server decoded: {len(r['messages'])}")
+        lines += [f"  {m!r}" for m in r["messages"]]
+        if r["error"]:
+            lines.append(f"error: {r['error']}")
+        return "\n".join(lines)
+
+    def _show_result(self):
+        r = self.last
+        if r is None:
+            return
+        e = _html.escape
+        chunks = "".join(f"<li><code>{e(repr(c))}</code></li>" for c in r["chunks"])
+        msgs = "".join(f"<li><code>{e(repr(m))}</code></li>" for m in r["messages"])
+        err = f'<div class="socklab-bad">{e(r["error"])}</div>' if r["error"] else ""
+        self.result.value = (f'{CSS}<div class="socklab-box"><b>server recv() chunks</b><ol>{chunks}</ol>'
+                             f"<b>messages decoded</b><ol>{msgs}</ol>{err}</div>")
+
+    def transcript(self, order: str = "side") -> Rich:
+        """Every socket call of the panel, grouped by side (stable for stored outputs)."""
+        return show(self.trace, order=order)
+
+
+class NaglePanel(W.VBox):
+    """Time request/reply round trips on loopback TCP: Nagle on or off, one write or two.
+
+    Buttons: Run (the settings picked) and Compare (all three: two writes with Nagle, two writes
+    with TCP_NODELAY, one write with Nagle); methods ``run()`` and ``compare()``. Each run makes
+    its own connection to a private echo server and stops it afterwards.
+    """
+
+    CASES = (("two writes, Nagle on", dict(split=True, nodelay=False)),
+             ("two writes, TCP_NODELAY", dict(split=True, nodelay=True)),
+             ("one write, Nagle on", dict(split=False, nodelay=False)))
+
+    def __init__(self, rounds: int = 20, nodelay: bool = False, split: bool = True, size: int = 100,
+                 name: str | None = None):
+        self.results: dict = {}
+        self.rounds = W.IntSlider(value=rounds, min=1, max=50, description="rounds")
+        self.size = W.BoundedIntText(value=size, min=1, max=60000, description="body bytes")
+        self.nodelay = W.Checkbox(value=nodelay, description="TCP_NODELAY", indent=False)
+        self.split = W.Checkbox(value=split, description="header and body in two writes", indent=False)
+        self.buttons = {}
+        for label, fn, style in (("Run", self.run, "info"), ("Compare", self.compare, "success")):
+            b = W.Button(description=label, button_style=style)
+            b.add_class("socklab-" + label.lower())
+            b.on_click(lambda _b, fn=fn: fn())
+            self.buttons[label] = b
+        self.progress = W.IntProgress(value=0, min=0, max=rounds, description="round")
+        self.table = W.HTML(value="")
+        self.table.add_class("socklab-nagle-table")
+        self.verdict_view = W.HTML(value="")
+        self.alert = W.HTML(value="")
+        super().__init__([W.HBox([self.rounds, self.size]), W.HBox([self.nodelay, self.split]),
+                          W.HBox(list(self.buttons.values())), self.progress, self.alert, self.table,
+                          self.verdict_view])
+        self.add_class("socklab-panel")
+        self.key = name if name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=name is not None)
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        data = dict(data[0] if isinstance(data, tuple) else data)
+        data["text/plain"] = "socklab Nagle panel: interactive in JupyterLab; the summary below shows a run."
+        return data
+
+    def label(self) -> str:
+        return f"{'two writes' if self.split.value else 'one write'}, " \
+               f"{'TCP_NODELAY' if self.nodelay.value else 'Nagle on'}"
+
+    def _measure(self, label, split, nodelay):
+        self.progress.max = self.rounds.value
+        self.progress.value = 0
+        self.progress.description = label[:12]
+        times = framing.round_trips(rounds=self.rounds.value, split=split, nodelay=nodelay,
+                                    size=self.size.value, timeout=WAIT,
+                                    progress=lambda i, t: setattr(self.progress, "value", i))
+        self.results[label] = times
+        self._draw()
+        return times
+
+    def run(self):
+        """Measure the settings picked in the controls; returns the round-trip times (seconds)."""
+        self.alert.value = ""
+        try:
+            return self._measure(self.label(), self.split.value, self.nodelay.value)
+        except Exception as exc:
+            self.alert.value = explanation_html(explain(exc))
+            return None
+
+    def compare(self) -> dict:
+        """Measure all three cases; returns {case: times}."""
+        self.alert.value = ""
+        self.results = {}
+        try:
+            for label, kw in self.CASES:
+                self._measure(label, **kw)
+        except Exception as exc:
+            self.alert.value = explanation_html(explain(exc))
+        return dict(self.results)
+
+    def _draw(self):
+        if not self.results:
+            return
+        best = min(framing.median(t) for t in self.results.values())
+        rows = []
+        for label, times in self.results.items():
+            m = framing.median(times)
+            width = max(1, min(300, int(300 * m / max(framing.median(t) for t in self.results.values()))))
+            rows.append(f"<tr><td>{_html.escape(label)}</td><td>{framing.fmt_time(m)}</td>"
+                        f"<td>{framing.fmt_time(sum(times))}</td>"
+                        f'<td><div style="background:#1f6feb;height:10px;width:{width}px"></div></td></tr>')
+        self.table.value = (f'{CSS}<div class="socklab-box"><table><tr><th>case</th><th>median round trip'
+                            f"</th><th>all rounds</th><th></th></tr>{''.join(rows)}</table></div>")
+        self.verdict_view.value = "<br>".join(_html.escape(line) for line in self.verdicts(best))
+
+    def verdicts(self, best: float | None = None) -> list:
+        """One line per case, compared with the fastest: stable words, no raw times."""
+        if not self.results:
+            return []
+        if best is None:
+            best = min(framing.median(t) for t in self.results.values())
+        return [f"{label}: {ratio_words(framing.median(times), best)}" for label, times in self.results.items()]
+
+    def summary(self) -> str:
+        """Text form: the verdicts, then each case's median (durations, masked by nbval's sanitizer)."""
+        if not self.results:
+            return "(nothing measured yet)"
+        lines = self.verdicts()
+        lines += [f"  {label}: median {framing.fmt_time(framing.median(t))} over {len(t)} rounds"
+                  for label, t in self.results.items()]
+        return "\n".join(lines)
+
+    def transcript(self) -> Rich:
+        text = self.summary()
+        return Rich(text, f'{CSS}<div class="socklab-box"><pre>{_html.escape(text)}</pre></div>')
+
+    def stop(self):
+        """Nothing keeps running between measurements; here for the re-run registry."""
+
+
+def ratio_words(value: float, best: float) -> str:
+    """Stable words for a median compared with the fastest case's median: the lesson is the
+    10x-and-more gap of the Nagle trap, not the noise between fast cases."""
+    ratio = value / best if best > 0 else float("inf")
+    if ratio > 10:
+        return "slow: more than 10x slower than the fastest case"
+    return "fast: within 10x of the fastest case"
