@@ -1,6 +1,7 @@
 """A client that runs on its own in a thread, for servers the learner builds cell by cell."""
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 
@@ -31,6 +32,7 @@ class BackgroundClient:
         self.done = threading.Event()
         self.sock: TracedSocket | None = None
         self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()  # stop() writes here to end a wait at once
         self.key = name if name is not None else runtime.caller_key(2)
         runtime.register(self.key, self, explicit=name is not None)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"socklab-{side}")
@@ -47,12 +49,13 @@ class BackgroundClient:
             for msg in self.messages:
                 if c.stream:
                     self.sock.sendall(msg)
-                    if self.read_replies:
-                        self.replies.append(self.sock.recv(65536))
                 else:
                     self.sock.sendto(msg, self.address)
-                    if self.read_replies:
-                        self.replies.append(self.sock.recvfrom(65536)[0])
+                if not self.read_replies:
+                    continue
+                if not self._wait_readable():
+                    return  # stopped
+                self.replies.append(self.sock.recv(65536) if c.stream else self.sock.recvfrom(65536)[0])
         except Exception as exc:  # kept for the learner: shown by wait() / the panel
             self.error = explain(exc, self.address)
         finally:
@@ -61,6 +64,16 @@ class BackgroundClient:
                     self.sock.close()
             self.done.set()
 
+    def _wait_readable(self) -> bool:
+        """Wait for a reply or for stop(); a silent peer still ends in a timeout (recv raises)."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.sock.sock, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            ready = {key.fileobj for key, _ in sel.select(self.timeout)}
+        if self._wake_r in ready:
+            self.trace.note(self.side, "stopped while waiting for a reply")
+            return False
+        return True  # readable, or timed out: the recv that follows reports which
     def wait(self, timeout: float | None = None) -> list:
         """Wait until the client has finished; return the replies (raises TimeoutError if not done)."""
         if not self.done.wait(self.timeout * (len(self.messages) + 2) if timeout is None else timeout):
@@ -69,12 +82,13 @@ class BackgroundClient:
         return self.replies
 
     def stop(self, timeout: float = 5.0) -> None:
-        with self._lock:
-            sock = self.sock
-            if sock is not None and not sock.closed and not self.done.is_set():
-                try:
-                    sock.sock.shutdown(socket.SHUT_RDWR)  # wakes connect/recv; untraced: not the lesson
-                except OSError:
-                    pass  # not connected yet: the blocked call ends with its own timeout
+        """Wake the client if it waits for a reply, join its thread, release its sockets."""
+        if not self.done.is_set():
+            self._wake_w.send(b"x")
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError(f"background client did not stop within {timeout} s (blocked in "
+                               "connect or send; it ends at its own timeout)")
+        self._wake_r.close()
+        self._wake_w.close()
         runtime.unregister(self.key, self)

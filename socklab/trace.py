@@ -13,8 +13,8 @@ import time
 import warnings
 
 PREVIEW = 32  # bytes of payload kept per event for display
-DATA_CALLS = frozenset({"send", "sendall", "sendto", "recv", "recvfrom", "recv_into"})
-RECEIVE_CALLS = frozenset({"recv", "recvfrom", "recv_into", "accept"})
+DATA_CALLS = frozenset({"send", "sendall", "sendto", "recv", "recvfrom", "recv_into", "recvmsg"})
+RECEIVE_CALLS = frozenset({"recv", "recvfrom", "recv_into", "recvmsg", "accept"})
 
 _OPTNAMES = {}
 for _n in ("SOL_SOCKET", "IPPROTO_TCP", "IPPROTO_IPV6", "IPPROTO_IP"):
@@ -205,6 +205,15 @@ class Trace:
         return [e.call for e in self if side is None or e.side == side]
 
 
+def _payload(data):
+    """What the trace keeps of an argument to send: a Data preview, or the wrong-typed value itself
+    (so the socket raises its own TypeError and the trace shows what was passed)."""
+    try:
+        return Data(data)
+    except TypeError:
+        return data
+
+
 def _sym(kind, value):
     name = _OPTNAMES.get((kind, value))
     return Sym(name) if name else value
@@ -235,6 +244,7 @@ class TracedSocket:
         self.trace = trace
         self.side = side
         self.owner = owner  # the Server/Client that will close this socket, if any
+        self.registry_key = None  # set by socklab.socket(), which registers the socket for re-runs
         self._closed = False
 
     @classmethod
@@ -304,15 +314,15 @@ class TracedSocket:
         return self._do("connect_ex", self.sock.connect_ex, (address,))
 
     def send(self, data, flags=0):
-        return self._do("send", self.sock.send, (data, flags), (Data(data),), nbytes_of=int)
+        return self._do("send", self.sock.send, (data, flags), (_payload(data),), nbytes_of=int)
 
     def sendall(self, data, flags=0):
-        size = memoryview(data).nbytes if not isinstance(data, str) else None
-        return self._do("sendall", self.sock.sendall, (data, flags), (Data(data) if size is not None
-                        else data,), nbytes_of=lambda r: size)
+        shown = _payload(data)
+        return self._do("sendall", self.sock.sendall, (data, flags), (shown,),
+                        nbytes_of=lambda r: shown.size if isinstance(shown, Data) else None)
 
     def sendto(self, data, address):
-        return self._do("sendto", self.sock.sendto, (data, address), (Data(data), address),
+        return self._do("sendto", self.sock.sendto, (data, address), (_payload(data), address),
                         nbytes_of=int)
 
     def recv(self, bufsize, flags=0):
@@ -322,6 +332,13 @@ class TracedSocket:
     def recvfrom(self, bufsize, flags=0):
         return self._do("recvfrom", self.sock.recvfrom, (bufsize, flags) if flags else (bufsize,),
                         nbytes_of=lambda r: len(r[0]), show_result=lambda r: (Data(r[0]), r[1]))
+
+    def recvmsg(self, bufsize, ancbufsize=0, flags=0):
+        """recvmsg(): data, ancillary data, flags (MSG_TRUNC shows a truncated datagram), address."""
+        return self._do("recvmsg", self.sock.recvmsg, (bufsize, ancbufsize, flags),
+                        (bufsize,) + ((ancbufsize, flags) if ancbufsize or flags else ()),
+                        nbytes_of=lambda r: len(r[0]),
+                        show_result=lambda r: (Data(r[0]), r[1], r[2], r[3]))
 
     def shutdown(self, how=socket.SHUT_RDWR):
         name = {socket.SHUT_RD: "SHUT_RD", socket.SHUT_WR: "SHUT_WR",
@@ -334,6 +351,11 @@ class TracedSocket:
             return
         self._closed = True
         self._do("close", self.sock.close, ())
+        if self.registry_key is not None:  # made by socklab.socket(): no longer running
+            from . import runtime
+            runtime.unregister(self.registry_key, self)
+
+    stop = close
 
     # ---- untraced helpers
     @property
@@ -351,6 +373,10 @@ class TracedSocket:
 
     def gettimeout(self):
         return self.sock.gettimeout()
+
+    def getsockopt(self, *args):
+        """Untraced: reading an option changes nothing."""
+        return self.sock.getsockopt(*args)
 
     @property
     def family(self):

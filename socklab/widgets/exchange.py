@@ -1,0 +1,246 @@
+"""The exchange panel: one real TCP connection, both ends driven by hand, one call per click.
+
+A client and the server end of one connection, both on loopback, both in this thread: you decide when
+each side sends, receives or shuts down, so you can see that TCP keeps no message boundaries, that
+``recv(n)`` returns at most n bytes of whatever has arrived, that ``recv`` returns ``b''`` once the peer
+has shut down its sending side, and that sockets carry bytes, not str. ``transcript()`` is the text form.
+"""
+from __future__ import annotations
+
+import array
+import socket
+
+import ipywidgets as W
+
+from .. import runtime
+from ..errors import explain
+from ..notebook import Rich, show
+from ..render.html import explanation_html
+from ..render.text import format_call, format_result
+from ..trace import Data, Trace, TracedSocket
+
+SIDES = ("client", "server")
+
+
+def unread(sock) -> int | None:
+    """Bytes that have arrived on ``sock`` and are waiting for recv() (FIONREAD); None where unknown."""
+    try:
+        import fcntl
+        import termios
+    except ImportError:  # Windows: no fcntl
+        return None
+    raw = getattr(sock, "sock", sock)
+    if raw is None or raw.fileno() == -1:
+        return None
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(raw.fileno(), termios.FIONREAD, buf)
+    except OSError:
+        return None
+    return buf[0]
+
+
+class ExchangePanel(W.VBox):
+    """Both ends of one TCP connection, driven one call at a time.
+
+    Buttons: Connect, Client send, Server recv, Server send, Client recv, Client shutdown(SHUT_WR),
+    Close both. Each has a method (``connect()``, ``client_send(message)``, ``server_recv(bufsize)``,
+    ``server_send(message)``, ``client_recv(bufsize)``, ``client_shutdown()``, ``close_both()``; also
+    ``server_shutdown()``) so a cell or a test can drive the panel too. (Not ``send``/``close``: those
+    names belong to ipywidgets.) Every recv() has a timeout (``timeout`` seconds): with nothing to read
+    it ends in an explained TimeoutError. The text of the message box is encoded as UTF-8 unless
+    "encode" is unticked; a ``str`` passed from code is sent as it is, so the real TypeError shows.
+    The client sets TCP_NODELAY, so each send() leaves at once as its own segment.
+    """
+
+    def __init__(self, message: str = "hello", bufsize: int = 1024, timeout: float = 0.5,
+                 name: str | None = None):
+        self.trace = Trace(coalesce=False)
+        self.timeout = timeout
+        self.client: TracedSocket | None = None
+        self.server: TracedSocket | None = None   # the server's end of the connection
+        self.last = None                          # what the last call returned (or its exception)
+        self.message = W.Text(value=message, description="message")
+        self.bufsize = W.BoundedIntText(value=bufsize, min=1, max=1 << 20, description="recv size")
+        self.encode = W.Checkbox(value=True, description="encode to bytes (UTF-8)", indent=False)
+        self.call = W.Dropdown(options=("send", "sendall"), value="send", description="send with")
+        self.buttons = {}
+        for label, fn, style in (
+                ("Connect", self.connect, "success"),
+                ("Client send", self.client_send, "info"),
+                ("Server recv", self.server_recv, "info"),
+                ("Server send", self.server_send, "info"),
+                ("Client recv", self.client_recv, "info"),
+                ("Client shutdown(SHUT_WR)", self.client_shutdown, "warning"),
+                ("Close both", self.close_both, "danger")):
+            b = W.Button(description=label, button_style=style,
+                         layout=W.Layout(width="auto"))
+            b.add_class("socklab-" + label.lower().split("(")[0].replace(" ", "-"))
+            b.on_click(lambda _b, fn=fn: fn())
+            self.buttons[label] = b
+        self.status = W.HTML(value="<i>not connected</i>")
+        self.status.add_class("socklab-status")
+        self.alert = W.HTML(value="")
+        self.alert.add_class("socklab-alert")
+        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
+        self.events.add_class("socklab-log")
+        super().__init__([W.HBox([self.message, self.encode]), W.HBox([self.call, self.bufsize]),
+                          W.HBox(list(self.buttons.values())[:4]), W.HBox(list(self.buttons.values())[4:]),
+                          self.status, self.alert, self.events])
+        self.add_class("socklab-panel")
+        self.trace.subscribe(self._on_event)
+        self.key = name if name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=name is not None)
+
+    # ---- static form
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        if isinstance(data, tuple):
+            data = data[0]
+        data = dict(data)
+        data["text/plain"] = "socklab exchange panel: interactive in JupyterLab; the transcript below shows a run."
+        return data
+
+    def transcript(self) -> Rich:
+        """Every call both ends made, in order (all in one thread: the order is stable)."""
+        return show(self.trace)
+
+    def waiting(self) -> dict:
+        """Bytes that have arrived and wait for recv() at each end: {'client': n, 'server': m}."""
+        return {"client": unread(self.client), "server": unread(self.server)}
+
+    # ---- plumbing
+    def _on_event(self, ev):
+        res = format_result(ev)
+        self.events.append_stdout(f"{ev.side:<12} {format_call(ev)}{('  ' + res) if res else ''}\n")
+
+    def _end(self, side) -> TracedSocket:
+        if side not in SIDES:
+            raise ValueError(f"side must be 'client' or 'server', not {side!r}")
+        if self.client is None:
+            self.connect()
+        return self.client if side == "client" else self.server
+
+    def _act(self, what, fn):
+        """Run one call; keep its result in ``last``; show an explanation instead of raising."""
+        self.alert.value = ""
+        try:
+            self.last = fn()
+        except Exception as exc:
+            self.last = exc
+            exp = explain(exc, call=what)
+            self.alert.value = explanation_html(exp)
+            self.trace.note("panel", f"{what}: {exp.title}")
+        self._refresh()
+        return self.last
+
+    def _refresh(self):
+        if self.client is None:
+            self.status.value = "<i>not connected</i>"
+            return
+        w = self.waiting()
+        fmt = lambda n: "?" if n is None else f"{n} bytes"  # noqa: E731
+        self.status.value = (f"connected. Arrived, not yet read: at the server <b>{fmt(w['server'])}</b>, "
+                             f"at the client <b>{fmt(w['client'])}</b>")
+
+    # ---- buttons
+    def connect(self):
+        """A fresh connection: listen on 127.0.0.1 port 0, connect, accept, close the listener."""
+        def go():
+            self._close_ends()
+            listener = TracedSocket.create(socket.AF_INET, socket.SOCK_STREAM, trace=self.trace,
+                                           side="listener")
+            try:
+                listener.bind(("127.0.0.1", 0))
+                listener.listen(1)
+                self.client = TracedSocket.create(socket.AF_INET, socket.SOCK_STREAM, trace=self.trace,
+                                                  side="client")
+                self.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.client.settimeout(self.timeout)
+                self.client.connect(listener.getsockname())
+                listener.settimeout(self.timeout)
+                self.server, _addr = listener.accept(conn_side="server")
+                self.server.settimeout(self.timeout)
+            finally:
+                listener.close()
+            return self.client
+        return self._act("connect", go)
+
+    def client_send(self, message=None):
+        """The client sends ``message`` (default: the message box) with send() or sendall()."""
+        return self._xsend("client", message)
+
+    def server_send(self, message=None):
+        """The server end sends ``message`` (default: the message box)."""
+        return self._xsend("server", message)
+
+    def server_recv(self, bufsize: int | None = None):
+        """The server end calls recv(bufsize) once (default: the recv size box)."""
+        return self._xrecv("server", bufsize)
+
+    def client_recv(self, bufsize: int | None = None):
+        """The client calls recv(bufsize) once."""
+        return self._xrecv("client", bufsize)
+
+    def client_shutdown(self, how=socket.SHUT_WR):
+        """Half-close: the client will send no more (the server's recv() then returns b'')."""
+        return self._xshutdown("client", how)
+
+    def server_shutdown(self, how=socket.SHUT_WR):
+        """Half-close the other way: the server end will send no more."""
+        return self._xshutdown("server", how)
+
+    def close_both(self):
+        """Close both ends."""
+        return self._act("close", self._close_ends)
+
+    def _xsend(self, side, message):
+        def go():
+            end = self._end(side)
+            msg = self.message.value if message is None else message
+            if isinstance(msg, str) and self.encode.value and message is None:
+                msg = msg.encode("utf-8")
+            if isinstance(msg, str):  # the traced call cannot even record a str: show the real error
+                try:
+                    getattr(end.sock, self.call.value)(msg)
+                except TypeError as exc:
+                    self.trace.record(side, self.call.value, (msg,), error=exc)
+                    raise
+            return getattr(end, self.call.value)(msg)
+        return self._act(f"{side} {self.call.value}", go)
+
+    def _xrecv(self, side, bufsize):
+        def go():
+            end = self._end(side)
+            data = end.recv(self.bufsize.value if bufsize is None else bufsize)
+            if data == b"":
+                self.trace.note(side, "b'' = end of stream: the peer sends no more")
+            return data
+        return self._act(f"{side} recv", go)
+
+    def _xshutdown(self, side, how):
+        return self._act(f"{side} shutdown", lambda: self._end(side).shutdown(how))
+
+    def stop(self):
+        """Close everything (called when the cell that made the panel is re-run)."""
+        self._close_ends()
+        self._refresh()
+        runtime.unregister(self.key, self)
+
+    def _close_ends(self):
+        for end in (self.client, self.server):
+            if end is not None:
+                end.close()
+        self.client = self.server = None
+
+    # ---- for a quick look in a cell
+    def last_result(self) -> str:
+        v = self.last
+        if isinstance(v, BaseException):
+            return f"{type(v).__name__}: {explain(v).title}"
+        return repr(Data(v)) if isinstance(v, (bytes, bytearray)) and len(v) > 32 else repr(v)
+
+    def __repr__(self):
+        state = "connected" if self.client is not None else "not connected"
+        return f"<socklab ExchangePanel {state}>"
+

@@ -1,0 +1,109 @@
+"""The exchange panel on a real TCP connection: both ends driven by method calls, as the buttons do."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from socklab.widgets.exchange import ExchangePanel, unread
+
+
+def test_connect_builds_one_connection_and_closes_the_listener(leakcheck):
+    p = ExchangePanel(name="t-ex")
+    p.connect()
+    assert p.trace.calls("listener") == ["socket", "bind", "listen", "settimeout", "accept", "close"]
+    assert p.trace.calls("client") == ["socket", "setsockopt", "settimeout", "connect"]
+    assert p.trace.calls("server") == ["settimeout"]
+    assert p.client.getpeername() == p.server.getsockname()
+    assert "connected" in p.status.value
+    p.stop()
+    assert p.client is None and p.server is None
+
+
+def test_two_sends_one_recv_no_message_boundaries(leakcheck):
+    p = ExchangePanel(name="t-ex")
+    assert p.client_send(b"hello") == 5  # connects on first use
+    assert p.client_send(b"world") == 5
+    if sys.platform.startswith("linux"):
+        assert p.waiting() == {"client": 0, "server": 10}
+        assert "10 bytes" in p.status.value
+    assert p.server_recv(3) == b"hel"
+    assert p.server_recv() == b"loworld"
+    p.stop()
+
+
+def test_recv_with_nothing_to_read_times_out_explained(leakcheck):
+    p = ExchangePanel(name="t-ex", timeout=0.2)
+    p.connect()
+    r = p.server_recv()
+    assert isinstance(r, TimeoutError)
+    assert "Timed out" in p.alert.value
+    assert p.last_result() == "TimeoutError: Timed out"
+    p.stop()
+
+
+def test_str_is_refused_with_the_real_type_error(leakcheck):
+    p = ExchangePanel(name="t-ex")
+    r = p.client_send("héllo")
+    assert isinstance(r, TypeError) and "bytes-like" in str(r)
+    ev = [e for e in p.trace if e.side == "client" and e.call == "send"][0]
+    assert ev.args == ("héllo",) and isinstance(ev.error, TypeError)
+    assert "Sockets send bytes, not str" in p.alert.value
+    # the message box is encoded as UTF-8 by default: 6 bytes for 5 characters
+    p.message.value = "héllo"
+    assert p.client_send() == 6
+    assert p.server_recv() == "héllo".encode("utf-8")
+    p.encode.value = False
+    assert isinstance(p.client_send(), TypeError)
+    p.stop()
+
+
+def test_half_close_gives_b_empty_and_the_other_way_still_works(leakcheck):
+    p = ExchangePanel(name="t-ex")
+    p.client_send(b"request")
+    p.client_shutdown()
+    assert p.server_recv() == b"request"
+    assert p.server_recv() == b""
+    assert p.server_recv() == b""  # forever
+    assert p.server_send(b"reply") == 5
+    assert p.client_recv() == b"reply"
+    notes = [e.args[0] for e in p.trace if e.call == "note" and e.side == "server"]
+    assert len(notes) == 2 and "end of stream" in notes[0]
+    p.stop()
+
+
+def test_sendall_option_and_close_both(leakcheck):
+    p = ExchangePanel(name="t-ex")
+    p.call.value = "sendall"
+    assert p.client_send(b"x" * 100) is None  # sendall returns None
+    assert [e.call for e in p.trace if e.side == "client"][-1] == "sendall"
+    p.close_both()
+    assert p.client is None and p.status.value == "<i>not connected</i>"
+    assert p.trace.calls("client")[-1] == "close" and p.trace.calls("server")[-1] == "close"
+    p.stop()
+
+
+def test_bad_side_and_unread_of_nothing():
+    p = ExchangePanel(name="t-ex")
+    with pytest.raises(ValueError):
+        p._end("middle")
+    assert unread(None) is None
+    p.stop()
+
+
+def test_rerun_closes_the_old_connection(leakcheck):
+    old = ExchangePanel(name="t-ex-rerun")
+    old.connect()
+    new = ExchangePanel(name="t-ex-rerun")
+    assert old.client is None and old.server is None
+    new.stop()
+
+
+def test_text_forms():
+    p = ExchangePanel(name="t-ex")
+    assert "exchange panel" in p._repr_mimebundle_()["text/plain"]
+    p.client_send(b"hi")
+    p.server_recv()
+    text = p.transcript().text
+    assert "client    send(b'hi')  -> 2" in text and "server    recv(1024)  -> b'hi'" in text
+    p.stop()
