@@ -1,0 +1,164 @@
+"""The HTTP panel: a socklab HTTP/1.1 server in the background and a client you fire requests from.
+
+Pick a method, a path and a body, press Send request, and watch the socket calls live; the wire tab
+shows the full request and response bytes with their line ends. ``transcript()`` and ``wire()`` are
+the text forms for static views.
+"""
+from __future__ import annotations
+
+import html as _html
+
+import ipywidgets as W
+
+from .. import runtime
+from ..errors import explain
+from ..http import Handler, request, show_bytes
+from ..notebook import Rich, show
+from ..render.html import explanation_html
+from ..render.text import format_call, format_result
+from ..servers import Server
+from ..trace import Trace
+
+METHODS = ("GET", "HEAD", "POST", "DELETE")
+
+
+class HTTPPanel(W.VBox):
+    """Start server, Send request, Stop server; methods ``start_server()``,
+    ``send_request(method, path, body)`` and ``stop_server()`` do the same from code.
+
+    The server omits the Date header so a recorded transcript is the same on every run.
+    Re-running the cell that made the panel stops the old panel's server.
+    """
+
+    def __init__(self, method: str = "GET", path: str = "/", body: str = "", name: str | None = None):
+        self.trace = Trace()
+        self.server: Server | None = None
+        self.handler: Handler | None = None
+        self.last = None  # the last Response (or the exception a button caught)
+        self.method = W.Dropdown(options=METHODS, value=method, description="method")
+        self.path = W.Text(value=path, description="path")
+        self.body = W.Text(value=body, description="body", placeholder="(for POST)")
+        self.buttons = {}
+        for label, fn, style in (("Start server", self.start_server, "success"),
+                                 ("Send request", self.send_request, "info"),
+                                 ("Stop server", self.stop_server, "danger")):
+            b = W.Button(description=label, button_style=style)
+            b.add_class("socklab-" + label.lower().replace(" ", "-"))
+            b.on_click(lambda _b, fn=fn: fn())
+            self.buttons[label] = b
+        self.status = W.HTML(value="<i>no server yet</i>")
+        self.status.add_class("socklab-status")
+        self.alert = W.HTML(value="")
+        self.alert.add_class("socklab-alert")
+        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
+        self.events.add_class("socklab-log")
+        self.wire_view = W.HTML(value="")
+        self.wire_view.add_class("socklab-wire")
+        tabs = W.Tab(children=[self.events, self.wire_view])
+        tabs.set_title(0, "socket calls (live)")
+        tabs.set_title(1, "bytes on the wire")
+        super().__init__([W.HBox([self.method, self.path]), self.body, W.HBox(list(self.buttons.values())),
+                          self.status, self.alert, tabs])
+        self.add_class("socklab-panel")
+        self.trace.subscribe(self._on_event)
+        self.key = name if name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=name is not None)
+
+    # ---- static forms
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        if isinstance(data, tuple):
+            data = data[0]
+        data = dict(data)
+        data["text/plain"] = ("socklab HTTP panel: interactive in JupyterLab; the transcript below "
+                              "shows a run.")
+        return data
+
+    def transcript(self) -> Rich:
+        """Every socket call, grouped by side (stable although server threads and client race)."""
+        return show(self.trace, order="side")
+
+    def wire(self, last: int | None = None) -> Rich:
+        """The full bytes of each request and response the server handled (``last`` n only)."""
+        exchanges = self.handler.exchanges if self.handler is not None else []
+        if last is not None:
+            exchanges = exchanges[-last:]
+        if not exchanges:
+            return Rich("(no requests yet)")
+        parts, html = [], []
+        for ex in exchanges:
+            req, resp = show_bytes(ex.request), show_bytes(ex.response)
+            parts.append(f"--- {ex.summary()}\n>>> request\n{req}\n<<< response\n{resp}")
+            html.append(f"<div><b>{_html.escape(ex.summary())}</b></div>"
+                        f"<pre style='margin:2px 0'>{_html.escape(req)}</pre>"
+                        f"<pre style='margin:2px 0 8px 0;color:#05a'>{_html.escape(resp)}</pre>")
+        return Rich("\n".join(parts), "".join(html))
+
+    # ---- plumbing
+    def _on_event(self, ev):
+        res = format_result(ev)
+        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
+
+    def _act(self, what, fn):
+        self.alert.value = ""
+        try:
+            self.last = fn()
+        except Exception as exc:
+            self.last = exc
+            exp = explain(exc, call=what)
+            self.alert.value = explanation_html(exp)
+            self.trace.note("panel", f"{what}: {exp.title}")
+        self.wire_view.value = self.wire(last=3).html or ""
+        return self.last
+
+    # ---- buttons
+    def start_server(self):
+        """Start (or restart) the HTTP server on 127.0.0.1, port 0."""
+        def go():
+            self._stop_server()
+            self.handler = Handler(date=False)
+            self.server = Server(handler=self.handler, trace=self.trace, name=f"{self.key}/server").start()
+            host, port = self.server.address[:2]
+            self.status.value = f"server <b>listening</b> on <code>http://{host}:{port}/</code>"
+            return self.server
+        return self._act("start server", go)
+
+    def send_request(self, method: str | None = None, path: str | None = None, body: str | None = None):
+        """One request on a new connection (Connection: close); returns the parsed Response."""
+        def go():
+            if self.server is None or not self.server.running:
+                self.start_server()
+            m = method or self.method.value
+            p = path or self.path.value or "/"
+            b = (self.body.value if body is None else body).encode("utf-8")
+            headers = {"Content-Type": "text/plain; charset=utf-8"} if b or m == "POST" else {}
+            resp = request(self.server.address, m, p, headers, b if (b or m == "POST") else b"",
+                           trace=self.trace, side=self.trace.new_side("client"))
+            self.server.wait_idle()  # the server has finished with this connection: stable traces
+            self.status.value = (f"server listening; last answer: <b>{resp.status} "
+                                 f"{_html.escape(resp.reason)}</b>, {len(resp.body)} bytes of body")
+            return resp
+        return self._act("send request", go)
+
+    def _stop_server(self):
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            self.status.value = "<i>server stopped</i>"
+
+    def stop_server(self):
+        """Stop the server (its connections are shut down, its socket closed)."""
+        return self._act("stop server", self._stop_server)
+
+    def stop(self):
+        """Called when the cell that made the panel is re-run."""
+        self._stop_server()
+
+    def run_demo(self) -> Rich:
+        """Start, GET /, POST /echo, GET /missing, stop; return the transcript."""
+        self.start_server()
+        self.send_request("GET", "/")
+        self.send_request("POST", "/echo", "hello")
+        self.send_request("GET", "/missing")
+        self.stop_server()
+        return self.transcript()

@@ -1,0 +1,134 @@
+"""The ping panel: ICMP echo requests on a raw socket, where this user may open one.
+
+Raw sockets need root or CAP_NET_RAW. Without them the panel does not fail: it shows the explanation
+(the same one ``socklab.ping`` raises as a ConfigError). ``transcript()`` is the text form: one line per
+ping, without times (they change on every run); ``trace_view()`` shows the raw socket calls.
+"""
+from __future__ import annotations
+
+import html as _html
+
+import ipywidgets as W
+
+from .. import runtime
+from ..config import can_raw
+from ..errors import explain
+from ..notebook import Rich, show
+from ..render.html import explanation_html
+from ..render.text import format_call, format_result
+from ..servers import ping as _ping
+from ..trace import Trace
+
+HOSTS = ("127.0.0.1", "::1")
+
+
+class PingPanel(W.VBox):
+    """Pick a host and a count, press Ping. ``ping(host, count)`` does the same from code and returns
+    the round-trip times in seconds (None for a lost reply), or None when not permitted."""
+
+    def __init__(self, host: str = "127.0.0.1", count: int = 3, timeout: float = 1.0, name: str | None = None):
+        self.trace = Trace()
+        self.timeout = timeout
+        self.steps: list = []
+        self.last = None
+        self.host = W.Dropdown(options=HOSTS, value=host, description="host")
+        self.count = W.BoundedIntText(value=count, min=1, max=10, description="count")
+        self.ping_button = W.Button(description="Ping", button_style="info")
+        self.ping_button.add_class("socklab-ping")
+        self.ping_button.on_click(lambda _b: self.ping())
+        self.privilege = W.HTML(value=self._privilege_text())
+        self.privilege.add_class("socklab-privilege")
+        self.status = W.HTML(value="")
+        self.status.add_class("socklab-status")
+        self.alert = W.HTML(value="")
+        self.alert.add_class("socklab-alert")
+        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
+        self.events.add_class("socklab-log")
+        super().__init__([self.privilege, W.HBox([self.host, self.count, self.ping_button]), self.status,
+                          self.alert, self.events])
+        self.add_class("socklab-panel")
+        self.trace.subscribe(self._on_event)
+        self.key = name if name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=name is not None)
+
+    @staticmethod
+    def _privilege_text() -> str:
+        return ("raw sockets: <b>allowed</b> (root or CAP_NET_RAW)" if can_raw() else
+                "raw sockets: <b>not allowed</b> for this user (no root, no CAP_NET_RAW): Ping explains why")
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        if isinstance(data, tuple):
+            data = data[0]
+        data = dict(data)
+        data["text/plain"] = "socklab ping panel: interactive in JupyterLab; the transcript below shows a run."
+        return data
+
+    def transcript(self) -> Rich:
+        text = "\n".join(self.steps) if self.steps else "(no pings yet)"
+        return Rich(text, f"<pre>{_html.escape(text)}</pre>")
+
+    def trace_view(self) -> Rich:
+        return show(self.trace, order="side")
+
+    def _on_event(self, ev):
+        res = format_result(ev)
+        self.events.append_stdout(f"{ev.side:<8} {format_call(ev)}{('  ' + res) if res else ''}\n")
+
+    def ping(self, host: str | None = None, count: int | None = None):
+        """Send ``count`` echo requests to ``host`` and wait for each reply (``timeout`` each)."""
+        host = host or self.host.value
+        count = count or self.count.value
+        self.alert.value = ""
+        try:
+            rtts = _ping(host, count=count, timeout=self.timeout, trace=self.trace)
+        except Exception as exc:
+            self.last = exc
+            exp = explain(exc)
+            self.alert.value = explanation_html(exp)
+            self.steps.append(f"ping {host}: not done: {exp.title}")
+            self.status.value = ""
+            return None
+        self.last = rtts
+        got = [r for r in rtts if r is not None]
+        self.steps.append(f"ping {host} x{count}: {len(got)} of {count} echo replies")
+        times = ", ".join("lost" if r is None else f"{r * 1e6:.0f} µs" for r in rtts)
+        self.status.value = f"{_html.escape(host)}: {len(got)} of {count} replies ({times})"
+        return rtts
+
+    def stop(self):
+        """Nothing runs in the background: each ping opens and closes its own socket."""
+
+
+PLAIN_PING = '''\
+# ping.py: one ICMP echo request on a raw socket (run as root: sudo python3 ping.py)
+import os
+import socket
+import struct
+import time
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+ident, seq, payload = os.getpid() & 0xFFFF, 1, b"hello"
+header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+packet = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq) + payload
+
+with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
+    s.settimeout(2)
+    start = time.perf_counter()
+    s.sendto(packet, ("127.0.0.1", 0))
+    while True:                      # the socket sees every ICMP packet: find our reply
+        data, addr = s.recvfrom(65536)
+        icmp = data[(data[0] & 0x0F) * 4:]          # skip the IPv4 header
+        typ, code, _, rid, rseq = struct.unpack("!BBHHH", icmp[:8])
+        if typ == 0 and rid == ident and rseq == seq:
+            rtt = time.perf_counter() - start
+            print(f"reply from {addr[0]}: seq={rseq} ttl={data[8]} time={rtt * 1000:.3f} ms")
+            break
+'''

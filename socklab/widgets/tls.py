@@ -1,0 +1,232 @@
+"""The TLS panel: a TLS echo server, a verifying client, and the records that cross the wire.
+
+Choose whether the client trusts the teaching CA, which host name it expects, and the TLS version;
+connect and send, and see the handshake's outcome (or the explained verification error) and the
+TLS records of each direction. ``transcript()`` is the stable text form (outcomes and record types);
+``trace()`` shows the raw socket calls, whose bytes are fresh ciphertext on every run.
+"""
+from __future__ import annotations
+
+import html as _html
+import ssl
+
+import ipywidgets as W
+
+from .. import runtime
+from ..errors import explain as _explain
+from ..notebook import Rich, show
+from ..render.html import explanation_html
+from ..render.text import format_call, format_result
+from ..servers import Server
+from ..trace import Trace
+
+HOSTNAMES = ("localhost", "127.0.0.1", "example.org")
+VERSIONS = {"TLS 1.3": ssl.TLSVersion.TLSv1_3, "TLS 1.2": ssl.TLSVersion.TLSv1_2}
+
+
+class TLSPanel(W.VBox):
+    """Buttons Start TLS server, Connect, Send, Close client, Stop server; methods ``start_server()``,
+    ``connect()``, ``send_message(text)``, ``close_client()``, ``stop_server()`` do the same from code.
+    Re-running the cell that made the panel stops what the old one started.
+    """
+
+    def __init__(self, trust_ca: bool = True, hostname: str = "localhost", version: str = "TLS 1.3",
+                 message: str = "hello", name: str | None = None):
+        from .. import tls  # imports nothing heavy; trustme is imported when certificates are made
+        self._tls = tls
+        self.trace = Trace()
+        self.certs = None
+        self.server: Server | None = None
+        self.client = None  # a socklab.tls.TLSStream
+        self.last = None
+        self.steps: list = []  # the stable text form, one line per step
+        self._label = ""
+        self._errors_seen = 0
+        self.trust = W.Checkbox(value=trust_ca, description="client trusts the teaching CA", indent=False)
+        self.hostname = W.Dropdown(options=HOSTNAMES, value=hostname, description="server_hostname")
+        self.version = W.Dropdown(options=tuple(VERSIONS), value=version, description="max version")
+        self.message = W.Text(value=message, description="message")
+        self.buttons = {}
+        for label, fn, style in (("Start TLS server", self.start_server, "success"),
+                                 ("Connect", self.connect, "info"), ("Send", self.send_message, "info"),
+                                 ("Close client", self.close_client, ""),
+                                 ("Stop server", self.stop_server, "danger")):
+            b = W.Button(description=label, button_style=style)
+            b.add_class("socklab-" + label.lower().replace(" ", "-"))
+            b.on_click(lambda _b, fn=fn: fn())
+            self.buttons[label] = b
+        self.status = W.HTML(value="<i>no server yet</i>")
+        self.status.add_class("socklab-status")
+        self.alert = W.HTML(value="")
+        self.alert.add_class("socklab-alert")
+        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
+        self.events.add_class("socklab-log")
+        self.records_view = W.HTML(value="")
+        self.records_view.add_class("socklab-records")
+        tabs = W.Tab(children=[self.events, self.records_view])
+        tabs.set_title(0, "TCP socket calls (live)")
+        tabs.set_title(1, "TLS records")
+        super().__init__([W.HBox([self.trust, self.hostname, self.version]), self.message,
+                          W.HBox(list(self.buttons.values())), self.status, self.alert, tabs])
+        self.add_class("socklab-panel")
+        self.trace.subscribe(self._on_event)
+        self.key = name if name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=name is not None)
+
+    # ---- static forms
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        if isinstance(data, tuple):
+            data = data[0]
+        data = dict(data)
+        data["text/plain"] = ("socklab TLS panel: interactive in JupyterLab; the transcript below "
+                              "shows a run.")
+        return data
+
+    def transcript(self) -> Rich:
+        """What happened, step by step: outcomes and TLS record types (stable from run to run)."""
+        text = "\n".join(self.steps) if self.steps else "(nothing yet)"
+        return Rich(text, f"<pre>{_html.escape(text)}</pre>")
+
+    def trace_view(self) -> Rich:
+        """The raw TCP socket calls (ciphertext: different bytes on every run)."""
+        return show(self.trace, order="side")
+
+    # ---- plumbing
+    def _on_event(self, ev):
+        res = format_result(ev)
+        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
+
+    def _explain(self, exc):
+        return self._tls.explain(exc) if isinstance(exc, ssl.SSLError) else _explain(exc)
+
+    def _act(self, what, fn):
+        self.alert.value = ""
+        self._label = what
+        try:
+            self.last = fn()
+        except Exception as exc:
+            self.last = exc
+            exp = self._explain(exc)
+            self.alert.value = explanation_html(exp)
+            self.steps.append(f"{self._label}: FAILED: {exp.title} [{exp.error}]")
+            for line in self._new_server_errors():
+                self.steps.append(f"  the server saw: {line}")
+        self._draw_records()
+        return self.last
+
+    def _new_server_errors(self) -> list:
+        if self.server is None:
+            return []
+        new = self.server.errors[self._errors_seen:]
+        self._errors_seen = len(self.server.errors)
+        return [f"{exp.title} [{exp.error}]" for _side, exp in new]
+
+    def _draw_records(self):
+        if self.client is None:
+            return
+        tls = self._tls
+        out = tls.wire_summary(self.client.sent, lengths=True)
+        back = tls.wire_summary(self.client.received, lengths=True)
+        self.records_view.value = (f"<b>client → server</b><pre>{_html.escape(out)}</pre>"
+                                   f"<b>server → client</b><pre>{_html.escape(back)}</pre>")
+
+    def _context(self):
+        ctx = self.certs.client_context(trust_ca=self.trust.value)
+        ctx.maximum_version = VERSIONS[self.version.value]
+        return ctx
+
+    # ---- buttons
+    def start_server(self):
+        """Start (or restart) the TLS echo server on 127.0.0.1, port 0."""
+        def go():
+            self._stop_server()
+            if self.certs is None:
+                self.certs = self._tls.Certificates()
+            self.server = self._tls.echo_server(self.certs, trace=self.trace,
+                                                name=f"{self.key}/server").start()
+            self._errors_seen = 0
+            host, port = self.server.address[:2]
+            self.status.value = f"TLS server <b>listening</b> on <code>{host}:{port}</code>"
+            self.steps.append(f"start server: TLS echo server listening, certificate for "
+                            f"{', '.join(self.certs.names)}")
+            return self.server
+        return self._act("start server", go)
+
+    def connect(self):
+        """TCP connect, then the TLS handshake with the chosen trust, host name and version."""
+        def go():
+            self._close_client()
+            if self.server is None or not self.server.running:
+                self.start_server()
+            what = (f"connect (server_hostname={self.hostname.value!r}, trusts CA: "
+                    f"{'yes' if self.trust.value else 'no'}, up to {self.version.value})")
+            self._label = what
+            try:
+                self.client = self._tls.connect(self.server.address, self._context(), self.hostname.value,
+                                                trace=self.trace, side=self.trace.new_side("client"),
+                                                name=f"{self.key}/client")
+            except Exception:
+                self.server.wait_idle()  # the server has noted the failed handshake
+                raise
+            self.steps.append(f"{what}: handshake done, {self.client.version()} {self.client.cipher()[0]}")
+            self.steps.append("  client -> server: " +
+                            " | ".join(self._tls.wire_summary(self.client.sent).splitlines()))
+            self.status.value = (f"connected: <b>{_html.escape(self.client.version())}</b> "
+                                 f"{_html.escape(self.client.cipher()[0])}")
+            return self.client
+        return self._act("connect", go)
+
+    def send_message(self, text: str | None = None):
+        """Encrypt and send the message; read the echo; return it."""
+        def go():
+            if self.client is None:
+                self.connect()
+            if self.client is None:
+                return None
+            data = (self.message.value if text is None else text).encode("utf-8")
+            before = len(self.client.sent)
+            self.client.sendall(data)
+            recs = self._tls.records(self.client.sent[before:])
+            reply = b""
+            while len(reply) < len(data):
+                chunk = self.client.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            sizes = ", ".join(str(r.length) for r in recs)
+            self.steps.append(f"send {data!r}: {len(recs)} application_data record(s) of {sizes} bytes "
+                            f"on the wire; echo {reply!r}")
+            self.status.value += f"<br>sent {_html.escape(repr(data))}, echo {_html.escape(repr(reply))}"
+            return reply
+        return self._act("send", go)
+
+    def _close_client(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+            if self.server is not None and self.server.running:
+                self.server.wait_idle()
+
+    def close_client(self):
+        """Send close_notify and close the TCP connection."""
+        return self._act("close client", self._close_client)
+
+    def _stop_server(self):
+        self._close_client()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            self.status.value = "<i>server stopped</i>"
+
+    def stop_server(self):
+        return self._act("stop server", self._stop_server)
+
+    def stop(self):
+        """Called when the cell that made the panel is re-run."""
+        self._stop_server()
+
+    def server_errors(self) -> list:
+        """The server's explained failures (e.g. the alert a rejecting client sent)."""
+        return [] if self.server is None else [f"{side}: {exp.title} [{exp.error}]"
+                                               for side, exp in self.server.errors]

@@ -1,0 +1,251 @@
+"""socklab.http on real loopback sockets: parser limits, the handler against real HTTP clients
+(urllib, http.client, curl), and the by-hand client against Python's own http.server."""
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+import socklab
+from socklab import http as H
+
+
+def raw_exchange(srv, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``data`` on a plain socket and read until the server closes."""
+    with socket.create_connection(srv.address, timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+@pytest.fixture
+def srv():
+    with H.server(date=False) as s:
+        yield s
+
+
+# ---- parsing without sockets
+
+def test_parse_request_line_headers_body():
+    req = H.parse_request(b"POST /echo?x=1 HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n"
+                          b"X-Two:  spaced  \r\n\r\nabcEXTRA")
+    assert (req.method, req.target, req.version, req.path, req.query) == \
+        ("POST", "/echo?x=1", "HTTP/1.1", "/echo", {"x": "1"})
+    assert req.header("Content-Length") == "3" and req.header("x-two") == "spaced"
+    assert req.body == b"abc"
+    assert req.raw.endswith(b"\r\n\r\nabc")
+
+
+@pytest.mark.parametrize("data,status", [
+    (b"HELLO\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),                              # no Host
+    (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400),        # obs-fold
+    (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),                  # space before colon
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n", 413),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: 1\r\n" * 101 + b"\r\n", 431),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nshort", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n", 400),                       # ends inside the headers
+])
+def test_parse_rejects_with_status(data, status):
+    with pytest.raises(H.HTTPError) as info:
+        H.parse_request(data)
+    assert info.value.status == status
+
+
+def test_received_data_is_never_evaluated():
+    req = H.parse_request(b"GET /__import__('os').system('false') HTTP/1.1\r\nHost: a\r\n"
+                          b"X: __import__('sys').exit(1)\r\n\r\n")
+    assert req.header("X") == "__import__('sys').exit(1)"
+
+
+def test_read_response_content_length_chunked_eof_and_head():
+    r = H.read_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiNEXT")
+    assert (r.status, r.reason, r.body) == (200, "OK", b"hi")
+    r = H.read_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nTrailer: x\r\n\r\n")
+    assert r.body == b"abcde"
+    r = H.read_response(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+    assert r.body == b"until the end"
+    r = H.read_response(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", method="HEAD")
+    assert r.body == b""
+    with pytest.raises(H.HTTPError):
+        H.read_response(b"")
+
+
+def test_build_request_and_response():
+    assert H.build_request("GET", "/", "h") == b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+    assert H.build_request("POST", "/e", "h", {"Content-Type": "text/plain"}, "hé") == \
+        b"POST /e HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nh\xc3\xa9"
+    assert H.build_response(404, b"no") == b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
+    assert H.build_response(200, b"abc", head=True).endswith(b"Content-Length: 3\r\n\r\n")
+
+
+# ---- the handler on real sockets
+
+def test_by_hand_client_and_trace(leakcheck, srv):
+    r = H.request(srv.address, trace=srv.trace)
+    assert (r.status, r.body) == (200, b"Hello from socklab's HTTP server!\n")
+    assert r.header("content-length") == "34" and r.header("Connection") == "close"
+    assert r.raw.startswith(b"HTTP/1.1 200 OK\r\n") and r.raw.endswith(r.body)
+    assert srv.wait_idle()
+    calls = srv.trace.calls("client")
+    assert calls[:4] == ["socket", "settimeout", "connect", "sendall"] and calls[-1] == "close"
+    ex = srv.handler.exchanges[-1]
+    assert ex.request.startswith(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:") and ex.response == r.raw
+    srv.stop()
+
+
+def test_post_echo_and_errors(srv):
+    r = H.request(srv.address, "POST", "/echo", {"Content-Type": "application/json"}, b'{"a": 1}')
+    assert (r.status, r.body, r.header("Content-Type")) == (200, b'{"a": 1}', "application/json")
+    assert H.request(srv.address, target="/nope").status == 404
+    r = H.request(srv.address, "DELETE", "/")
+    assert (r.status, r.header("Allow")) == (405, "GET, HEAD")
+    r = H.request(srv.address, "HEAD", "/")
+    assert r.status == 200 and r.body == b"" and r.header("Content-Length") == "34"
+
+
+def test_body_arriving_in_pieces(srv):
+    """TCP is a stream: the handler waits for Content-Length bytes however they are split."""
+    with socket.create_connection(srv.address, timeout=5) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n")
+        s.sendall(b"01234")
+        s.sendall(b"56789")
+        resp = H.read_response(s)
+    assert resp.body == b"0123456789"
+
+
+def test_malformed_requests_get_an_answer_not_a_reset(srv):
+    out = raw_exchange(srv, b"HELLO\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Connection: close" in out
+    out = raw_exchange(srv, b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 100000 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431 ")
+    assert srv.wait_idle()
+    assert [e.status for e in srv.handler.exchanges] == [400, 431]
+    assert not srv.errors
+
+
+def test_keep_alive_several_requests_on_one_connection(srv):
+    data = (H.build_request("GET", "/", "x") + H.build_request("GET", "/headers", "x") +
+            H.build_request("GET", "/", "x", {"Connection": "close"}))
+    with socket.create_connection(srv.address, timeout=5) as s:
+        s.sendall(data)  # pipelined: three requests in one write
+        r = H.Reader(s)
+        statuses = [H.read_response(r).status for _ in range(3)]
+        assert s.recv(10) == b""  # the server closed after the third ("Connection: close")
+    assert statuses == [200, 200, 200]
+    assert srv.wait_idle()
+    assert len({e.side for e in srv.handler.exchanges}) == 1
+
+
+def test_date_header_by_default():
+    with H.server() as s:
+        assert H.request(s.address).header("Date", "").endswith(" GMT")
+
+
+def test_urllib_against_handler(srv):
+    url = f"http://127.0.0.1:{srv.address[1]}"
+    with urllib.request.urlopen(url + "/headers", timeout=5) as resp:
+        assert resp.status == 200
+        body = resp.read().decode()
+    assert "User-Agent: Python-urllib/" in body and "Connection: close" in body
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(url + "/missing", timeout=5)
+    assert info.value.code == 404
+    info.value.close()
+
+
+def test_http_client_keep_alive_against_handler(srv):
+    c = http.client.HTTPConnection("127.0.0.1", srv.address[1], timeout=5)
+    try:
+        for body in (b"one", b"two"):
+            c.request("POST", "/echo", body=body, headers={"Content-Type": "text/plain"})
+            resp = c.getresponse()
+            assert (resp.status, resp.read()) == (200, body)
+    finally:
+        c.close()
+    assert srv.wait_idle()
+    assert len({e.side for e in srv.handler.exchanges}) == 1  # both on one connection
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_against_handler(srv):
+    url = f"http://127.0.0.1:{srv.address[1]}"
+    r = subprocess.run([shutil.which("curl"), "-sS", "-i", "--max-time", "5", "-d", "hi curl", url + "/echo"],
+                       capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"HTTP/1.1 200 OK\r\n") and r.stdout.endswith(b"\r\n\r\nhi curl")
+
+
+def test_client_against_python_http_server(leakcheck):
+    py = H.StdlibServer()
+    try:
+        r = H.request(py.address, target="/abc")
+        assert r.status == 200 and r.body == b"Hello from Python's http.server! You asked for /abc\n"
+        assert r.header("Server").startswith("BaseHTTP/") and "<date>" in r.head_text()
+        assert py.log == ['"GET /abc HTTP/1.1" 200 -']
+        r = H.request(py.address, "POST", "/abc", body=b"x")
+        assert r.status == 501
+    finally:
+        py.stop()
+
+
+def test_stdlib_server_rerun_stops_the_old_one():
+    a = H.StdlibServer(name="t-stdlib")
+    b = H.StdlibServer(name="t-stdlib")
+    with pytest.raises(OSError):
+        socket.create_connection(a.address, timeout=2).close()
+    b.stop()
+
+
+def test_ipv6_request():
+    if not socklab.runtime.has_ipv6():
+        pytest.skip("no IPv6 here")
+    with H.server(family="AF_INET6") as s:
+        r = H.request(s.address, target="/headers")
+    assert r.status == 200 and f"Host: [::1]:{s.address[1]}".encode() in r.body
+
+
+@pytest.mark.parametrize("code", ["PLAIN_SERVER", "PLAIN_CLIENT"])
+def test_plain_code_compiles(code):
+    compile(getattr(H, code), code, "exec")
+
+
+def test_plain_code_runs_end_to_end(tmp_path):
+    """The printed plain server and client work together (on a free port instead of 8080)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server_src = H.PLAIN_SERVER.replace("8080", str(port)).replace("while True:", "for _ in range(1):")
+    client_src = H.PLAIN_CLIENT.replace("8080", str(port))
+    (tmp_path / "s.py").write_text(server_src)
+    (tmp_path / "c.py").write_text(client_src)
+    srv = subprocess.Popen([sys.executable, "-u", str(tmp_path / "s.py")], stdout=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    try:
+        assert srv.stdout.readline().startswith("serving on")  # ready: it has bound and listens
+        c = subprocess.run([sys.executable, str(tmp_path / "c.py")], capture_output=True, text=True,
+                           timeout=20)
+        assert c.returncode == 0, c.stderr
+        assert "HTTP/1.1 200 OK" in c.stdout and "You sent: GET / HTTP/1.1" in c.stdout
+        assert srv.wait(20) == 0
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait(5)
+        srv.stdout.close()

@@ -1,0 +1,227 @@
+"""socklab.tls on real loopback sockets: handshake, verification failures, what the wire carries,
+standard ssl clients and (where installed) openssl s_client against the TLS echo server."""
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+
+import pytest
+
+import socklab
+
+trustme = pytest.importorskip("trustme", reason="socklab.tls needs trustme (pip install trustme)")
+from socklab import tls  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def certs():
+    return tls.Certificates()
+
+
+@pytest.fixture
+def srv(certs):
+    with tls.echo_server(certs) as s:
+        yield s
+
+
+def test_certificate_names(certs):
+    text = certs.describe()
+    assert "names:   DNS:localhost, IP:127.0.0.1, IP:::1" in text
+    assert "O=socklab teaching CA" in text
+
+
+def test_handshake_echo_and_ciphertext_on_the_wire(leakcheck, certs, srv):
+    c = tls.connect(srv.address, certs.client_context(), trace=srv.trace)
+    assert c.version() == "TLSv1.3" and c.handshake_done
+    c.sendall(b"hello")
+    assert c.recv() == b"hello"
+    c.close()
+    assert srv.wait_idle()
+    # the client's first bytes: a cleartext handshake record carrying a ClientHello with SNI
+    first = tls.records(c.sent)[0]
+    assert (first.type_name, first.detail) == ("handshake", "ClientHello")
+    assert b"localhost" in bytes(c.sent)
+    assert b"hello" not in bytes(c.sent) and b"hello" not in bytes(c.received)
+    # TLS 1.3 encrypts the certificate: the CA's name is not visible on the wire
+    assert b"socklab teaching CA" not in bytes(c.received)
+    # the server read exactly the bytes the client wrote
+    assert bytes(srv.handler.streams[0].received) == bytes(c.sent)
+    # and the trace of the TCP socket recorded those bytes (previews start with record headers)
+    sends = [e for e in srv.trace if e.side == "client" and e.call == "sendall"]
+    assert sends[0].args[0].head.startswith(b"\x16\x03\x01")
+    assert all(e.args[0].head[:1] in (b"\x14", b"\x15", b"\x16", b"\x17") for e in sends)
+    notes = [e.args[0] for e in srv.trace if e.call == "note"]
+    assert "TLS handshake done: TLSv1.3" in notes
+    srv.stop()
+
+
+def test_application_record_size(certs, srv):
+    with tls.connect(srv.address, certs.client_context(), trace=srv.trace) as c:
+        before = len(c.sent)
+        c.sendall(b"hello")
+        recs = tls.records(c.sent[before:])
+        assert [(r.type_name, r.length) for r in recs] == [("application_data", 5 + 1 + 16)]
+        assert c.recv() == b"hello"
+
+
+def test_record_summary_is_stable(certs, srv):
+    summaries = set()
+    for _ in range(3):
+        with tls.connect(srv.address, certs.client_context(), trace=srv.trace) as c:
+            c.sendall(b"x")
+            c.recv()
+            summaries.add(tls.wire_summary(c.sent))
+    assert len(summaries) == 1
+    assert summaries.pop().splitlines()[:2] == ["handshake (ClientHello)", "change_cipher_spec"]
+
+
+def test_unknown_ca(certs, srv):
+    with pytest.raises(ssl.SSLCertVerificationError) as info:
+        tls.connect(srv.address, certs.client_context(trust_ca=False), trace=srv.trace)
+    assert info.value.verify_code == 20
+    assert tls.explain(info.value).title.startswith("The certificate is signed by a CA")
+    assert srv.wait_idle()
+    side, exp = srv.errors[-1]
+    assert exp.code == "TLSV1_ALERT_UNKNOWN_CA"
+    client_sends = [e for e in srv.trace if e.side == "client" and e.call == "sendall"]
+    assert tls.records(client_sends[-1].args[0].head)[0].describe() == "alert (fatal unknown_ca) 2 bytes"
+    assert not socklab.running() or all(not isinstance(o, tls.TLSStream) for o in socklab.running())
+
+
+def test_hostname_mismatch(certs, srv):
+    with pytest.raises(ssl.SSLCertVerificationError) as info:
+        tls.connect(srv.address, certs.client_context(), server_hostname="example.org")
+    assert info.value.verify_code == 62
+    assert "Hostname mismatch" in info.value.verify_message
+    assert tls.explain(info.value).title == "The certificate is not valid for that host name"
+
+
+def test_ip_address_names(certs, srv):
+    with tls.connect(srv.address, certs.client_context(), server_hostname="127.0.0.1") as c:
+        assert c.getpeercert()["subjectAltName"][1] == ("IP Address", "127.0.0.1")
+
+
+def test_standard_ssl_socket_against_socklab_server(certs, srv):
+    with socket.create_connection(srv.address, timeout=5) as raw:
+        with certs.client_context().wrap_socket(raw, server_hostname="localhost") as s:
+            assert isinstance(s, ssl.SSLSocket) and raw.fileno() == -1  # the SSLSocket took the fd
+            s.sendall(b"ping")
+            assert s.recv(100) == b"ping"
+
+
+def test_plain_client_to_tls_server(srv):
+    c = socklab.Client(srv, timeout=3)
+    c.connect()
+    c.sendall(b"hello\n")
+    assert c.recv() == b""  # the server gives up on non-TLS bytes and closes
+    c.close()
+    assert srv.wait_idle()
+    assert srv.errors[-1][1].title == "Not TLS on the other side"
+
+
+def test_tls_client_to_plain_echo_server(certs):
+    with socklab.Server() as plain:
+        with pytest.raises(ssl.SSLError) as info:
+            tls.connect(plain.address, certs.client_context(), trace=plain.trace, timeout=3)
+    assert info.value.reason == "UNEXPECTED_MESSAGE"
+    assert "ClientHello straight back" in tls.explain(info.value).why
+
+
+def test_tls12_shows_the_certificate_in_clear(certs, srv):
+    ctx = certs.client_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with tls.connect(srv.address, ctx, trace=srv.trace) as c:
+        assert c.version() == "TLSv1.2"
+        assert b"socklab teaching CA" in bytes(c.received)
+        details = [r.detail for r in tls.records(c.received)]
+        assert details[:2] == ["ServerHello", "Certificate"] and "encrypted" in details
+
+
+def test_ca_file_and_rerun_closes_stream(certs, srv):
+    path = certs.ca_file()
+    assert socklab.runtime.display_path(path).startswith("<rundir>/") and path.endswith(".pem")
+    ctx = ssl.create_default_context(cafile=path)
+    a = tls.connect(srv.address, ctx, name="t-tls")
+    b = tls.connect(srv.address, ctx, name="t-tls")
+    assert a.sock.closed and not b.sock.closed
+    b.close()
+
+
+def test_hexdump():
+    assert tls.hexdump(b"\x16\x03\x01AB") == "0000  16 03 01 41 42" + " " * 33 + "  ...AB"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_openssl_s_client(certs, srv):
+    base = [shutil.which("openssl"), "s_client", "-connect", f"127.0.0.1:{srv.address[1]}",
+            "-servername", "localhost", "-verify_return_error", "-brief"]
+    ok = subprocess.run(base + ["-CAfile", certs.ca_file()], stdin=subprocess.DEVNULL, capture_output=True,
+                        text=True, timeout=15)
+    assert ok.returncode == 0 and "Verification: OK" in ok.stderr
+    bad = subprocess.run(base, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=15)
+    assert bad.returncode != 0 and "unable to get local issuer certificate" in bad.stderr
+
+
+def test_missing_trustme_message(monkeypatch):
+    import builtins
+    real = builtins.__import__
+
+    def fake(name, *a, **kw):
+        if name == "trustme":
+            raise ImportError("No module named 'trustme'")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ImportError, match="pip install trustme"):
+        tls.Certificates()
+
+
+def test_plain_code_runs_end_to_end(tmp_path):
+    """The printed plain TLS server and client work, with files from `python -m trustme`."""
+    import os
+    import sys
+    made = subprocess.run([sys.executable, "-m", "trustme", "-q", "-d", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert {"server.pem", "server.key", "client.pem"} <= set(os.listdir(tmp_path))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "s.py").write_text(tls.PLAIN_SERVER.replace("8443", str(port)))
+    (tmp_path / "c.py").write_text(tls.PLAIN_CLIENT.replace("8443", str(port)))
+    srv = subprocess.Popen([sys.executable, "-u", "s.py"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().startswith("TLS echo server on")
+        c = subprocess.run([sys.executable, "c.py"], cwd=tmp_path, capture_output=True, text=True, timeout=20)
+        assert c.returncode == 0, c.stderr
+        assert c.stdout.splitlines() == ["TLSv1.3 TLS_AES_256_GCM_SHA384", "b'hello over TLS'"]
+        assert srv.wait(20) == 0
+        assert "handshake done: TLSv1.3" in srv.stdout.read()
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait(5)
+        srv.stdout.close()
+
+
+def test_corrupted_record_is_explained_as_tls(certs, srv):
+    """Flip one byte of an encrypted record: the server's TLS layer rejects it (authentication tag)."""
+    c = tls.connect(srv.address, certs.client_context(), trace=srv.trace)
+    c.sendall(b"ok")
+    assert c.recv() == b"ok"
+    before = len(c.sent)
+    c.obj.write(b"tampered")          # encrypt without sending ...
+    record = bytearray(c._out.read())
+    record[-1] ^= 0x01                # ... change one bit of the tag ...
+    c.sock.sendall(bytes(record))     # ... and send it by hand
+    with pytest.raises(ssl.SSLError) as info:  # the server answers with an alert and closes
+        c.recv()
+    assert info.value.reason == "SSLV3_ALERT_BAD_RECORD_MAC"
+    assert tls.explain(info.value).title == "A record failed its integrity check"
+    c.close()
+    assert srv.wait_idle()
+    assert len(c.sent) == before
+    side, exp = srv.errors[-1]
+    assert exp.title == "A record failed its integrity check"

@@ -1,0 +1,58 @@
+"""The TLS panel in plain Python: buttons as methods, real sockets, assertions on log, trace and widgets."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+pytest.importorskip("trustme")
+
+from socklab.widgets.tls import TLSPanel  # noqa: E402
+
+
+def test_panel_handshake_send_and_failures(leakcheck):
+    p = TLSPanel(name="t-tls-panel")
+    p.start_server()
+    assert p.server.running and "listening" in p.status.value
+    assert p.connect() is p.client and p.client.version() == "TLSv1.3"
+    assert p.send_message("hello") == b"hello"
+    assert "application_data" in p.records_view.value and "ClientHello" in p.records_view.value
+    p.trust.value = False
+    assert isinstance(p.connect(), Exception)
+    assert "not trust" in p.alert.value or "does not trust" in p.alert.value
+    p.trust.value, p.hostname.value = True, "example.org"
+    p.connect()
+    p.hostname.value, p.version.value = "127.0.0.1", "TLS 1.2"
+    p.connect()
+    assert p.client.version() == "TLSv1.2"
+    p.close_client()
+    p.stop_server()
+    assert p.server is None
+    lines = p.transcript().text.splitlines()
+    assert lines[0].startswith("start server: TLS echo server listening")
+    assert lines[1] == ("connect (server_hostname='localhost', trusts CA: yes, up to TLS 1.3): "
+                        "handshake done, TLSv1.3 TLS_AES_256_GCM_SHA384") or "TLSv1.3" in lines[1]
+    assert lines[2].startswith("  client -> server: handshake (ClientHello) | change_cipher_spec")
+    assert lines[3] == ("send b'hello': 1 application_data record(s) of 22 bytes on the wire; "
+                        "echo b'hello'")
+    assert lines[4].startswith("connect (server_hostname='localhost', trusts CA: no, up to TLS 1.3): "
+                               "FAILED: The certificate is signed by a CA this client does not trust")
+    assert lines[5] == "  the server saw: The client rejected our certificate [SSLError: TLSV1_ALERT_UNKNOWN_CA]"
+    assert "FAILED: The certificate is not valid for that host name" in lines[6]
+    assert "SSLV3_ALERT_BAD_CERTIFICATE" in lines[7]
+    assert "handshake done, TLSv1.2" in lines[8]
+    assert "client:" in p.trace_view().text
+
+
+def test_send_connects_and_rerun_stops_old_panel():
+    a = TLSPanel(name="t-tls-rerun")
+    assert a.send_message("x") == b"x"
+    b = TLSPanel(name="t-tls-rerun")
+    assert a.server is None and a.client is None
+    b.stop()
+
+
+def test_text_repr():
+    p = TLSPanel(name="t-tls-repr")
+    assert "TLS panel" in p._repr_mimebundle_()["text/plain"]
+    assert p.transcript().text == "(nothing yet)"
+    p.stop()
