@@ -18,6 +18,15 @@ from .backlog import run_backlog_experiment
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    """``socklab.notebook``, ``socklab.widgets`` and ``socklab.exercises`` load on first use, so
+    plain-Python users never import Jupyter."""
+    if name in ("notebook", "widgets", "exercises"):
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'socklab' has no attribute {name!r}")
+
 __all__ = [
     "SocketConfig", "ConfigError", "Explanation", "SocklabError", "explain", "explained",
     "Event", "Trace", "TracedSocket", "Background", "Client", "Server", "echo", "echo_datagram",

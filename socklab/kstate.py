@@ -369,7 +369,9 @@ def _live_sides() -> dict:
     from . import runtime
     out = {}
     for obj in runtime.running():
-        s = getattr(obj, "sock", obj)
+        # A Client holds a TracedSocket in .sock; socklab.socket() registers the TracedSocket itself.
+        s = obj if getattr(obj, "side", None) and isinstance(getattr(obj, "sock", None), socket.socket) \
+            else getattr(obj, "sock", obj)
         side, raw = getattr(s, "side", None), getattr(s, "sock", s)
         if side and isinstance(raw, socket.socket) and raw.fileno() != -1:
             try:

@@ -32,10 +32,12 @@ class Rich:
 
 def _error_handler(shell, etype, value, tb, tb_offset=None):
     """Show a SocklabError as its explanation instead of a wall of traceback."""
+    import sys
+    sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb  # so %tb still works
     exp = value.explanation
     display(Rich(exp.text(), explanation_html(exp)))
-    return [f"{etype.__name__}: {exp.title} (explained above; the full traceback is in "
-            "%tb if you want it)"]
+    shell._showtraceback(etype, value, [f"{etype.__name__}: {exp.title} (explained above; %tb shows "
+                                        "the full traceback)"])
 
 
 def setup(check: bool = True):
