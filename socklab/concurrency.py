@@ -1,0 +1,631 @@
+"""Four ways to serve many clients on real sockets, and a load generator that times them.
+
+Styles: ``iterative`` (one client at a time), ``threads`` (a thread per connection), ``selectors``
+(one thread, non-blocking sockets, readiness from select/epoll) and ``asyncio``
+(``asyncio.start_server``, one coroutine per client).
+
+The protocol is the same for all: a client sends one line (``b"request 3\\n"``), the server does
+``service_time`` seconds of simulated work and answers one line (``b"done: request 3\\n"``), then
+closes the connection. The simulated work is a *timeout wait* on the server's stop signal
+(``threading.Event.wait``, a ``select()`` timeout, a timer in the asyncio loop), never
+``time.sleep()``: ``stop()`` ends it at once.
+
+Every server binds and listens in ``start()`` (errors are raised there, explained), serves in a
+background thread, and ``stop()`` is prompt (a wake-up socketpair, ``shutdown()`` of blocked
+connections, ``loop.call_soon_threadsafe``) and complete (threads joined, sockets closed).
+Knows nothing of Jupyter.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import runtime
+from .errors import explain, explained
+
+STYLES = ("iterative", "threads", "selectors", "asyncio")
+MAX_REQUEST = 1024          # bytes: a longer request line is refused
+DEFAULT_TIMEOUT = 5.0
+
+
+def reply_to(request: bytes) -> bytes:
+    """The answer to one request line (which ends in b'\\n')."""
+    return b"done: " + request
+
+
+def read_line(sock: socket.socket, limit: int = MAX_REQUEST) -> bytes:
+    """recv() until a b'\\n' arrives; returns what came (without a newline if the peer closed first)."""
+    buf = b""
+    while b"\n" not in buf:
+        chunk = sock.recv(limit)
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > limit:
+            raise ValueError(f"request longer than {limit} bytes")
+    return buf
+
+
+class StyleServer:
+    """What the four styles share: bind/listen in ``start()``, counters, a prompt ``stop()``.
+
+    ``served``: requests answered; ``peak``: most requests in their simulated work at the same
+    time (1 for a server that serves one client at a time); ``errors``: explanations of
+    unexpected failures while serving.
+    """
+
+    style = "?"
+
+    def __init__(self, service_time: float = 0.02, *, host: str = "127.0.0.1", port: int = 0,
+                 backlog: int = 128, idle_timeout: float = 30.0, max_connections: int = 256,
+                 name: str | None = None):
+        if not 0 <= service_time <= 60:
+            raise ValueError("service_time must be between 0 and 60 seconds")
+        self.service_time = service_time
+        self.host, self.port, self.backlog = host, port, backlog
+        self.idle_timeout, self.max_connections, self.name = idle_timeout, max_connections, name
+        self.ready = threading.Event()
+        self.stopping = threading.Event()   # set by stop(): ends every simulated work at once
+        self.sock: socket.socket | None = None
+        self.address = None
+        self.served = self.peak = self.rejected = 0
+        self.errors: list = []
+        self.key: str | None = None
+        self._inflight = 0
+        self._lock = threading.Lock()
+        self._conns: dict = {}              # connection socket -> its thread (or None)
+        self._thread: threading.Thread | None = None
+        self._wake_r = self._wake_w = None
+        self._crash: BaseException | None = None
+
+    # ---- lifecycle
+    def start(self, timeout: float = DEFAULT_TIMEOUT) -> "StyleServer":
+        """Bind and listen here (errors are raised here), then serve in a background thread."""
+        if self._thread is not None:
+            raise RuntimeError("this server was already started; create a new one")
+        self.key = self.name if self.name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=self.name is not None)
+        try:
+            self.sock = socket.create_server((self.host, self.port), backlog=self.backlog)
+            self.address = self.sock.getsockname()
+            self._wake_r, self._wake_w = socket.socketpair()
+        except Exception as exc:
+            self._close_sockets()
+            runtime.unregister(self.key, self)
+            raise explained(exc, (self.host, self.port), "bind") from None
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"socklab-{self.style}")
+        self._thread.start()
+        if not self.ready.wait(timeout) or self._crash is not None:
+            crash = self._crash
+            self.stop()
+            if crash is not None:
+                raise explained(crash, self.address) from None
+            raise RuntimeError(f"{self.style} server did not become ready within {timeout} s")
+        return self
+
+    def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Stop now: wake the serving thread, end blocked calls, join threads, close sockets.
+
+        Safe to call twice, and from any thread."""
+        self.stopping.set()                 # ends every simulated work (Event.wait) at once
+        self._wake()                        # wakes the loop waiting in select() / the event loop
+        self._shutdown_connections()        # wakes a recv() blocked on a client that sends nothing
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+            if t.is_alive():
+                raise RuntimeError(f"{self.style} server thread did not stop within {timeout} s")
+        self._join_connections(timeout)
+        self._close_sockets()
+        if self.key is not None:
+            runtime.unregister(self.key, self)
+
+    def __enter__(self):
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self.ready.is_set() and not self.stopping.is_set() and \
+            self._thread is not None and self._thread.is_alive()
+
+    def _run(self):
+        try:
+            self._serve()
+        except Exception as exc:
+            self._crash = exc
+            if not self.stopping.is_set():
+                self.errors.append(explain(exc))
+        finally:
+            self.ready.set()  # start() must not wait for a loop that died before it was ready
+
+    def _serve(self):
+        raise NotImplementedError
+
+    def _wake(self):
+        """Wake the serving loop: one byte on the wake-up socketpair it watches."""
+        w = self._wake_w
+        if w is not None:
+            try:
+                w.send(b"x")
+            except OSError:
+                pass  # already closed: the server has stopped
+
+    # ---- bookkeeping
+    @contextlib.contextmanager
+    def working(self):
+        """Count a request as 'in its simulated work' (for ``peak``)."""
+        self._begin_work()
+        try:
+            yield
+        finally:
+            self._end_work()
+
+    def _begin_work(self):
+        with self._lock:
+            self._inflight += 1
+            self.peak = max(self.peak, self._inflight)
+
+    def _end_work(self):
+        with self._lock:
+            self._inflight -= 1
+
+    def _answered(self):
+        with self._lock:
+            self.served += 1
+
+    def _track(self, conn, thread=None) -> bool:
+        """Remember a connection (so stop() can end it); False when over max_connections."""
+        with self._lock:
+            if len(self._conns) >= self.max_connections or self.stopping.is_set():
+                self.rejected += 1
+                return False
+            self._conns[conn] = thread
+            return True
+
+    def _untrack_and_close(self, conn):
+        with self._lock:  # under the lock: stop() never shuts down a socket that is being closed
+            self._conns.pop(conn, None)
+            conn.close()
+
+    def _shutdown_connections(self):
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes a recv() blocked on it
+                except OSError:
+                    pass  # already disconnected: its handler is returning anyway
+
+    def _join_connections(self, timeout):
+        with self._lock:
+            threads = [t for t in self._conns.values() if t is not None]
+        for t in threads:
+            if t is not threading.current_thread():
+                t.join(timeout)
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+
+    def _close_sockets(self):
+        for s in (self.sock, self._wake_r, self._wake_w):
+            if s is not None:
+                s.close()
+
+    def _record(self, exc):
+        if not self.stopping.is_set():
+            self.errors.append(explain(exc))
+
+    def __repr__(self):
+        state = "running" if self.running else ("stopped" if self.stopping.is_set() else "new")
+        return f"<socklab.concurrency.{type(self).__name__} {self.address!r} {state}>"
+
+
+class _AcceptLoop(StyleServer):
+    """Blocking connections; a selector only to watch the listener and the wake-up socket."""
+
+    def _serve(self):
+        with selectors.DefaultSelector() as sel:
+            self.sock.setblocking(False)  # select() said 'ready', but never risk blocking in accept
+            sel.register(self.sock, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            self.ready.set()
+            while not self.stopping.is_set():
+                for key, _ in sel.select():
+                    if key.fileobj is self._wake_r:
+                        return
+                    try:
+                        conn, _ = self.sock.accept()
+                    except (BlockingIOError, ConnectionAbortedError):
+                        continue  # the client gave up before we got to it
+                    self.on_connection(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        """Serve one client: read its request, work, reply."""
+        conn.settimeout(self.idle_timeout)
+        request = read_line(conn)
+        if not request.endswith(b"\n"):
+            return                                  # the client closed without a request
+        with self.working():
+            self.stopping.wait(self.service_time)   # the simulated work; stop() ends it at once
+        if not self.stopping.is_set():
+            conn.sendall(reply_to(request))
+            self._answered()
+
+    def _serve_conn(self, conn):
+        try:
+            self.handle(conn)
+        except (OSError, ValueError) as exc:
+            self._record(exc)
+        finally:
+            self._untrack_and_close(conn)
+
+
+class IterativeServer(_AcceptLoop):
+    """One client at a time: the others wait in the kernel's accept queue."""
+
+    style = "iterative"
+
+    def on_connection(self, conn):
+        if self._track(conn):
+            self._serve_conn(conn)   # serve this client completely, then go back to accept()
+        else:
+            conn.close()
+
+
+class ThreadedServer(_AcceptLoop):
+    """A new thread for every connection: the accept loop goes straight back to accept()."""
+
+    style = "threads"
+
+    def on_connection(self, conn):
+        t = threading.Thread(target=self._serve_conn, args=(conn,), daemon=True,
+                             name="socklab-threads-conn")
+        if self._track(conn, t):
+            t.start()                # serve this client in its own thread
+        else:
+            conn.close()             # over max_connections: a classroom host stays safe
+
+
+class _Client:
+    """The selectors server's notes on one client."""
+
+    __slots__ = ("sock", "inbox", "outbox")
+
+    def __init__(self, sock):
+        self.sock, self.inbox, self.outbox = sock, b"", b""
+
+
+class SelectorServer(StyleServer):
+    """One thread, non-blocking sockets: select() says which socket is ready; a timer heap says
+    whose simulated work is done. No call ever blocks, so one slow client delays nobody."""
+
+    style = "selectors"
+
+    def _serve(self):
+        sel = selectors.DefaultSelector()
+        self.sock.setblocking(False)
+        sel.register(self.sock, selectors.EVENT_READ, "accept")
+        sel.register(self._wake_r, selectors.EVENT_READ, "stop")
+        timers: list = []          # heap of (when the work is done, n, client): work in progress
+        n = itertools.count()
+        self.ready.set()
+        try:
+            while True:
+                wait = max(0.0, timers[0][0] - time.monotonic()) if timers else None
+                for key, mask in sel.select(wait):       # sleeps until a socket is ready or a timer is due
+                    if key.data == "stop":
+                        return
+                    if key.data == "accept":
+                        self._accept(sel)
+                    elif mask & selectors.EVENT_READ:
+                        self._read(sel, key.data, timers, n)
+                    else:
+                        self._write(sel, key.data)
+                now = time.monotonic()
+                while timers and timers[0][0] <= now:     # work done: answer when writable
+                    client = heapq.heappop(timers)[2]
+                    self._end_work()
+                    client.outbox = reply_to(client.inbox)
+                    sel.register(client.sock, selectors.EVENT_WRITE, client)
+        finally:
+            for _, _, client in timers:
+                self._end_work()
+            sel.close()
+            with self._lock:
+                for conn in self._conns:
+                    conn.close()
+                self._conns.clear()
+
+    def _accept(self, sel):
+        while True:                                   # take every connection that is waiting
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, ConnectionAbortedError):
+                return
+            if not self._track(conn):
+                conn.close()
+                continue
+            conn.setblocking(False)
+            sel.register(conn, selectors.EVENT_READ, _Client(conn))
+
+    def _read(self, sel, client, timers, n):
+        try:
+            data = client.sock.recv(MAX_REQUEST)      # ready: returns at once
+        except OSError as exc:
+            data = b""
+            self._record(exc)
+        client.inbox += data
+        if not data or len(client.inbox) > MAX_REQUEST:
+            return self._drop(sel, client)
+        if b"\n" in client.inbox:
+            sel.unregister(client.sock)               # nothing to do for it until its work is done
+            self._begin_work()
+            heapq.heappush(timers, (time.monotonic() + self.service_time, next(n), client))
+
+    def _write(self, sel, client):
+        try:
+            sent = client.sock.send(client.outbox)    # writable: sends at least part, at once
+        except OSError as exc:
+            self._record(exc)
+            return self._drop(sel, client)
+        client.outbox = client.outbox[sent:]
+        if not client.outbox:
+            self._answered()
+            self._drop(sel, client)
+
+    def _drop(self, sel, client):
+        sel.unregister(client.sock)
+        self._untrack_and_close(client.sock)
+
+
+class AsyncioServer(StyleServer):
+    """asyncio.start_server in its own event loop thread: one coroutine per client; every
+    ``await`` lets the loop serve the other clients meanwhile."""
+
+    style = "asyncio"
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self._loop = None
+        self._quit = None
+        self._tasks: set = set()
+
+    def _serve(self):
+        asyncio.run(self._main())
+
+    async def _main(self):
+        self._loop = asyncio.get_running_loop()
+        self._quit = asyncio.Event()
+        server = await asyncio.start_server(self._connected, sock=self.sock, limit=MAX_REQUEST)
+        self.ready.set()
+        await self._quit.wait()              # stop() sets it from another thread: call_soon_threadsafe
+        # Accept no more, and let connections accepted this very moment get their transports first:
+        # server.close() alone races with them (asyncio asserts, and the socket leaks).
+        self._loop.remove_reader(self.sock)
+        await asyncio.sleep(0)
+        server.close()
+        await asyncio.sleep(0)               # their handlers start now, and are tracked
+        for task in list(self._tasks):
+            task.cancel()                    # ends a handler waiting in readline() or in its work
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for _ in range(3):
+            await asyncio.sleep(0)           # closing transports close their sockets
+        await server.wait_closed()
+
+    def _connected(self, reader, writer):
+        """asyncio calls this for each new connection: start handle() as a task and track it."""
+        task = self._loop.create_task(self.handle(reader, writer))
+        self._tasks.add(task)
+
+        def done(t):  # also when the task was cancelled before it ever ran
+            self._tasks.discard(t)
+            writer.close()
+        task.add_done_callback(done)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        """Serve one client: read its request, work, reply. Runs as one task per connection."""
+        try:
+            request = await reader.readline()
+            if request.endswith(b"\n"):
+                with self.working():
+                    await asyncio.sleep(self.service_time)   # the simulated work: a timer, not a block
+                writer.write(reply_to(request))
+                await writer.drain()
+                self._answered()
+        except (OSError, ValueError) as exc:
+            self._record(exc)
+        finally:
+            writer.close()
+
+    def _wake(self):
+        loop, quit_ = self._loop, self._quit
+        if loop is not None and quit_ is not None:
+            try:
+                loop.call_soon_threadsafe(quit_.set)
+            except RuntimeError:
+                pass  # the loop is already closed: the server has stopped
+
+
+SERVERS = {"iterative": IterativeServer, "threads": ThreadedServer, "selectors": SelectorServer,
+           "asyncio": AsyncioServer}
+
+
+def make_server(style: str, service_time: float = 0.02, **kw) -> StyleServer:
+    """A (not yet started) server of ``style``: one of STYLES."""
+    try:
+        cls = SERVERS[style]
+    except KeyError:
+        raise ValueError(f"unknown style {style!r}: pick one of {', '.join(STYLES)}") from None
+    return cls(service_time, **kw)
+
+
+_measure_ids = itertools.count(1)
+
+
+# ---- the load generator
+@dataclass
+class ClientResult:
+    index: int
+    latency: float | None    # seconds from the common start to the reply; None if it failed
+    error: str = ""          # e.g. 'ConnectionRefusedError' when it failed
+
+    @property
+    def ok(self) -> bool:
+        return self.latency is not None
+
+
+@dataclass
+class Measurement:
+    """N clients against one server style: total time, each client's latency, peak overlap."""
+
+    style: str
+    clients: int
+    service_time: float
+    total: float
+    results: list = field(default_factory=list)
+    peak: int = 0
+    stopped: bool = False    # the run was cut short (its server stopped before every client was served)
+
+    @property
+    def answered(self) -> int:
+        return sum(r.ok for r in self.results)
+
+    @property
+    def latencies(self) -> list:
+        return sorted(r.latency for r in self.results if r.ok)
+
+    @property
+    def mean(self) -> float:
+        lat = self.latencies
+        return sum(lat) / len(lat) if lat else float("nan")
+
+    @property
+    def max(self) -> float:
+        return max(self.latencies, default=float("nan"))
+
+    @property
+    def min(self) -> float:
+        return min(self.latencies, default=float("nan"))
+
+    @property
+    def overlapped(self) -> bool:
+        """True when the server worked on more than one request at a time."""
+        return self.peak > 1
+
+    def row(self) -> str:
+        """One line; times in ms (unpadded, so nbval's duration mask keeps the line stable)."""
+        return (f"{self.style:<9}  clients={self.clients}  answered={self.answered}/{self.clients}  "
+                f"total {self.total * 1000:.1f} ms  mean latency {self.mean * 1000:.1f} ms  "
+                f"max latency {self.max * 1000:.1f} ms  "
+                f"{'overlapped requests' if self.overlapped else 'one request at a time'}"
+                + ("  (stopped early)" if self.stopped else ""))
+
+
+def client_timeout(clients: int, service_time: float) -> float:
+    """Long enough for the last client of an iterative server, plus a margin."""
+    return DEFAULT_TIMEOUT + 2 * clients * service_time
+
+
+def run_clients(address, clients: int, *, timeout: float | None = None, on_done=None,
+                service_time: float = 0.02):
+    """Start ``clients`` client threads together; each connects, sends one request line and reads
+    the reply. Returns (total seconds until the last one finished, [ClientResult, ...]).
+
+    ``on_done(result)`` is called from each client's thread as it finishes (for live progress).
+    """
+    if clients < 1:
+        raise ValueError("clients must be at least 1")
+    timeout = client_timeout(clients, service_time) if timeout is None else timeout
+    go = threading.Event()
+    t0 = [0.0]
+    results: list = [None] * clients
+
+    def client(i):
+        go.wait(timeout)   # start together
+        try:
+            with socket.create_connection(address, timeout=timeout) as s:
+                s.sendall(b"request %d\n" % i)
+                reply = read_line(s)
+            if reply != reply_to(b"request %d\n" % i):
+                raise ConnectionError("no reply: the server closed the connection")
+            res = ClientResult(i, time.perf_counter() - t0[0])
+        except (OSError, ValueError) as exc:
+            res = ClientResult(i, None, type(exc).__name__)
+        results[i] = res
+        if on_done is not None:
+            try:
+                on_done(res)
+            except Exception:  # a broken progress view must not lose the measurement
+                pass
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True, name="socklab-load")
+               for i in range(clients)]
+    try:
+        for t in threads:
+            t.start()
+    finally:
+        t0[0] = time.perf_counter()
+        go.set()
+    for t in threads:
+        t.join(timeout + DEFAULT_TIMEOUT)
+    total = time.perf_counter() - t0[0]
+    return total, [r if r is not None else ClientResult(i, None, "still running")
+                   for i, r in enumerate(results)]
+
+
+def measure(style: str, clients: int, service_time: float = 0.02, *, timeout: float | None = None,
+            on_done=None, on_server=None, **server_kw) -> Measurement:
+    """Start a ``style`` server, run ``clients`` concurrent clients against it, stop it.
+
+    ``on_server(server)`` is called once the server runs (a panel keeps it to stop it early).
+    """
+    name = f"socklab.concurrency/{style}/{next(_measure_ids)}"  # unique: never stops another run
+    srv = make_server(style, service_time, name=name, **server_kw)
+    with srv.start():
+        if on_server is not None:
+            on_server(srv)
+        total, results = run_clients(srv.address, clients, timeout=timeout, on_done=on_done,
+                                     service_time=service_time)
+    return Measurement(style, clients, service_time, total, results, srv.peak)
+
+
+def compare(clients: int = 20, styles=STYLES, service_time: float = 0.02, **kw) -> list:
+    """measure() every style in turn with the same number of clients."""
+    return [measure(s, clients, service_time, **kw) for s in styles]
+
+
+def table(measurements) -> str:
+    """The measurements as a text table (times in ms)."""
+    head = f"{'style':<10} {'clients':>7} {'answered':>8} {'total ms':>9} {'mean ms':>8} " \
+           f"{'max ms':>8} {'peak':>4}"
+    lines = [head, "-" * len(head)]
+    for m in measurements:
+        lines.append(f"{m.style:<10} {m.clients:>7} {m.answered:>8} {m.total * 1000:>9.1f} "
+                     f"{m.mean * 1000:>8.1f} {m.max * 1000:>8.1f} {m.peak:>4}")
+    return "\n".join(lines)
+
+
+def latency_chart(measurement: Measurement, width: int = 40, scale: float | None = None) -> str:
+    """Each client's latency as a bar, fastest first: a staircase means one at a time."""
+    lat = measurement.latencies
+    if not lat:
+        return f"{measurement.style}: no client got an answer"
+    scale = scale or max(lat)
+    lines = [f"{measurement.style} ({measurement.clients} clients, bar = latency, "
+             f"full width = {scale * 1000:.0f} ms)"]
+    for i, x in enumerate(lat, 1):
+        bar = "#" * max(1, round(width * x / scale))
+        lines.append(f"  client {i:>2} {bar:<{width}} {x * 1000:6.1f} ms")
+    return "\n".join(lines)

@@ -1,0 +1,203 @@
+"""A panel that races the four server styles of ``socklab.concurrency`` with N concurrent clients.
+
+Pick N, the simulated work per request and a style (or all four); Run measures on real sockets in
+a background thread while a progress bar counts the clients answered (widget traits set from the
+client threads); Stop ends a run at once (it stops the server). ``transcript()`` is the text form.
+"""
+from __future__ import annotations
+
+import html as _html
+import threading
+
+import ipywidgets as W
+
+from .. import concurrency, runtime
+from ..concurrency import STYLES
+from ..errors import explain
+from ..notebook import Rich
+from ..render.html import CSS, explanation_html
+
+ALL = "all four"
+
+
+class ManyClientsPanel(W.VBox):
+    """Buttons: Run, Stop, Clear; each has a method of the same name (``run()``, ``stop()``,
+    ``clear()``) so a cell or a test can drive the panel too. Re-running the cell that made the
+    panel stops its run."""
+
+    def __init__(self, clients: int = 10, style: str = ALL, service_ms: int = 20,
+                 name: str | None = None):
+        self.measurements: list = []
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._server = None
+        self._cancel = threading.Event()
+        self._done = 0
+        self.clients = W.IntSlider(value=clients, min=1, max=50, description="clients")
+        self.style = W.Dropdown(options=(ALL,) + STYLES, value=style, description="style")
+        self.service = W.IntSlider(value=service_ms, min=1, max=100, description="work (ms)")
+        self.buttons = {}
+        for label, fn, bstyle in (("Run", self._click_run, "success"), ("Stop", self.stop, "danger"),
+                                  ("Clear", self.clear, "")):
+            b = W.Button(description=label, button_style=bstyle)
+            b.add_class("socklab-" + label.lower())
+            b.on_click(lambda _b, fn=fn: fn())
+            self.buttons[label] = b
+        self.progress = W.IntProgress(value=0, min=0, max=clients, description="answered")
+        self.progress.add_class("socklab-progress")
+        self.status = W.HTML(value="<i>ready: pick N and a style, then Run</i>")
+        self.status.add_class("socklab-status")
+        self.alert = W.HTML(value="")
+        self.alert.add_class("socklab-alert")
+        self.table = W.HTML(value="")
+        self.table.add_class("socklab-results")
+        super().__init__([W.HBox([self.clients, self.service]), self.style,
+                          W.HBox(list(self.buttons.values())), self.progress, self.status,
+                          self.alert, self.table])
+        self.add_class("socklab-panel")
+        self.key = name if name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=name is not None)
+
+    # ---- text form for GitHub / nbviewer / nbval
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        if isinstance(data, tuple):
+            data = data[0]
+        data = dict(data)
+        data["text/plain"] = ("socklab many-clients panel: interactive in JupyterLab; "
+                              "the transcript below shows a run.")
+        return data
+
+    def transcript(self) -> Rich:
+        """The results so far, one line per run (times in ms; nbval masks them)."""
+        if not self.measurements:
+            text = "(no runs yet)"
+        else:
+            text = "\n".join(m.row() for m in self.measurements)
+        return Rich(text, self._table_html(bars=False))
+
+    # ---- buttons
+    @property
+    def busy(self) -> bool:
+        w = self._worker
+        return w is not None and w.is_alive()
+
+    def _click_run(self):
+        if self.busy:
+            self.alert.value = _note("A run is in progress: wait for it or press Stop.")
+            return
+        self.run(wait=False)
+
+    def run(self, style: str | None = None, clients: int | None = None, service_ms: int | None = None,
+            wait: bool = True):
+        """Measure ``style`` (default: the dropdown; 'all four' runs each in turn) with ``clients``
+        concurrent clients. With ``wait`` (the default from code) returns the new measurements."""
+        self.stop()
+        if style is not None:
+            self.style.value = style
+        if clients is not None:
+            self.clients.value = clients
+        if service_ms is not None:
+            self.service.value = service_ms
+        styles = STYLES if self.style.value == ALL else (self.style.value,)
+        n, service = self.clients.value, self.service.value / 1000
+        self._cancel.clear()
+        self.alert.value = ""
+        before = len(self.measurements)
+        self._worker = threading.Thread(target=self._work, args=(styles, n, service), daemon=True,
+                                        name="socklab-manyclients")
+        self._worker.start()
+        if not wait:
+            return None
+        self._worker.join(concurrency.client_timeout(n, service) * len(styles) + 10)
+        return self.measurements[before:]
+
+    def stop(self):
+        """Stop a run now (its server stops; waiting clients get an error and finish)."""
+        self._cancel.set()
+        with self._lock:
+            srv = self._server
+        if srv is not None:
+            srv.stop()
+        w = self._worker
+        if w is not None and w is not threading.current_thread():
+            w.join(concurrency.DEFAULT_TIMEOUT)
+
+    def clear(self):
+        """Forget the results shown."""
+        self.measurements = []
+        self.table.value = ""
+        self.progress.value = 0
+        self.status.value = "<i>ready</i>"
+
+    # ---- the run, in a background thread; the view changes only through widget traits
+    def _work(self, styles, n, service):
+        try:
+            for style in styles:
+                if self._cancel.is_set():
+                    break
+                with self._lock:
+                    self._done = 0
+                self.progress.max = n
+                self.progress.value = 0
+                self.progress.bar_style = ""
+                self.progress.description = style
+                self.status.value = f"<b>{style}</b>: {n} clients running..."
+                m = concurrency.measure(style, n, service, on_done=self._tick, on_server=self._serving)
+                with self._lock:
+                    self._server = None
+                m.stopped = self._cancel.is_set()
+                self.measurements.append(m)
+                self.table.value = self._table_html()
+            if self._cancel.is_set():
+                self.status.value = "<b>stopped</b>"
+            else:
+                self.status.value = f"<b>finished</b>: {len(styles)} style(s), {n} clients each"
+        except Exception as exc:
+            self.alert.value = explanation_html(explain(exc))
+            self.status.value = "<b>failed</b>"
+        finally:
+            with self._lock:
+                self._server = None
+
+    def _serving(self, srv):
+        with self._lock:
+            self._server = srv
+        if self._cancel.is_set():  # Stop was pressed while the server was starting
+            srv.stop()
+
+    def _tick(self, result):
+        with self._lock:
+            self._done += 1
+            done = self._done
+        if result.ok:
+            self.progress.value = done
+        else:
+            self.progress.bar_style = "warning"
+        self.status.value = f"<b>{self.progress.description}</b>: {done}/{self.progress.max} clients done"
+
+    def _table_html(self, bars: bool = True) -> str:
+        """The results as an HTML table; ``bars`` adds a bar per run (live view only: its width
+        varies from run to run, so the stored transcript leaves it out)."""
+        if not self.measurements:
+            return ""
+        longest = max(m.total for m in self.measurements) or 1
+        rows = []
+        for m in self.measurements:
+            width = max(1, round(200 * m.total / longest))
+            rows.append(
+                f"<tr><td><b>{_html.escape(m.style)}</b></td><td>{m.clients}</td>"
+                f"<td>{m.answered}/{m.clients}</td><td>{m.total * 1000:.1f} ms</td>"
+                f"<td>{m.mean * 1000:.1f} ms</td><td>{m.max * 1000:.1f} ms</td>"
+                f"<td>{'overlapped' if m.overlapped else 'one at a time'}"
+                f"{' (stopped early)' if m.stopped else ''}</td>"
+                + (f'<td><div style="background:#1f6feb;height:10px;width:{width}px"></div></td>'
+                   if bars else "") + "</tr>")
+        return (f'{CSS}<div class="socklab-box"><table><tr><th>style</th><th>clients</th>'
+                "<th>answered</th><th>total</th><th>mean latency</th><th>max latency</th>"
+                "<th>requests</th>" + ("<th>total time</th>" if bars else "") + "</tr>"
+                + "".join(rows) + "</table></div>")
+
+
+def _note(text: str) -> str:
+    return f'{CSS}<div class="socklab-box socklab-warn">{_html.escape(text)}</div>'

@@ -1,0 +1,267 @@
+"""The four server styles of socklab.concurrency on real sockets: they answer, they overlap (or not),
+they stop promptly and leave nothing behind."""
+from __future__ import annotations
+
+import ast
+import errno
+import inspect
+import socket
+import threading
+import time
+
+import pytest
+
+import socklab
+from socklab import concurrency, runtime
+from socklab.concurrency import STYLES, make_server, measure, read_line, run_clients
+
+FAST = 1.0  # seconds: "promptly", with room for a loaded CI machine
+
+
+def ask(address, text=b"hello\n", timeout=5.0) -> bytes:
+    with socket.create_connection(address, timeout=timeout) as s:
+        s.sendall(text)
+        return read_line(s)
+
+
+def recv_or_error(s, timeout=5.0):
+    s.settimeout(timeout)
+    try:
+        return s.recv(100)
+    except OSError as exc:
+        return type(exc).__name__
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_each_style_answers_one_request(style, leakcheck):
+    with make_server(style, 0.001).start() as srv:
+        assert srv.running
+        assert ask(srv.address, b"request 7\n") == b"done: request 7\n"
+    assert srv.served == 1
+    assert srv.peak == 1
+    assert not srv.running
+    assert srv.errors == []
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_each_style_answers_many_concurrent_clients(style, leakcheck):
+    m = measure(style, 12, 0.01)
+    assert m.answered == 12
+    assert all(r.error == "" for r in m.results)
+    assert len(m.latencies) == 12
+
+
+def test_iterative_serves_one_at_a_time_and_its_total_grows_with_n(leakcheck):
+    m = measure("iterative", 8, 0.03)
+    assert m.peak == 1 and not m.overlapped
+    assert m.total >= 8 * 0.03 * 0.9
+    lat = m.latencies
+    assert lat[-1] >= 7 * 0.03          # the last client waited for the seven before it
+    assert lat[0] < 3 * 0.03
+
+
+@pytest.mark.parametrize("style", ["threads", "selectors", "asyncio"])
+def test_concurrent_styles_overlap_and_do_not_grow_linearly(style, leakcheck):
+    m = measure(style, 10, 0.05)
+    assert m.overlapped and m.peak > 1
+    assert m.total < 10 * 0.05 / 2      # far below the iterative server's 0.5 s
+    assert m.max < 10 * 0.05 / 2
+
+
+def test_simulated_work_never_uses_time_sleep():
+    tree = ast.parse(inspect.getsource(concurrency))
+    calls = [ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    assert "time.sleep" not in calls
+    assert "self.stopping.wait(self.service_time)" in inspect.getsource(concurrency._AcceptLoop.handle)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_stop_is_prompt_during_long_work(style, leakcheck):
+    srv = make_server(style, 30.0).start()
+    with socket.create_connection(srv.address, timeout=5) as c:
+        c.sendall(b"slow\n")
+        deadline = time.monotonic() + 5
+        while srv.peak == 0 and time.monotonic() < deadline:  # wait until its work has started
+            threading.Event().wait(0.005)
+        assert srv.peak == 1
+        t0 = time.perf_counter()
+        srv.stop()
+        assert time.perf_counter() - t0 < FAST
+        assert recv_or_error(c) in (b"", "ConnectionResetError")  # no reply: the work was cut short
+    assert srv.served == 0
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_stop_is_prompt_with_silent_and_queued_clients(style, leakcheck):
+    srv = make_server(style, 30.0).start()
+    silent = socket.create_connection(srv.address, timeout=5)     # connects, sends nothing
+    queued = [socket.create_connection(srv.address, timeout=5) for _ in range(3)]
+    try:
+        t0 = time.perf_counter()
+        srv.stop()
+        assert time.perf_counter() - t0 < FAST
+        for s in [silent] + queued:
+            assert recv_or_error(s) in (b"", "ConnectionResetError")
+    finally:
+        for s in [silent] + queued:
+            s.close()
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_stop_twice_and_from_two_threads(style, leakcheck):
+    srv = make_server(style, 1.0).start()
+    t = threading.Thread(target=srv.stop)
+    t.start()
+    srv.stop()
+    t.join(5)
+    assert not t.is_alive()
+    srv.stop()
+    assert not srv.running
+
+
+def test_stop_before_start_is_harmless(leakcheck):
+    make_server("threads").stop()
+
+
+def test_start_twice_is_refused(leakcheck):
+    with make_server("selectors").start() as srv:
+        with pytest.raises(RuntimeError):
+            srv.start()
+
+
+def test_bind_error_is_explained_and_leaves_nothing(leakcheck):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        for style in STYLES:
+            with pytest.raises(OSError) as info:
+                make_server(style, port=port).start()
+            assert info.value.errno == errno.EADDRINUSE
+            assert isinstance(info.value, socklab.SocklabError)
+            assert info.value.explanation.title == "Address already in use"
+    assert runtime.running() == []
+
+
+def test_unknown_style_and_bad_service_time():
+    with pytest.raises(ValueError, match="pick one of"):
+        make_server("forking")
+    with pytest.raises(ValueError):
+        make_server("threads", -1)
+
+
+def test_registered_while_running_and_stop_all_stops_it(leakcheck):
+    srv = make_server("asyncio", name="test-conc").start()
+    assert srv in runtime.running()
+    assert socklab.stop_all() >= 1
+    assert not srv.running
+    assert srv not in runtime.running()
+
+
+def test_same_name_replaces_the_old_server(leakcheck):
+    a = make_server("threads", name="test-same").start()
+    b = make_server("iterative", name="test-same").start()
+    assert not a.running and b.running
+    b.stop()
+
+
+def test_threads_over_max_connections_are_closed(leakcheck):
+    with make_server("threads", 30.0, max_connections=2).start() as srv:
+        held = [socket.create_connection(srv.address, timeout=5) for _ in range(2)]
+        try:
+            for s in held:
+                s.sendall(b"hold\n")
+            extra = socket.create_connection(srv.address, timeout=5)
+            with extra:
+                extra.sendall(b"one too many\n")
+                assert recv_or_error(extra) in (b"", "ConnectionResetError")
+            assert srv.rejected == 1
+        finally:
+            for s in held:
+                s.close()
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_client_that_closes_without_a_request_is_dropped(style, leakcheck):
+    with make_server(style, 0.001).start() as srv:
+        socket.create_connection(srv.address, timeout=5).close()
+        assert ask(srv.address) == b"done: hello\n"      # the server is still fine
+    assert srv.served == 1
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_overlong_request_is_refused(style, leakcheck):
+    with make_server(style, 0.001).start() as srv:
+        with socket.create_connection(srv.address, timeout=5) as s:
+            try:
+                s.sendall(b"x" * (concurrency.MAX_REQUEST * 3))
+            except OSError:
+                pass  # the server may already have closed: that is the refusal
+            assert recv_or_error(s) in (b"", "ConnectionResetError", "BrokenPipeError")
+        assert ask(srv.address) == b"done: hello\n"
+
+
+def test_run_clients_against_nothing_reports_refused(leakcheck):
+    with socket.socket() as lonely:           # bound, not listening: nobody accepts on this port
+        lonely.bind(("127.0.0.1", 0))
+        total, results = run_clients(lonely.getsockname(), 3, timeout=2)
+    assert [r.error for r in results] == ["ConnectionRefusedError"] * 3
+    assert total < 2
+
+
+def test_run_clients_needs_one_client():
+    with pytest.raises(ValueError):
+        run_clients(("127.0.0.1", 1), 0)
+
+
+def test_measure_reports_progress_from_client_threads(leakcheck):
+    seen = []
+    lock = threading.Lock()
+
+    def on_done(res):
+        with lock:
+            seen.append(res.index)
+
+    servers = []
+    m = measure("selectors", 6, 0.005, on_done=on_done, on_server=servers.append)
+    assert sorted(seen) == list(range(6))
+    assert len(servers) == 1 and not servers[0].running
+    assert m.style == "selectors" and m.clients == 6 and m.service_time == 0.005
+
+
+def test_stopping_the_server_mid_measurement_ends_it_promptly(leakcheck):
+    servers = []
+    result = {}
+
+    def run():
+        result["m"] = measure("iterative", 20, 0.5, on_server=servers.append)
+
+    t = threading.Thread(target=run)
+    t0 = time.perf_counter()
+    t.start()
+    deadline = time.monotonic() + 5
+    while not (servers and servers[0].peak) and time.monotonic() < deadline:
+        threading.Event().wait(0.005)
+    servers[0].stop()
+    t.join(5)
+    assert not t.is_alive()
+    assert time.perf_counter() - t0 < 3      # instead of 20 x 0.5 s
+    m = result["m"]
+    assert m.answered < 20
+    assert all(r.error for r in m.results if not r.ok)
+
+
+def test_compare_table_row_and_chart(leakcheck):
+    ms = concurrency.compare(3, service_time=0.005)
+    assert [m.style for m in ms] == list(STYLES)
+    text = concurrency.table(ms)
+    assert text.splitlines()[0].split() == ["style", "clients", "answered", "total", "ms", "mean", "ms",
+                                             "max", "ms", "peak"]
+    assert all(s in text for s in STYLES)
+    row = ms[0].row()
+    assert row.startswith("iterative  clients=3  answered=3/3  total ")
+    assert row.endswith("one request at a time")
+    chart = concurrency.latency_chart(ms[0], width=10)
+    assert chart.count("client ") == 3 and "#" in chart
+    empty = concurrency.Measurement("threads", 2, 0.01, 0.1,
+                                    [concurrency.ClientResult(0, None, "ConnectionRefusedError")])
+    assert "no client got an answer" in concurrency.latency_chart(empty)
+    assert empty.answered == 0

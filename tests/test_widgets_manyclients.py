@@ -1,0 +1,102 @@
+"""ManyClientsPanel driven from plain Python: real sockets, widget values, transcript, prompt stop."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+from socklab import runtime  # noqa: E402
+from socklab.concurrency import STYLES  # noqa: E402
+from socklab.widgets.manyclients import ALL, ManyClientsPanel  # noqa: E402
+
+
+def test_run_one_style_updates_progress_table_and_transcript(leakcheck):
+    panel = ManyClientsPanel(clients=5, style="threads", service_ms=5, name="t-mc1")
+    ms = panel.run()
+    assert [m.style for m in ms] == ["threads"]
+    assert ms[0].answered == 5
+    assert panel.progress.value == 5 and panel.progress.max == 5
+    assert panel.progress.description == "threads"
+    assert "finished" in panel.status.value
+    assert "<td><b>threads</b></td>" in panel.table.value
+    text = panel.transcript().text
+    assert text.startswith("threads    clients=5  answered=5/5  total ")
+    assert "overlapped requests" in text and "stopped early" not in text
+    assert "width:" not in panel.transcript().html  # the stored form has no run-dependent bars
+    assert not panel.busy
+    panel.stop()
+
+
+def test_run_all_four_in_turn(leakcheck):
+    panel = ManyClientsPanel(clients=4, service_ms=5, name="t-mc2")
+    assert panel.style.value == ALL
+    ms = panel.run()
+    assert [m.style for m in ms] == list(STYLES)
+    assert all(m.answered == 4 for m in ms)
+    lines = panel.transcript().text.splitlines()
+    assert [ln.split()[0] for ln in lines] == list(STYLES)
+    assert lines[0].endswith("one request at a time")
+    panel.stop()
+
+
+def test_arguments_set_the_controls(leakcheck):
+    panel = ManyClientsPanel(name="t-mc3")
+    panel.run(style="asyncio", clients=3, service_ms=2)
+    assert (panel.style.value, panel.clients.value, panel.service.value) == ("asyncio", 3, 2)
+    assert panel.measurements[-1].service_time == 0.002
+    panel.stop()
+
+
+def test_stop_ends_a_long_run_promptly(leakcheck):
+    panel = ManyClientsPanel(clients=50, style="iterative", service_ms=100, name="t-mc4")
+    panel.run(wait=False)  # 50 x 100 ms = 5 s if left alone
+    deadline = time.monotonic() + 5
+    while panel.progress.value < 2 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    assert panel.busy
+    t0 = time.perf_counter()
+    panel.stop()
+    assert time.perf_counter() - t0 < 2
+    assert not panel.busy
+    assert "stopped" in panel.status.value
+    m = panel.measurements[-1]
+    assert 2 <= m.answered < 50
+    assert m.stopped and m.row().endswith("(stopped early)")
+    assert "(stopped early)" in panel.table.value
+
+
+def test_run_button_while_busy_shows_a_note(leakcheck):
+    panel = ManyClientsPanel(clients=20, style="iterative", service_ms=50, name="t-mc5")
+    panel.buttons["Run"].click()
+    assert panel.busy
+    panel.buttons["Run"].click()
+    assert "in progress" in panel.alert.value
+    panel.buttons["Stop"].click()
+    assert not panel.busy
+
+
+def test_clear_and_empty_transcript():
+    panel = ManyClientsPanel(name="t-mc6")
+    assert panel.transcript().text == "(no runs yet)"
+    panel.measurements.append(object())
+    panel.clear()
+    assert panel.measurements == [] and panel.table.value == ""
+
+
+def test_rerunning_the_cell_stops_the_old_panel(leakcheck):
+    old = ManyClientsPanel(clients=50, style="iterative", service_ms=100, name="t-mc7")
+    old.run(wait=False)
+    new = ManyClientsPanel(name="t-mc7")  # same name: as when a cell is re-run
+    assert not old.busy
+    assert old not in runtime.running() and new in runtime.running()
+    new.stop()
+
+
+def test_text_form_of_the_widget():
+    panel = ManyClientsPanel(name="t-mc8")
+    data = panel._repr_mimebundle_()
+    assert data["text/plain"].startswith("socklab many-clients panel")
+    assert "application/vnd.jupyter.widget-view+json" in data
