@@ -423,6 +423,8 @@ def demo_state(target, kind: str | None = None) -> Rows:
     for r in rows:
         server_end = r.local[1] in where
         peer = r.remote[1] if server_end else r.local[1]
+        if trace is not None and r.state == "TIME-WAIT" and peer not in accepted:
+            continue  # a finished connection no accept() of this demo made: an older use of the port
         if server_end and (r.state in ("LISTEN", "UNCONN") or r.remote[1] == 0):  # the server's own
             side, order = listener or "listener", (-1,)
         elif server_end:
