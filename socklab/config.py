@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,48 @@ ALL_INTERFACES = {"", "0.0.0.0", "::", "0:0:0:0:0:0:0:0"}
 
 def _bad(title, what, why, fix, *details) -> ConfigError:
     return ConfigError(Explanation(title, what, why, fix, details=tuple(details)))
+
+
+INT_MAX = 2 ** 31 - 1  # listen() takes a C int
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
+
+
+def host_name_problem(name: str) -> str | None:
+    """Why ``name`` (not an IP address) can never be a host name, or None if it could be one.
+
+    Purely syntactic: nothing is resolved, so a name that cannot exist fails at once instead of
+    waiting for DNS (which, without a reachable resolver, can take many seconds).
+    """
+    if not name:
+        return "it is empty"
+    if any(ch.isspace() for ch in name):
+        return "it contains spaces"
+    try:
+        ascii_name = name.encode("idna").decode("ascii")  # internationalised names are allowed
+    except UnicodeError:
+        return "it has an empty label (two dots in a row, or a leading dot) or a label over 63 characters"
+    ascii_name = ascii_name[:-1] if ascii_name.endswith(".") else ascii_name
+    if len(ascii_name) > 253:
+        return f"it is {len(ascii_name)} characters long; at most 253 are allowed"
+    for label in ascii_name.split("."):
+        if not _LABEL.match(label):
+            return (f"the part {label!r} is not a valid label (letters, digits and hyphens only, "
+                    "not starting or ending with a hyphen, 1 to 63 characters)")
+    return None
+
+
+def check_host_name(name: str, shown=None) -> None:
+    """Raise ConfigError if ``name`` (not an IP address) can never be resolved."""
+    why = host_name_problem(name)
+    if why is not None:
+        raise _bad("Invalid host name",
+                   f"{name if shown is None else shown!r} is not an IP address, and it cannot be a host "
+                   f"name: {why}.",
+                   "A host is an IP address ('127.0.0.1', '::1') or a name made of dot-separated labels "
+                   "of letters, digits and hyphens. A name like this can never be resolved, so socklab "
+                   "refuses it at once instead of asking the resolver (which may wait for DNS).",
+                   "Use '127.0.0.1', '::1' or 'localhost'; check for typos and stray spaces, and pass "
+                   "the port separately as an int.")
 
 
 def _name(value, table, kind) -> str:
@@ -142,9 +185,22 @@ class SocketConfig:
                        "Use SOCK_STREAM or SOCK_DGRAM, or try raw sockets on your own machine as root.")
         backlog = self._backlog(warnings)
         if fam == "AF_UNIX":
+            if self.host is not None or (self.port not in (0, None)):
+                raise _bad("AF_UNIX takes a path, not a host and port",
+                           f"family AF_UNIX was given host={self.host!r}, port={self.port!r}.",
+                           "An AF_UNIX socket is named by a file-system path and never leaves this "
+                           "machine; IP hosts and ports belong to AF_INET and AF_INET6.",
+                           "Pass path='/tmp/demo.sock' (or nothing: socklab picks a private path), "
+                           "or use family AF_INET for a host and port.")
             path = self._path(typ)
             return replace(self, family=fam, type=typ, host=None, port=0, path=path, backlog=backlog,
                            warnings=tuple(warnings))
+        if self.path is not None:
+            raise _bad(f"{fam} takes a host and port, not a path",
+                       f"family {fam} was given path={self.path!r}.",
+                       "Paths name AF_UNIX sockets; AF_INET and AF_INET6 sockets are named by an IP "
+                       "address and a port.",
+                       "Pass host and port, or use family AF_UNIX for a path.")
         host = self._host(fam, warnings)
         port = self._port(warnings) if typ != "SOCK_RAW" else 0
         return replace(self, family=fam, type=typ, host=host, port=port, path=None, backlog=backlog,
@@ -159,6 +215,12 @@ class SocketConfig:
             raise _bad("Backlog must be a whole number", f"backlog={b!r} is not an int.",
                        "listen(backlog) takes an int: how many connections may wait to be accepted.",
                        "Use a small whole number such as 5, or leave it out.")
+        if not -INT_MAX - 1 <= b <= INT_MAX:
+            raise _bad("Backlog out of range", f"backlog={b} does not fit in a C int; listen() would "
+                       "raise OverflowError.",
+                       "listen(backlog) takes a C int, and the kernel caps it anyway at "
+                       f"net.core.somaxconn ({somaxconn()} here).",
+                       "Use a small whole number such as 5, or leave it out (then Python picks one).")
         cap = somaxconn()
         if b < 0:
             warnings.append(f"backlog {b} is negative: Python and the OS treat it as 0 "
@@ -180,6 +242,18 @@ class SocketConfig:
                        "Pass path='/tmp/demo.sock', or leave it out to get a private one.")
         if p.startswith("\0"):
             return p  # Linux abstract namespace: no file at all
+        try:
+            ipaddress.ip_address(p.strip("[]").split("%")[0])
+        except ValueError:
+            pass
+        else:
+            raise _bad("An IP address is not an AF_UNIX path",
+                       f"path={p!r} looks like an IP address; as a path it would create a socket file "
+                       f"named {p!r} in the current directory.",
+                       "AF_UNIX sockets are named by file-system paths; IP addresses belong to AF_INET "
+                       "and AF_INET6.",
+                       "Leave the path empty for a private one, give a real path such as "
+                       "'/tmp/demo.sock', or choose family AF_INET / AF_INET6 for an IP address.")
         if len(os.fsencode(p)) >= 108:
             raise _bad("AF_UNIX path too long",
                        f"The path is {len(os.fsencode(p))} bytes; bind() would fail with "
@@ -237,6 +311,7 @@ class SocketConfig:
                 warnings.append(f"{h} is not a loopback address: bind() works only if this machine "
                                 "has that address, and then others can reach it.")
             return h
+        check_host_name(h, shown=self.host)
         if h.lower() not in ("localhost", "ip6-localhost", "ip6-loopback"):
             warnings.append(f"{h!r} is a name: it must be resolved (hosts file or DNS) first.")
         return h

@@ -232,6 +232,8 @@ _BY_ERRNO = {
     ),
 }
 
+_ADDRESS_CALLS = ("bind", "connect", "connect_ex", "sendto")
+
 _GAI = {
     "EAI_NONAME": (
         "Unknown host name",
@@ -279,6 +281,15 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
                            str(exc), "Use a numeric address like '127.0.0.1' or '::1'.", short, name)
     if isinstance(exc, TimeoutError) and getattr(exc, "errno", None) in (None, 0):
         # socket.timeout is TimeoutError (Python 3.10+); it has no errno when raised by settimeout().
+        if call in ("send", "sendall", "sendto"):
+            return Explanation(
+                "Timed out", f"The call{where} waited for its whole timeout: the data could not be handed "
+                "to the kernel, because the peer is not reading.",
+                "send() only copies data into this socket's send buffer; the kernel moves it to the "
+                "peer's receive buffer. When the peer never calls recv(), both buffers fill up and send() "
+                "waits for room; with settimeout(t) it gives up after t seconds.",
+                "Make the peer read (recv) what you send; send less at a time; or read replies while "
+                "sending. Close the connection if the peer is stuck.", short, "timeout")
         return Explanation(
             "Timed out", f"The call{where} waited for its whole timeout and nothing happened.",
             "With settimeout(t), blocking calls give up after t seconds. connect() times out when the "
@@ -301,26 +312,62 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
     if isinstance(exc, OSError) and exc.errno in _BY_ERRNO:
         t = _BY_ERRNO[exc.errno]
         return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)
-    if isinstance(exc, OverflowError):
+    if isinstance(exc, OverflowError) and ("port" in str(exc) or call in _ADDRESS_CALLS):
         return Explanation(
             "Port out of range", f"The port in {addr} is not between 0 and 65535.",
             "TCP and UDP ports are 16-bit numbers. Port 0 is special: it asks the OS for any free port.",
             "Use a port from 1024 to 65535, or 0 to let the OS choose.", short)
+    if isinstance(exc, OverflowError):
+        return Explanation(
+            "Number out of range", f"A number given{where} is too large or too small: {exc}.",
+            "Socket calls pass numbers to the OS as fixed-size C integers (listen's backlog and "
+            "recv's bufsize are C ints, ports 16-bit numbers).",
+            "Use a small, sensible value: e.g. listen(5), recv(65536).", short)
     if isinstance(exc, TypeError):
         msg = str(exc)
-        if "bytes-like" in msg:
+        address_call = call in _ADDRESS_CALLS
+        if "bytes-like" in msg and "not 'tuple'" not in msg and call not in ("bind", "connect",
+                                                                            "connect_ex"):
             return Explanation(
                 "Sockets send bytes, not str", f"The call{where} was given a str.",
                 "Sockets carry raw bytes; text must be encoded first.",
                 "Send b'hello' or 'hello'.encode('utf-8'); decode what you receive with .decode('utf-8').",
                 short)
-        if "must be tuple" in msg or "address" in msg or "integer" in msg or "str" in msg:
+        if "must be tuple" in msg or "address" in msg or "not 'tuple'" in msg or \
+                ((address_call or call is None) and ("integer" in msg or "str" in msg or "bytes-like" in msg)):
             return Explanation(
-                "Wrong address format", f"The address {addr} has the wrong shape or types.",
+                "Wrong address format", f"The address{'' if address is None else ' ' + addr} has the "
+                "wrong shape or types.",
                 "AF_INET takes a tuple (host: str, port: int), AF_INET6 (host, port) or "
                 "(host, port, flowinfo, scope_id), AF_UNIX a path (str or bytes). "
                 "'127.0.0.1:8080' is one string, not a tuple, and '8080' is a str, not an int.",
-                "Write ('127.0.0.1', 8080): a tuple with the port as an int.", short)
+                "Write ('127.0.0.1', 8080): a tuple with the port as an int; for AF_UNIX, a path "
+                "such as '/tmp/demo.sock'.", short)
+        return Explanation(
+            "Wrong argument type", f"The call{where} was given a value of the wrong type: {msg}.",
+            "Socket calls take fixed types: recv(bufsize) an int, settimeout(seconds) a number or "
+            "None, send(data) bytes, addresses a tuple (or a path for AF_UNIX).",
+            "Check the types of the arguments, e.g. recv(1024) rather than recv('1024').", short)
+    if isinstance(exc, UnicodeEncodeError):
+        return Explanation(
+            "Text cannot be encoded", f"The text could not be turned into bytes{where}: {exc.reason} "
+            f"at position {exc.start}.",
+            "Sockets carry bytes, so text is encoded first (socklab uses UTF-8). A str holding a lone "
+            "surrogate such as '\\udcff' (left over from decoding invalid bytes) has no UTF-8 form.",
+            "Send bytes directly (b'\\xff\\xfe' is fine on a socket), or fix the text; "
+            "errors='surrogateescape' turns such text back into its original bytes.", short)
+    if isinstance(exc, UnicodeDecodeError):
+        return Explanation(
+            "Bytes are not valid UTF-8", f"Received bytes could not be decoded as text{where}: "
+            f"{exc.reason} at position {exc.start}.",
+            "A socket delivers raw bytes, and the peer may send anything: binary data, another "
+            "encoding, or a UTF-8 character split across two recv() calls.",
+            "Keep data as bytes until a whole message has arrived; decode with "
+            "errors='replace' (or 'backslashreplace') when showing untrusted data.", short)
+    if isinstance(exc, ValueError) and "timeout" in str(exc).lower():
+        return Explanation("Invalid timeout", f"The timeout given{where} is not allowed: {exc}.",
+                           "settimeout(t) takes None (wait forever), 0 (non-blocking) or a positive "
+                           "number of seconds.", "Use a positive number of seconds such as 5.", short)
     if isinstance(exc, ValueError) and "negative" in str(exc):
         return Explanation("Negative value", f"A negative number was passed{where}.", str(exc),
                            "Pass 0 or a positive number.", short)

@@ -12,6 +12,7 @@ import itertools
 import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -65,6 +66,14 @@ def register(key: str, obj, explicit: bool = True) -> None:
         o.stop()
 
 
+def track(key: str, obj) -> None:
+    """Register ``obj`` under ``key`` again (e.g. a client reopened after close()), stopping nothing."""
+    with _lock:
+        entries = _running.setdefault(key, [])
+        if not any(o is obj for o, _ in entries):
+            entries.append((obj, generation()))
+
+
 def unregister(key: str, obj) -> None:
     with _lock:
         entries = _running.get(key)
@@ -88,7 +97,41 @@ def stop_all() -> int:
         _running.clear()
     for obj in objs:
         obj.stop()
+    remove_stale_sockets()
     return len(objs)
+
+
+def _live_unix_paths() -> set | None:
+    """Paths of every AF_UNIX socket the kernel still has (Linux /proc/net/unix); None if unknown."""
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            # the path is the last column and may contain spaces
+            return {p[7] for p in (line.rstrip("\n").split(None, 7) for line in f) if len(p) > 7}
+    except (OSError, StopIteration):
+        return None
+
+
+def remove_stale_sockets() -> list:
+    """Remove socket files in the private directory whose socket is closed (a socket file outlives
+    close()); return their names. Files of sockets still open, and anything that is not a socket,
+    stay. Does nothing where the kernel's socket table cannot be read."""
+    if not _rundir or not os.path.isdir(_rundir):
+        return []
+    names = os.listdir(_rundir)  # before reading the table: a socket bound after this is not touched
+    live = _live_unix_paths()
+    if live is None:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(_rundir, name)
+        try:
+            if stat.S_ISSOCK(os.lstat(path).st_mode) and path not in live:
+                os.unlink(path)
+                removed.append(name)
+        except FileNotFoundError:
+            pass  # removed meanwhile (a server stopping, or the learner)
+    return removed
 
 
 def rundir() -> str:

@@ -41,6 +41,46 @@ def record_only(sock, data, addr, server) -> None:
     """Datagram/raw handler that only records what arrives (the trace already has it)."""
 
 
+MAX_MESSAGE_LIMIT = 1 << 24  # recv(n) allocates n bytes up front: 16 MiB per call at most
+
+
+def _number(name, value, *, integer, low, high, fix):
+    """``value`` if it is a number (an int when ``integer``) in [low, high]; else a ConfigError."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        what = "a whole number" if integer else "a number of seconds"
+        raise ConfigError(Explanation(
+            f"Invalid {name}", f"{name}={value!r} is not {what} from {low} to {high}.",
+            "Servers cap what one peer can take (bytes per recv, connections at once, seconds idle, "
+            "seconds alive) so a classroom host stays safe; every blocking call has a finite timeout.",
+            fix))
+    return value
+
+
+class _CappedSocket(TracedSocket):
+    """The server's end of a connection: recv() never returns more than the server's max_message,
+    whatever bufsize a handler asks for."""
+
+    cap = 65536
+
+    @classmethod
+    def of(cls, conn: TracedSocket, cap: int) -> "_CappedSocket":
+        capped = cls(conn.sock, conn.trace, conn.side, conn.owner)
+        capped.cap = cap
+        return capped
+
+    def _bufsize(self, bufsize):
+        if isinstance(bufsize, int) and not isinstance(bufsize, bool) and bufsize > self.cap:
+            return self.cap
+        return bufsize
+
+    def recv(self, bufsize, flags=0):
+        return super().recv(self._bufsize(bufsize), flags)
+
+    def recvfrom(self, bufsize, flags=0):
+        return super().recvfrom(self._bufsize(bufsize), flags)
+
+
 def _config(config, kw) -> SocketConfig:
     if config is None:
         config = SocketConfig(**kw)
@@ -90,8 +130,15 @@ class Server(_Stoppable):
         self.handler = handler or (echo if self.config.stream else echo_datagram)
         self.trace = trace if trace is not None else Trace()
         self.side = side
-        self.max_connections, self.max_message = max_connections, max_message
-        self.idle_timeout, self.lifetime, self.reuse_address = idle_timeout, lifetime, reuse_address
+        self.max_connections = _number("max_connections", max_connections, integer=True, low=1,
+                                       high=10000, fix="Use a small number such as 16.")
+        self.max_message = _number("max_message", max_message, integer=True, low=1,
+                                   high=MAX_MESSAGE_LIMIT, fix="Use e.g. 65536 (64 KiB per recv).")
+        self.idle_timeout = _number("idle_timeout", idle_timeout, integer=False, low=1e-3, high=86400,
+                                    fix="Use a number of seconds such as 30.")
+        self.lifetime = _number("lifetime", lifetime, integer=False, low=1e-3, high=86400,
+                                fix="Use a number of seconds such as 900 (15 minutes).")
+        self.reuse_address = reuse_address
         self.name = name
         self.ready = threading.Event()
         self.stopped = threading.Event()
@@ -218,6 +265,7 @@ class Server(_Stoppable):
             sel.close()
             self._shutdown_connections()
             self._close_all()
+            runtime.unregister(self.key, self)  # also when it stopped itself (lifetime): not running
             self.stopped.set()
 
     def _accept_one(self):
@@ -226,6 +274,7 @@ class Server(_Stoppable):
         except OSError as exc:
             self.errors.append((self.side, explain(exc, call="accept")))
             return
+        conn = _CappedSocket.of(conn, self.max_message)
         with self._lock:
             self._reap()
             if len(self._conns) >= self.max_connections or self._stop_flag:
@@ -318,9 +367,13 @@ class Client(_Stoppable):
             target = target.address
         self.config = _config(config, config_kw)
         self.target = target if target is not None else self.config.address
+        if isinstance(self.target, tuple) and self.target and isinstance(self.target[0], str) \
+                and self.config.family != "AF_UNIX":
+            _check_target_host(self.target[0])
+        self.timeout = _number("timeout", timeout, integer=False, low=1e-3, high=86400,
+                               fix="Use a number of seconds such as 5.")
         self.trace = trace if trace is not None else Trace()
         self.side = side or self.trace.new_side("client")
-        self.timeout = timeout
         self.name = name
         self.sock: TracedSocket | None = None
         self._own_path: str | None = None
@@ -337,6 +390,7 @@ class Client(_Stoppable):
         if self.sock is not None and not self.sock.closed:
             return self
         c = self.config
+        runtime.track(self.key, self)  # again, if close() unregistered it: stop_all() must reach it
         self.sock = self._call("socket", TracedSocket.create, c.af, c.kind, c.proto,
                                trace=self.trace, side=self.side, owner=self)
         self._call("settimeout", self.sock.settimeout, self.timeout)
@@ -371,12 +425,15 @@ class Client(_Stoppable):
         """Send ``data`` and read the reply: for streams, until ``expect`` bytes (default: as many as
         were sent, right for echo) or end of stream; for datagrams, one datagram."""
         if isinstance(data, str):
-            data = data.encode()
+            data = self._call("encode", data.encode, "utf-8")
         if not self.config.stream:
             self.sendto(data)
             return self.recvfrom()[0]
         if self.sock is None:
             self.connect()
+        if not data:
+            self.trace.note(self.side, "empty message: a stream has no empty messages, so nothing is "
+                            "sent and no reply comes (recv() returning b'' means the peer closed)")
         sender, failed = None, []
         if len(data) <= 65536:
             self.sendall(data)
@@ -399,6 +456,12 @@ class Client(_Stoppable):
                     break
                 parts.append(chunk)
                 got += len(chunk)
+        except Exception:
+            if sender is not None:
+                sender.join(self.timeout + 1)
+                if failed:  # the send failed too: that is the cause (e.g. a peer that never reads)
+                    raise failed[0] from None
+            raise
         finally:
             if sender is not None:
                 sender.join(self.timeout + 1)
@@ -428,6 +491,19 @@ class Client(_Stoppable):
     def __repr__(self):
         state = "closed" if self.sock is None or self.sock.closed else "open"
         return f"<socklab.Client {self.side} -> {self.target!r} {state}>"
+
+
+def _check_target_host(host: str) -> None:
+    """Refuse a target host that can never resolve, before any resolver is asked."""
+    import ipaddress
+    from .config import check_host_name
+    h = host.strip()
+    h = h[1:-1] if h.startswith("[") and h.endswith("]") else h
+    try:
+        ipaddress.ip_address(h.split("%")[0])
+    except ValueError:
+        if h:  # '' means INADDR_ANY: connect() handles it
+            check_host_name(h, shown=host)
 
 
 def ping(host: str = "127.0.0.1", *, count: int = 1, timeout: float = 2.0, trace: Trace | None = None,
@@ -539,6 +615,6 @@ def socket_(family="AF_INET", type="SOCK_STREAM", proto=0, *, trace: Trace | Non
         s = TracedSocket.create(af, kind, proto, trace=trace if trace is not None else Trace(), side=side)
     except Exception as exc:
         raise explained(exc, call="socket") from None
-    s.stop = s.close
-    runtime.register(name if name is not None else runtime.caller_key(2), s, explicit=name is not None)
+    s.registry_key = name if name is not None else runtime.caller_key(2)
+    runtime.register(s.registry_key, s, explicit=name is not None)
     return s

@@ -186,8 +186,13 @@ class Trace:
             i -= 1
         if i == len(events):
             events.append(ev)
-        else:
-            events.insert(i, ev)
+            return
+        if events.maxlen is not None and len(events) == events.maxlen:
+            events.popleft()  # full: drop the oldest, as append() does (insert() would raise)
+            i -= 1
+            if i < 0:
+                return  # older than everything kept
+        events.insert(i, ev)
 
     def note(self, side, text) -> Event:
         """Record something that is not a socket call (e.g. 'ready', 'stopped')."""

@@ -22,7 +22,7 @@ from ..render.html import code_html, explanation_html, warnings_html
 from ..render.state import state_html
 from ..render.text import format_call, format_result
 from ..servers import Client, Server
-from ..trace import Trace
+from ..trace import Data, Trace
 
 _REFRESH = 0.1  # seconds between live HTML redraws while events stream in
 
@@ -133,7 +133,7 @@ class LabPanel(W.VBox):
     # ---- live views
     def _on_event(self, ev):
         res = format_result(ev)
-        self.events.append_stdout(f"{ev.t * 1000:9.3f} ms  {ev.side:<13} {format_call(ev)}"
+        self.events.append_stdout(f"{ev.at * 1000:9.3f} ms  {ev.side:<13} {format_call(ev)}"
                                f"{('  ' + res) if res else ''}\n")
         now = time.monotonic()
         if now - self._last_draw >= _REFRESH:
@@ -149,7 +149,8 @@ class LabPanel(W.VBox):
 
     def _act(self, what, fn):
         """Run one button's work; show an explanation instead of raising."""
-        self.alert.value = ""
+        srv = self.server  # a running server's warnings (e.g. all interfaces) stay visible
+        self.alert.value = warnings_html(srv.warnings) if srv is not None and srv.running else ""
         try:
             result = fn()
         except Exception as exc:
@@ -206,9 +207,11 @@ class LabPanel(W.VBox):
             if self.client is None:
                 return None
             msg = self.message.value if message is None else message
-            reply = self.client.request(msg.encode("utf-8"))
-            self.status.value += f"<br>sent {_html.escape(repr(msg.encode('utf-8')))}, reply " \
-                                 f"{_html.escape(repr(reply))}"
+            sent = msg if isinstance(msg, bytes) else self.client._call("encode", msg.encode, "utf-8")
+            reply = self.client.request(sent)
+            # the first bytes only (as the trace keeps them): a huge message must not bloat the page
+            self.status.value += f"<br>sent {_html.escape(repr(Data(sent)))}, reply " \
+                                 f"{_html.escape(repr(Data(reply)))}"
             return reply
         return self._act("send", go)
 
