@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 from dataclasses import dataclass, field
 
 
@@ -97,16 +98,17 @@ def _short(exc: BaseException) -> str:
 _BY_ERRNO = {
     errno.ECONNREFUSED: (
         "Connection refused",
-        "The other host answered straight away that nothing accepts connections at {addr}.",
+        "The other side answered at once that nothing accepts connections at this address{addr}.",
         "No socket is listening on that address and port (the server is not started, was stopped, "
         "or listens on another port or address family). A full accept queue does NOT cause this on "
-        "Linux: there the client waits and times out instead.",
+        "Linux: there the client waits and times out instead. On a connected UDP socket it means an "
+        "earlier datagram came back as ICMP 'port unreachable': nothing is bound to that port.",
         "Start the server first and connect to the address it reports (server.address); check the port "
         "and that both sides use the same family (IPv4 vs IPv6).",
     ),
     errno.EADDRINUSE: (
         "Address already in use",
-        "bind() failed: another socket already holds {addr}.",
+        "bind() failed: another socket already holds this address{addr}.",
         "A server from an earlier run (or another program) is still listening there, or the port is in "
         "TIME_WAIT after a close and the sockets do not both set SO_REUSEADDR. For AF_UNIX, the socket "
         "file still exists: it outlives close().",
@@ -116,7 +118,7 @@ _BY_ERRNO = {
     ),
     errno.EADDRNOTAVAIL: (
         "Cannot assign requested address",
-        "bind() was given the IP address {addr}, which no network interface of this machine has.",
+        "bind() was given an IP address{addr} that no network interface of this machine has.",
         "You can only bind to an address this machine owns: 127.0.0.1 (loopback), ::1, or one of its "
         "interface addresses.",
         "Bind to '127.0.0.1' (or '::1' for IPv6). To connect to a remote host, call connect() instead; "
@@ -124,7 +126,7 @@ _BY_ERRNO = {
     ),
     errno.EACCES: (
         "Permission denied",
-        "The operating system refused the operation at {addr}.",
+        "The operating system refused to let this process use the address{addr}.",
         "Ports below the unprivileged limit (usually 1024) need root or CAP_NET_BIND_SERVICE; "
         "ICMP ping sockets are limited by net.ipv4.ping_group_range; broadcast needs SO_BROADCAST.",
         "Use a port of 1024 or above, or port 0 to let the OS choose one.",
@@ -146,7 +148,8 @@ _BY_ERRNO = {
     ),
     errno.EPIPE: (
         "Broken pipe",
-        "send() failed because the peer has already closed the connection.",
+        "send() failed: the connection is closed for sending (the peer closed it, or this side "
+        "called shutdown(SHUT_WR)).",
         "After the other side closes, the first send() may still succeed; the next one fails with "
         "BrokenPipeError. recv() on such a socket returns b'' (end of stream).",
         "Treat recv() returning b'' as 'the peer is gone' and stop sending; catch BrokenPipeError "
@@ -207,20 +210,20 @@ _BY_ERRNO = {
     ),
     errno.ENOENT: (
         "No such file or directory",
-        "The AF_UNIX path {addr} does not exist (or its directory does not).",
+        "The AF_UNIX path{addr} does not exist (or its directory does not).",
         "AF_UNIX addresses are file-system paths: the server must bind() first, and the directory "
         "must exist.",
         "Start the server first; use the path it reports (server.address); create the directory.",
     ),
     errno.EHOSTUNREACH: (
         "No route to host",
-        "There is no network path to {addr}.",
+        "There is no network path to this address{addr}.",
         "The address is on no network this machine can reach.",
         "Use loopback (127.0.0.1 or ::1) for these exercises.",
     ),
     errno.ENETUNREACH: (
         "Network is unreachable",
-        "No route exists to the network of {addr}.",
+        "No route exists to the network of this address{addr}.",
         "This machine has no route for that address (often: IPv6 without IPv6 connectivity).",
         "Use loopback (127.0.0.1 or ::1) for these exercises.",
     ),
@@ -237,27 +240,27 @@ _ADDRESS_CALLS = ("bind", "connect", "connect_ex", "sendto")
 _GAI = {
     "EAI_NONAME": (
         "Unknown host name",
-        "The name {addr} could not be turned into an IP address.",
+        "The host name{addr} could not be turned into an IP address.",
         "It is not a valid IP address and name resolution (/etc/hosts, DNS) does not know it.",
         "Use a numeric address such as '127.0.0.1' or '::1', or 'localhost'. Check for typos and "
         "stray spaces; pass the host and port separately, as a tuple.",
     ),
     "EAI_AGAIN": (
         "Name lookup failed for now",
-        "The resolver could not answer for {addr}.",
+        "The resolver could not answer for the host name{addr}.",
         "No DNS server was reachable (common in sandboxes without network).",
         "Use numeric addresses ('127.0.0.1', '::1') for these exercises.",
     ),
     "EAI_FAMILY": (
         "Address family does not match the address",
-        "The address {addr} belongs to another family than the socket.",
+        "The address{addr} belongs to another family than the socket.",
         "An AF_INET socket takes IPv4 addresses like '127.0.0.1'; an AF_INET6 socket takes IPv6 "
         "addresses like '::1'.",
         "Use '127.0.0.1' with AF_INET or '::1' with AF_INET6 (or change the family to match).",
     ),
     "EAI_ADDRFAMILY": (
         "Address family does not match the address",
-        "The name {addr} has no address of the socket's family.",
+        "The host{addr} has no address of the socket's family.",
         "An AF_INET socket needs an IPv4 address; AF_INET6 needs IPv6.",
         "Use '127.0.0.1' with AF_INET or '::1' with AF_INET6.",
     ),
@@ -268,7 +271,17 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
     """Explain ``exc`` (raised by ``call`` on ``address`` if known) for a learner. Never raises."""
     if isinstance(exc, SocklabError):
         return exc.explanation
-    addr = repr(address) if address is not None else "that address"
+    if isinstance(exc, ssl.SSLError):  # errno 1 here is OpenSSL's, not EPERM
+        from .tls import explain as explain_tls
+        return explain_tls(exc)
+    if isinstance(exc, PermissionError) and exc.errno == errno.EACCES and call == "socket":
+        return Explanation(
+            "Permission denied", "The operating system refused to create this socket.",
+            "Unprivileged ICMP 'ping' sockets (SOCK_DGRAM + IPPROTO_ICMP) are allowed only to the groups "
+            "in net.ipv4.ping_group_range ('1 0' means nobody); raw sockets need root or CAP_NET_RAW.",
+            "Run where you have the privilege, or ask the administrator to widen ping_group_range.",
+            _short(exc), "EACCES")
+    addr = f" {address!r}" if address is not None else ""  # templates read well with or without it
     short = _short(exc)
     name = _errname(exc)
     where = f" in {call}()" if call else ""
@@ -277,7 +290,7 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
         t = _GAI.get(name)
         if t:
             return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)
-        return Explanation("Address lookup failed", f"getaddrinfo could not use {addr}.",
+        return Explanation("Address lookup failed", f"getaddrinfo could not use the address{addr}.",
                            str(exc), "Use a numeric address like '127.0.0.1' or '::1'.", short, name)
     if isinstance(exc, TimeoutError) and getattr(exc, "errno", None) in (None, 0):
         # socket.timeout is TimeoutError (Python 3.10+); it has no errno when raised by settimeout().
@@ -314,7 +327,7 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
         return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)
     if isinstance(exc, OverflowError) and ("port" in str(exc) or call in _ADDRESS_CALLS):
         return Explanation(
-            "Port out of range", f"The port in {addr} is not between 0 and 65535.",
+            "Port out of range", f"The port in the address{addr} is not between 0 and 65535.",
             "TCP and UDP ports are 16-bit numbers. Port 0 is special: it asks the OS for any free port.",
             "Use a port from 1024 to 65535, or 0 to let the OS choose.", short)
     if isinstance(exc, OverflowError):
@@ -336,7 +349,7 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
         if "must be tuple" in msg or "address" in msg or "not 'tuple'" in msg or \
                 ((address_call or call is None) and ("integer" in msg or "str" in msg or "bytes-like" in msg)):
             return Explanation(
-                "Wrong address format", f"The address{'' if address is None else ' ' + addr} has the "
+                "Wrong address format", f"The address{addr} has the "
                 "wrong shape or types.",
                 "AF_INET takes a tuple (host: str, port: int), AF_INET6 (host, port) or "
                 "(host, port, flowinfo, scope_id), AF_UNIX a path (str or bytes). "

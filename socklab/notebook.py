@@ -68,21 +68,25 @@ def code(source: str, title: str = "") -> Rich:
     return Rich(source, code_html(source, title))
 
 
-def explanation(exc: BaseException) -> Rich:
-    exp = explain(exc)
+def explanation(exc: BaseException, address=None, call: str | None = None) -> Rich:
+    """The friendly explanation of ``exc`` as text and HTML."""
+    exp = explain(exc, address, call)
     return Rich(exp.text(), explanation_html(exp))
 
 
 class explain_errors:
     """``with explain_errors():`` shows an explanation instead of a traceback; the cell carries on.
 
+    ``address`` and ``call`` (optional) name what the block was doing, for a more precise message.
+
     ``.error`` holds the exception that was explained (None if nothing failed). KeyboardInterrupt
     and SystemExit are not caught.
     """
 
-    def __init__(self, show_warnings=()):
+    def __init__(self, show_warnings=(), address=None, call: str | None = None):
         self.error = None
         self.warnings = show_warnings
+        self.address, self.call = address, call
 
     def __enter__(self):
         if self.warnings:
@@ -93,5 +97,5 @@ class explain_errors:
         if value is None or not isinstance(value, Exception):
             return False
         self.error = value
-        display(explanation(value))
+        display(explanation(value, self.address, self.call))
         return True

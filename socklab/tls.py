@@ -462,10 +462,10 @@ def explain(exc: BaseException) -> Explanation:
             return Explanation("The peer closed during TLS", "The TCP connection ended in the middle of "
                                "the TLS exchange.", "The other side gave up (often because it rejected "
                                "the handshake) or crashed.", "Look at the other side's error.", short)
-        return Explanation(f"TLS error {exc.reason or ''}".strip(), str(exc),
+        reason = getattr(exc, "reason", None) or ""
+        return Explanation(f"TLS error {reason}".strip(), str(exc),
                            "OpenSSL stopped the TLS exchange.", "Read OpenSSL's reason above; check that "
-                           "both sides speak TLS and trust each other's certificates.", short,
-                           exc.reason or "")
+                           "both sides speak TLS and trust each other's certificates.", short, reason)
     from .errors import explain as _explain
     return _explain(exc)
 

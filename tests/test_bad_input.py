@@ -192,7 +192,7 @@ def click_send(**settings):
         set_panel(p, **settings)
         p.start_server()
         assert p.server is not None and p.server.running, p.alert.value
-        p.send()
+        p.send_message()
     return go
 
 
@@ -208,7 +208,7 @@ def click_send_to(peer, family="AF_INET", wait=None, **settings):
         assert p.client is not None, p.alert.value
         if wait is not None:
             assert getattr(env, wait).wait(TIMEOUT), f"{wait} never happened"
-        p.send()
+        p.send_message()
     return go
 
 

@@ -346,7 +346,7 @@ panel = LabPanel()
 panel.host.value, panel.port.value = quiet.address
 panel.connect()
 print({MARK!r}, flush=True)
-panel.send()  # the panel's client waits for a reply that never comes
+panel.send_message()  # the panel's client waits for a reply that never comes
 """,
 }
 

@@ -241,7 +241,7 @@ def test_panel_shows_payloads_as_text(tmp_path, leakcheck):
     p.start_server()
     for payload in (f"__import__('os').system('touch {marker}')", "<img src=x onerror=alert(1)>"):
         p.message.value = payload
-        p.send()
+        p.send_message()
         assert p.alert.value == "", p.alert.value
     assert "<img" not in p.status.value and "&lt;img" in p.status.value
     assert "<img" not in p.diagram_view.value
@@ -414,6 +414,7 @@ def test_client_reopened_after_close_is_still_stopped(leakcheck):
 @needs_linux
 def test_stop_all_removes_stale_socket_files_only(tmp_path, leakcheck):
     d = runtime.rundir()
+    before = set(os.listdir(d))  # files earlier tests in this process left (e.g. TLS certificates)
     stale = runtime.private_path("stale")
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(stale)  # closed at once: the file outlives close()
@@ -431,7 +432,7 @@ def test_stop_all_removes_stale_socket_files_only(tmp_path, leakcheck):
     live.listen()
     try:
         socklab.stop_all()
-        left = sorted(os.listdir(d))
+        left = sorted(set(os.listdir(d)) - before)
         assert left == sorted(["notes.txt", os.path.basename(live.getsockname())]), left
         assert os.path.exists(outside)
     finally:

@@ -11,7 +11,7 @@ from socklab.widgets.framing import FramingPanel, NaglePanel, ratio_words  # noq
 def test_no_framing_merges_the_messages(leakcheck):
     p = FramingPanel(name="t-framing-none")
     try:
-        r = p.send()
+        r = p.send_message()
         assert r["chunks"] == [b"helloworld!"]       # three sendall() calls, one recv()
         assert r["messages"] == [b"helloworld!"]     # the naive server sees ONE message
         assert "helloworld!" in p.result.value
@@ -31,7 +31,7 @@ def test_framing_recovers_the_messages(leakcheck, kind):
     try:
         p.start_server()
         assert "listening" in p.status.value
-        r = p.send()
+        r = p.send_message()
         assert r["messages"] == [b"hello", b"world", b"!"]
         assert len(r["chunks"]) == 1 and r["error"] is None
         assert "[message b'world']" in p.transcript().text
@@ -39,7 +39,7 @@ def test_framing_recovers_the_messages(leakcheck, kind):
         assert "messages the server decoded: 3" in s
         # small recv size: many chunks, same messages
         p.bufsize.value = 3
-        r = p.send(["a longer message", "and another"])
+        r = p.send_message(["a longer message", "and another"])
         assert r["messages"] == [b"a longer message", b"and another"]
         assert len(r["chunks"]) > 2
     finally:
@@ -49,7 +49,7 @@ def test_framing_recovers_the_messages(leakcheck, kind):
 def test_framing_one_write_and_eager_reader(leakcheck):
     p = FramingPanel(framing_kind="delimiter", writes="one", read_late=False, name="t-framing-eager")
     try:
-        r = p.send(["x", "y"])
+        r = p.send_message(["x", "y"])
         assert r["messages"] == [b"x", b"y"]
         assert p.trace.calls("client").count("sendall") == 1
     finally:
@@ -60,7 +60,7 @@ def test_framing_error_is_reported(leakcheck):
     p = FramingPanel(framing_kind="delimiter", name="t-framing-error")
     try:
         p.messages.value = "a"
-        r = p.send([b"ok", b"two\nlines"])  # the client refuses to encode: explained in the alert
+        r = p.send_message([b"ok", b"two\nlines"])  # the client refuses to encode: explained in the alert
         assert r is None
         assert "FramingError" in p.alert.value
     finally:

@@ -48,7 +48,7 @@ def _decoder(kind: str):
 class FramingPanel(W.VBox):
     """A real TCP server that reads with the framing picked; a client that sends the messages.
 
-    Buttons: Start server, Send, Stop server (methods ``start_server()``, ``send()``,
+    Buttons: Start server, Send, Stop server (methods ``start_server()``, ``send_message()``,
     ``stop_server()``). Each Send opens a new connection, writes the messages, half-closes and waits
     for the server to finish. With "server reads late" ticked (the default) the server starts reading
     only after the client has written everything, as a busy server would: the result is then the
@@ -71,7 +71,7 @@ class FramingPanel(W.VBox):
         self.read_late = W.Checkbox(value=read_late, description="server reads late", indent=False)
         self.buttons = {}
         for label, fn, style in (("Start server", self.start_server, "success"),
-                                 ("Send", self.send, "info"), ("Stop server", self.stop_server, "danger")):
+                                 ("Send", self.send_message, "info"), ("Stop server", self.stop_server, "danger")):
             b = W.Button(description=label, button_style=style)
             b.add_class("socklab-" + label.lower().replace(" ", "-"))
             b.on_click(lambda _b, fn=fn: fn())
@@ -148,7 +148,7 @@ class FramingPanel(W.VBox):
     def message_list(self) -> list:
         return [m.strip().encode("utf-8") for m in self.messages.value.split(",") if m.strip()]
 
-    def send(self, messages=None):
+    def send_message(self, messages=None):
         """Connect, write the messages as picked, half-close, wait until the server has read it all."""
         def go():
             if self.server is None or not self.server.running:

@@ -52,7 +52,7 @@ class LabPanel(W.VBox):
         self.message = W.Text(value=message, description="message")
         self.buttons = {}
         for label, fn, style in (("Start server", self.start_server, "success"),
-                                 ("Connect", self.connect, "info"), ("Send", self.send, "info"),
+                                 ("Connect", self.connect, "info"), ("Send", self.send_message, "info"),
                                  ("Close client", self.close_client, ""),
                                  ("Stop server", self.stop_server, "danger")):
             b = W.Button(description=label, button_style=style)
@@ -200,7 +200,7 @@ class LabPanel(W.VBox):
             return self.client
         return self._act("connect", go)
 
-    def send(self, message: str | None = None):
+    def send_message(self, message: str | None = None):
         def go():
             if self.client is None:
                 self.connect()
@@ -241,7 +241,7 @@ class LabPanel(W.VBox):
         """Click through Start server, Connect, Send, Close client, Stop server; return the transcript."""
         self.start_server()
         self.connect()
-        self.send(message)
+        self.send_message(message)
         self.close_client()
         self.stop_server()
         return self.transcript()
