@@ -23,6 +23,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import pathlib
 import sys
 import tempfile
 import threading
@@ -635,10 +636,22 @@ print(json.dumps(out))
 '''
 
 
+def _root_conftest():
+    """tests/conftest.py as a module: `import conftest` may find tests/browser/conftest.py instead."""
+    import importlib.util
+    name = "socklab_tests_root_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("conftest.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before exec: its dataclasses look themselves up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def run_as_nobody_preloaded(code: str, timeout: float = 60) -> dict:
     """Like conftest.run_as_nobody, but with the widget modules imported before privileges drop
     (after the drop, the interpreter's own files may be unreadable)."""
-    import conftest
+    conftest = _root_conftest()
     mode, why = conftest.nobody_mode()
     if mode is None:
         pytest.skip(f"cannot run code as a non-root user: {why}")
