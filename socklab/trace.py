@@ -132,14 +132,16 @@ class Trace:
             self._sides.clear()
             self._runs.clear()
 
-    def record(self, side, call, args=(), result=None, error=None, nbytes=None, start=None) -> Event:
+    def record(self, side, call, args=(), result=None, error=None, nbytes=None, start=None,
+               payload: bool = False) -> Event:
         """Append one event, or fold a data call into the same call earlier in this side's run.
 
         A run is a side's uninterrupted sequence of successful data calls (other sides may interleave).
         Its first ``detail`` calls are kept one by one, so small demos show every send and recv;
         after that each call folds into one event per call name with a count, so a bulk transfer
         costs a handful of events. Any other call, an error, or end of stream (recv returning b'')
-        ends the run.
+        ends the run. ``payload=True`` says ``result`` is received bytes: kept as a ``Data`` preview,
+        made only when a new event needs it (a folded call costs no copy).
         """
         now = time.perf_counter()
         start = now if start is None else start
@@ -151,13 +153,16 @@ class Trace:
                 last.count += 1
                 last.nbytes = (last.nbytes or 0) + (nbytes or 0)
                 last.dt = now - self.t0 - last.t
-                if isinstance(result, Data) and call.startswith("recv"):
-                    last.result = Data(b"")  # a merged preview would mislead; keep the size only
+                if call.startswith("recv") and (payload or isinstance(result, Data)):
+                    if last.count == 2:  # a merged preview would mislead; keep the size only
+                        last.result = Data(b"")
                     last.result.size = last.nbytes
                 ev = last
             else:
                 if len(self.events) == self.events.maxlen:
                     self.dropped += 1
+                if payload and error is None:
+                    result = Data(result)
                 ev = Event(next(self._seq), start - self.t0, now - start, side, call, args, result,
                            error, nbytes)
                 self._insert(ev)
@@ -331,8 +336,16 @@ class TracedSocket:
                         nbytes_of=int)
 
     def recv(self, bufsize, flags=0):
-        return self._do("recv", self.sock.recv, (bufsize, flags) if flags else (bufsize,),
-                        nbytes_of=len, show_result=Data)
+        # Written out rather than through _do: this is the hot path of bulk transfers.
+        start = time.perf_counter()
+        args = (bufsize, flags) if flags else (bufsize,)
+        try:
+            r = self.sock.recv(bufsize, flags)
+        except BaseException as exc:
+            self.trace.record(self.side, "recv", args, error=exc, start=start)
+            raise
+        self.trace.record(self.side, "recv", args, result=r, nbytes=len(r), start=start, payload=True)
+        return r
 
     def recvfrom(self, bufsize, flags=0):
         return self._do("recvfrom", self.sock.recvfrom, (bufsize, flags) if flags else (bufsize,),
