@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: lab test bench student clean
+.PHONY: lab test bench student instructor exercises clean
 
 $(BIN)/.socklab-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,17 @@ lab: $(BIN)/.socklab-installed
 test: $(BIN)/.socklab-installed
 	bash tools/system-deps.sh
 	$(BIN)/python -m pytest
+
+# Classroom (docs/classroom.md): OUT=dir to choose where the copies go.
+student: $(BIN)/.socklab-installed
+	$(BIN)/python tools/classroom.py student $(or $(OUT),build/student)
+
+instructor: $(BIN)/.socklab-installed
+	$(BIN)/python tools/classroom.py instructor $(or $(OUT),build/instructor)
+
+# Insert every exercise's cells into its notebook (idempotent) and re-execute the notebooks changed.
+exercises: $(BIN)/.socklab-installed
+	$(BIN)/python tools/classroom.py insert-exercises --execute
 
 bench: $(BIN)/.socklab-installed
 	$(BIN)/python benchmarks/run.py

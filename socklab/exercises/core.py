@@ -1,0 +1,658 @@
+"""The checking core: exercises, bounded runs of a learner's code, results with specific feedback.
+
+Plain Python, no Jupyter. A check runs the learner's function in a daemon *worker thread* against
+real sockets and real peers, with a hard time limit. When the learner's code does not return in
+time, the check says so ("is a recv waiting for data that never comes?") and ends it: it shuts
+down every socket the case and the learner's code opened (a blocked ``recv``/``accept`` wakes up),
+then raises an exception inside the learner's thread (which ends a loop that never blocks). A
+thread that still cannot be ended (e.g. waiting on a lock with no timeout) is recorded in
+``stuck_threads()``; it holds no socket any more, and the kernel stays usable.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+import zlib
+from dataclasses import dataclass, field
+
+from ..errors import explain
+
+DEFAULT_LIMIT = 3.0   # seconds the learner's code may run in one call
+GRACE = 2.0           # seconds to end a learner thread after its time is up
+JOIN_TIMEOUT = 5.0    # seconds to join a peer thread of the checker itself
+
+_stuck: list = []     # descriptions of learner threads that could not be ended
+_stuck_lock = threading.Lock()
+
+
+def stuck_threads() -> list:
+    """Learner threads that ran past their limit and could not be ended (usually empty)."""
+    with _stuck_lock:
+        return [d for d, t in _stuck if t.is_alive()]
+
+
+# ---- outcomes of a case
+
+class Fail(Exception):
+    """The learner's code did something wrong; ``lines`` is the feedback (first line first)."""
+
+    def __init__(self, *lines: str):
+        super().__init__(lines[0] if lines else "")
+        self.lines = [ln for ln in lines if ln]
+
+
+class NotAttempted(Exception):
+    """The learner's code is still the stub (it raised NotImplementedError)."""
+
+    def __init__(self, what: str = "your code"):
+        super().__init__(what)
+        self.what = what
+
+
+class DidNotReturn(Exception):
+    """The learner's code ran past its limit."""
+
+    def __init__(self, what: str, limit: float, why: str, stuck: str = ""):
+        self.what, self.limit, self.why, self.stuck = what, limit, why, stuck
+        super().__init__(self.lines()[0])
+
+    def lines(self) -> list:
+        out = [f"{self.what} did not return within {self.limit:g} s: {self.why}"]
+        if self.stuck:
+            out.append(self.stuck)
+        return out
+
+
+class LearnerRaised(Exception):
+    """The learner's code raised ``error`` (kept unchanged for the case to judge)."""
+
+    def __init__(self, error: BaseException, what: str):
+        self.error, self.what = error, what
+        super().__init__(f"{what} raised {error!r}")
+
+    def lines(self, context: str = "") -> list:
+        return raised_lines(self.error, self.what, context)
+
+
+class CheckAbandoned(BaseException):
+    """Raised inside learner code that ran past its time limit, to end it (not an Exception, so a
+    learner's ``except Exception:`` does not swallow it)."""
+
+
+def raised_lines(error: BaseException, what: str, context: str = "") -> list:
+    """Feedback for an exception from the learner's code: socket errors explained with
+    socklab.explain, anything else as Python says it; plus where in the learner's code it happened."""
+    exp = explain(error)
+    name = type(error).__name__
+    socket_error = exp.why != "This is not a socket error from the OS."
+    ctx = f" {context}" if context else ""
+    if socket_error:
+        lines = [f"{what} raised {name}{ctx}: {exp.title}.", f"What happened: {exp.what}",
+                 f"How to fix: {exp.fix}"]
+    else:
+        lines = [f"{what} raised {name}{ctx}" + (f": {error}" if str(error) else ".")]
+    at = where(error)
+    if at:
+        lines.insert(1, at)
+    return lines
+
+
+_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the socklab package
+_STDLIB = os.path.dirname(os.__file__)
+
+
+def is_learner_file(filename: str) -> bool:
+    """Code that is neither socklab's, nor the standard library's, nor an installed package's."""
+    return not filename.startswith((_HERE, _STDLIB)) and "site-packages" not in filename
+
+
+def started_by_learner(t: threading.Thread) -> bool:
+    """A thread whose target (or overridden run()) is the learner's own code."""
+    fn = getattr(t, "_target", None)
+    if fn is None and type(t).run is not threading.Thread.run:
+        fn = type(t).run
+    code = getattr(fn, "__code__", None)
+    return code is not None and is_learner_file(code.co_filename)
+
+
+def where(error: BaseException) -> str:
+    """'At line 3 of your code (in make_server): s = socket.socket()', from the traceback."""
+    import linecache
+    tb, found = error.__traceback__, None
+    while tb is not None:
+        if is_learner_file(tb.tb_frame.f_code.co_filename):
+            found = tb
+        tb = tb.tb_next
+    if found is None:
+        return ""
+    code = found.tb_frame.f_code
+    text = linecache.getline(code.co_filename, found.tb_lineno).strip()
+    return f"At line {found.tb_lineno} of your code (in {code.co_name})" + (f": {text}" if text else "")
+
+
+# ---- a thread-safe view of the process's socket file descriptors (Linux /proc)
+
+def socket_fds() -> set:
+    """File descriptors of this process that are sockets (empty where /proc is missing)."""
+    out = set()
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return out
+    for name in names:
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                out.add(int(name))
+        except OSError:
+            continue  # closed meanwhile
+    return out
+
+
+def shutdown_quietly(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError, ValueError):
+        pass  # not connected, already closed or not a socket: nothing to wake
+
+
+def shutdown_fd(fd: int) -> None:
+    """shutdown(SHUT_RDWR) on a raw descriptor without taking it over: wakes a call blocked on it.
+
+    For an unconnected UDP socket Linux reports ENOTCONN but still wakes the waiting recvfrom()."""
+    try:
+        s = socket.socket(fileno=fd)
+    except OSError:
+        return
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        s.detach()
+
+
+def _async_raise(thread: threading.Thread) -> bool:
+    """Raise CheckAbandoned inside ``thread`` at its next Python instruction (CPython)."""
+    if thread.ident is None or not thread.is_alive():
+        return False
+    try:
+        n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                                       ctypes.py_object(CheckAbandoned))
+    except AttributeError:  # not CPython
+        return False
+    if n > 1:  # should never happen: undo
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), None)
+        return False
+    return n == 1
+
+
+# ---- one case's world: peers, learner threads, clean-up
+
+class Context:
+    """What one case of a check owns: a seeded RNG, peer threads and sockets, learner threads.
+
+    Every socket given to ``own()`` is shut down and closed at the end; every peer thread started
+    with ``spawn()`` is joined; learner threads (``call()``, ``start()``, ``adopt()``) are ended.
+    ``stop`` is set first, so peers waiting on it (slow peers wait on this Event, never sleep)
+    return at once.
+    """
+
+    def __init__(self, exercise_id: str, seed: int, limit: float):
+        self.exercise_id = exercise_id
+        self.rng = random.Random(seed)
+        self.limit = limit
+        self.stop = threading.Event()
+        self.notes: list = []          # extra feedback lines for a passing case (tips)
+        self.learner_errors: list = []  # exceptions raised by learner code in adopted threads
+        self._sockets: list = []
+        self._peers: list = []
+        self._learner: list = []
+        self._inside: dict = {}           # thread -> True while it runs the learner's code
+        self._inside_lock = threading.Lock()
+        self._given_up: set = set()       # learner threads that could not be ended
+        self._own_lock = threading.Lock()
+        self._closing = False
+        self._closers: list = []
+        self._fds_before = socket_fds()
+        self._threads_before = set(threading.enumerate())
+        self.peer_errors: list = []    # exceptions of the checker's own peer threads
+        self.stuck = ""
+
+    # -- ownership
+    def own(self, sock):
+        """Close ``sock`` at the end of the case (and shut it down to wake whoever waits on it).
+        A peer thread that gets a socket while the case is being closed has it closed at once."""
+        with self._own_lock:
+            if not self._closing:
+                self._sockets.append(sock)
+                return sock
+        shutdown_quietly(sock)
+        sock.close()
+        return sock
+
+    def later(self, fn) -> None:
+        """Call ``fn()`` at the end of the case (before sockets are closed), e.g. ``server.stop``."""
+        self._closers.append(fn)
+
+    def spawn(self, fn, *args, name: str = "peer") -> threading.Thread:
+        """Run a peer of the checker in a daemon thread; joined at the end of the case."""
+        t = threading.Thread(target=self._guard(fn), args=args, daemon=True,
+                             name=f"socklab-exercise-{name}")
+        self._peers.append(t)
+        t.start()
+        return t
+
+    def _guard(self, fn):
+        def run(*args):
+            try:
+                fn(*args)
+            except Exception as exc:  # a peer failing is an observation, kept for the case
+                self.peer_errors.append(exc)
+        return run
+
+    # -- running learner code
+    def start(self, fn, *args, what: str = "your function") -> "Run":
+        """Start ``fn(*args)`` in a learner thread; returns a Run to wait for."""
+        run = Run(self, fn, args, what)
+        self._learner.append(run.thread)
+        run.thread.start()
+        return run
+
+    def call(self, fn, *args, limit: float | None = None, what: str = "your function",
+             why: str = "is a recv waiting for data that never comes? set a timeout",
+             diagnose=None):
+        """``fn(*args)`` in a learner thread, bounded by ``limit`` seconds.
+
+        Returns its value; raises LearnerRaised (its exception), NotAttempted (NotImplementedError)
+        or DidNotReturn (after ending the thread). ``diagnose()``, if given, is asked for a better
+        ``why`` when the time is up (it can look at what the peers saw)."""
+        return self.start(fn, *args, what=what).result(limit or self.limit, why, diagnose)
+
+    def adopt(self, fn, what: str = "your handler"):
+        """Wrap a learner callback (e.g. a server handler) so that the thread running it is known
+        (and can be ended) and its exceptions are kept in ``learner_errors``."""
+        def adopted(*args):
+            self._learner.append(threading.current_thread())
+            ok, value = self.run_learner(fn, args)
+            if not ok and value is not None:
+                self.learner_errors.append(value)
+            return value if ok else None
+        adopted.__name__ = getattr(fn, "__name__", "handler")
+        return adopted
+
+    def run_learner(self, fn, args):
+        """Call the learner's ``fn(*args)`` in this thread: (True, value), (False, exception), or
+        (False, None) when it was ended by the check. CheckAbandoned is raised into a thread only
+        while it is inside ``fn`` (see end_learner_threads); one that arrives just after is caught
+        here too, so it never reaches socklab's own code."""
+        me = threading.current_thread()
+
+        def leave():
+            with self._inside_lock:
+                self._inside[me] = False
+        try:
+            try:
+                with self._inside_lock:
+                    self._inside[me] = True
+                try:
+                    value = fn(*args)
+                finally:
+                    leave()
+                return True, value
+            except CheckAbandoned as exc:
+                leave()
+                self.release(exc)
+                return False, None
+            except BaseException as exc:  # judged by the case (NotImplementedError: not attempted)
+                leave()
+                self.release(exc)
+                return False, exc
+        except CheckAbandoned:  # arrived while leaving: nothing left to end
+            leave()
+            return False, None
+
+    def raise_learner_errors(self, what: str = "your handler", context: str = "") -> None:
+        """Turn the first exception of an adopted callback into NotAttempted or a Fail."""
+        for exc in self.learner_errors:
+            if isinstance(exc, NotImplementedError):
+                raise NotAttempted(what)
+        if self.learner_errors:
+            raise Fail(*raised_lines(self.learner_errors[0], what, context))
+
+    def release(self, exc: BaseException) -> None:
+        """The learner's code raised ``exc``: own the sockets its frames still hold (they are closed
+        at the end of the case, not whenever the garbage collector gets to them) and let go of the
+        frames."""
+        tb = exc.__traceback__
+        frames = []
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in frames:
+            try:
+                values = list(frame.f_locals.values())
+            except Exception:
+                continue
+            for v in values:
+                items = list(v.values()) if isinstance(v, dict) else \
+                    list(v) if isinstance(v, (list, tuple, set)) else [v]
+                for item in items[:1000]:
+                    sock = item if isinstance(item, socket.socket) else getattr(item, "sock", None)
+                    if isinstance(sock, socket.socket) and sock not in self._sockets:
+                        self.own(sock)
+        try:
+            traceback.clear_frames(exc.__traceback__)
+        except Exception:
+            pass
+
+    # -- waking and ending
+    def learner_threads(self) -> list:
+        """Threads running learner code: started by start()/adopt(), or started by the learner's
+        own code during this case (anything new that is not a socklab or checker thread)."""
+        mine = set(self._peers)
+        out = [t for t in self._learner if t.is_alive()]
+        for t in threading.enumerate():
+            if t in self._threads_before or t in mine or t in out or not t.is_alive():
+                continue
+            if t.name.startswith("socklab") or t is threading.current_thread():
+                continue
+            if started_by_learner(t):  # not e.g. an executor thread the kernel started meanwhile
+                out.append(t)
+        return out
+
+    def wake(self) -> None:
+        """Shut down every socket of the case and every socket opened since it began."""
+        for s in self._sockets:
+            shutdown_quietly(s)
+        for fd in socket_fds() - self._fds_before:
+            shutdown_fd(fd)
+
+    def end_learner_threads(self, grace: float = GRACE) -> str:
+        """End learner threads still running: wake sockets, then raise inside them. Returns a
+        feedback line if some could not be ended (they are recorded in stuck_threads())."""
+        alive = [t for t in self.learner_threads() if t not in self._given_up]
+        for t in alive:
+            t.join(0.2 / max(1, len(alive)))
+        alive = [t for t in alive if t.is_alive()]
+        if not alive:
+            return ""
+        self.wake()
+        deadline = time.monotonic() + grace
+        while alive and time.monotonic() < deadline:
+            for t in alive:
+                with self._inside_lock:
+                    # Only into learner code: a thread of ours that is outside it (e.g. a socklab
+                    # server thread between handlers) is ended by waking its sockets instead.
+                    if self._inside.get(t, t not in self._learner):
+                        _async_raise(t)
+            # Give it time to run its own clean-up (finally: blocks) before raising again.
+            until = min(deadline, time.monotonic() + 0.5)
+            for t in alive:
+                t.join(max(0.0, until - time.monotonic()))
+            alive = [t for t in alive if t.is_alive()]
+        if not alive:
+            return ""
+        self._given_up.update(alive)
+        with _stuck_lock:
+            for t in alive:
+                _stuck.append((f"{self.exercise_id}: {t.name}", t))
+        return ("It could not be stopped and keeps running in the background (it waits on something "
+                "that has no timeout); its sockets are closed. Restart the kernel if the notebook "
+                "gets slow.")
+
+    def close(self) -> str:
+        """End everything the case started; returns a 'could not be stopped' line or ''."""
+        self.stop.set()
+        stuck = self.end_learner_threads()
+        for fn in reversed(self._closers):
+            try:
+                fn()
+            except Exception:
+                pass  # e.g. a server whose handler thread is stuck: its sockets are shut down below
+        with self._own_lock:
+            self._closing = True
+            socks = list(self._sockets)
+        for s in socks:
+            shutdown_quietly(s)
+            try:
+                s.close()
+            except Exception:
+                pass
+        for t in self._peers:
+            t.join(JOIN_TIMEOUT)
+        return stuck or self.stuck
+
+
+class Run:
+    """One learner call in its own daemon thread."""
+
+    def __init__(self, ctx: Context, fn, args, what: str):
+        self.ctx, self.fn, self.args, self.what = ctx, fn, args, what
+        self.done = threading.Event()
+        self.value = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self.started = time.monotonic()
+        self.elapsed = None
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name=f"exercise-{ctx.exercise_id}-learner")
+
+    def _run(self):
+        try:
+            ok, value = self.ctx.run_learner(self.fn, self.args)
+            if ok:
+                self.value = value
+            elif value is None:
+                self.abandoned = True
+            else:
+                self.error = value
+        finally:
+            self.elapsed = time.monotonic() - self.started
+            self.done.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self.done.wait(timeout)
+
+    def result(self, limit: float, why: str = "", diagnose=None):
+        """Wait up to ``limit`` s; then the value, or LearnerRaised / NotAttempted / DidNotReturn."""
+        left = limit - (time.monotonic() - self.started)
+        if not self.done.wait(max(0.0, left)):
+            if diagnose is not None:
+                try:
+                    why = diagnose() or why
+                except Exception:
+                    pass
+            stuck = self.ctx.end_learner_threads()
+            raise DidNotReturn(self.what, limit, why, stuck)
+        self.thread.join(JOIN_TIMEOUT)
+        if self.error is not None:
+            if isinstance(self.error, NotImplementedError):
+                raise NotAttempted(self.what)
+            raise LearnerRaised(self.error, self.what)
+        return self.value
+
+
+# ---- exercises and results
+
+@dataclass
+class Case:
+    """One scenario of a check: ``fn(ctx, *solution)`` raises Fail (or lets LearnerRaised /
+    DidNotReturn / NotAttempted through) when the learner's code does not do it right."""
+
+    name: str
+    fn: object
+    limit: float | None = None
+
+
+@dataclass
+class Exercise:
+    """An exercise: id ('05.1'), title, learner-facing task (markdown), hints, names of the
+    learner's functions, and the cases its check runs."""
+
+    id: str
+    title: str
+    task: str
+    hints: list
+    names: tuple
+    cases: list
+    limit: float = DEFAULT_LIMIT
+    anchor: str = ""   # text of the notebook's existing exercise cell this one replaces, if any
+
+    @property
+    def notebook(self) -> str:
+        return self.id.split(".")[0]
+
+    def seed(self, i: int) -> int:
+        return zlib.crc32(f"{self.id}/{i}".encode())
+
+    @property
+    def bound(self) -> float:
+        """An upper bound in seconds for a whole check (every case at its limit, plus clean-up)."""
+        return sum((c.limit or self.limit) + GRACE + 1.0 for c in self.cases)
+
+
+@dataclass
+class CaseResult:
+    name: str
+    status: str          # 'passed', 'failed', 'not run'
+    lines: list = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    """What a check found: ``passed``, ``status`` ('passed', 'failed', 'not attempted') and the
+    feedback, case by case. ``text()`` is the plain form; in Jupyter it also shows as HTML."""
+
+    exercise_id: str
+    title: str
+    status: str
+    cases: list = field(default_factory=list)
+    lines: list = field(default_factory=list)   # general feedback (not tied to one case)
+    notes: list = field(default_factory=list)   # tips for a solution that passed
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def feedback(self) -> list:
+        """Every feedback line, in order (general lines, then each failed case's lines)."""
+        out = list(self.lines)
+        for c in self.cases:
+            if c.status == "failed":
+                out += c.lines
+        return out + self.notes
+
+    def headline(self) -> str:
+        n_ok = sum(c.status == "passed" for c in self.cases)
+        if self.status == "passed":
+            return f"✅ {self.exercise_id} {self.title}: passed ({n_ok} of {len(self.cases)} checks)"
+        if self.status == "not attempted":
+            return f"✏️ {self.exercise_id} {self.title}: not attempted yet"
+        return f"❌ {self.exercise_id} {self.title}: not yet ({n_ok} of {len(self.cases)} checks passed)"
+
+    def text(self) -> str:
+        out = [self.headline()]
+        out += [f"  {ln}" for ln in self.lines]
+        for c in self.cases:
+            mark = {"passed": "✓", "failed": "✗", "not run": "·"}[c.status]
+            suffix = " (not run)" if c.status == "not run" else ""
+            out.append(f"  {mark} {c.name}{suffix}")
+            out += [f"      {ln}" for ln in c.lines]
+        out += [f"  Tip: {n}" for n in self.notes]
+        return "\n".join(out)
+
+    __str__ = text
+
+    def __repr__(self):
+        return self.text()
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        from ..render.exercises import result_html
+        return {"text/plain": self.text(), "text/html": result_html(self)}
+
+
+NOT_ATTEMPTED = ("Write your solution in the cell above (replace `raise NotImplementedError()`), "
+                 "run that cell, then run this one again. Stuck? Run the hint cell below.")
+
+
+def run_check(exercise: Exercise, *solution, only=None) -> Result:
+    """Run every case of ``exercise`` against the learner's ``solution`` (one object per name in
+    ``exercise.names``). Stops after a case whose code did not return. Never raises for anything
+    the learner's code does."""
+    res = Result(exercise.id, exercise.title, "failed")
+    problem = _check_solution_shape(exercise, solution)
+    if problem is not None:
+        res.status, res.lines = problem
+        return res
+    stop_rest = False
+    for i, case in enumerate(exercise.cases):
+        if only is not None and i not in only:
+            continue
+        if stop_rest:
+            res.cases.append(CaseResult(case.name, "not run"))
+            continue
+        ctx = Context(exercise.id, exercise.seed(i), case.limit or exercise.limit)
+        outcome = CaseResult(case.name, "passed")
+        try:
+            case.fn(ctx, *solution)
+        except NotAttempted as n:
+            outcome = CaseResult(case.name, "not attempted", [
+                f"{n.what} is not written yet (it raises NotImplementedError)."])
+        except Fail as f:
+            if any(isinstance(e, NotImplementedError) for e in ctx.learner_errors):
+                outcome = CaseResult(case.name, "not attempted", [
+                    "your handler is not written yet (it raises NotImplementedError)."])
+            else:
+                outcome = CaseResult(case.name, "failed", f.lines)
+        except DidNotReturn as d:
+            outcome = CaseResult(case.name, "failed", d.lines())
+            stop_rest = True
+        except LearnerRaised as e:
+            if isinstance(e.error, CheckAbandoned):
+                outcome = CaseResult(case.name, "failed", ["your code was stopped"])
+            else:
+                outcome = CaseResult(case.name, "failed", e.lines())
+        except Exception as exc:  # a bug in the check itself: say so, do not blame the learner
+            outcome = CaseResult(case.name, "failed", [
+                f"The check itself failed ({type(exc).__name__}: {exc}). This is a bug in socklab's "
+                "exercise, not necessarily in your code: please report it."])
+        finally:
+            stuck = ctx.close()
+        if stuck and stuck not in outcome.lines:
+            outcome.lines.append(stuck)
+        if outcome.status == "passed":
+            for n in ctx.notes:
+                if n not in res.notes:
+                    res.notes.append(n)
+        res.cases.append(outcome)
+    if res.cases and all(c.status == "not attempted" for c in res.cases):
+        return Result(exercise.id, exercise.title, "not attempted", lines=[NOT_ATTEMPTED])
+    for c in res.cases:
+        if c.status == "not attempted":
+            c.status = "failed"
+    res.status = "passed" if all(c.status == "passed" for c in res.cases) else "failed"
+    if not res.passed:
+        res.notes = []  # tips are for a solution that works; failures carry their own advice
+    return res
+
+
+def _check_solution_shape(exercise: Exercise, solution):
+    names = exercise.names
+    if len(solution) != len(names):
+        call = ", ".join(names)
+        return "failed", [f"check('{exercise.id}', {call}) takes {len(names)} solution "
+                          f"argument{'s' if len(names) > 1 else ''} ({call}); got {len(solution)}."]
+    missing = [n for n, s in zip(names, solution) if s is None or s is Ellipsis]
+    if len(missing) == len(names):
+        return "not attempted", [NOT_ATTEMPTED]
+    for n, s in zip(names, solution):
+        if not callable(s):
+            return "failed", [f"{n} should be a function (def {n}(...): ...); got "
+                              f"{type(s).__name__} {s!r:.60}."]
+    return None

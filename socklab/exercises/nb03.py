@@ -1,0 +1,247 @@
+"""Notebook 03 (addresses and bind): bind_unix() that removes only stale files, and a
+SO_REUSEADDR server for a port in TIME_WAIT."""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+
+from .. import runtime
+from ..servers import Server
+from .core import Case, Exercise, Fail, LearnerRaised, raised_lines
+from .nb02 import _listening, _returned_socket
+from .peers import read_all
+
+
+# ---- 03.1 bind_unix
+
+def _path(ctx) -> str:
+    path = runtime.private_path("exercise")
+
+    def remove():
+        if os.path.lexists(path):
+            os.unlink(path)
+    ctx.later(remove)
+    return path
+
+
+def _stale(ctx, path) -> None:
+    """A socket file nobody listens on: bound, then closed (the file stays)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(path)
+
+
+def _check_bound(ctx, value, path, what="bind_unix(path)"):
+    sock = _returned_socket(ctx, value, what)
+    if sock.family != socket.AF_UNIX:
+        raise Fail(f"your socket is {sock.family.name}: use AF_UNIX for a path.")
+    if sock.type != socket.SOCK_STREAM:
+        raise Fail(f"your socket is {sock.type.name}: use SOCK_STREAM.")
+    name = sock.getsockname()
+    name = os.fsdecode(name) if isinstance(name, bytes) else name
+    if name != path:
+        raise Fail(f"your socket is bound to {runtime.display_path(name) or 'nothing'!r}, not to the "
+                   "path it was given.")
+    if not _listening(sock):
+        raise Fail("your socket is bound but not listening: call listen() before returning it.")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(2)
+        try:
+            c.connect(path)
+        except OSError as exc:
+            raise Fail(*raised_lines(exc, "a client connecting to your socket")) from None
+    return sock
+
+
+def _case_free(ctx, bind_unix):
+    path = _path(ctx)
+    _check_bound(ctx, ctx.call(bind_unix, path, what="your bind_unix"), path)
+
+
+def _case_stale(ctx, bind_unix):
+    path = _path(ctx)
+    _stale(ctx, path)
+    try:
+        value = ctx.call(bind_unix, path, what="your bind_unix")
+    except LearnerRaised as e:
+        if isinstance(e.error, OSError) and e.error.errno == errno.EADDRINUSE:
+            raise Fail("bind() failed with 'Address already in use': a closed socket left its file "
+                       "behind. Connect to the path first; if that is refused nobody listens, so "
+                       "os.unlink(path) and bind again.") from None
+        raise Fail(f"nobody listens at the path (connecting there is refused: a stale file), but "
+                   f"your bind_unix raised {type(e.error).__name__}. A stale file should be removed "
+                   "and the path bound.", *raised_lines(e.error, "it")[1:]) from None
+    _check_bound(ctx, value, path)
+
+
+def _case_live(ctx, bind_unix):
+    path = _path(ctx)
+    live = Server(family="AF_UNIX", path=path, name=f"exercise-live-{id(ctx)}", lifetime=60)
+    live.start()
+    ctx.later(live.stop)
+    try:
+        value = ctx.call(bind_unix, path, what="your bind_unix")
+    except LearnerRaised:
+        value = None
+    if value is not None:
+        _returned_socket(ctx, value)
+        raise Fail("a live server was listening at the path, and your bind_unix took it over: it "
+                   "removed the server's file and bound its own, so that server's clients can no "
+                   "longer reach it. When connect() succeeds, raise an error instead.")
+    if not os.path.exists(path) or not stat.S_ISSOCK(os.stat(path).st_mode):
+        raise Fail("your bind_unix raised (right), but the live server's socket file is gone: only "
+                   "remove the file when connecting to it was refused.")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(2)
+        c.connect(path)
+        c.sendall(b"still there?")
+        c.shutdown(socket.SHUT_WR)
+        got, _ = read_all(c, 2)
+    if got != b"still there?":
+        raise Fail("after your bind_unix, the live server no longer answers.")
+
+
+BIND_UNIX = Exercise(
+    id="03.1",
+    title="bind_unix",
+    anchor="**4. Remove only stale files.**",
+    names=("bind_unix",),
+    limit=3.0,
+    task="""**4. Remove only stale files** *(exercise 03.1, checked below)*. Write `bind_unix(path)` that
+binds an `AF_UNIX` stream socket to `path`, calls `listen()` and returns the socket. If the path
+exists, it first tries to connect to it (with a timeout): refused means stale, so unlink and bind;
+connected means a live server owns it, so raise an error instead (and leave its file alone). The
+check tries a free path, a stale file, and the path of a live server.""",
+    hints=[
+        "Try the happy path first: `s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)`, "
+        "`s.bind(path)`, `s.listen()`, `return s`. Then handle `os.path.exists(path)` before bind().",
+        "To test the file, connect a *second* socket to it: `probe.settimeout(1)`, "
+        "`probe.connect(path)`. `ConnectionRefusedError` means nobody listens: `os.unlink(path)`.",
+        "If the probe connects, somebody listens there: close the probe and raise, e.g. "
+        "`raise OSError(errno.EADDRINUSE, 'a server is listening there', path)`, without unlinking.",
+    ],
+    cases=[
+        Case("a free path: bound and listening", _case_free),
+        Case("a stale file from a closed socket: removed, then bound", _case_stale),
+        Case("a live server's path: an error, and the server keeps its file", _case_live),
+    ],
+)
+
+
+# ---- 03.2 reusable_server
+
+def _time_wait_port(ctx) -> int:
+    """A port whose last connection the *server* closed first: it lingers in TIME_WAIT."""
+    lst = socket.socket()
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    lst.settimeout(3)
+    port = lst.getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as client:
+        conn, _ = lst.accept()
+        conn.close()             # the server closes first ...
+        client.settimeout(3)
+        client.recv(1)           # ... the client sees the end (b'') ...
+    lst.close()                  # ... and closes too: the server's end is now in TIME_WAIT
+    return port
+
+
+def _bind_fails_plain(port) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _check_reusable(ctx, value, port):
+    sock = _returned_socket(ctx, value, "reusable_server(port)")
+    if sock.type != socket.SOCK_STREAM or sock.family != socket.AF_INET:
+        raise Fail("return an AF_INET SOCK_STREAM (TCP) socket.")
+    host, got = sock.getsockname()[:2]
+    if got != port:
+        raise Fail(f"your socket is on port {got}, not on the port it was given ({port}): bind "
+                   "('127.0.0.1', port). (Port 0 is for when any port will do.)")
+    if host != "127.0.0.1":
+        raise Fail(f"your socket is bound to {host!r}; bind to '127.0.0.1'.")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR):
+        raise Fail("SO_REUSEADDR is not set on the socket you returned: "
+                   "srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1), before bind().")
+    if not _listening(sock):
+        raise Fail("your socket is bound but not listening: call listen().")
+    return sock
+
+
+def _case_reuse_free(ctx, reusable_server):
+    from .peers import free_port
+    port = free_port()
+    _check_reusable(ctx, ctx.call(reusable_server, port, what="your reusable_server"), port)
+
+
+def _case_reuse_time_wait(ctx, reusable_server):
+    port = _time_wait_port(ctx)
+    plain_fails = _bind_fails_plain(port)
+    try:
+        value = ctx.call(reusable_server, port, what="your reusable_server")
+    except LearnerRaised as e:
+        if isinstance(e.error, OSError) and e.error.errno == errno.EADDRINUSE:
+            raise Fail(f"bind() failed with 'Address already in use': port {port} still has a "
+                       "connection in TIME_WAIT (its server closed first). Set SO_REUSEADDR with "
+                       "setsockopt() *before* bind(); set after bind() it is too late.") from None
+        raise
+    _check_reusable(ctx, value, port)
+    if not plain_fails:
+        ctx.notes.append("on this machine a plain bind() worked too: TIME_WAIT did not block it here.")
+
+
+def _case_reuse_listening(ctx, reusable_server):
+    other = ctx.own(socket.socket())
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    port = other.getsockname()[1]
+    try:
+        value = ctx.call(reusable_server, port, what="your reusable_server")
+    except LearnerRaised as e:
+        if isinstance(e.error, OSError):
+            return  # right: SO_REUSEADDR never lets two sockets listen on one port
+        raise
+    sock = _returned_socket(ctx, value, "reusable_server(port)")
+    got = sock.getsockname()[1]
+    if got != port:
+        raise Fail(f"port {port} is taken by a listening server; your reusable_server returned a "
+                   f"socket on port {got} instead of raising. Let the OSError reach the caller: a "
+                   "server on another port is not what it asked for.")
+    raise Fail(f"your socket shares port {port} with a server that is already listening there "
+               "(SO_REUSEPORT?). Use only SO_REUSEADDR, which never allows that.")
+
+
+REUSABLE_SERVER = Exercise(
+    id="03.2",
+    title="reusable_server",
+    names=("reusable_server",),
+    limit=3.0,
+    task="""**6. Restart on the same port** *(exercise 03.2, checked below)*. Write `reusable_server(port)`:
+a TCP socket listening on `('127.0.0.1', port)` that can be bound even while the port's last
+connection is still in `TIME_WAIT` (section 5). Return the listening socket. The check calls it with
+a free port, with a port whose server just closed first, and with a port another server is
+listening on (there it must raise `OSError`).""",
+    hints=[
+        "The option is `socket.SO_REUSEADDR` at level `socket.SOL_SOCKET`, set with "
+        "`srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)`.",
+        "Order matters: `socket()`, then `setsockopt(...)`, then `bind(('127.0.0.1', port))`, then "
+        "`listen()`. An option set after bind() does not change how bind() went.",
+        "Do not catch the OSError of bind(): when someone is listening on the port, the caller must "
+        "learn it (SO_REUSEADDR never lets two sockets listen on one port).",
+    ],
+    cases=[
+        Case("a free port: listening, with SO_REUSEADDR", _case_reuse_free),
+        Case("a port in TIME_WAIT (its server closed first): bound anyway", _case_reuse_time_wait),
+        Case("a port another server listens on: OSError", _case_reuse_listening),
+    ],
+)
+
+EXERCISES = [BIND_UNIX, REUSABLE_SERVER]

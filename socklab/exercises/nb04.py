@@ -1,0 +1,100 @@
+"""Notebook 04 (listen and the accept queue): measure how many clients a backlog lets in."""
+from __future__ import annotations
+
+import socket
+
+from .. import kstate
+from .core import Case, Exercise, Fail
+from .core import socket_fds
+
+MAX_CLIENTS = 32  # the measurement (the checker's and the learner's) never needs more
+
+
+def measure_capacity(backlog: int, timeout: float) -> int:
+    """The checker's own measurement: clients that connect to a listener that never accepts."""
+    clients = []
+    with socket.socket() as lst:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(backlog)
+        try:
+            for _ in range(MAX_CLIENTS):
+                c = socket.socket()
+                clients.append(c)
+                c.settimeout(timeout)
+                try:
+                    c.connect(lst.getsockname())
+                except (TimeoutError, BlockingIOError, ConnectionRefusedError):
+                    break
+        finally:
+            for c in clients:
+                c.close()
+    return len(clients) - 1
+
+
+def _case_capacity(backlog):
+    def case(ctx, queue_capacity):
+        timeout = 0.3
+        expected = measure_capacity(backlog, timeout)
+        listening_before = kstate.listening() if kstate.available() else None
+        fds_before = socket_fds()
+
+        def diagnose():
+            n = len(socket_fds() - fds_before)
+            return (f"your code has {n} socket(s) open and has not returned. Is a connect() waiting "
+                    f"without a timeout? With a full queue Linux drops the handshake, and connect() "
+                    f"keeps retrying for minutes: call settimeout({timeout}) on each client before "
+                    "connect(), and stop at the first TimeoutError.")
+        got = ctx.call(queue_capacity, backlog, timeout, what=f"your queue_capacity({backlog}, {timeout})",
+                       diagnose=diagnose)
+        left = socket_fds() - fds_before
+        if listening_before is not None and kstate.listening() != listening_before:
+            raise Fail("your queue_capacity left its listening socket open: close it (a `with` "
+                       "block or try/finally) before returning.")
+        if left:
+            raise Fail(f"your queue_capacity left {len(left)} socket(s) open: close every client "
+                       "before returning (keep them in a list, close them in a finally: block).")
+        if not isinstance(got, int) or isinstance(got, bool):
+            raise Fail(f"return the number of clients that connected (an int); got {got!r:.60}.")
+        if got == expected:
+            return
+        if got == backlog and expected == backlog + 1:
+            raise Fail(f"you returned {got} for listen({backlog}), the backlog itself; but the queue "
+                       f"held {expected} clients here. Did you count every client that connected? "
+                       "On Linux the queue holds backlog + 1.")
+        if got == expected + 1:
+            raise Fail(f"you returned {got} for listen({backlog}); {expected} clients connected here. "
+                       "You also counted the client whose connect() timed out.")
+        if got == 0:
+            raise Fail(f"you returned 0 for listen({backlog}); {expected} clients connected here. Are "
+                       "the clients connecting to the listener's address (lst.getsockname())?")
+        raise Fail(f"you returned {got} for listen({backlog}); {expected} clients connected here "
+                   "(measured by the check the same way, a moment ago).")
+    return case
+
+
+QUEUE_CAPACITY = Exercise(
+    id="04.1",
+    title="queue_capacity",
+    names=("queue_capacity",),
+    limit=8.0,
+    task="""**Measure the queue** *(exercise 04.1, checked below)*. Write `queue_capacity(backlog,
+timeout)`: a TCP listener on `('127.0.0.1', 0)` with `listen(backlog)` that never calls `accept()`;
+connect clients to it one after the other, each with `settimeout(timeout)`, until one cannot connect;
+close every socket; return how many clients connected. Predict the answer for backlog 0 and 2 first,
+then let the check compare your function with its own measurement.""",
+    hints=[
+        "Keep the clients in a list (`clients = []`) so they stay connected while you add more: a "
+        "client you close leaves the queue.",
+        "A client that does not get in does not get an error at once on Linux: its connect() waits. "
+        "`c.settimeout(timeout)` before `c.connect(...)` turns that into a TimeoutError after "
+        "`timeout` seconds; stop counting there.",
+        "Close everything in a `finally:` block: every client, then the listener. Count only the "
+        "clients whose connect() succeeded.",
+    ],
+    cases=[
+        Case("listen(0)", _case_capacity(0)),
+        Case("listen(2)", _case_capacity(2)),
+    ],
+)
+
+EXERCISES = [QUEUE_CAPACITY]

@@ -1,0 +1,134 @@
+"""Notebook 09 (many clients): a thread-per-connection server that a slow client cannot hold up."""
+from __future__ import annotations
+
+import socket
+import threading
+
+from .core import Case, Exercise, Fail, NotAttempted, raised_lines, started_by_learner
+from .peers import read_all, wait_for, waiting_in
+
+
+def _listener(ctx) -> socket.socket:
+    lst = ctx.own(socket.socket())
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(16)
+    return lst
+
+
+def _start(ctx, serve):
+    lst = _listener(ctx)
+    stop = threading.Event()
+    ctx.later(stop.set)
+    run = ctx.start(serve, lst, stop, what="your serve")
+    return lst, stop, run
+
+
+def _ask(ctx, address, line: bytes, wait: float = 2.0):
+    c = ctx.own(socket.create_connection(address, timeout=3))
+    c.sendall(line)
+    return read_all(c, wait, until=b"\n")
+
+
+def _ended_early(run):
+    if run.done.is_set():
+        if isinstance(run.error, NotImplementedError):
+            raise NotAttempted("your serve")
+        if run.error is not None:
+            raise Fail(*raised_lines(run.error, "your serve()"))
+        raise Fail("your serve() returned before stop was set: keep accepting until stop.is_set().")
+
+
+def _stop_and_join(ctx, stop, run, before: set):
+    # Set stop only once the server waits for the next client (else a server whose accept() has no
+    # timeout could see stop just in time, by luck).
+    wait_for(lambda: run.done.is_set() or waiting_in(run.thread), 2.0, ctx.stop)
+    stop.set()
+    if not run.wait(2.0):
+        raise Fail("stop was set, but serve() did not return within 2 s: accept() is waiting for a "
+                   "client that never comes. Give the listener a timeout (listener.settimeout(0.2)), "
+                   "catch TimeoutError, and check stop.is_set() each time round.")
+    if run.error is not None:
+        raise Fail(*raised_lines(run.error, "your serve()", "after stop was set"))
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()
+            and not t.name.startswith(("socklab", "exercise-")) and started_by_learner(t)]
+    for t in left:
+        t.join(0.5)
+    left = [t for t in left if t.is_alive()]
+    if left:
+        raise Fail(f"serve() returned while {len(left)} client thread(s) were still running: keep the "
+                   "threads in a list and join() them before returning.")
+
+
+def _case_one(ctx, serve):
+    before = set(threading.enumerate())
+    lst, stop, run = _start(ctx, serve)
+    reply, how = _ask(ctx, lst.getsockname(), b"hello\n")
+    _ended_early(run)
+    if reply != b"done: hello\n":
+        raise Fail(f"a client sent b'hello\\n' and got {reply!r}"
+                   f"{' (nothing within 2 s)' if not reply else ''}; expected b'done: hello\\n'.")
+    _stop_and_join(ctx, stop, run, before)
+
+
+def _case_slow_client(ctx, serve):
+    before = set(threading.enumerate())
+    lst, stop, run = _start(ctx, serve)
+    slow = ctx.own(socket.create_connection(lst.getsockname(), timeout=3))
+    slow.sendall(b"slo")                 # half a line ... and the rest only later (the accept
+                                         # queue is first in, first out: it is accepted first)
+    for i in range(3):
+        reply, how = _ask(ctx, lst.getsockname(), b"quick %d\n" % i, wait=1.5)
+        _ended_early(run)
+        if reply != b"done: quick %d\n" % i:
+            raise Fail(f"client {i + 2} got {reply!r} within 1.5 s while client 1 was still sending its "
+                       "line: your server serves one client at a time, so one slow client holds up "
+                       "everyone. Serve each connection in its own thread: "
+                       "threading.Thread(target=handle, args=(conn,)).start().")
+    slow.sendall(b"w\n")
+    reply, _ = read_all(slow, 2, until=b"\n")
+    if reply != b"done: slow\n":
+        raise Fail(f"the slow client's line arrived in two pieces (b'slo', b'w\\n'); it got {reply!r}. "
+                   "Read until b'\\n' (a line can take several recv() calls).")
+    _stop_and_join(ctx, stop, run, before)
+
+
+def _case_stop(ctx, serve):
+    before = set(threading.enumerate())
+    lst, stop, run = _start(ctx, serve)
+    replies = []
+    for i in range(5):
+        replies.append(_ask(ctx, lst.getsockname(), b"n%d\n" % i)[0])
+    _ended_early(run)
+    bad = [r for i, r in enumerate(replies) if r != b"done: n%d\n" % i]
+    if bad:
+        raise Fail(f"5 clients one after the other: {len(bad)} got a wrong reply (e.g. {bad[0]!r}).")
+    _stop_and_join(ctx, stop, run, before)
+
+
+THREADED_SERVE = Exercise(
+    id="09.1",
+    title="serve (a thread per client)",
+    names=("serve",),
+    limit=8.0,
+    task="""**Your own threaded server** *(exercise 09.1, checked below)*. Write `serve(listener, stop)`:
+accept clients on the listening socket `listener` until the `threading.Event` `stop` is set, and
+serve each one in its own thread: read one line (until `b"\\n"`), answer `b"done: " + line`, close.
+Give `listener` a timeout so you notice `stop`, and join your client threads before returning. The
+check sends one client, then a slow client (half a line, the rest later) with three quick ones
+behind it, then five in a row, and stops your server.""",
+    hints=[
+        "The accept loop: `listener.settimeout(0.2)`, then `while not stop.is_set():` with "
+        "`try: conn, _ = listener.accept()` / `except TimeoutError: continue`.",
+        "For each connection: `t = threading.Thread(target=handle, args=(conn,))`, `t.start()`, "
+        "`threads.append(t)`; after the loop, `for t in threads: t.join()`.",
+        "`handle(conn)`: `with conn:` give it a timeout, read with `recv()` until `b'\\n' in buf`, "
+        "then `conn.sendall(b'done: ' + buf)`.",
+    ],
+    cases=[
+        Case("one client", _case_one),
+        Case("a slow client does not hold up three quick ones", _case_slow_client),
+        Case("five clients in a row, then stop: serve() returns and joins its threads", _case_stop),
+    ],
+)
+
+EXERCISES = [THREADED_SERVE]

@@ -1,0 +1,128 @@
+"""Notebook 12 (TLS): a client that verifies the server against a given CA, and the name."""
+from __future__ import annotations
+
+import os
+import ssl
+
+from .core import Case, Exercise, Fail, LearnerRaised
+from .peers import shorten
+
+_certs: dict = {}  # made once per process: key generation is the slow part
+
+
+def _certificates(which: str):
+    from .. import tls
+    if which not in _certs:
+        _certs[which] = tls.Certificates(organization=f"socklab exercise CA {which}")
+    return _certs[which]
+
+
+def _server(ctx, certs):
+    from .. import tls
+    srv = tls.echo_server(certs, name=f"exercise-tls-{id(ctx)}", lifetime=60)
+    srv.start()
+    ctx.later(srv.stop)
+    return srv
+
+
+def _ca_file(ctx, certs) -> str:
+    path = certs.ca_file()
+
+    def remove():
+        if os.path.exists(path):
+            os.unlink(path)
+        certs._ca_path = None
+    ctx.later(remove)
+    return path
+
+
+def _request(ctx, tls_request, address, ca_file, hostname, data):
+    return ctx.call(tls_request, address, ca_file, hostname, data,
+                    what=f"your tls_request(address, ca_file, {hostname!r}, data)",
+                    why="is a recv waiting for data that never comes? The echo server sends "
+                        "len(data) bytes back and keeps the connection open: read exactly that many.")
+
+
+def _case_ok(ctx, tls_request):
+    certs = _certificates("A")
+    srv = _server(ctx, certs)
+    data = b"hello over TLS " * 100
+    try:
+        got = _request(ctx, tls_request, srv.address, _ca_file(ctx, certs), "localhost", data)
+    except LearnerRaised as e:
+        if isinstance(e.error, ssl.SSLCertVerificationError):
+            raise Fail("the right CA and the right name, but your client did not accept the "
+                       f"certificate ({e.error.verify_message}): load the CA with "
+                       "ssl.create_default_context(cafile=ca_file).") from None
+        raise
+    if isinstance(got, str) or got is None:
+        raise Fail(f"return the bytes the server echoed; got {got!r:.40}.")
+    if bytes(got) != data:
+        raise Fail(f"sent {len(data)} bytes, the server echoed them all, and your tls_request returned "
+                   f"{shorten(bytes(got))}: TLS records arrive in pieces too, keep reading until you "
+                   "have len(data) bytes.")
+    srv.wait_idle(2)
+    if srv.errors:
+        side, exp = srv.errors[0]
+        raise Fail(f"the server reported a problem: {exp.title}.")
+
+
+def _case_other_ca(ctx, tls_request):
+    trusted, other = _certificates("A"), _certificates("B")
+    srv = _server(ctx, other)
+    try:
+        got = _request(ctx, tls_request, srv.address, _ca_file(ctx, trusted), "localhost", b"secret")
+    except LearnerRaised as e:
+        if isinstance(e.error, ssl.SSLCertVerificationError):
+            return
+        if isinstance(e.error, ssl.SSLError):
+            return  # still refused (an older OpenSSL may report it differently)
+        raise
+    raise Fail(f"this server's certificate was signed by a CA you were not told to trust, and your "
+               f"client sent it b'secret' anyway (got {got!r:.30} back). It did not verify the "
+               "certificate: keep verify_mode=CERT_REQUIRED (ssl.create_default_context does), and "
+               "trust only cafile=ca_file.")
+
+
+def _case_wrong_name(ctx, tls_request):
+    certs = _certificates("A")
+    srv = _server(ctx, certs)
+    try:
+        got = _request(ctx, tls_request, srv.address, _ca_file(ctx, certs), "example.org", b"secret")
+    except LearnerRaised as e:
+        if isinstance(e.error, (ssl.SSLCertVerificationError, ssl.CertificateError, ssl.SSLError)):
+            return
+        raise
+    raise Fail("the certificate is for localhost, but your client asked for example.org and still "
+               "talked to it: it did not check the name. Pass server_hostname=hostname to "
+               "wrap_socket() and keep check_hostname=True.")
+
+
+TLS_REQUEST = Exercise(
+    id="12.1",
+    title="tls_request",
+    names=("tls_request",),
+    limit=4.0,
+    task="""**A verifying TLS client** *(exercise 12.1, checked below)*. Write
+`tls_request(address, ca_file, hostname, data)`: open a TCP connection to `address`, wrap it with a
+context from `ssl.create_default_context(cafile=ca_file)` and `server_hostname=hostname`, send `data`,
+read the echo (exactly `len(data)` bytes) and return it. The check talks to a socklab TLS echo server
+whose certificate its CA signed for `localhost`; to a server whose CA you do not trust; and with the
+wrong name. The last two must fail with `ssl.SSLCertVerificationError`, before any data is sent.""",
+    hints=[
+        "`ctx = ssl.create_default_context(cafile=ca_file)` verifies certificates and names by "
+        "default. Do not change `verify_mode` or `check_hostname`.",
+        "`with socket.create_connection(address, timeout=5) as raw, "
+        "ctx.wrap_socket(raw, server_hostname=hostname) as tls:` the handshake happens here and "
+        "raises if the certificate does not verify.",
+        "Then `tls.sendall(data)` and a loop of `tls.recv(...)` until you have `len(data)` bytes: "
+        "the server keeps the connection open, so do not wait for b''.",
+    ],
+    cases=[
+        Case("the right CA and name: the echo comes back", _case_ok),
+        Case("a certificate from another CA: SSLCertVerificationError", _case_other_ca),
+        Case("the right CA, the wrong name: SSLCertVerificationError", _case_wrong_name),
+    ],
+)
+
+EXERCISES = [TLS_REQUEST]

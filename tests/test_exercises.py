@@ -1,0 +1,810 @@
+"""socklab.exercises: every check accepts the reference solution, rejects each typical wrong
+solution with the right feedback, says 'not attempted' for the stub, and ends within its bound on a
+solution that never returns, leaving nothing behind (leakcheck).
+
+Reference solutions live in tests/exercise_solutions/ (the instructor notebooks' cells); the
+wrong ones below are what learners typically write.
+"""
+from __future__ import annotations
+
+import socket
+import textwrap
+import threading
+import time
+
+import pytest
+
+import socklab
+import socklab.exercises as exercises
+from socklab.exercises import core
+from socklab.exercises.core import Context, Fail
+
+from exercise_solutions import load, source
+
+ALL = sorted(exercises.EXERCISES)
+
+
+def solution_of(ex, ns):
+    return [ns[n] for n in ex.names]
+
+
+# What the notebooks' first cells import: wrong solutions below use it as a learner's would.
+NOTEBOOK_IMPORTS = "import errno, os, socket, struct, threading\n"
+
+
+def run(exercise_id, src=None):
+    ex = exercises.get(exercise_id)
+    ns = load(exercise_id, NOTEBOOK_IMPORTS + textwrap.dedent(src) if src is not None else None)
+    try:
+        return exercises.run_check(ex, *solution_of(ex, ns))
+    finally:
+        for s in ns.get("KEEP", ()):  # what a wrong solution leaked on purpose
+            s.close()
+
+
+# ---- the reference solutions pass, with no leaks
+
+@pytest.mark.parametrize("exercise_id", ALL)
+def test_reference_solution_passes(exercise_id, leakcheck):
+    res = run(exercise_id)
+    assert res.passed, res.text()
+    assert res.status == "passed" and all(c.status == "passed" for c in res.cases)
+    assert "✅" in res.text() and res.feedback == res.notes
+
+
+def test_every_notebook_from_02_to_13_has_an_exercise():
+    nbs = {ex.notebook for ex in exercises.EXERCISES.values()}
+    assert nbs == {f"{n:02d}" for n in range(2, 14)}
+    assert len(exercises.by_notebook("05")) == 2 and len(exercises.by_notebook("06")) == 2
+
+
+@pytest.mark.parametrize("exercise_id", ALL)
+def test_exercise_definition_is_complete(exercise_id):
+    ex = exercises.get(exercise_id)
+    assert ex.title and ex.names and ex.cases and len(ex.hints) >= 2
+    assert f"exercise {ex.id}" in ex.task
+    src = source(exercise_id)
+    assert src.count("### BEGIN SOLUTION") == src.count("### END SOLUTION") >= 1
+    for name in ex.names:
+        assert f"def {name}(" in src
+
+
+# ---- the stub of the student version: "not attempted", kindly
+
+def stub_source(exercise_id):
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tools"))
+    from classroom import strip_solutions
+    return strip_solutions(source(exercise_id))
+
+
+@pytest.mark.parametrize("exercise_id", ALL)
+def test_student_stub_is_not_attempted(exercise_id, leakcheck):
+    res = run(exercise_id, stub_source(exercise_id))
+    assert res.status == "not attempted", res.text()
+    assert not res.passed
+    assert "not attempted yet" in res.text() and "NotImplementedError" in res.text()
+
+
+def test_missing_or_wrong_kind_of_solution():
+    ex = exercises.get("05.1")
+    assert exercises.run_check(ex, None).status == "not attempted"
+    res = exercises.run_check(ex, 42)
+    assert res.status == "failed" and "should be a function" in res.text()
+    res = exercises.run_check(exercises.get("06.1"), lambda s, d: None)
+    assert "takes 2 solution arguments" in res.text()
+
+
+# ---- typical wrong solutions, each with its feedback
+
+WRONG = {
+    "02.1": [
+        ("not listening", """
+            def make_server():
+                s = socket.socket(); s.bind(("127.0.0.1", 0)); return s
+         """, "not listening"),
+        ("all interfaces", """
+            def make_server():
+                s = socket.socket(); s.bind(("", 0)); s.listen(); return s
+         """, "all interfaces"),
+        ("fixed port", """
+            def make_server():
+                s = socket.socket(); s.bind(("127.0.0.1", 45678)); s.listen(); return s
+         """, "Address already in use"),
+        ("closed by a with block", """
+            def make_server():
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", 0)); s.listen(); return s
+         """, "already closed"),
+        ("no return", """
+            def make_server():
+                s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+         """, "returned None"),
+        ("UDP", """
+            def make_server():
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); return s
+         """, "SOCK_DGRAM"),
+    ],
+    "03.1": [
+        ("always unlinks", """
+            def bind_unix(path):
+                if os.path.exists(path): os.unlink(path)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(path); s.listen(); return s
+         """, "took it over"),
+        ("never unlinks", """
+            def bind_unix(path):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(path); s.listen(); return s
+         """, "Address already in use"),
+        ("any existing file is live", """
+            def bind_unix(path):
+                if os.path.exists(path): raise FileExistsError(path)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(path); s.listen(); return s
+         """, "should be removed"),
+        ("no listen", """
+            def bind_unix(path):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(path); return s
+         """, "not listening"),
+    ],
+    "03.2": [
+        ("no SO_REUSEADDR", """
+            def reusable_server(port):
+                s = socket.socket(); s.bind(("127.0.0.1", port)); s.listen(); return s
+         """, "SO_REUSEADDR is not set"),
+        ("SO_REUSEADDR after bind", """
+            def reusable_server(port):
+                s = socket.socket(); s.bind(("127.0.0.1", port))
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.listen(); return s
+         """, "*before* bind()"),
+        ("falls back to another port", """
+            def reusable_server(port):
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    s.bind(("127.0.0.1", 0))
+                s.listen(); return s
+         """, "instead of raising"),
+    ],
+    "04.1": [
+        ("returns the backlog", """
+            def queue_capacity(backlog, timeout=0.5):
+                return backlog
+         """, "the backlog itself"),
+        ("counts the client that timed out", """
+            def queue_capacity(backlog, timeout=0.5):
+                clients = []
+                with socket.socket() as lst:
+                    lst.bind(("127.0.0.1", 0)); lst.listen(backlog)
+                    try:
+                        while True:
+                            c = socket.socket(); c.settimeout(timeout); clients.append(c)
+                            try:
+                                c.connect(lst.getsockname())
+                            except TimeoutError:
+                                break
+                    finally:
+                        for c in clients: c.close()
+                return len(clients)
+         """, "also counted the client whose connect() timed out"),
+        ("leaves the listener open", """
+            KEEP = []
+            def queue_capacity(backlog, timeout=0.5):
+                lst = socket.socket(); KEEP.append(lst)
+                lst.bind(("127.0.0.1", 0)); lst.listen(backlog)
+                n = 0
+                clients = []
+                while True:
+                    c = socket.socket(); c.settimeout(timeout)
+                    try:
+                        c.connect(lst.getsockname())
+                    except TimeoutError:
+                        c.close(); break
+                    clients.append(c); n += 1
+                for c in clients: c.close()
+                return n
+         """, "left its listening socket open"),
+    ],
+    "05.1": [
+        ("one recv", """
+            def recv_exactly(sock, n):
+                return sock.recv(n)
+         """, "after the first recv()"),
+        ("reads past the end", """
+            def recv_exactly(sock, n):
+                buf = b""
+                while len(buf) < n:
+                    chunk = sock.recv(4096)
+                    if not chunk: raise EOFError
+                    buf += chunk
+                return buf
+         """, "took bytes of the next message"),
+        ("ignores b''", """
+            def recv_exactly(sock, n):
+                buf = b""
+                while len(buf) < n:
+                    buf += sock.recv(n - len(buf))
+                return buf
+         """, "returns b'' at once, forever"),
+        ("returns short data at the end", """
+            def recv_exactly(sock, n):
+                buf = b""
+                while len(buf) < n:
+                    chunk = sock.recv(n - len(buf))
+                    if not chunk: break
+                    buf += chunk
+                return buf
+         """, "raise an exception"),
+        ("decodes", """
+            def recv_exactly(sock, n):
+                buf = b""
+                while len(buf) < n:
+                    chunk = sock.recv(n - len(buf))
+                    if not chunk: raise EOFError
+                    buf += chunk
+                return buf.decode("latin-1")
+         """, "returned a str"),
+    ],
+    "05.2": [
+        ("one recv only", """
+            def echo_handler(conn, server):
+                conn.sendall(conn.recv(65536))
+         """, "It stops after the first recv()"),
+        ("never replies", """
+            def echo_handler(conn, server):
+                while conn.recv(65536):
+                    pass
+         """, "never sent a reply; did you call sendall()?"),
+        ("send instead of sendall", """
+            def echo_handler(conn, server):
+                while data := conn.recv(65536):
+                    conn.send(data)
+         """, "Use sendall()"),
+        ("a global buffer", """
+            BUF = []
+            def echo_handler(conn, server):
+                while data := conn.recv(4096):
+                    BUF.append(data)
+                conn.sendall(b"".join(BUF))
+         """, "not in a global"),
+        ("ignores b''", """
+            def echo_handler(conn, server):
+                while True:
+                    conn.sendall(conn.recv(65536))
+         """, "When recv() returns b'', the client is done"),
+    ],
+    "06.1": [
+        ("little-endian header", """
+            import struct
+            def send_msg(sock, data): sock.sendall(struct.pack("<I", len(data)) + data)
+            def recv_msg(sock):
+                raise NotImplementedError()
+         """, "little-endian"),
+        ("no header", """
+            def send_msg(sock, data): sock.sendall(data)
+            def recv_msg(sock):
+                raise NotImplementedError()
+         """, "no header"),
+        ("header with one recv(4)", source("06.1").split("def recv_msg")[0] + """
+def recv_msg(sock):
+    header = sock.recv(4)
+    if not header:
+        return None
+    (n,) = struct.unpack("!I", header)
+    return recv_exactly(sock, n)
+""", "recv_exactly(sock, 4)"),
+        ("raises at a clean end", source("06.1").split("def recv_msg")[0] + """
+def recv_msg(sock):
+    (n,) = struct.unpack("!I", recv_exactly(sock, 4))
+    return recv_exactly(sock, n)
+""", "should return None"),
+        ("b'' at a clean end", source("06.1").split("def recv_msg")[0] + """
+def recv_msg(sock):
+    first = sock.recv(1)
+    if not first:
+        return b""
+    (n,) = struct.unpack("!I", first + recv_exactly(sock, 3))
+    return recv_exactly(sock, n)
+""", "b'' is a valid, empty message"),
+        ("returns a cut message", source("06.1").split("def recv_msg")[0] + """
+def recv_msg(sock):
+    first = sock.recv(1)
+    if not first:
+        return None
+    (n,) = struct.unpack("!I", first + recv_exactly(sock, 3))
+    body = b""
+    while len(body) < n:
+        chunk = sock.recv(n - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return body
+""", "must raise"),
+    ],
+    "06.2": [
+        ("no limit", """
+            def upper_lines_limited(conn, server):
+                buf = b""
+                while data := conn.recv(4096):
+                    buf += data
+                    while b"\\n" in buf:
+                        line, buf = buf.split(b"\\n", 1)
+                        conn.sendall(line.upper() + b"\\n")
+         """, "still buffering"),
+        ("error but no close", """
+            def upper_lines_limited(conn, server):
+                buf = b""
+                while data := conn.recv(4096):
+                    buf += data
+                    while b"\\n" in buf:
+                        line, buf = buf.split(b"\\n", 1)
+                        conn.sendall(line.upper() + b"\\n")
+                    if len(buf) > 1024:
+                        conn.sendall(b"ERROR line too long\\n"); buf = b""
+         """, "did not close the connection"),
+        ("loses the rest of the buffer", """
+            def upper_lines_limited(conn, server):
+                while data := conn.recv(4096):
+                    for line in data.split(b"\\n")[:-1]:
+                        conn.sendall(line.upper() + b"\\n")
+                    if len(data) > 1024 and b"\\n" not in data:
+                        conn.sendall(b"ERROR line too long\\n"); return
+         """, "keep the bytes after the last"),
+        ("limit checked before splitting", """
+            def upper_lines_limited(conn, server):
+                buf = b""
+                while data := conn.recv(4096):
+                    buf += data
+                    if len(buf) > 1024:
+                        conn.sendall(b"ERROR line too long\\n"); return
+                    while b"\\n" in buf:
+                        line, buf = buf.split(b"\\n", 1)
+                        conn.sendall(line.upper() + b"\\n")
+         """, "under the limit"),
+        ("one buffer for everyone", """
+            STATE = {"buf": b""}
+            def upper_lines_limited(conn, server):
+                while data := conn.recv(4096):
+                    STATE["buf"] += data
+                    while b"\\n" in STATE["buf"]:
+                        line, STATE["buf"] = STATE["buf"].split(b"\\n", 1)
+                        conn.sendall(line.upper() + b"\\n")
+                    if len(STATE["buf"]) > 1024:
+                        conn.sendall(b"ERROR line too long\\n"); return
+         """, "own buffer"),
+    ],
+    "07.1": [
+        ("no backoff", """
+            def ping_backoff(sock, address, seq, timeout=0.1, tries=3):
+                request = b"ping %d" % seq
+                sock.settimeout(timeout)
+                for attempt in range(1, tries + 1):
+                    sock.sendto(request, address)
+                    try:
+                        while True:
+                            reply, _ = sock.recvfrom(1024)
+                            if reply == request:
+                                return attempt
+                    except TimeoutError:
+                        continue
+                return None
+         """, "twice the previous one"),
+        ("any reply will do", """
+            def ping_backoff(sock, address, seq, timeout=0.1, tries=3):
+                for attempt in range(1, tries + 1):
+                    sock.settimeout(timeout * 2 ** (attempt - 1))
+                    sock.sendto(b"ping %d" % seq, address)
+                    try:
+                        sock.recvfrom(1024)
+                        return attempt
+                    except TimeoutError:
+                        continue
+                return None
+         """, "Compare the reply with the request"),
+        ("one try too many", """
+            def ping_backoff(sock, address, seq, timeout=0.1, tries=3):
+                request = b"ping %d" % seq
+                for attempt in range(1, tries + 2):
+                    sock.settimeout(timeout * 2 ** (attempt - 1))
+                    sock.sendto(request, address)
+                    try:
+                        while True:
+                            reply, _ = sock.recvfrom(1024)
+                            if reply == request:
+                                return attempt
+                    except TimeoutError:
+                        continue
+                return None
+         """, "sent 4 datagrams, expected 3"),
+        ("counts from 0", """
+            def ping_backoff(sock, address, seq, timeout=0.1, tries=3):
+                request = b"ping %d" % seq
+                for attempt in range(tries):
+                    sock.settimeout(timeout * 2 ** attempt)
+                    sock.sendto(request, address)
+                    try:
+                        while True:
+                            reply, _ = sock.recvfrom(1024)
+                            if reply == request:
+                                return attempt
+                    except TimeoutError:
+                        continue
+                return None
+         """, "expected 1 (one try)"),
+    ],
+    "08.1": [
+        ("no chmod", source("08.1").replace("os.chmod(path, 0o600)", "pass"), "os.chmod(path, 0o600)"),
+        ("leaves its file", source("08.1").replace("        os.unlink(path)\n", ""),
+         "left its socket file"),
+        ("try starts before remove_stale", """
+            def serve(path, stop):
+                srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    remove_stale(path)
+                    srv.bind(path); os.chmod(path, 0o600); srv.listen(); srv.settimeout(0.2)
+                    while not stop.is_set():
+                        try:
+                            conn, _ = srv.accept()
+                        except TimeoutError:
+                            continue
+                        with conn:
+                            while data := conn.recv(65536):
+                                conn.sendall(data)
+                finally:
+                    srv.close()
+                    if os.path.exists(path): os.unlink(path)
+         """, "removed the live server's socket file"),
+        ("unlinks blindly", source("08.1").replace("remove_stale(path)",
+                                                   "os.path.exists(path) and os.unlink(path)"),
+         "a live server was already listening"),
+    ],
+    "09.1": [
+        ("one client at a time", """
+            def serve(listener, stop):
+                listener.settimeout(0.2)
+                while not stop.is_set():
+                    try:
+                        conn, _ = listener.accept()
+                    except TimeoutError:
+                        continue
+                    with conn:
+                        conn.settimeout(5)
+                        buf = b""
+                        while b"\\n" not in buf:
+                            chunk = conn.recv(1024)
+                            if not chunk: break
+                            buf += chunk
+                        conn.sendall(b"done: " + buf)
+         """, "one client at a time"),
+        ("one recv per line", source("09.1").replace(
+            """            while b"\\n" not in buf:
+                chunk = conn.recv(1024)
+                if not chunk:
+                    return
+                buf += chunk
+""", """            buf = conn.recv(1024)
+"""), "Read until b'\\n'"),
+    ],
+    "10.1": [
+        ("no retry", """
+            def connect_with_retry(address, tries=5, delay=0.1, timeout=0.5):
+                return socket.create_connection(address, timeout=timeout)
+         """, "gave up with ConnectionRefusedError"),
+        ("does not retry timeouts", source("10.1").replace("(ConnectionRefusedError, TimeoutError)",
+                                                           "ConnectionRefusedError"),
+         "A timeout is worth retrying too"),
+        ("returns None at the end", source("10.1").replace("    raise last\n", "    return None\n"),
+         "returned None"),
+        ("retries everything", source("10.1").replace("(ConnectionRefusedError, TimeoutError)",
+                                                      "OSError"), "it retried"),
+        ("raises its own error", source("10.1").replace("    raise last\n",
+                                                        "    raise RuntimeError('no luck')\n"),
+         "Raise the last error itself"),
+    ],
+    "11.1": [
+        ("bare newlines", source("11.1").replace('\\r\\nHost: {host}:{port}\\r\\n\\r\\n',
+                                                 '\\nHost: {host}:{port}\\n\\n'), "bare \\n"),
+        ("no Host header", source("11.1").replace('Host: {host}:{port}\\r\\n', ''), "no Host header"),
+        ("status as text", source("11.1").replace("status = int(lines[0].split(b\" \")[1])",
+                                                  "status = lines[0].split(b\" \")[1].decode()"),
+         "as an int"),
+        ("one recv", """
+            def http_get(address, path):
+                with socket.create_connection(address, timeout=5) as s:
+                    s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+                    data = s.recv(65536)
+                    while b"\\r\\n\\r\\n" not in data:
+                        data += s.recv(65536)
+                    head, body = data.split(b"\\r\\n\\r\\n", 1)
+                    return int(head.split()[1]), body
+         """, "Keep reading until the body has Content-Length bytes"),
+        ("header name with its case", source("11.1").replace("name.strip().lower() == b\"content-length\"",
+                                                             "name.strip() == b\"Content-Length\""),
+         "case-insensitive"),
+    ],
+    "12.1": [
+        ("does not verify", source("12.1").replace(
+            "context = ssl.create_default_context(cafile=ca_file)   # verifies the chain and the name",
+            "context = ssl.create_default_context(cafile=ca_file)\n"
+            "    context.check_hostname = False\n    context.verify_mode = ssl.CERT_NONE"),
+         "did not verify the certificate"),
+        ("does not check the name", source("12.1").replace(
+            "context = ssl.create_default_context(cafile=ca_file)   # verifies the chain and the name",
+            "context = ssl.create_default_context(cafile=ca_file)\n    context.check_hostname = False"),
+         "did not check the name"),
+    ],
+    "13.1": [
+        ("no complement", source("13.1").replace("return ~total & 0xFFFF", "return total"),
+         "one's complement"),
+        ("little-endian words", source("13.1").replace('f"!{len(data) // 2}H"', 'f"<{len(data) // 2}H"'),
+         "big-endian"),
+        ("carries thrown away", source("13.1").replace(
+            "    while total >> 16:                      # fold the carries back in\n"
+            "        total = (total & 0xFFFF) + (total >> 16)\n", "    total &= 0xFFFF\n"),
+         "instead of added back in"),
+        ("folds once", source("13.1").replace("while total >> 16:", "if total >> 16:"),
+         "fold in a loop"),
+        ("odd byte dropped", source("13.1").replace('data += b"\\0"', 'data = data[:-1]'),
+         "is left out"),
+    ],
+}
+
+WRONG_CASES = [(ex_id, label, src, expect) for ex_id, items in WRONG.items()
+               for label, src, expect in items]
+
+
+@pytest.mark.parametrize("exercise_id,label,src,expect", WRONG_CASES,
+                         ids=[f"{e}-{lbl}" for e, lbl, _, _ in WRONG_CASES])
+def test_wrong_solution_gets_specific_feedback(exercise_id, label, src, expect, leakcheck):
+    res = run(exercise_id, src)
+    assert not res.passed, f"{label!r} should not pass:\n{res.text()}"
+    assert res.status == "failed"
+    assert expect in res.text(), f"expected {expect!r} in the feedback for {label!r}:\n{res.text()}"
+
+
+def test_two_writes_pass_with_a_tip_about_nagle(leakcheck):
+    src = source("06.1").replace('sock.sendall(struct.pack("!I", len(data)) + data)',
+                                 'sock.sendall(struct.pack("!I", len(data)))\n    sock.sendall(data)')
+    res = run("06.1", src)
+    assert res.passed, res.text()
+    assert any("Nagle" in n for n in res.notes)
+
+
+# ---- code that never returns: bounded, reported, cleaned up
+
+def event_loop_forever(names):
+    """A solution whose functions loop forever waiting on an Event (woken only by the check)."""
+    return "import threading\n" + "".join(
+        f"def {n}(*args):\n    ev = threading.Event()\n    while True:\n        ev.wait(0.05)\n"
+        for n in names)
+
+
+NEVER = {
+    # exercise: solution that never returns by itself (default: an Event-wait loop)
+    "04.1": """
+        def queue_capacity(backlog, timeout=0.5):
+            lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(backlog)
+            clients = []
+            try:
+                while True:                     # no timeout: the extra client's connect() waits
+                    c = socket.socket(); clients.append(c); c.connect(lst.getsockname())
+            finally:
+                for c in clients: c.close()
+                lst.close()
+    """,
+    "05.1": """
+        def recv_exactly(sock, n):
+            buf = b""
+            while len(buf) <= n:                # off by one: waits for a byte that never comes
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise EOFError
+                buf += chunk
+            return buf[:n]
+    """,
+    "07.1": """
+        def ping_backoff(sock, address, seq, timeout=0.1, tries=3):
+            for attempt in range(1, tries + 1):   # no timeout: a dropped datagram means forever
+                sock.sendto(b"ping %d" % seq, address)
+                reply, _ = sock.recvfrom(1024)
+                if reply == b"ping %d" % seq:
+                    return attempt
+    """,
+    "08.1": source("08.1").replace("        srv.settimeout(0.2)\n", ""),
+    "09.1": source("09.1").replace("    listener.settimeout(0.2)\n", ""),
+    "11.1": """
+        def http_get(address, path):
+            with socket.create_connection(address) as s:
+                s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+                data = b""
+                while chunk := s.recv(4096):    # waits for the end of the connection
+                    data += chunk
+            head, body = data.split(b"\\r\\n\\r\\n", 1)
+            return int(head.split()[1]), body
+    """,
+    "12.1": """
+        import ssl
+        def tls_request(address, ca_file, hostname, data):
+            ctx = ssl.create_default_context(cafile=ca_file)
+            with socket.create_connection(address) as raw, ctx.wrap_socket(raw, server_hostname=hostname) as s:
+                s.sendall(data)
+                out = b""
+                while chunk := s.recv(4096):    # the echo server keeps the connection open
+                    out += chunk
+            return out
+    """,
+    "13.1": """
+        def checksum(data):
+            total = sum(data)
+            while total:                        # never 0: loops forever
+                total = (total & 0xFFFF) + (total >> 16) + 1
+            return total
+    """,
+}
+
+
+@pytest.mark.parametrize("exercise_id", ALL)
+def test_never_returning_solution_ends_within_the_bound(exercise_id, leakcheck):
+    ex = exercises.get(exercise_id)
+    src = NEVER.get(exercise_id) or event_loop_forever(ex.names)
+    t0 = time.monotonic()
+    res = run(exercise_id, src)
+    took = time.monotonic() - t0
+    assert not res.passed
+    assert took < ex.bound, f"took {took:.1f} s, bound {ex.bound:.1f} s"
+    assert "did not return within" in res.text(), res.text()
+    assert not core.stuck_threads()
+    # the kernel (this process) is still usable: the reference solution passes straight after
+    assert run(exercise_id).passed
+
+
+def test_recv_forever_says_set_a_timeout(leakcheck):
+    src = """
+        def recv_exactly(sock, n):
+            sock.settimeout(None)
+            return sock.recv(1) + sock.recv(1) + sock.recv(n)
+    """
+    ex = exercises.get("05.1")
+    t0 = time.monotonic()
+    res = run("05.1", src)
+    assert time.monotonic() - t0 < ex.limit + core.GRACE + 2
+    assert "did not return within 3 s" in res.text()
+    assert "waiting in recv()" in res.text()
+
+
+def test_udp_client_without_timeout_waited_forever(leakcheck):
+    res = run("07.1", NEVER["07.1"])
+    assert "your UDP client waited forever" in res.text() and "settimeout" in res.text()
+
+
+def test_unstoppable_code_is_reported_and_the_check_still_ends():
+    """A wait with no timeout on a lock nobody releases cannot be ended from outside: the check
+    still returns within its bound, says so, and records the thread."""
+    gate = threading.Event()
+    src = "GATE = None\ndef recv_exactly(sock, n):\n    GATE.wait()\n"
+    ex = exercises.get("05.1")
+    ns = load("05.1", src)
+    ns["GATE"] = gate
+    t0 = time.monotonic()
+    res = exercises.run_check(ex, ns["recv_exactly"])
+    assert time.monotonic() - t0 < ex.limit + core.GRACE + 2
+    assert "did not return within" in res.text()
+    assert "could not be stopped" in res.text()
+    assert any("05.1" in d for d in core.stuck_threads())
+    gate.set()  # let it go, so the test leaves no thread behind
+    for t in threading.enumerate():
+        if t.name.startswith("exercise-05.1"):
+            t.join(5)
+    assert not core.stuck_threads()
+
+
+# ---- the framework's own behaviour
+
+def test_context_wakes_a_recv_blocked_forever_and_closes_everything(leakcheck):
+    ctx = Context("x", 1, 1.0)
+    a, b = socket.socketpair()
+    ctx.own(a)
+    ctx.own(b)
+    a.settimeout(None)
+    with pytest.raises(core.DidNotReturn) as err:
+        ctx.call(a.recv, 10, limit=0.3, what="a recv")
+    assert "a recv did not return within 0.3 s" in str(err.value)
+    assert ctx.close() == ""
+    assert a.fileno() == -1 and b.fileno() == -1
+
+
+def test_learner_sockets_are_closed_when_its_code_raises(leakcheck):
+    def opens_then_fails():
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        raise ValueError("oops")
+    ctx = Context("x", 1, 1.0)
+    with pytest.raises(core.LearnerRaised) as err:
+        ctx.call(opens_then_fails)
+    assert isinstance(err.value.error, ValueError)
+    ctx.close()
+
+
+def test_learner_exception_is_explained():
+    def refused():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+    ctx = Context("x", 1, 1.0)
+    try:
+        with pytest.raises(core.LearnerRaised) as err:
+            ctx.call(refused)
+    finally:
+        ctx.close()
+    lines = err.value.lines()
+    assert lines[0].startswith("your function raised ConnectionRefusedError: Connection refused")
+    assert any(ln.startswith("How to fix:") for ln in lines)
+
+
+def test_a_bug_in_a_check_is_not_blamed_on_the_learner():
+    def broken(ctx, fn):
+        raise KeyError("oops")
+    ex = core.Exercise("99.9", "broken", "task (exercise 99.9)", ["h1", "h2"], ("f",),
+                       [core.Case("a case", broken)])
+    res = exercises.run_check(ex, lambda: None)
+    assert not res.passed and "bug in socklab's exercise" in res.text()
+
+
+def test_fail_lines_and_result_forms():
+    ex = core.Exercise("99.8", "demo", "task (exercise 99.8)", ["h1", "h2"], ("f",), [
+        core.Case("good", lambda ctx, f: None),
+        core.Case("bad", lambda ctx, f: (_ for _ in ()).throw(Fail("first line", "second"))),
+    ])
+    res = exercises.run_check(ex, lambda: None)
+    assert res.status == "failed" and res.feedback == ["first line", "second"]
+    text = res.text()
+    assert text.splitlines()[0] == "❌ 99.8 demo: not yet (1 of 2 checks passed)"
+    assert "  ✓ good" in text and "  ✗ bad" in text and "      first line" in text
+    bundle = res._repr_mimebundle_()
+    assert bundle["text/plain"] == text
+    assert "socklab-ex fail" in bundle["text/html"] and "first line" in bundle["text/html"]
+
+
+def test_check_caches_the_same_function_and_grade_raises():
+    ns = load("13.1")
+    first = exercises.check("13.1", ns["checksum"])
+    assert exercises.check("13.1", ns["checksum"]) is first
+    assert exercises.grade("13.1", ns["checksum"]) is first
+    wrong = load("13.1", source("13.1").replace("return ~total & 0xFFFF", "return total"))
+    with pytest.raises(AssertionError) as err:
+        exercises.grade("13.1", wrong["checksum"])
+    assert "one's complement" in str(err.value)
+
+
+def test_hints_are_revealed_one_at_a_time():
+    exercises.reset_hints("05.1")
+    ex = exercises.get("05.1")
+    shown = [exercises.hint("05.1") for _ in range(len(ex.hints) + 1)]
+    assert [h.number for h in shown] == [1, 2, 3, 3]
+    assert shown[0].hint == ex.hints[0] and "Run this cell again" in shown[0].text()
+    assert shown[-1].last and "last hint" in shown[-1].text()
+    assert exercises.hints_shown("05.1") == 3
+    assert "Hint 1 of 3" in shown[0]._repr_mimebundle_()["text/html"]
+    exercises.reset_hints()
+    assert exercises.hint("05.1").number == 1
+    exercises.reset_hints()
+
+
+def test_unknown_exercise_lists_the_known_ones():
+    with pytest.raises(KeyError) as err:
+        exercises.get("99.1")
+    assert "05.1" in str(err.value)
+
+
+def test_checking_core_does_not_import_jupyter():
+    import subprocess
+    import sys
+    code = ("import sys, socklab.exercises as E; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('IPython', 'ipywidgets', "
+            "'ipykernel')], sorted(m for m in sys.modules if 'ipy' in m.lower())")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_socklab_exposes_exercises_lazily():
+    assert socklab.exercises is exercises
