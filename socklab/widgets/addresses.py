@@ -21,6 +21,7 @@ from ..notebook import Rich, show
 from ..render.html import explanation_html, warnings_html
 from ..render.text import format_call, format_result
 from ..trace import Trace, TracedSocket
+from .base import Panel
 
 FAMILIES = ("AF_INET", "AF_INET6") + (("AF_UNIX",) if hasattr(socket, "AF_UNIX") else ())
 TYPES = ("SOCK_STREAM", "SOCK_DGRAM")
@@ -67,7 +68,7 @@ def _show(addr) -> str:
     return repr(addr)
 
 
-class BindExplorer(W.VBox):
+class BindExplorer(Panel):
     """Try ``bind()`` with the family, type, host/path, port and options picked in the controls.
 
     Buttons: Try bind, Release kept sockets. ``try_bind(**changes)`` sets controls (family, type,
@@ -122,13 +123,8 @@ class BindExplorer(W.VBox):
         runtime.register(self.key, self, explicit=name is not None)
 
     # ---- static form
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        data = dict(data)
-        data["text/plain"] = "socklab bind explorer: interactive in JupyterLab; the transcript below shows a run."
-        return data
+    def _plain_text(self) -> str:
+        return "socklab bind explorer: interactive in JupyterLab; the transcript below shows a run."
 
     def transcript(self) -> Rich:
         """Every socket call the panel made, in order (one thread: the order is stable)."""

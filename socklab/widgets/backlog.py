@@ -31,6 +31,7 @@ from ..notebook import Rich
 from ..render.html import CSS, explanation_html
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
 from ..trace import Trace
+from .base import Panel
 
 LIVE_EVERY = 0.1            # s between live redraws while a run goes on
 SNAPSHOT_WAIT = 2.0         # s other threads of a run wait at most while its kernel snapshot is taken
@@ -340,7 +341,7 @@ def sweep_html(results) -> str:
         f"{rows}</table></div>"
 
 
-class BacklogPanel(W.VBox):
+class BacklogPanel(Panel):
     """Backlog, clients, connect timeout, 'accept after'; Run, Sweep 0..3, Clear.
 
     Each button has a method (``run()``, ``sweep()``, ``clear()``) so a cell or a test can drive
@@ -414,14 +415,9 @@ class BacklogPanel(W.VBox):
         runtime.register(self.key, self, explicit=name is not None)
 
     # ---- text form for GitHub / nbviewer / nbval
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        data = dict(data)
-        data["text/plain"] = ("socklab accept-queue panel: interactive in JupyterLab; "
+    def _plain_text(self) -> str:
+        return ("socklab accept-queue panel: interactive in JupyterLab; "
                               "the transcript below shows a run.")
-        return data
 
     def transcript(self, chart: bool = True) -> Rich:
         """The last run: setup and per-client outcomes, gauge, kernel table while the clients waited,

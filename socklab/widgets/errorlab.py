@@ -22,6 +22,7 @@ from ..notebook import Rich
 from ..render.html import CSS, explanation_html, transcript_html
 from ..render.text import side_by_side
 from ..trace import Sym, Trace, TracedSocket
+from .base import Panel
 
 LOOPBACK = ("127.0.0.1", 0)
 TIMEOUT = 0.3  # seconds: the short timeouts the scenarios provoke
@@ -234,7 +235,7 @@ def provoke(key: str) -> Outcome:
     return Outcome(key, title, error, exp, trace, seconds)
 
 
-class ErrorExplorer(W.VBox):
+class ErrorExplorer(Panel):
     """A dropdown of scenarios and a Run button (``run(key)`` from code). Each run provokes the
     error live, within a bounded time, and leaves no socket open."""
 
@@ -284,14 +285,9 @@ class ErrorExplorer(W.VBox):
                        + (explanation_html(o.explanation) if o.explanation else "") for o in outs)
         return Rich(text, f"{CSS}<div class='socklab-box'>{html}</div>")
 
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        data = dict(data)
-        data["text/plain"] = ("socklab error explorer: interactive in JupyterLab; "
+    def _plain_text(self) -> str:
+        return ("socklab error explorer: interactive in JupyterLab; "
                               "the transcript below shows runs.")
-        return data
 
 
 __all__ = ["SCENARIOS", "Outcome", "provoke", "ErrorExplorer"]

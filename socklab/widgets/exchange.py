@@ -18,6 +18,7 @@ from ..notebook import Rich, show
 from ..render.html import explanation_html
 from ..render.text import format_call, format_result
 from ..trace import Data, Trace, TracedSocket
+from .base import Panel
 
 SIDES = ("client", "server")
 
@@ -40,7 +41,7 @@ def unread(sock) -> int | None:
     return buf[0]
 
 
-class ExchangePanel(W.VBox):
+class ExchangePanel(Panel):
     """Both ends of one TCP connection, driven one call at a time.
 
     Buttons: Connect, Client send, Server recv, Server send, Client recv, Client shutdown(SHUT_WR),
@@ -93,13 +94,8 @@ class ExchangePanel(W.VBox):
         runtime.register(self.key, self, explicit=name is not None)
 
     # ---- static form
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        data = dict(data)
-        data["text/plain"] = "socklab exchange panel: interactive in JupyterLab; the transcript below shows a run."
-        return data
+    def _plain_text(self) -> str:
+        return "socklab exchange panel: interactive in JupyterLab; the transcript below shows a run."
 
     def transcript(self) -> Rich:
         """Every call both ends made, in order (all in one thread: the order is stable)."""

@@ -22,6 +22,7 @@ from ..render.html import CSS, explanation_html
 from ..render.text import format_call, format_result
 from ..servers import Client, Server
 from ..trace import Trace
+from .base import Panel
 
 FRAMINGS = (("none: each recv() is a 'message'", "none"), ("delimiter b'\\n'", "delimiter"),
             ("length prefix '!I'", "prefix"))
@@ -45,7 +46,7 @@ def _decoder(kind: str):
     return None
 
 
-class FramingPanel(W.VBox):
+class FramingPanel(Panel):
     """A real TCP server that reads with the framing picked; a client that sends the messages.
 
     Buttons: Start server, Send, Stop server (methods ``start_server()``, ``send_message()``,
@@ -92,11 +93,8 @@ class FramingPanel(W.VBox):
         self.key = name if name is not None else runtime.caller_key(2)
         runtime.register(self.key, self, explicit=name is not None)
 
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        data = dict(data[0] if isinstance(data, tuple) else data)
-        data["text/plain"] = "socklab framing panel: interactive in JupyterLab; the transcript below shows a run."
-        return data
+    def _plain_text(self) -> str:
+        return "socklab framing panel: interactive in JupyterLab; the transcript below shows a run."
 
     # ---- live views
     def _on_event(self, ev):
@@ -221,7 +219,7 @@ class FramingPanel(W.VBox):
         return show(self.trace, order=order)
 
 
-class NaglePanel(W.VBox):
+class NaglePanel(Panel):
     """Time request/reply round trips on loopback TCP: Nagle on or off, one write or two.
 
     Buttons: Run (the settings picked) and Compare (all three: two writes with Nagle, two writes
@@ -258,11 +256,8 @@ class NaglePanel(W.VBox):
         self.key = name if name is not None else runtime.caller_key(2)
         runtime.register(self.key, self, explicit=name is not None)
 
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        data = dict(data[0] if isinstance(data, tuple) else data)
-        data["text/plain"] = "socklab Nagle panel: interactive in JupyterLab; the summary below shows a run."
-        return data
+    def _plain_text(self) -> str:
+        return "socklab Nagle panel: interactive in JupyterLab; the summary below shows a run."
 
     def label(self) -> str:
         return f"{'two writes' if self.split.value else 'one write'}, " \

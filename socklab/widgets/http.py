@@ -18,11 +18,12 @@ from ..render.html import explanation_html
 from ..render.text import format_call, format_result
 from ..servers import Server
 from ..trace import Trace
+from .base import Panel
 
 METHODS = ("GET", "HEAD", "POST", "DELETE")
 
 
-class HTTPPanel(W.VBox):
+class HTTPPanel(Panel):
     """Start server, Send request, Stop server; methods ``start_server()``,
     ``send_request(method, path, body)`` and ``stop_server()`` do the same from code.
 
@@ -65,14 +66,9 @@ class HTTPPanel(W.VBox):
         runtime.register(self.key, self, explicit=name is not None)
 
     # ---- static forms
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        data = dict(data)
-        data["text/plain"] = ("socklab HTTP panel: interactive in JupyterLab; the transcript below "
+    def _plain_text(self) -> str:
+        return ("socklab HTTP panel: interactive in JupyterLab; the transcript below "
                               "shows a run.")
-        return data
 
     def transcript(self) -> Rich:
         """Every socket call, grouped by side (stable although server threads and client race)."""

@@ -18,11 +18,12 @@ from ..render.html import explanation_html
 from ..render.text import format_call, format_result
 from ..servers import ping as _ping
 from ..trace import Trace
+from .base import Panel
 
 HOSTS = ("127.0.0.1", "::1")
 
 
-class PingPanel(W.VBox):
+class PingPanel(Panel):
     """Pick a host and a count, press Ping. ``ping(host, count)`` does the same from code and returns
     the round-trip times in seconds (None for a lost reply), or None when not permitted."""
 
@@ -56,13 +57,8 @@ class PingPanel(W.VBox):
         return ("raw sockets: <b>allowed</b> (root or CAP_NET_RAW)" if can_raw() else
                 "raw sockets: <b>not allowed</b> for this user (no root, no CAP_NET_RAW): Ping explains why")
 
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        data = dict(data)
-        data["text/plain"] = "socklab ping panel: interactive in JupyterLab; the transcript below shows a run."
-        return data
+    def _plain_text(self) -> str:
+        return "socklab ping panel: interactive in JupyterLab; the transcript below shows a run."
 
     def transcript(self) -> Rich:
         text = "\n".join(self.steps) if self.steps else "(no pings yet)"

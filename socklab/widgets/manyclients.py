@@ -16,11 +16,12 @@ from ..concurrency import STYLES
 from ..errors import explain
 from ..notebook import Rich
 from ..render.html import CSS, explanation_html
+from .base import Panel
 
 ALL = "all four"
 
 
-class ManyClientsPanel(W.VBox):
+class ManyClientsPanel(Panel):
     """Buttons: Run, Stop, Clear; each has a method of the same name (``run()``, ``stop()``,
     ``clear()``) so a cell or a test can drive the panel too. Re-running the cell that made the
     panel stops its run."""
@@ -59,14 +60,9 @@ class ManyClientsPanel(W.VBox):
         runtime.register(self.key, self, explicit=name is not None)
 
     # ---- text form for GitHub / nbviewer / nbval
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        data = dict(data)
-        data["text/plain"] = ("socklab many-clients panel: interactive in JupyterLab; "
+    def _plain_text(self) -> str:
+        return ("socklab many-clients panel: interactive in JupyterLab; "
                               "the transcript below shows a run.")
-        return data
 
     def transcript(self) -> Rich:
         """The results so far, one line per run (times in ms; nbval masks them)."""

@@ -23,11 +23,12 @@ from ..render.state import state_html
 from ..render.text import format_call, format_result
 from ..servers import Client, Server
 from ..trace import Data, Trace
+from .base import Panel
 
 _REFRESH = 0.1  # seconds between live HTML redraws while events stream in
 
 
-class LabPanel(W.VBox):
+class LabPanel(Panel):
     """Pick family, type, address and backlog; start a real server and a real client; watch.
 
     Buttons: Start server, Connect, Send, Close client, Stop server. Each button has a method of
@@ -93,14 +94,9 @@ class LabPanel(W.VBox):
         runtime.register(self.key, self, explicit=name is not None)
 
     # ---- text form for GitHub / nbviewer / nbval
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        data = dict(data)
-        data["text/plain"] = (f"socklab panel ({self.family.value}, {self.type.value}): interactive in "
+    def _plain_text(self) -> str:
+        return (f"socklab panel ({self.family.value}, {self.type.value}): interactive in "
                               "JupyterLab; the transcript below shows a run.")
-        return data
 
     def transcript(self, order: str = "side") -> Rich:
         """What the panel's sockets did, as text and HTML (default: grouped by side, stable)."""

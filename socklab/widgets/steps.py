@@ -27,6 +27,7 @@ from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html
 from ..render.text import format_call, format_result
 from ..trace import Trace, TracedSocket
+from .base import Panel
 
 try:  # the kernel-state table renderer (another module of the package; optional here)
     from ..render.state import state_html as _state_html, state_text as _state_text
@@ -243,7 +244,7 @@ class Step:
 
 
 # ---- the panel -----------------------------------------------------------------------------
-class StepPanel(W.VBox):
+class StepPanel(Panel):
     """Build a server and a client one step at a time, with buttons; watch the kernel after each.
 
     Methods do what the buttons do: ``server_step()``, ``client_step()``, ``reset()``; ``wait()``
@@ -330,14 +331,9 @@ class StepPanel(W.VBox):
         self.reset()
 
     # ---- text forms for GitHub / nbviewer / nbval
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        data = dict(data)
-        data["text/plain"] = (f"socklab step panel ({self.family.value}, {self.type.value}): interactive "
+    def _plain_text(self) -> str:
+        return (f"socklab step panel ({self.family.value}, {self.type.value}): interactive "
                               "in JupyterLab; the cells below drive it and show its steps as text.")
-        return data
 
     def history_text(self) -> str:
         if not self.steps:

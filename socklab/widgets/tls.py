@@ -19,12 +19,13 @@ from ..render.html import explanation_html
 from ..render.text import format_call, format_result
 from ..servers import Server
 from ..trace import Trace
+from .base import Panel
 
 HOSTNAMES = ("localhost", "127.0.0.1", "example.org")
 VERSIONS = {"TLS 1.3": ssl.TLSVersion.TLSv1_3, "TLS 1.2": ssl.TLSVersion.TLSv1_2}
 
 
-class TLSPanel(W.VBox):
+class TLSPanel(Panel):
     """Buttons Start TLS server, Connect, Send, Close client, Stop server; methods ``start_server()``,
     ``connect()``, ``send_message(text)``, ``close_client()``, ``stop_server()`` do the same from code.
     Re-running the cell that made the panel stops what the old one started.
@@ -74,14 +75,9 @@ class TLSPanel(W.VBox):
         runtime.register(self.key, self, explicit=name is not None)
 
     # ---- static forms
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        data = dict(data)
-        data["text/plain"] = ("socklab TLS panel: interactive in JupyterLab; the transcript below "
+    def _plain_text(self) -> str:
+        return ("socklab TLS panel: interactive in JupyterLab; the transcript below "
                               "shows a run.")
-        return data
 
     def transcript(self) -> Rich:
         """What happened, step by step: outcomes and TLS record types (stable from run to run)."""

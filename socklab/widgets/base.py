@@ -1,0 +1,21 @@
+"""What every socklab panel shares: its text form for static views."""
+from __future__ import annotations
+
+import ipywidgets as W
+
+
+class Panel(W.VBox):
+    """A VBox whose text/plain form says what the panel is, instead of ipywidgets' repr.
+
+    GitHub, nbviewer and nbval see that text (and the transcript a notebook shows below the panel);
+    JupyterLab shows the live widget.
+    """
+
+    def _plain_text(self) -> str:
+        return "socklab panel: interactive in JupyterLab"
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        data = dict(data[0] if isinstance(data, tuple) else data)
+        data["text/plain"] = self._plain_text()
+        return data
