@@ -11,6 +11,18 @@ class Panel(W.VBox):
     JupyterLab shows the live widget.
     """
 
+    @staticmethod
+    def _buttons(specs) -> dict:
+        """Buttons from (label, method, style) triples, keyed by label. Each gets the CSS class
+        'socklab-<label-with-dashes>' (what the browser tests click) and calls its method."""
+        out = {}
+        for label, fn, style in specs:
+            b = W.Button(description=label, button_style=style)
+            b.add_class("socklab-" + label.lower().replace(" ", "-"))
+            b.on_click(lambda _b, fn=fn: fn())
+            out[label] = b
+        return out
+
     def _plain_text(self) -> str:
         return "socklab panel: interactive in JupyterLab"
 

@@ -70,13 +70,8 @@ class FramingPanel(Panel):
         self.writes = W.Dropdown(options=WRITES, value=writes, description="client")
         self.bufsize = W.BoundedIntText(value=bufsize, min=1, max=65536, description="recv size")
         self.read_late = W.Checkbox(value=read_late, description="server reads late", indent=False)
-        self.buttons = {}
-        for label, fn, style in (("Start server", self.start_server, "success"),
-                                 ("Send", self.send_message, "info"), ("Stop server", self.stop_server, "danger")):
-            b = W.Button(description=label, button_style=style)
-            b.add_class("socklab-" + label.lower().replace(" ", "-"))
-            b.on_click(lambda _b, fn=fn: fn())
-            self.buttons[label] = b
+        self.buttons = self._buttons((("Start server", self.start_server, "success"),
+                                 ("Send", self.send_message, "info"), ("Stop server", self.stop_server, "danger")))
         self.status = W.HTML(value="<i>no server yet</i>")
         self.alert = W.HTML(value="")
         self.result = W.HTML(value="")
@@ -238,12 +233,7 @@ class NaglePanel(Panel):
         self.size = W.BoundedIntText(value=size, min=1, max=60000, description="body bytes")
         self.nodelay = W.Checkbox(value=nodelay, description="TCP_NODELAY", indent=False)
         self.split = W.Checkbox(value=split, description="header and body in two writes", indent=False)
-        self.buttons = {}
-        for label, fn, style in (("Run", self.run, "info"), ("Compare", self.compare, "success")):
-            b = W.Button(description=label, button_style=style)
-            b.add_class("socklab-" + label.lower())
-            b.on_click(lambda _b, fn=fn: fn())
-            self.buttons[label] = b
+        self.buttons = self._buttons((("Run", self.run, "info"), ("Compare", self.compare, "success")))
         self.progress = W.IntProgress(value=0, min=0, max=rounds, description="round")
         self.table = W.HTML(value="")
         self.table.add_class("socklab-nagle-table")

@@ -39,14 +39,9 @@ class HTTPPanel(Panel):
         self.method = W.Dropdown(options=METHODS, value=method, description="method")
         self.path = W.Text(value=path, description="path")
         self.body = W.Text(value=body, description="body", placeholder="(for POST)")
-        self.buttons = {}
-        for label, fn, style in (("Start server", self.start_server, "success"),
+        self.buttons = self._buttons((("Start server", self.start_server, "success"),
                                  ("Send request", self.send_request, "info"),
-                                 ("Stop server", self.stop_server, "danger")):
-            b = W.Button(description=label, button_style=style)
-            b.add_class("socklab-" + label.lower().replace(" ", "-"))
-            b.on_click(lambda _b, fn=fn: fn())
-            self.buttons[label] = b
+                                 ("Stop server", self.stop_server, "danger")))
         self.status = W.HTML(value="<i>no server yet</i>")
         self.status.add_class("socklab-status")
         self.alert = W.HTML(value="")

@@ -51,15 +51,10 @@ class LabPanel(Panel):
         self.all_interfaces = W.Checkbox(value=False, description="allow all interfaces",
                                          indent=False)
         self.message = W.Text(value=message, description="message")
-        self.buttons = {}
-        for label, fn, style in (("Start server", self.start_server, "success"),
+        self.buttons = self._buttons((("Start server", self.start_server, "success"),
                                  ("Connect", self.connect, "info"), ("Send", self.send_message, "info"),
                                  ("Close client", self.close_client, ""),
-                                 ("Stop server", self.stop_server, "danger")):
-            b = W.Button(description=label, button_style=style)
-            b.add_class("socklab-" + label.lower().replace(" ", "-"))
-            b.on_click(lambda _b, fn=fn: fn())
-            self.buttons[label] = b
+                                 ("Stop server", self.stop_server, "danger")))
         self.status = W.HTML(value="<i>no server yet</i>")
         self.status.add_class("socklab-status")
         self.alert = W.HTML(value="")
