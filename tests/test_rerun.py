@@ -31,6 +31,7 @@ import sys
 import time
 import zlib
 
+import nbformat
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -282,9 +283,17 @@ def test_notebook_cells_run_in_any_order(path, tmp_path, record_property):
     cell stopped): out of order, the OS says so and socklab explains it. Anything else (AttributeError,
     IndexError, TypeError, ...) is a cell that is broken out of order, and fails."""
     run = run_notebook(path, tmp_path)
+    cells = nbformat.read(path, as_version=4).cells
     shuffled = [e for e in run["errors"] if e[0] != "in order" and not e[4]]
-    accepted = [e[3] for e in shuffled if e[2] == "NameError" or e[2] in STATE_ERRORS]
-    failed = [e for e in shuffled if e[2] != "NameError" and e[2] not in STATE_ERRORS]
+
+    def acceptable(e):
+        # An autograder cell (nbgrader hidden tests) raises AssertionError by design when the name it
+        # grades holds something else, as it may when another cell redefined it out of order.
+        grading = "BEGIN HIDDEN TESTS" in cells[e[1]].source and e[2] == "AssertionError"
+        return e[2] == "NameError" or e[2] in STATE_ERRORS or grading
+
+    accepted = [e[3] for e in shuffled if acceptable(e)]
+    failed = [e for e in shuffled if not acceptable(e)]
     record_property("accepted_errors", accepted)
     for a in accepted:
         print("  accepted:", a)
@@ -296,7 +305,8 @@ def test_notebook_cells_run_in_any_order(path, tmp_path, record_property):
 
 # exception names that mean "another cell closed/stopped what this cell uses"
 STATE_ERRORS = {"OSError", "ConnectionRefusedError", "BrokenPipeError", "ConnectionResetError",
-                "FileNotFoundError", "TimeoutError", "SSLError", "SSLCertVerificationError", "URLError"}
+                "FileNotFoundError", "TimeoutError", "SSLError", "SSLCertVerificationError", "URLError",
+                "HTTPError"}  # socklab.http.HTTPError: the server (stopped by another cell) closed on us
 
 
 # ===================================================================== (b) KeyboardInterrupt
