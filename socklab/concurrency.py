@@ -7,8 +7,8 @@ Styles: ``iterative`` (one client at a time), ``threads`` (a thread per connecti
 The protocol is the same for all: a client sends one line (``b"request 3\\n"``), the server does
 ``service_time`` seconds of simulated work and answers one line (``b"done: request 3\\n"``), then
 closes the connection. The simulated work is a *timeout wait* on the server's stop signal
-(``threading.Event.wait``, a ``select()`` timeout, a timer in the asyncio loop), never
-``time.sleep()``: ``stop()`` ends it at once.
+(``threading.Event.wait``, a ``select()`` timeout, a timer in the asyncio loop), never a plain
+sleep: ``stop()`` ends it at once.
 
 Every server binds and listens in ``start()`` (errors are raised there, explained), serves in a
 background thread, and ``stop()`` is prompt (a wake-up socketpair, ``shutdown()`` of blocked

@@ -179,7 +179,7 @@ moment, and an address that can never work.""",
         "A `for attempt in range(tries):` loop around `return socket.create_connection(address, "
         "timeout=timeout)`: a successful try returns straight out of the loop.",
         "Catch only what is worth retrying: `except (ConnectionRefusedError, TimeoutError) as exc:` "
-        "keep `last = exc` and wait `delay` (`time.sleep(delay)` is fine here, or `Event().wait`). "
+        "keep `last = exc` and pause `delay` seconds (`threading.Event().wait(delay)`). "
         "Anything else is not caught, so it is raised at once.",
         "After the loop, `raise last`: the caller sees the real reason (refused, or timed out), "
         "not None.",
