@@ -25,6 +25,7 @@ from ..errors import explain
 DEFAULT_LIMIT = 3.0   # seconds the learner's code may run in one call
 GRACE = 2.0           # seconds to end a learner thread after its time is up
 JOIN_TIMEOUT = 5.0    # seconds to join a peer thread of the checker itself
+WAKE_GRACE = 0.2      # seconds woken learner threads get to return before an exception is raised in them
 
 _stuck: list = []     # descriptions of learner threads that could not be ended
 _stuck_lock = threading.Lock()
@@ -376,12 +377,17 @@ class Context:
         """End learner threads still running: wake sockets, then raise inside them. Returns a
         feedback line if some could not be ended (they are recorded in stuck_threads())."""
         alive = [t for t in self.learner_threads() if t not in self._given_up]
+        if not alive:
+            return ""
+        # The case is judged by now: wake blocked calls at once, then give the threads a moment
+        # to return on their own (a handler whose recv() now gives b'') before raising in them.
+        self.wake()
+        until = time.monotonic() + WAKE_GRACE
         for t in alive:
-            t.join(0.2 / max(1, len(alive)))
+            t.join(max(0.0, until - time.monotonic()))
         alive = [t for t in alive if t.is_alive()]
         if not alive:
             return ""
-        self.wake()
         deadline = time.monotonic() + grace
         while alive and time.monotonic() < deadline:
             for t in alive:
