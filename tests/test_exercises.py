@@ -611,7 +611,7 @@ NEVER = {
                     return attempt
     """,
     "08.1": source("08.1").replace("        srv.settimeout(0.2)\n", ""),
-    "09.1": source("09.1").replace("    listener.settimeout(0.2)\n", ""),
+    "09.1": source("09.1").replace("    listener.settimeout(0.1)\n", ""),
     "11.1": """
         def http_get(address, path):
             with socket.create_connection(address) as s:

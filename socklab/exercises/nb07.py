@@ -10,6 +10,9 @@ from .core import Case, Exercise, Fail, LearnerRaised
 from .peers import plural
 
 
+TIMEOUT = 0.05  # s: the first wait the check asks for (replies on loopback take microseconds)
+
+
 class Lossy:
     """A datagram handler: answers or drops each datagram as ``plan`` says, recording arrivals.
 
@@ -43,7 +46,7 @@ def _client(ctx) -> socket.socket:
     return s
 
 
-def _ping(ctx, ping_backoff, sock, address, seq, handler, limit=3.0):
+def _ping(ctx, ping_backoff, sock, address, seq, handler, limit=3.0, timeout=TIMEOUT):
     def diagnose():
         n = len(handler.arrivals)
         if sock.gettimeout() is None:
@@ -51,9 +54,10 @@ def _ping(ctx, ping_backoff, sock, address, seq, handler, limit=3.0):
                     "dropped the last one, so no reply will ever come, and recvfrom() has no "
                     "timeout. Set one (sock.settimeout(timeout)) and send again when it expires.")
         return (f"the server has received {plural(n, 'datagram')}; with tries=3 and timeouts of "
-                "0.1, 0.2 and 0.4 s the function should be done after about 0.7 s.")
+                f"{timeout:g}, {2 * timeout:g} and {4 * timeout:g} s the function should be done "
+                f"after about {7 * timeout:g} s.")
     t0 = time.monotonic()
-    value = ctx.call(ping_backoff, sock, address, seq, 0.1, 3, limit=limit, what="your ping_backoff",
+    value = ctx.call(ping_backoff, sock, address, seq, timeout, 3, limit=limit, what="your ping_backoff",
                      diagnose=diagnose)
     return value, time.monotonic() - t0
 
@@ -82,6 +86,7 @@ def _case_first_lost(ctx, ping_backoff):
 
 
 def _case_all_lost(ctx, ping_backoff):
+    t = TIMEOUT
     srv, handler = _server(ctx, lambda i, d: [])
     got, took = _ping(ctx, ping_backoff, _client(ctx), srv.address, 3, handler)
     times = [t for t, _, _ in handler.arrivals]
@@ -92,15 +97,15 @@ def _case_all_lost(ctx, ping_backoff):
         raise Fail(f"no reply ever came; your ping_backoff returned {got!r}, expected None.")
     gaps = [b - a for a, b in zip(times, times[1:])]
     shown = ", ".join(f"{g:.2f} s" for g in gaps)
-    if gaps[0] < 0.07:
-        raise Fail(f"the retries came {shown} apart: the first wait should be the timeout, 0.1 s.")
-    if gaps[1] < 0.16:  # 0.2 s expected after the 0.1 s of the first try (room for jitter)
+    if gaps[0] < 0.7 * t:
+        raise Fail(f"the retries came {shown} apart: the first wait should be the timeout, {t:g} s.")
+    if gaps[1] < 1.6 * t:  # 2t expected after the first try's t (room for jitter)
         raise Fail(f"the retries came {shown} apart: each wait should be twice the previous one "
-                   "(0.1 s, then 0.2 s, then 0.4 s before giving up). Double the timeout after "
-                   "each try: sock.settimeout(timeout * 2 ** attempt).")
-    if took < 0.55:
+                   f"({t:g} s, then {2 * t:g} s, then {4 * t:g} s before giving up). Double the "
+                   "timeout after each try: sock.settimeout(timeout * 2 ** attempt).")
+    if took < 5.5 * t:
         raise Fail(f"your ping_backoff gave up after {took:.2f} s: after the third datagram it should "
-                   "still wait 0.4 s for a reply.")
+                   f"still wait {4 * t:g} s for a reply.")
 
 
 def _case_stale_reply(ctx, ping_backoff):
@@ -142,7 +147,8 @@ protocols back off like this?""",
     cases=[
         Case("a server that answers at once: 1 try", _case_answered),
         Case("the first datagram is dropped: 2 tries", _case_first_lost),
-        Case("everything is dropped: None, after waiting 0.1, 0.2 and 0.4 s", _case_all_lost),
+        Case(f"everything is dropped: None, after waiting {TIMEOUT:g}, {2 * TIMEOUT:g} and "
+             f"{4 * TIMEOUT:g} s", _case_all_lost),
         Case("a stale reply (to another ping) is not the answer", _case_stale_reply),
     ],
 )

@@ -45,7 +45,7 @@ def _stop_and_join(ctx, stop, run, before: set):
     stop.set()
     if not run.wait(2.0):
         raise Fail("stop was set, but serve() did not return within 2 s: accept() is waiting for a "
-                   "client that never comes. Give the listener a timeout (listener.settimeout(0.2)), "
+                   "client that never comes. Give the listener a timeout (listener.settimeout(0.1)), "
                    "catch TimeoutError, and check stop.is_set() each time round.")
     if run.error is not None:
         raise Fail(*raised_lines(run.error, "your serve()", "after stop was set"))
@@ -117,7 +117,7 @@ Give `listener` a timeout so you notice `stop`, and join your client threads bef
 check sends one client, then a slow client (half a line, the rest later) with three quick ones
 behind it, then five in a row, and stops your server.""",
     hints=[
-        "The accept loop: `listener.settimeout(0.2)`, then `while not stop.is_set():` with "
+        "The accept loop: `listener.settimeout(0.1)`, then `while not stop.is_set():` with "
         "`try: conn, _ = listener.accept()` / `except TimeoutError: continue`.",
         "For each connection: `t = threading.Thread(target=handle, args=(conn,))`, `t.start()`, "
         "`threads.append(t)`; after the loop, `for t in threads: t.join()`.",

@@ -13,6 +13,9 @@ from .peers import read_all
 # An address whose connect() fails at once, locally, with no packet sent: a link-local IPv6 address
 # needs an interface (scope id), so Linux answers EINVAL; without IPv6, socket() fails instead.
 UNFIXABLE = ("fe80::1", 9)
+DELAY = 0.05       # s between tries in the cases that retry
+LATE = 0.1         # s before the refusing server of the "late" case starts listening
+ROOM_AFTER = 0.12  # s before the full queue of the "queue full" case gets room
 
 
 def _refusing(ctx) -> socket.socket:
@@ -66,15 +69,15 @@ def _case_late(ctx, connect_with_retry):
     address = srv.getsockname()
 
     def start_listening_late():
-        if not ctx.stop.wait(0.3):
+        if not ctx.stop.wait(LATE):
             srv.listen()
     ctx.spawn(start_listening_late, name="late-listener")
     try:
-        value, took = _call(ctx, connect_with_retry, address, 10, 0.1, 0.5)
+        value, took = _call(ctx, connect_with_retry, address, 10, DELAY, 0.5)
     except LearnerRaised as e:
         if isinstance(e.error, ConnectionRefusedError):
             raise Fail(f"your connect_with_retry gave up with ConnectionRefusedError after "
-                       f"{e.elapsed:.2f} s; the server started listening 0.3 s after the first try. "
+                       f"{e.elapsed:.2f} s; the server started listening {LATE:g} s after the first try. "
                        "Catch ConnectionRefusedError, wait `delay` seconds, and try again "
                        "(up to `tries` times).") from None
         raise
@@ -84,16 +87,16 @@ def _case_late(ctx, connect_with_retry):
 def _case_never(ctx, connect_with_retry):
     address = _refusing(ctx).getsockname()
     try:
-        value, took = _call(ctx, connect_with_retry, address, 3, 0.1, 0.5)
+        value, took = _call(ctx, connect_with_retry, address, 3, DELAY, 0.5)
     except LearnerRaised as e:
         if not isinstance(e.error, ConnectionRefusedError):
             raise Fail(f"nobody ever listened; your connect_with_retry raised "
                        f"{type(e.error).__name__}. Raise the last error itself "
                        "(ConnectionRefusedError), so the caller sees why it failed.") from None
-        if e.elapsed < 0.15:
+        if e.elapsed < 1.5 * DELAY:
             raise Fail(f"your connect_with_retry raised ConnectionRefusedError after {e.elapsed:.2f} s: "
-                       "with tries=3 and delay=0.1 it should try 3 times, waiting 0.1 s between "
-                       "tries.") from None
+                       f"with tries=3 and delay={DELAY:g} it should try 3 times, waiting {DELAY:g} s "
+                       "between tries.") from None
         return
     if value is None:
         raise Fail("nobody ever listened and your connect_with_retry returned None; after the last "
@@ -111,7 +114,7 @@ def _case_queue_full(ctx, connect_with_retry):
     ctx.own(socket.create_connection(address, timeout=2))  # ... and here it is
 
     def accept_later():
-        if ctx.stop.wait(0.45):
+        if ctx.stop.wait(ROOM_AFTER):
             return
         lst.settimeout(0.2)
         while not ctx.stop.is_set():  # make room, then accept whoever comes
@@ -124,12 +127,12 @@ def _case_queue_full(ctx, connect_with_retry):
                 return
     ctx.spawn(accept_later, name="slow-acceptor")
     try:
-        value, _ = _call(ctx, connect_with_retry, address, 6, 0.1, 0.3, limit=5.0)
+        value, _ = _call(ctx, connect_with_retry, address, 6, DELAY, 0.1, limit=5.0)
     except LearnerRaised as e:
         if isinstance(e.error, TimeoutError) or getattr(e.error, "errno", None) == errno.ETIMEDOUT:
             raise Fail(f"your connect_with_retry gave up with {type(e.error).__name__}: the server's "
                        "accept queue was full, so Linux dropped the handshake and connect() timed "
-                       "out; 0.45 s later there was room. A timeout is worth retrying too.") from None
+                       f"out; {ROOM_AFTER:g} s later there was room. A timeout is worth retrying too.") from None
         raise
     _connected(ctx, value, address)
 
@@ -186,7 +189,7 @@ moment, and an address that can never work.""",
     ],
     cases=[
         Case("a server is listening: connected at once", _case_up),
-        Case("the server starts listening 0.3 s late: retried until connected", _case_late),
+        Case(f"the server starts listening {LATE:g} s late: retried until connected", _case_late),
         Case("nobody ever listens: ConnectionRefusedError after every try", _case_never),
         Case("a full accept queue (a timeout), then room: retried until connected", _case_queue_full,
              limit=5.0),

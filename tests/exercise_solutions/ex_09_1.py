@@ -15,7 +15,7 @@ def serve(listener, stop):
             conn.sendall(b"done: " + buf)
 
     threads = []
-    listener.settimeout(0.2)
+    listener.settimeout(0.1)
     while not stop.is_set():
         try:
             conn, _ = listener.accept()
