@@ -38,7 +38,7 @@ SNAPSHOT_WAIT = 2.0         # s other threads of a run wait at most while its ke
 SWEEP_BACKLOGS = (0, 1, 2, 3)
 BACKLOG_RANGE = (0, 8)
 CLIENT_RANGE = (1, 12)
-TIMEOUT_RANGE = (0.2, 3.0)
+TIMEOUT_RANGE = (0.1, 3.0)
 ACCEPT_RANGE = (0.0, 2.0)
 
 OUTCOMES = {  # outcome of socklab.backlog -> what it means, for the results table

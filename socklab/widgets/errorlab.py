@@ -25,7 +25,7 @@ from ..trace import Sym, Trace, TracedSocket
 from .base import Panel
 
 LOOPBACK = ("127.0.0.1", 0)
-TIMEOUT = 0.3  # seconds: the short timeouts the scenarios provoke
+TIMEOUT = 0.1  # seconds: the short timeouts the scenarios provoke
 
 
 def _sock(stack, trace, side, family=socket.AF_INET, type=socket.SOCK_STREAM):
@@ -170,7 +170,7 @@ SCENARIOS = {
     "not_available": ("bind(('203.0.113.5', 0)) -> EADDRNOTAVAIL", not_available),
     "family_mismatch": ("AF_INET socket, IPv6 address -> gaierror (family)", family_mismatch),
     "no_such_name": ("unknown host, no DNS (AI_NUMERICHOST) -> gaierror EAI_NONAME", no_such_name),
-    "recv_timeout": ("recv() with settimeout(0.3) -> TimeoutError", recv_timeout),
+    "recv_timeout": (f"recv() with settimeout({TIMEOUT:g}) -> TimeoutError", recv_timeout),
     "would_block": ("recv() non-blocking, no data -> BlockingIOError", would_block),
     "broken_pipe": ("send() after the peer closed -> BrokenPipeError", broken_pipe),
     "reset": ("recv() after the peer reset (SO_LINGER 0) -> ConnectionResetError", reset),

@@ -54,7 +54,7 @@ class ExchangePanel(Panel):
     The client sets TCP_NODELAY, so each send() leaves at once as its own segment.
     """
 
-    def __init__(self, message: str = "hello", bufsize: int = 1024, timeout: float = 0.5,
+    def __init__(self, message: str = "hello", bufsize: int = 1024, timeout: float = 0.1,
                  name: str | None = None):
         self.trace = Trace(coalesce=False)
         self.timeout = timeout
