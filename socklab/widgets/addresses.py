@@ -119,8 +119,7 @@ class BindExplorer(Panel):
             W.HBox([self.try_button, self.release_button]), self.result, self.held, self.events])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- static form
     def _plain_text(self) -> str:

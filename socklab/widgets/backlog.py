@@ -411,8 +411,7 @@ class BacklogPanel(Panel):
                           W.HBox(list(self.buttons.values())), self.status, self.alert, self.gauge,
                           self.state_view, self.table, self.plot])
         self.add_class("socklab-panel")
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- text form for GitHub / nbviewer / nbval
     def _plain_text(self) -> str:

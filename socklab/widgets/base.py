@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ipywidgets as W
 
+from .. import runtime
+
 
 class Panel(W.VBox):
     """A VBox whose text/plain form says what the panel is, instead of ipywidgets' repr.
@@ -22,6 +24,13 @@ class Panel(W.VBox):
             b.on_click(lambda _b, fn=fn: fn())
             out[label] = b
         return out
+
+    def _register(self, name: str | None) -> None:
+        """Put the panel in the re-run registry as ``self.key``: under ``name``, or else under the
+        line of the cell that made it, so re-running that cell stops this panel."""
+        # frames: caller_key, _register, the panel's __init__, then the code that made the panel
+        self.key = name if name is not None else runtime.caller_key(3)
+        runtime.register(self.key, self, explicit=name is not None)
 
     def _plain_text(self) -> str:
         return "socklab panel: interactive in JupyterLab"

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import ipywidgets as W
 
-from .. import runtime
 from ..errors import Explanation, explain
 from ..notebook import Rich
 from ..render.html import CSS, explanation_html, transcript_html
@@ -256,8 +255,7 @@ class ErrorExplorer(Panel):
         super().__init__([W.HBox([self.scenario, self.run_button]), self.status, self.alert,
                           self.calls])
         self.add_class("socklab-panel")
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     def run(self, key: str | None = None) -> Outcome:
         """Provoke scenario ``key`` (default: the one picked) and show its explanation."""

@@ -90,8 +90,7 @@ class ExchangePanel(Panel):
                           self.status, self.alert, self.events])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- static form
     def _plain_text(self) -> str:

@@ -15,7 +15,7 @@ import threading
 
 import ipywidgets as W
 
-from .. import framing, runtime
+from .. import framing
 from ..errors import explain
 from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html
@@ -85,8 +85,7 @@ class FramingPanel(Panel):
                           self.events])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     def _plain_text(self) -> str:
         return "socklab framing panel: interactive in JupyterLab; the transcript below shows a run."
@@ -243,8 +242,7 @@ class NaglePanel(Panel):
                           W.HBox(list(self.buttons.values())), self.progress, self.alert, self.table,
                           self.verdict_view])
         self.add_class("socklab-panel")
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     def _plain_text(self) -> str:
         return "socklab Nagle panel: interactive in JupyterLab; the summary below shows a run."

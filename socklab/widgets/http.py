@@ -10,7 +10,6 @@ import html as _html
 
 import ipywidgets as W
 
-from .. import runtime
 from ..errors import explain
 from ..http import Handler, request, show_bytes
 from ..notebook import Rich, show
@@ -57,8 +56,7 @@ class HTTPPanel(Panel):
                           self.status, self.alert, tabs])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- static forms
     def _plain_text(self) -> str:

@@ -10,7 +10,6 @@ import html as _html
 
 import ipywidgets as W
 
-from .. import runtime
 from ..config import can_raw
 from ..errors import explain
 from ..notebook import Rich, show
@@ -49,8 +48,7 @@ class PingPanel(Panel):
                           self.alert, self.events])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     @staticmethod
     def _privilege_text() -> str:

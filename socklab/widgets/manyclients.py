@@ -11,7 +11,7 @@ import threading
 
 import ipywidgets as W
 
-from .. import concurrency, runtime
+from .. import concurrency
 from ..concurrency import STYLES
 from ..errors import explain
 from ..notebook import Rich
@@ -56,8 +56,7 @@ class ManyClientsPanel(Panel):
                           W.HBox(list(self.buttons.values())), self.progress, self.status,
                           self.alert, self.table])
         self.add_class("socklab-panel")
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- text form for GitHub / nbviewer / nbval
     def _plain_text(self) -> str:

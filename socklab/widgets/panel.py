@@ -11,7 +11,6 @@ import time
 
 import ipywidgets as W
 
-from .. import runtime
 from ..codegen import client_code, server_code
 from ..config import FAMILIES, TYPES, SocketConfig
 from ..errors import explain
@@ -85,8 +84,7 @@ class LabPanel(Panel):
             W.HBox(list(self.buttons.values())), self.status, self.alert, tab])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- text form for GitHub / nbviewer / nbval
     def _plain_text(self) -> str:

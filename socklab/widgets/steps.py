@@ -291,8 +291,7 @@ class StepPanel(Panel):
         self._init_run()
         self.family.observe(self._changed, names="value")
         self.type.observe(self._changed, names="value")
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
         self._refresh()
 
     # ---- state of one run

@@ -12,7 +12,6 @@ import ssl
 
 import ipywidgets as W
 
-from .. import runtime
 from ..errors import explain as _explain
 from ..notebook import Rich, show
 from ..render.html import explanation_html
@@ -66,8 +65,7 @@ class TLSPanel(Panel):
                           W.HBox(list(self.buttons.values())), self.status, self.alert, tabs])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- static forms
     def _plain_text(self) -> str:
