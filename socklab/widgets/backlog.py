@@ -394,10 +394,7 @@ class BacklogPanel(Panel):
             b.add_class(cls)
             b.on_click(lambda _b, fn=fn: fn())
             self.buttons[label] = b
-        self.status = W.HTML(value="<i>ready: pick a backlog and a number of clients, then Run</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
+        self._status_alert_log("<i>ready: pick a backlog and a number of clients, then Run</i>", log_height=None)
         self.gauge = W.HTML(value="")
         self.gauge.add_class("socklab-gauge")
         self.state_view = W.HTML(value="")

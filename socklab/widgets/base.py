@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipywidgets as W
 
 from .. import runtime
+from ..render.text import format_call, format_result
 
 
 class Panel(W.VBox):
@@ -24,6 +25,33 @@ class Panel(W.VBox):
             b.on_click(lambda _b, fn=fn: fn())
             out[label] = b
         return out
+
+    _side_width = 13  # characters of the event log's side column
+
+    def _status_alert_log(self, status: str, log_height: str | None = "240px") -> None:
+        """Make ``status`` (an HTML line, at first ``status``), ``alert`` (explanations, warnings)
+        and, unless ``log_height`` is None, ``events``: the live event log."""
+        self.status = W.HTML(value=status)
+        self.status.add_class("socklab-status")
+        self.alert = W.HTML(value="")
+        self.alert.add_class("socklab-alert")
+        if log_height is not None:
+            self.events = self._event_log(log_height)
+
+    @staticmethod
+    def _event_log(height: str = "240px") -> W.Output:
+        """An Output that scrolls beyond ``height``, with CSS class 'socklab-log'."""
+        log = W.Output(layout=W.Layout(max_height=height, overflow="auto", border="1px solid #ddd"))
+        log.add_class("socklab-log")
+        return log
+
+    def _event_line(self, ev) -> str:
+        res = format_result(ev)
+        return f"{ev.side:<{self._side_width}} {format_call(ev)}{('  ' + res) if res else ''}\n"
+
+    def _on_event(self, ev):
+        """Trace listener. Server threads call it too: hence append_stdout, never print()."""
+        self.events.append_stdout(self._event_line(ev))
 
     def _register(self, name: str | None) -> None:
         """Put the panel in the re-run registry as ``self.key``: under ``name``, or else under the

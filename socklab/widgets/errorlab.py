@@ -246,10 +246,7 @@ class ErrorExplorer(Panel):
         self.run_button = W.Button(description="Run", button_style="danger")
         self.run_button.add_class("socklab-run")
         self.run_button.on_click(lambda _b: self.run())
-        self.status = W.HTML(value="<i>pick a scenario and press Run</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
+        self._status_alert_log("<i>pick a scenario and press Run</i>", log_height=None)
         self.calls = W.HTML(value="")
         self.calls.add_class("socklab-log")
         super().__init__([W.HBox([self.scenario, self.run_button]), self.status, self.alert,

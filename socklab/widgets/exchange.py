@@ -16,7 +16,6 @@ from .. import runtime
 from ..errors import explain
 from ..notebook import Rich, show
 from ..render.html import explanation_html
-from ..render.text import format_call, format_result
 from ..trace import Data, Trace, TracedSocket
 from .base import Panel
 
@@ -54,6 +53,8 @@ class ExchangePanel(Panel):
     The client sets TCP_NODELAY, so each send() leaves at once as its own segment.
     """
 
+    _side_width = 12
+
     def __init__(self, message: str = "hello", bufsize: int = 1024, timeout: float = 0.5,
                  name: str | None = None):
         self.trace = Trace(coalesce=False)
@@ -79,12 +80,7 @@ class ExchangePanel(Panel):
             b.add_class("socklab-" + label.lower().split("(")[0].replace(" ", "-"))
             b.on_click(lambda _b, fn=fn: fn())
             self.buttons[label] = b
-        self.status = W.HTML(value="<i>not connected</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
+        self._status_alert_log("<i>not connected</i>")
         super().__init__([W.HBox([self.message, self.encode]), W.HBox([self.call, self.bufsize]),
                           W.HBox(list(self.buttons.values())[:4]), W.HBox(list(self.buttons.values())[4:]),
                           self.status, self.alert, self.events])
@@ -105,10 +101,6 @@ class ExchangePanel(Panel):
         return {"client": unread(self.client), "server": unread(self.server)}
 
     # ---- plumbing
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<12} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
     def _end(self, side) -> TracedSocket:
         if side not in SIDES:
             raise ValueError(f"side must be 'client' or 'server', not {side!r}")

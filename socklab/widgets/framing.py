@@ -19,7 +19,6 @@ from .. import framing
 from ..errors import explain
 from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html
-from ..render.text import format_call, format_result
 from ..servers import Client, Server
 from ..trace import Trace
 from .base import Panel
@@ -76,9 +75,7 @@ class FramingPanel(Panel):
         self.alert = W.HTML(value="")
         self.result = W.HTML(value="")
         self.result.add_class("socklab-framing-result")
-        self.events = W.Output(layout=W.Layout(max_height="220px", overflow="auto",
-                                               border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
+        self.events = self._event_log("220px")
         super().__init__([W.HBox([self.framing, self.writes]), self.messages,
                           W.HBox([self.bufsize, self.read_late]),
                           W.HBox(list(self.buttons.values())), self.status, self.alert, self.result,
@@ -91,10 +88,6 @@ class FramingPanel(Panel):
         return "socklab framing panel: interactive in JupyterLab; the transcript below shows a run."
 
     # ---- live views
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
     def _act(self, what, fn):
         self.alert.value = ""
         try:

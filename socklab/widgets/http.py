@@ -14,7 +14,6 @@ from ..errors import explain
 from ..http import Handler, request, show_bytes
 from ..notebook import Rich, show
 from ..render.html import explanation_html
-from ..render.text import format_call, format_result
 from ..servers import Server
 from ..trace import Trace
 from .base import Panel
@@ -41,12 +40,7 @@ class HTTPPanel(Panel):
         self.buttons = self._buttons((("Start server", self.start_server, "success"),
                                  ("Send request", self.send_request, "info"),
                                  ("Stop server", self.stop_server, "danger")))
-        self.status = W.HTML(value="<i>no server yet</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
+        self._status_alert_log("<i>no server yet</i>")
         self.wire_view = W.HTML(value="")
         self.wire_view.add_class("socklab-wire")
         tabs = W.Tab(children=[self.events, self.wire_view])
@@ -84,10 +78,6 @@ class HTTPPanel(Panel):
         return Rich("\n".join(parts), "".join(html))
 
     # ---- plumbing
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
     def _act(self, what, fn):
         self.alert.value = ""
         try:

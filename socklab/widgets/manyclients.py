@@ -46,10 +46,7 @@ class ManyClientsPanel(Panel):
             self.buttons[label] = b
         self.progress = W.IntProgress(value=0, min=0, max=clients, description="answered")
         self.progress.add_class("socklab-progress")
-        self.status = W.HTML(value="<i>ready: pick N and a style, then Run</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
+        self._status_alert_log("<i>ready: pick N and a style, then Run</i>", log_height=None)
         self.table = W.HTML(value="")
         self.table.add_class("socklab-results")
         super().__init__([W.HBox([self.clients, self.service]), self.style,

@@ -19,7 +19,6 @@ from ..kstate import demo_state
 from ..render.diagram import diagram_html
 from ..render.html import code_html, explanation_html, warnings_html
 from ..render.state import state_html
-from ..render.text import format_call, format_result
 from ..servers import Client, Server
 from ..trace import Data, Trace
 from .base import Panel
@@ -54,12 +53,7 @@ class LabPanel(Panel):
                                  ("Connect", self.connect, "info"), ("Send", self.send_message, "info"),
                                  ("Close client", self.close_client, ""),
                                  ("Stop server", self.stop_server, "danger")))
-        self.status = W.HTML(value="<i>no server yet</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.events = W.Output(layout=W.Layout(max_height="260px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
+        self._status_alert_log("<i>no server yet</i>", "260px")
         self.diagram_view = W.HTML(value="")
         self.diagram_view.add_class("socklab-diagram")
         self.state_view = W.HTML(value="")
@@ -121,9 +115,7 @@ class LabPanel(Panel):
 
     # ---- live views
     def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.at * 1000:9.3f} ms  {ev.side:<13} {format_call(ev)}"
-                               f"{('  ' + res) if res else ''}\n")
+        self.events.append_stdout(f"{ev.at * 1000:9.3f} ms  {self._event_line(ev)}")
         now = time.monotonic()
         if now - self._last_draw >= _REFRESH:
             self.refresh()

@@ -25,7 +25,6 @@ from ..config import FAMILIES, SocketConfig
 from ..errors import explain
 from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html
-from ..render.text import format_call, format_result
 from ..trace import Trace, TracedSocket
 from .base import Panel
 
@@ -275,8 +274,7 @@ class StepPanel(Panel):
         self.state_view = W.HTML(value="")
         self.state_view.add_class("socklab-state")
         self.steps_view = W.HTML(value="")
-        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
+        self.events = self._event_log()
         tab = W.Tab(children=[self.state_view, self.steps_view, self.events])
         for i, t in enumerate(("kernel state", "steps so far", "events (live)")):
             tab.set_title(i, t)
@@ -664,10 +662,6 @@ class StepPanel(Panel):
         return "cli.close()" + ("\nos.unlink(CLIENT_PATH)" if self.client_path else ""), act
 
     # ---- live views
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
     def _button_label(self, side: str) -> str:
         busy = self._busy[side]
         who = side.capitalize()

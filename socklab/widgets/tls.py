@@ -15,7 +15,6 @@ import ipywidgets as W
 from ..errors import explain as _explain
 from ..notebook import Rich, show
 from ..render.html import explanation_html
-from ..render.text import format_call, format_result
 from ..servers import Server
 from ..trace import Trace
 from .base import Panel
@@ -50,12 +49,7 @@ class TLSPanel(Panel):
                                  ("Connect", self.connect, "info"), ("Send", self.send_message, "info"),
                                  ("Close client", self.close_client, ""),
                                  ("Stop server", self.stop_server, "danger")))
-        self.status = W.HTML(value="<i>no server yet</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
+        self._status_alert_log("<i>no server yet</i>")
         self.records_view = W.HTML(value="")
         self.records_view.add_class("socklab-records")
         tabs = W.Tab(children=[self.events, self.records_view])
@@ -82,10 +76,6 @@ class TLSPanel(Panel):
         return show(self.trace, order="side")
 
     # ---- plumbing
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
     def _explain(self, exc):
         return self._tls.explain(exc) if isinstance(exc, ssl.SSLError) else _explain(exc)
 
