@@ -25,10 +25,10 @@ import ipywidgets as W
 
 from .. import runtime
 from ..backlog import BacklogResult, ClientOutcome, Sample, run_backlog_experiment
-from ..errors import ConfigError, Explanation, explain
+from ..errors import ConfigError, Explanation
 from ..kstate import Rows, demo_state
 from ..notebook import Rich
-from ..render.html import CSS, explanation_html
+from ..render.html import CSS
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
 from ..trace import Trace
 from .base import Panel
@@ -458,7 +458,7 @@ class BacklogPanel(Panel):
         try:
             fn()
         except Exception as exc:
-            self.alert.value = explanation_html(explain(exc))
+            self._alert_error(exc)
 
     def run(self, backlog: int | None = None, clients: int | None = None,
             connect_timeout: float | None = None, accept_after: float | None | bool = False,
@@ -563,7 +563,7 @@ class BacklogPanel(Panel):
                                      + ", ".join(f"{r.capacity} for listen({r.backlog})" for r in done))
         except Exception as exc:
             self.error = exc
-            self.alert.value = explanation_html(explain(exc))
+            self._alert_error(exc)
             self.status.value = "<b>failed</b>"
 
     def _one(self, s, label) -> BacklogResult:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import ipywidgets as W
 
 from .. import runtime
+from ..errors import Explanation, explain
+from ..render.html import explanation_html
 from ..render.text import format_call, format_result
 
 
@@ -52,6 +54,34 @@ class Panel(W.VBox):
     def _on_event(self, ev):
         """Trace listener. Server threads call it too: hence append_stdout, never print()."""
         self.events.append_stdout(self._event_line(ev))
+
+    def _explain(self, exc: BaseException, call: str | None = None) -> Explanation:
+        return explain(exc, call=call)
+
+    def _alert_error(self, exc: BaseException, call: str | None = None) -> Explanation:
+        """Show ``exc`` explained in the alert box (a learner sees no traceback); return the explanation."""
+        exp = self._explain(exc, call)
+        self.alert.value = explanation_html(exp)
+        return exp
+
+    def _act(self, what: str, fn):
+        """Run one button's work ``fn``; keep its result, or the exception it raised, in ``last``.
+        A failure is explained (``_act_failed``), not raised; ``_redraw`` runs either way."""
+        self.alert.value = ""
+        try:
+            self.last = fn()
+        except Exception as exc:
+            self.last = exc
+            self._act_failed(what, exc)
+        self._redraw()
+        return self.last
+
+    def _act_failed(self, what: str, exc: BaseException) -> None:
+        exp = self._alert_error(exc, call=what)
+        self.trace.note("panel", f"{what}: {exp.title}")
+
+    def _redraw(self) -> None:
+        """Bring the panel's views up to date after each ``_act``."""
 
     def _register(self, name: str | None) -> None:
         """Put the panel in the re-run registry as ``self.key``: under ``name``, or else under the

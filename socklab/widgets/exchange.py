@@ -15,7 +15,6 @@ import ipywidgets as W
 from .. import runtime
 from ..errors import explain
 from ..notebook import Rich, show
-from ..render.html import explanation_html
 from ..trace import Data, Trace, TracedSocket
 from .base import Panel
 
@@ -108,20 +107,7 @@ class ExchangePanel(Panel):
             self.connect()
         return self.client if side == "client" else self.server
 
-    def _act(self, what, fn):
-        """Run one call; keep its result in ``last``; show an explanation instead of raising."""
-        self.alert.value = ""
-        try:
-            self.last = fn()
-        except Exception as exc:
-            self.last = exc
-            exp = explain(exc, call=what)
-            self.alert.value = explanation_html(exp)
-            self.trace.note("panel", f"{what}: {exp.title}")
-        self._refresh()
-        return self.last
-
-    def _refresh(self):
+    def _redraw(self):
         if self.client is None:
             self.status.value = "<i>not connected</i>"
             return
@@ -211,7 +197,7 @@ class ExchangePanel(Panel):
     def stop(self):
         """Close everything (called when the cell that made the panel is re-run)."""
         self._close_ends()
-        self._refresh()
+        self._redraw()
         runtime.unregister(self.key, self)
 
     def _close_ends(self):

@@ -16,9 +16,8 @@ import threading
 import ipywidgets as W
 
 from .. import framing
-from ..errors import explain
 from ..notebook import Rich, show
-from ..render.html import CSS, explanation_html
+from ..render.html import CSS
 from ..servers import Client, Server
 from ..trace import Trace
 from .base import Panel
@@ -93,7 +92,7 @@ class FramingPanel(Panel):
         try:
             return fn()
         except Exception as exc:
-            self.alert.value = explanation_html(explain(exc, call=what))
+            self._alert_error(exc, what)
             return None
 
     # ---- the server's side
@@ -261,7 +260,7 @@ class NaglePanel(Panel):
         try:
             return self._measure(self.label(), self.split.value, self.nodelay.value)
         except Exception as exc:
-            self.alert.value = explanation_html(explain(exc))
+            self._alert_error(exc)
             return None
 
     def compare(self) -> dict:
@@ -272,7 +271,7 @@ class NaglePanel(Panel):
             for label, kw in self.CASES:
                 self._measure(label, **kw)
         except Exception as exc:
-            self.alert.value = explanation_html(explain(exc))
+            self._alert_error(exc)
         return dict(self.results)
 
     def _draw(self):

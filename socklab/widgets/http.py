@@ -10,10 +10,8 @@ import html as _html
 
 import ipywidgets as W
 
-from ..errors import explain
 from ..http import Handler, request, show_bytes
 from ..notebook import Rich, show
-from ..render.html import explanation_html
 from ..servers import Server
 from ..trace import Trace
 from .base import Panel
@@ -78,17 +76,8 @@ class HTTPPanel(Panel):
         return Rich("\n".join(parts), "".join(html))
 
     # ---- plumbing
-    def _act(self, what, fn):
-        self.alert.value = ""
-        try:
-            self.last = fn()
-        except Exception as exc:
-            self.last = exc
-            exp = explain(exc, call=what)
-            self.alert.value = explanation_html(exp)
-            self.trace.note("panel", f"{what}: {exp.title}")
+    def _redraw(self):
         self.wire_view.value = self.wire(last=3).html or ""
-        return self.last
 
     # ---- buttons
     def start_server(self):

@@ -11,9 +11,7 @@ import html as _html
 import ipywidgets as W
 
 from ..config import can_raw
-from ..errors import explain
 from ..notebook import Rich, show
-from ..render.html import explanation_html
 from ..servers import ping as _ping
 from ..trace import Trace
 from .base import Panel
@@ -70,8 +68,7 @@ class PingPanel(Panel):
             rtts = _ping(host, count=count, timeout=self.timeout, trace=self.trace)
         except Exception as exc:
             self.last = exc
-            exp = explain(exc)
-            self.alert.value = explanation_html(exp)
+            exp = self._alert_error(exc)
             self.steps.append(f"ping {host}: not done: {exp.title}")
             self.status.value = ""
             return None

@@ -13,9 +13,8 @@ import ipywidgets as W
 
 from .. import concurrency
 from ..concurrency import STYLES
-from ..errors import explain
 from ..notebook import Rich
-from ..render.html import CSS, explanation_html
+from ..render.html import CSS
 from .base import Panel
 
 ALL = "all four"
@@ -146,7 +145,7 @@ class ManyClientsPanel(Panel):
             else:
                 self.status.value = f"<b>finished</b>: {len(styles)} style(s), {n} clients each"
         except Exception as exc:
-            self.alert.value = explanation_html(explain(exc))
+            self._alert_error(exc)
             self.status.value = "<b>failed</b>"
         finally:
             with self._lock:

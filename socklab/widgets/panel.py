@@ -13,7 +13,6 @@ import ipywidgets as W
 
 from ..codegen import client_code, server_code
 from ..config import FAMILIES, TYPES, SocketConfig
-from ..errors import explain
 from ..notebook import Rich, show
 from ..kstate import demo_state
 from ..render.diagram import diagram_html
@@ -135,8 +134,7 @@ class LabPanel(Panel):
         try:
             result = fn()
         except Exception as exc:
-            exp = explain(exc, call=what)
-            self.alert.value = explanation_html(exp)
+            exp = self._alert_error(exc, what)
             self.events.append_stdout(f"!! {what}: {exp.title}\n")
             result = None
         self._report_server_errors()

@@ -14,7 +14,6 @@ import ipywidgets as W
 
 from ..errors import explain as _explain
 from ..notebook import Rich, show
-from ..render.html import explanation_html
 from ..servers import Server
 from ..trace import Trace
 from .base import Panel
@@ -76,23 +75,20 @@ class TLSPanel(Panel):
         return show(self.trace, order="side")
 
     # ---- plumbing
-    def _explain(self, exc):
+    def _explain(self, exc, call=None):
+        # without ``call``: explain() would word a step label such as 'connect (server_hostname=...)'
+        # as if it were a socket call
         return self._tls.explain(exc) if isinstance(exc, ssl.SSLError) else _explain(exc)
 
     def _act(self, what, fn):
-        self.alert.value = ""
-        self._label = what
-        try:
-            self.last = fn()
-        except Exception as exc:
-            self.last = exc
-            exp = self._explain(exc)
-            self.alert.value = explanation_html(exp)
-            self.steps.append(f"{self._label}: FAILED: {exp.title} [{exp.error}]")
-            for line in self._new_server_errors():
-                self.steps.append(f"  the server saw: {line}")
-        self._draw_records()
-        return self.last
+        self._label = what  # connect() puts its settings into it
+        return super()._act(what, fn)
+
+    def _act_failed(self, what, exc):
+        exp = self._alert_error(exc)
+        self.steps.append(f"{self._label}: FAILED: {exp.title} [{exp.error}]")
+        for line in self._new_server_errors():
+            self.steps.append(f"  the server saw: {line}")
 
     def _new_server_errors(self) -> list:
         if self.server is None:
@@ -101,7 +97,7 @@ class TLSPanel(Panel):
         self._errors_seen = len(self.server.errors)
         return [f"{exp.title} [{exp.error}]" for _side, exp in new]
 
-    def _draw_records(self):
+    def _redraw(self):
         if self.client is None:
             return
         tls = self._tls
