@@ -98,3 +98,31 @@ class Panel(W.VBox):
         data = dict(data[0] if isinstance(data, tuple) else data)
         data["text/plain"] = self._plain_text()
         return data
+
+
+class ServerPanel(Panel):
+    """A panel that runs a socklab Server (``server``) and perhaps one client of it (``client``)."""
+
+    client = None  # panels that open a connection per request (HTTP, framing) keep none
+
+    def _close_client(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+            if self.server is not None and self.server.running:
+                self.server.wait_idle()  # let the server see b'' and close its end
+
+    def _stop_server(self):
+        self._close_client()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            self.status.value = "<i>server stopped</i>"
+
+    def stop_server(self):
+        """Close the client, if any, and stop the server (its connections shut down, its socket closed)."""
+        return self._act("stop server", self._stop_server)
+
+    def stop(self):
+        """Called when the cell that made the panel is re-run."""
+        self._stop_server()

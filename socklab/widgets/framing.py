@@ -20,7 +20,7 @@ from ..notebook import Rich, show
 from ..render.html import CSS
 from ..servers import Client, Server
 from ..trace import Trace
-from .base import Panel
+from .base import Panel, ServerPanel
 
 FRAMINGS = (("none: each recv() is a 'message'", "none"), ("delimiter b'\\n'", "delimiter"),
             ("length prefix '!I'", "prefix"))
@@ -44,7 +44,7 @@ def _decoder(kind: str):
     return None
 
 
-class FramingPanel(Panel):
+class FramingPanel(ServerPanel):
     """A real TCP server that reads with the framing picked; a client that sends the messages.
 
     Buttons: Start server, Send, Stop server (methods ``start_server()``, ``send_message()``,
@@ -161,14 +161,6 @@ class FramingPanel(Panel):
             self._show_result()
             return self.last
         return self._act("send", go)
-
-    def stop_server(self):
-        def go():
-            if self.server is not None:
-                self.server.stop()
-                self.server = None
-                self.status.value = "<i>server stopped</i>"
-        return self._act("stop server", go)
 
     def stop(self):
         """Stop the server (called when the cell that made the panel is re-run)."""

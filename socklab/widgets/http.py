@@ -14,12 +14,12 @@ from ..http import Handler, request, show_bytes
 from ..notebook import Rich, show
 from ..servers import Server
 from ..trace import Trace
-from .base import Panel
+from .base import ServerPanel
 
 METHODS = ("GET", "HEAD", "POST", "DELETE")
 
 
-class HTTPPanel(Panel):
+class HTTPPanel(ServerPanel):
     """Start server, Send request, Stop server; methods ``start_server()``,
     ``send_request(method, path, body)`` and ``stop_server()`` do the same from code.
 
@@ -107,20 +107,6 @@ class HTTPPanel(Panel):
                                  f"{_html.escape(resp.reason)}</b>, {len(resp.body)} bytes of body")
             return resp
         return self._act("send request", go)
-
-    def _stop_server(self):
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-            self.status.value = "<i>server stopped</i>"
-
-    def stop_server(self):
-        """Stop the server (its connections are shut down, its socket closed)."""
-        return self._act("stop server", self._stop_server)
-
-    def stop(self):
-        """Called when the cell that made the panel is re-run."""
-        self._stop_server()
 
     def run_demo(self) -> Rich:
         """Start, GET /, POST /echo, GET /missing, stop; return the transcript."""

@@ -20,12 +20,12 @@ from ..render.html import code_html, explanation_html, warnings_html
 from ..render.state import state_html
 from ..servers import Client, Server
 from ..trace import Data, Trace
-from .base import Panel
+from .base import ServerPanel
 
 _REFRESH = 0.1  # seconds between live HTML redraws while events stream in
 
 
-class LabPanel(Panel):
+class LabPanel(ServerPanel):
     """Pick family, type, address and backlog; start a real server and a real client; watch.
 
     Buttons: Start server, Connect, Send, Close client, Stop server. Each button has a method of
@@ -195,22 +195,12 @@ class LabPanel(Panel):
         return self._act("send", go)
 
     def close_client(self):
-        def go():
-            if self.client is not None:
-                self.client.close()
-                self.client = None
-                if self.server is not None and self.server.running:
-                    self.server.wait_idle()  # let the server see b'' and close its end
-        return self._act("close", go)
+        return self._act("close", super()._close_client)
 
-    def stop_server(self):
-        def go():
-            self.close_client()
-            if self.server is not None:
-                self.server.stop()
-                self.server = None
-                self.status.value = "<i>server stopped</i>"
-        return self._act("stop server", go)
+    def _close_client(self):
+        # Stop server closes the client as this button does: through _act, so a failing close is
+        # explained and the server still stops, and server errors the close brings are reported.
+        self.close_client()
 
     def stop(self):
         """Stop the client and the server (called when the cell is re-run)."""

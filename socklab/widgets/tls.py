@@ -16,13 +16,13 @@ from ..errors import explain as _explain
 from ..notebook import Rich, show
 from ..servers import Server
 from ..trace import Trace
-from .base import Panel
+from .base import ServerPanel
 
 HOSTNAMES = ("localhost", "127.0.0.1", "example.org")
 VERSIONS = {"TLS 1.3": ssl.TLSVersion.TLSv1_3, "TLS 1.2": ssl.TLSVersion.TLSv1_2}
 
 
-class TLSPanel(Panel):
+class TLSPanel(ServerPanel):
     """Buttons Start TLS server, Connect, Send, Close client, Stop server; methods ``start_server()``,
     ``connect()``, ``send_message(text)``, ``close_client()``, ``stop_server()`` do the same from code.
     Re-running the cell that made the panel stops what the old one started.
@@ -176,30 +176,9 @@ class TLSPanel(Panel):
             return reply
         return self._act("send", go)
 
-    def _close_client(self):
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-            if self.server is not None and self.server.running:
-                self.server.wait_idle()
-
     def close_client(self):
         """Send close_notify and close the TCP connection."""
         return self._act("close client", self._close_client)
-
-    def _stop_server(self):
-        self._close_client()
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-            self.status.value = "<i>server stopped</i>"
-
-    def stop_server(self):
-        return self._act("stop server", self._stop_server)
-
-    def stop(self):
-        """Called when the cell that made the panel is re-run."""
-        self._stop_server()
 
     def server_errors(self) -> list:
         """The server's explained failures (e.g. the alert a rejecting client sent)."""
