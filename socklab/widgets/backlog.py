@@ -385,15 +385,10 @@ class BacklogPanel(Panel):
             raise _bad(f"family={family!r} is not one of {', '.join(families)}.",
                        "Use 'AF_INET' (or 'AF_UNIX' to compare).")
         self.family = W.Dropdown(options=families, value=family, description="family")
-        self.buttons = {}
-        for label, fn, style, cls in (("Run", self._click_run, "success", "socklab-run-backlog"),
+        self.buttons = self._buttons((("Run", self._click_run, "success", "socklab-run-backlog"),
                                       ("Sweep backlog 0..3", self._click_sweep, "info",
                                        "socklab-sweep-backlog"),
-                                      ("Clear", self.clear, "", "socklab-clear")):
-            b = W.Button(description=label, button_style=style)
-            b.add_class(cls)
-            b.on_click(lambda _b, fn=fn: fn())
-            self.buttons[label] = b
+                                      ("Clear", self.clear, "", "socklab-clear")))
         self._status_alert_log("<i>ready: pick a backlog and a number of clients, then Run</i>", log_height=None)
         self.gauge = W.HTML(value="")
         self.gauge.add_class("socklab-gauge")

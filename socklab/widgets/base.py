@@ -17,13 +17,16 @@ class Panel(W.VBox):
     """
 
     @staticmethod
-    def _buttons(specs) -> dict:
-        """Buttons from (label, method, style) triples, keyed by label. Each gets the CSS class
-        'socklab-<label-with-dashes>' (what the browser tests click) and calls its method."""
+    def _buttons(specs, width: str | None = None) -> dict:
+        """Buttons from (label, method, style[, CSS class]) tuples, keyed by label; each calls its
+        method. The CSS class (what the browser tests click) is the one given, or else
+        'socklab-<label-with-dashes>', cut at '(': 'Client shutdown(SHUT_WR)' gives
+        'socklab-client-shutdown'. ``width``: every button's layout width, e.g. 'auto'."""
         out = {}
-        for label, fn, style in specs:
-            b = W.Button(description=label, button_style=style)
-            b.add_class("socklab-" + label.lower().replace(" ", "-"))
+        for label, fn, style, *css in specs:
+            size = {} if width is None else {"layout": W.Layout(width=width)}
+            b = W.Button(description=label, button_style=style, **size)
+            b.add_class(css[0] if css else "socklab-" + label.lower().split("(")[0].replace(" ", "-"))
             b.on_click(lambda _b, fn=fn: fn())
             out[label] = b
         return out

@@ -65,20 +65,14 @@ class ExchangePanel(Panel):
         self.bufsize = W.BoundedIntText(value=bufsize, min=1, max=1 << 20, description="recv size")
         self.encode = W.Checkbox(value=True, description="encode to bytes (UTF-8)", indent=False)
         self.call = W.Dropdown(options=("send", "sendall"), value="send", description="send with")
-        self.buttons = {}
-        for label, fn, style in (
-                ("Connect", self.connect, "success"),
-                ("Client send", self.client_send, "info"),
-                ("Server recv", self.server_recv, "info"),
-                ("Server send", self.server_send, "info"),
-                ("Client recv", self.client_recv, "info"),
-                ("Client shutdown(SHUT_WR)", self.client_shutdown, "warning"),
-                ("Close both", self.close_both, "danger")):
-            b = W.Button(description=label, button_style=style,
-                         layout=W.Layout(width="auto"))
-            b.add_class("socklab-" + label.lower().split("(")[0].replace(" ", "-"))
-            b.on_click(lambda _b, fn=fn: fn())
-            self.buttons[label] = b
+        self.buttons = self._buttons((
+            ("Connect", self.connect, "success"),
+            ("Client send", self.client_send, "info"),
+            ("Server recv", self.server_recv, "info"),
+            ("Server send", self.server_send, "info"),
+            ("Client recv", self.client_recv, "info"),
+            ("Client shutdown(SHUT_WR)", self.client_shutdown, "warning"),
+            ("Close both", self.close_both, "danger")), width="auto")
         self._status_alert_log("<i>not connected</i>")
         super().__init__([W.HBox([self.message, self.encode]), W.HBox([self.call, self.bufsize]),
                           W.HBox(list(self.buttons.values())[:4]), W.HBox(list(self.buttons.values())[4:]),

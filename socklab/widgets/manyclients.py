@@ -36,13 +36,8 @@ class ManyClientsPanel(Panel):
         self.clients = W.IntSlider(value=clients, min=1, max=50, description="clients")
         self.style = W.Dropdown(options=(ALL,) + STYLES, value=style, description="style")
         self.service = W.IntSlider(value=service_ms, min=1, max=100, description="work (ms)")
-        self.buttons = {}
-        for label, fn, bstyle in (("Run", self._click_run, "success"), ("Stop", self.stop, "danger"),
-                                  ("Clear", self.clear, "")):
-            b = W.Button(description=label, button_style=bstyle)
-            b.add_class("socklab-" + label.lower())
-            b.on_click(lambda _b, fn=fn: fn())
-            self.buttons[label] = b
+        self.buttons = self._buttons((("Run", self._click_run, "success"), ("Stop", self.stop, "danger"),
+                                      ("Clear", self.clear, "")))
         self.progress = W.IntProgress(value=0, min=0, max=clients, description="answered")
         self.progress.add_class("socklab-progress")
         self._status_alert_log("<i>ready: pick N and a style, then Run</i>", log_height=None)
