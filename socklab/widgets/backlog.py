@@ -31,7 +31,7 @@ from ..notebook import Rich
 from ..render.html import CSS
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
 from ..trace import Trace
-from .base import Panel
+from .base import BackgroundPanel
 
 LIVE_EVERY = 0.1            # s between live redraws while a run goes on
 SNAPSHOT_WAIT = 2.0         # s other threads of a run wait at most while its kernel snapshot is taken
@@ -40,6 +40,7 @@ BACKLOG_RANGE = (0, 8)
 CLIENT_RANGE = (1, 12)
 TIMEOUT_RANGE = (0.2, 3.0)
 ACCEPT_RANGE = (0.0, 2.0)
+_BUSY = "A run is in progress: it ends by itself within the timeout."
 
 OUTCOMES = {  # outcome of socklab.backlog -> what it means, for the results table
     "connected": "connected: waits in the accept queue",
@@ -341,7 +342,7 @@ def sweep_html(results) -> str:
         f"{rows}</table></div>"
 
 
-class BacklogPanel(Panel):
+class BacklogPanel(BackgroundPanel):
     """Backlog, clients, connect timeout, 'accept after'; Run, Sweep 0..3, Clear.
 
     Each button has a method (``run()``, ``sweep()``, ``clear()``) so a cell or a test can drive
@@ -432,22 +433,13 @@ class BacklogPanel(Panel):
         return Rich(chart_text(self.history), chart_html(self.history))
 
     # ---- buttons
-    @property
-    def busy(self) -> bool:
-        w = self._worker
-        return w is not None and w.is_alive()
-
     def _click_run(self):
-        if self.busy:
-            self.alert.value = _note("A run is in progress: it ends by itself within the timeout.")
-            return
-        self._guard(lambda: self.run(wait=False))
+        if not self._refuse_if_busy(_BUSY):
+            self._guard(lambda: self.run(wait=False))
 
     def _click_sweep(self):
-        if self.busy:
-            self.alert.value = _note("A run is in progress: it ends by itself within the timeout.")
-            return
-        self._guard(lambda: self.sweep(wait=False))
+        if not self._refuse_if_busy(_BUSY):
+            self._guard(lambda: self.sweep(wait=False))
 
     def _guard(self, fn):
         try:
@@ -508,14 +500,11 @@ class BacklogPanel(Panel):
     def stop(self):
         """Let a run in progress finish (each is bounded by its timeouts) and skip the rest of a sweep."""
         self._cancel.set()
-        w = self._worker
-        if w is not None and w is not threading.current_thread():
-            w.join(TIMEOUT_RANGE[1] + ACCEPT_RANGE[1] + 8)
+        self._wait_for_worker(TIMEOUT_RANGE[1] + ACCEPT_RANGE[1] + 8)
 
     def clear(self):
         """Forget the runs shown."""
-        if self.busy:
-            self.alert.value = _note("A run is in progress: clear it when it has finished.")
+        if self._refuse_if_busy("A run is in progress: clear it when it has finished."):
             return
         self.result, self.results, self.history, self.snapshot = None, [], {}, None
         for w in (self.gauge, self.state_view, self.table, self.plot, self.alert):
@@ -675,7 +664,3 @@ def _listener_target(address, family):
     """What kstate.demo_state needs to find and label a listener it only knows the address of."""
     return SimpleNamespace(config=SimpleNamespace(family=family, stream=True), address=address,
                            trace=None, side="server")
-
-
-def _note(text: str) -> str:
-    return f'{CSS}<div class="socklab-box socklab-warn">{_html.escape(text)}</div>'

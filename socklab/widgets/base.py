@@ -1,11 +1,14 @@
 """What every socklab panel shares: its text form for static views."""
 from __future__ import annotations
 
+import html as _html
+import threading
+
 import ipywidgets as W
 
 from .. import runtime
 from ..errors import Explanation, explain
-from ..render.html import explanation_html
+from ..render.html import CSS, explanation_html
 from ..render.text import format_call, format_result
 
 
@@ -129,3 +132,28 @@ class ServerPanel(Panel):
     def stop(self):
         """Called when the cell that made the panel is re-run."""
         self._stop_server()
+
+
+class BackgroundPanel(Panel):
+    """A panel whose runs go on in a background thread (``_worker``); that thread changes the
+    view through widget traits only."""
+
+    _worker: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A run is going on."""
+        w = self._worker
+        return w is not None and w.is_alive()
+
+    def _refuse_if_busy(self, why: str) -> bool:
+        """While a run goes on: ``why`` in the alert box, and True (the button then does nothing)."""
+        if self.busy:
+            self.alert.value = f'{CSS}<div class="socklab-box socklab-warn">{_html.escape(why)}</div>'
+            return True
+        return False
+
+    def _wait_for_worker(self, timeout: float) -> None:
+        w = self._worker
+        if w is not None and w is not threading.current_thread():  # the run may stop its own panel
+            w.join(timeout)

@@ -15,12 +15,12 @@ from .. import concurrency
 from ..concurrency import STYLES
 from ..notebook import Rich
 from ..render.html import CSS
-from .base import Panel
+from .base import BackgroundPanel
 
 ALL = "all four"
 
 
-class ManyClientsPanel(Panel):
+class ManyClientsPanel(BackgroundPanel):
     """Buttons: Run, Stop, Clear; each has a method of the same name (``run()``, ``stop()``,
     ``clear()``) so a cell or a test can drive the panel too. Re-running the cell that made the
     panel stops its run."""
@@ -63,16 +63,9 @@ class ManyClientsPanel(Panel):
         return Rich(text, self._table_html(bars=False))
 
     # ---- buttons
-    @property
-    def busy(self) -> bool:
-        w = self._worker
-        return w is not None and w.is_alive()
-
     def _click_run(self):
-        if self.busy:
-            self.alert.value = _note("A run is in progress: wait for it or press Stop.")
-            return
-        self.run(wait=False)
+        if not self._refuse_if_busy("A run is in progress: wait for it or press Stop."):
+            self.run(wait=False)
 
     def run(self, style: str | None = None, clients: int | None = None, service_ms: int | None = None,
             wait: bool = True):
@@ -105,9 +98,7 @@ class ManyClientsPanel(Panel):
             srv = self._server
         if srv is not None:
             srv.stop()
-        w = self._worker
-        if w is not None and w is not threading.current_thread():
-            w.join(concurrency.DEFAULT_TIMEOUT)
+        self._wait_for_worker(concurrency.DEFAULT_TIMEOUT)
 
     def clear(self):
         """Forget the results shown."""
@@ -183,7 +174,3 @@ class ManyClientsPanel(Panel):
                 "<th>answered</th><th>total</th><th>mean latency</th><th>max latency</th>"
                 "<th>requests</th>" + ("<th>total time</th>" if bars else "") + "</tr>"
                 + "".join(rows) + "</table></div>")
-
-
-def _note(text: str) -> str:
-    return f'{CSS}<div class="socklab-box socklab-warn">{_html.escape(text)}</div>'
