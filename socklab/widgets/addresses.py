@@ -103,10 +103,8 @@ class BindExplorer(Panel):
         self.release_button.add_class("socklab-release")
         self.try_button.on_click(lambda _b: self.try_bind())
         self.release_button.on_click(lambda _b: self.release())
-        self.result = W.HTML(value="<i>nothing tried yet</i>")
-        self.result.add_class("socklab-result")
-        self.held = W.HTML(value="")
-        self.held.add_class("socklab-held")
+        self.result = self._view("socklab-result", "<i>nothing tried yet</i>")
+        self.held = self._view("socklab-held")
         self.events = self._event_log("220px")
         self.family.observe(self._family_changed, names="value")
         if host is not None:

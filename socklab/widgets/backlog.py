@@ -391,14 +391,10 @@ class BacklogPanel(BackgroundPanel):
                                        "socklab-sweep-backlog"),
                                       ("Clear", self.clear, "", "socklab-clear")))
         self._status_alert_log("<i>ready: pick a backlog and a number of clients, then Run</i>", log_height=None)
-        self.gauge = W.HTML(value="")
-        self.gauge.add_class("socklab-gauge")
-        self.state_view = W.HTML(value="")
-        self.state_view.add_class("socklab-state")
-        self.table = W.HTML(value="")
-        self.table.add_class("socklab-results")
-        self.plot = W.HTML(value="")
-        self.plot.add_class("socklab-plot")
+        self.gauge = self._view("socklab-gauge")
+        self.state_view = self._view("socklab-state")
+        self.table = self._view("socklab-results")
+        self.plot = self._view("socklab-plot")
         super().__init__([W.HBox([self.backlog, self.clients]), W.HBox([self.timeout, self.family]),
                           W.HBox([self.accepts, self.accept_after]),
                           W.HBox(list(self.buttons.values())), self.status, self.alert, self.gauge,

@@ -39,12 +39,17 @@ class Panel(W.VBox):
     def _status_alert_log(self, status: str, log_height: str | None = "240px") -> None:
         """Make ``status`` (an HTML line, at first ``status``), ``alert`` (explanations, warnings)
         and, unless ``log_height`` is None, ``events``: the live event log."""
-        self.status = W.HTML(value=status)
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
+        self.status = self._view("socklab-status", status)
+        self.alert = self._view("socklab-alert")
         if log_height is not None:
             self.events = self._event_log(log_height)
+
+    @staticmethod
+    def _view(css: str, value: str = "") -> W.HTML:
+        """An HTML view with CSS class ``css`` (how tests and the browser tests find it)."""
+        view = W.HTML(value=value)
+        view.add_class(css)
+        return view
 
     @staticmethod
     def _event_log(height: str = "240px") -> W.Output:

@@ -247,8 +247,7 @@ class ErrorExplorer(Panel):
         self.run_button.add_class("socklab-run")
         self.run_button.on_click(lambda _b: self.run())
         self._status_alert_log("<i>pick a scenario and press Run</i>", log_height=None)
-        self.calls = W.HTML(value="")
-        self.calls.add_class("socklab-log")
+        self.calls = self._view("socklab-log")
         super().__init__([W.HBox([self.scenario, self.run_button]), self.status, self.alert,
                           self.calls])
         self.add_class("socklab-panel")

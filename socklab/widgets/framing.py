@@ -72,8 +72,7 @@ class FramingPanel(ServerPanel):
                                  ("Send", self.send_message, "info"), ("Stop server", self.stop_server, "danger")))
         self.status = W.HTML(value="<i>no server yet</i>")
         self.alert = W.HTML(value="")
-        self.result = W.HTML(value="")
-        self.result.add_class("socklab-framing-result")
+        self.result = self._view("socklab-framing-result")
         self.events = self._event_log("220px")
         super().__init__([W.HBox([self.framing, self.writes]), self.messages,
                           W.HBox([self.bufsize, self.read_late]),
@@ -218,8 +217,7 @@ class NaglePanel(Panel):
         self.split = W.Checkbox(value=split, description="header and body in two writes", indent=False)
         self.buttons = self._buttons((("Run", self.run, "info"), ("Compare", self.compare, "success")))
         self.progress = W.IntProgress(value=0, min=0, max=rounds, description="round")
-        self.table = W.HTML(value="")
-        self.table.add_class("socklab-nagle-table")
+        self.table = self._view("socklab-nagle-table")
         self.verdict_view = W.HTML(value="")
         self.alert = W.HTML(value="")
         super().__init__([W.HBox([self.rounds, self.size]), W.HBox([self.nodelay, self.split]),

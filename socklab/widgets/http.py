@@ -39,8 +39,7 @@ class HTTPPanel(ServerPanel):
                                  ("Send request", self.send_request, "info"),
                                  ("Stop server", self.stop_server, "danger")))
         self._status_alert_log("<i>no server yet</i>")
-        self.wire_view = W.HTML(value="")
-        self.wire_view.add_class("socklab-wire")
+        self.wire_view = self._view("socklab-wire")
         tabs = W.Tab(children=[self.events, self.wire_view])
         tabs.set_title(0, "socket calls (live)")
         tabs.set_title(1, "bytes on the wire")

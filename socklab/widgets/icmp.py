@@ -35,8 +35,7 @@ class PingPanel(Panel):
         self.ping_button = W.Button(description="Ping", button_style="info")
         self.ping_button.add_class("socklab-ping")
         self.ping_button.on_click(lambda _b: self.ping())
-        self.privilege = W.HTML(value=self._privilege_text())
-        self.privilege.add_class("socklab-privilege")
+        self.privilege = self._view("socklab-privilege", self._privilege_text())
         self._status_alert_log("")
         super().__init__([self.privilege, W.HBox([self.host, self.count, self.ping_button]), self.status,
                           self.alert, self.events])

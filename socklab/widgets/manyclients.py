@@ -41,8 +41,7 @@ class ManyClientsPanel(BackgroundPanel):
         self.progress = W.IntProgress(value=0, min=0, max=clients, description="answered")
         self.progress.add_class("socklab-progress")
         self._status_alert_log("<i>ready: pick N and a style, then Run</i>", log_height=None)
-        self.table = W.HTML(value="")
-        self.table.add_class("socklab-results")
+        self.table = self._view("socklab-results")
         super().__init__([W.HBox([self.clients, self.service]), self.style,
                           W.HBox(list(self.buttons.values())), self.progress, self.status,
                           self.alert, self.table])

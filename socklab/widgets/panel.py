@@ -53,12 +53,9 @@ class LabPanel(ServerPanel):
                                  ("Close client", self.close_client, ""),
                                  ("Stop server", self.stop_server, "danger")))
         self._status_alert_log("<i>no server yet</i>", "260px")
-        self.diagram_view = W.HTML(value="")
-        self.diagram_view.add_class("socklab-diagram")
-        self.state_view = W.HTML(value="")
-        self.state_view.add_class("socklab-state")
-        self.code_view = W.HTML(value="")
-        self.code_view.add_class("socklab-code")
+        self.diagram_view = self._view("socklab-diagram")
+        self.state_view = self._view("socklab-state")
+        self.code_view = self._view("socklab-code")
         self.family.observe(self._family_changed, names="value")
         self._family_changed()
         tabs = []

@@ -49,8 +49,7 @@ class TLSPanel(ServerPanel):
                                  ("Close client", self.close_client, ""),
                                  ("Stop server", self.stop_server, "danger")))
         self._status_alert_log("<i>no server yet</i>")
-        self.records_view = W.HTML(value="")
-        self.records_view.add_class("socklab-records")
+        self.records_view = self._view("socklab-records")
         tabs = W.Tab(children=[self.events, self.records_view])
         tabs.set_title(0, "TCP socket calls (live)")
         tabs.set_title(1, "TLS records")
