@@ -52,6 +52,14 @@ class Panel(W.VBox):
         return view
 
     @staticmethod
+    def _tabs(pages) -> W.Tab:
+        """A Tab of (widget, title) pairs."""
+        tab = W.Tab(children=[widget for widget, _ in pages])
+        for i, (_, title) in enumerate(pages):
+            tab.set_title(i, title)
+        return tab
+
+    @staticmethod
     def _event_log(height: str = "240px") -> W.Output:
         """An Output that scrolls beyond ``height``, with CSS class 'socklab-log'."""
         log = W.Output(layout=W.Layout(max_height=height, overflow="auto", border="1px solid #ddd"))

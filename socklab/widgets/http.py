@@ -40,9 +40,7 @@ class HTTPPanel(ServerPanel):
                                  ("Stop server", self.stop_server, "danger")))
         self._status_alert_log("<i>no server yet</i>")
         self.wire_view = self._view("socklab-wire")
-        tabs = W.Tab(children=[self.events, self.wire_view])
-        tabs.set_title(0, "socket calls (live)")
-        tabs.set_title(1, "bytes on the wire")
+        tabs = self._tabs(((self.events, "socket calls (live)"), (self.wire_view, "bytes on the wire")))
         super().__init__([W.HBox([self.method, self.path]), self.body, W.HBox(list(self.buttons.values())),
                           self.status, self.alert, tabs])
         self.add_class("socklab-panel")

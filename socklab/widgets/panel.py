@@ -58,16 +58,10 @@ class LabPanel(ServerPanel):
         self.code_view = self._view("socklab-code")
         self.family.observe(self._family_changed, names="value")
         self._family_changed()
-        tabs = []
-        titles = []
-        for view, widget, title in (("log", self.events, "events (live)"), ("diagram", self.diagram_view, "sequence"),
-                                    ("state", self.state_view, "kernel state"), ("code", self.code_view, "plain Python")):
-            if view in views:
-                tabs.append(widget)
-                titles.append(title)
-        tab = W.Tab(children=tabs)
-        for i, t in enumerate(titles):
-            tab.set_title(i, t)
+        tab = self._tabs([(widget, title) for view, widget, title in (
+            ("log", self.events, "events (live)"), ("diagram", self.diagram_view, "sequence"),
+            ("state", self.state_view, "kernel state"), ("code", self.code_view, "plain Python"))
+            if view in views])
         super().__init__([
             W.HBox([self.family, self.type]), W.HBox([self.host, self.port]),
             W.HBox([self.backlog, self.all_interfaces]), self.message,

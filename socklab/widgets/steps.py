@@ -273,9 +273,8 @@ class StepPanel(Panel):
         self.state_view = self._view("socklab-state")
         self.steps_view = W.HTML(value="")
         self.events = self._event_log()
-        tab = W.Tab(children=[self.state_view, self.steps_view, self.events])
-        for i, t in enumerate(("kernel state", "steps so far", "events (live)")):
-            tab.set_title(i, t)
+        tab = self._tabs(((self.state_view, "kernel state"), (self.steps_view, "steps so far"),
+                          (self.events, "events (live)")))
         column = W.Layout(width="50%")
         super().__init__([
             W.HBox([self.family, self.type]), W.HBox([self.backlog, self.message]),
