@@ -1,4 +1,7 @@
-"""What every socklab panel shares: its text form for static views."""
+"""The panels' base classes: ``Panel`` (text form, buttons, status line, alert box, event log,
+explained errors, the re-run registry), ``ServerPanel`` (a server and its client) and
+``BackgroundPanel`` (runs in a background thread).
+"""
 from __future__ import annotations
 
 import html as _html
@@ -19,6 +22,9 @@ class Panel(W.VBox):
     JupyterLab shows the live widget.
     """
 
+    _side_width = 13  # characters of the event log's side column
+
+    # ---- widgets
     @staticmethod
     def _buttons(specs, width: str | None = None) -> dict:
         """Buttons from (label, method, style[, CSS class]) tuples, keyed by label; each calls its
@@ -33,8 +39,6 @@ class Panel(W.VBox):
             b.on_click(lambda _b, fn=fn: fn())
             out[label] = b
         return out
-
-    _side_width = 13  # characters of the event log's side column
 
     def _status_alert_log(self, status: str, log_height: str | None = "240px") -> None:
         """Make ``status`` (an HTML line, at first ``status``), ``alert`` (explanations, warnings)
@@ -66,6 +70,7 @@ class Panel(W.VBox):
         log.add_class("socklab-log")
         return log
 
+    # ---- the event log (a trace listener)
     def _event_line(self, ev) -> str:
         res = format_result(ev)
         return f"{ev.side:<{self._side_width}} {format_call(ev)}{('  ' + res) if res else ''}\n"
@@ -74,6 +79,7 @@ class Panel(W.VBox):
         """Trace listener. Server threads call it too: hence append_stdout, never print()."""
         self.events.append_stdout(self._event_line(ev))
 
+    # ---- errors are explained, not raised
     def _explain(self, exc: BaseException, call: str | None = None) -> Explanation:
         return explain(exc, call=call)
 
@@ -102,6 +108,7 @@ class Panel(W.VBox):
     def _redraw(self) -> None:
         """Bring the panel's views up to date after each ``_act``."""
 
+    # ---- re-runs and static views
     def _register(self, name: str | None) -> None:
         """Put the panel in the re-run registry as ``self.key``: under ``name``, or else under the
         line of the cell that made it, so re-running that cell stops this panel."""
