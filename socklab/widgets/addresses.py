@@ -19,7 +19,6 @@ from ..config import ALL_INTERFACES, SocketConfig
 from ..errors import ConfigError, Explanation, explain
 from ..notebook import Rich, show
 from ..render.html import explanation_html, warnings_html
-from ..render.text import format_call, format_result
 from ..trace import Trace, TracedSocket
 from .base import Panel
 
@@ -77,6 +76,8 @@ class BindExplorer(Panel):
     Re-running the cell that made the panel releases everything the old panel held.
     """
 
+    _side_width = 6
+
     def __init__(self, family="AF_INET", type="SOCK_STREAM", host=None, port=0,
                  name: str | None = None):
         self.trace = Trace(coalesce=False)
@@ -102,12 +103,9 @@ class BindExplorer(Panel):
         self.release_button.add_class("socklab-release")
         self.try_button.on_click(lambda _b: self.try_bind())
         self.release_button.on_click(lambda _b: self.release())
-        self.result = W.HTML(value="<i>nothing tried yet</i>")
-        self.result.add_class("socklab-result")
-        self.held = W.HTML(value="")
-        self.held.add_class("socklab-held")
-        self.events = W.Output(layout=W.Layout(max_height="220px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
+        self.result = self._view("socklab-result", "<i>nothing tried yet</i>")
+        self.held = self._view("socklab-held")
+        self.events = self._event_log("220px")
         self.family.observe(self._family_changed, names="value")
         if host is not None:
             self.host.value = host
@@ -119,8 +117,7 @@ class BindExplorer(Panel):
             W.HBox([self.try_button, self.release_button]), self.result, self.held, self.events])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- static form
     def _plain_text(self) -> str:
@@ -146,10 +143,6 @@ class BindExplorer(Panel):
         self.all_interfaces.disabled = unix
         if reset:
             self.host.value = DEFAULT_HOST[fam]
-
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<6} {format_call(ev)}{('  ' + res) if res else ''}\n")
 
     def _address(self):
         text = self.host.value

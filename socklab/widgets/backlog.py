@@ -25,13 +25,13 @@ import ipywidgets as W
 
 from .. import runtime
 from ..backlog import BacklogResult, ClientOutcome, Sample, run_backlog_experiment
-from ..errors import ConfigError, Explanation, explain
+from ..errors import ConfigError, Explanation
 from ..kstate import Rows, demo_state
 from ..notebook import Rich
-from ..render.html import CSS, explanation_html
+from ..render.html import CSS
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
 from ..trace import Trace
-from .base import Panel
+from .base import BackgroundPanel
 
 LIVE_EVERY = 0.1            # s between live redraws while a run goes on
 SNAPSHOT_WAIT = 2.0         # s other threads of a run wait at most while its kernel snapshot is taken
@@ -40,6 +40,7 @@ BACKLOG_RANGE = (0, 8)
 CLIENT_RANGE = (1, 12)
 TIMEOUT_RANGE = (0.1, 3.0)
 ACCEPT_RANGE = (0.0, 2.0)
+_BUSY = "A run is in progress: it ends by itself within the timeout."
 
 OUTCOMES = {  # outcome of socklab.backlog -> what it means, for the results table
     "connected": "connected: waits in the accept queue",
@@ -341,7 +342,7 @@ def sweep_html(results) -> str:
         f"{rows}</table></div>"
 
 
-class BacklogPanel(Panel):
+class BacklogPanel(BackgroundPanel):
     """Backlog, clients, connect timeout, 'accept after'; Run, Sweep 0..3, Clear.
 
     Each button has a method (``run()``, ``sweep()``, ``clear()``) so a cell or a test can drive
@@ -385,34 +386,21 @@ class BacklogPanel(Panel):
             raise _bad(f"family={family!r} is not one of {', '.join(families)}.",
                        "Use 'AF_INET' (or 'AF_UNIX' to compare).")
         self.family = W.Dropdown(options=families, value=family, description="family")
-        self.buttons = {}
-        for label, fn, style, cls in (("Run", self._click_run, "success", "socklab-run-backlog"),
+        self.buttons = self._buttons((("Run", self._click_run, "success", "socklab-run-backlog"),
                                       ("Sweep backlog 0..3", self._click_sweep, "info",
                                        "socklab-sweep-backlog"),
-                                      ("Clear", self.clear, "", "socklab-clear")):
-            b = W.Button(description=label, button_style=style)
-            b.add_class(cls)
-            b.on_click(lambda _b, fn=fn: fn())
-            self.buttons[label] = b
-        self.status = W.HTML(value="<i>ready: pick a backlog and a number of clients, then Run</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.gauge = W.HTML(value="")
-        self.gauge.add_class("socklab-gauge")
-        self.state_view = W.HTML(value="")
-        self.state_view.add_class("socklab-state")
-        self.table = W.HTML(value="")
-        self.table.add_class("socklab-results")
-        self.plot = W.HTML(value="")
-        self.plot.add_class("socklab-plot")
+                                      ("Clear", self.clear, "", "socklab-clear")))
+        self._status_alert_log("<i>ready: pick a backlog and a number of clients, then Run</i>", log_height=None)
+        self.gauge = self._view("socklab-gauge")
+        self.state_view = self._view("socklab-state")
+        self.table = self._view("socklab-results")
+        self.plot = self._view("socklab-plot")
         super().__init__([W.HBox([self.backlog, self.clients]), W.HBox([self.timeout, self.family]),
                           W.HBox([self.accepts, self.accept_after]),
                           W.HBox(list(self.buttons.values())), self.status, self.alert, self.gauge,
                           self.state_view, self.table, self.plot])
         self.add_class("socklab-panel")
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- text form for GitHub / nbviewer / nbval
     def _plain_text(self) -> str:
@@ -441,28 +429,19 @@ class BacklogPanel(Panel):
         return Rich(chart_text(self.history), chart_html(self.history))
 
     # ---- buttons
-    @property
-    def busy(self) -> bool:
-        w = self._worker
-        return w is not None and w.is_alive()
-
     def _click_run(self):
-        if self.busy:
-            self.alert.value = _note("A run is in progress: it ends by itself within the timeout.")
-            return
-        self._guard(lambda: self.run(wait=False))
+        if not self._refuse_if_busy(_BUSY):
+            self._guard(lambda: self.run(wait=False))
 
     def _click_sweep(self):
-        if self.busy:
-            self.alert.value = _note("A run is in progress: it ends by itself within the timeout.")
-            return
-        self._guard(lambda: self.sweep(wait=False))
+        if not self._refuse_if_busy(_BUSY):
+            self._guard(lambda: self.sweep(wait=False))
 
     def _guard(self, fn):
         try:
             fn()
         except Exception as exc:
-            self.alert.value = explanation_html(explain(exc))
+            self._alert_error(exc)
 
     def run(self, backlog: int | None = None, clients: int | None = None,
             connect_timeout: float | None = None, accept_after: float | None | bool = False,
@@ -517,14 +496,11 @@ class BacklogPanel(Panel):
     def stop(self):
         """Let a run in progress finish (each is bounded by its timeouts) and skip the rest of a sweep."""
         self._cancel.set()
-        w = self._worker
-        if w is not None and w is not threading.current_thread():
-            w.join(TIMEOUT_RANGE[1] + ACCEPT_RANGE[1] + 8)
+        self._wait_for_worker(TIMEOUT_RANGE[1] + ACCEPT_RANGE[1] + 8)
 
     def clear(self):
         """Forget the runs shown."""
-        if self.busy:
-            self.alert.value = _note("A run is in progress: clear it when it has finished.")
+        if self._refuse_if_busy("A run is in progress: clear it when it has finished."):
             return
         self.result, self.results, self.history, self.snapshot = None, [], {}, None
         for w in (self.gauge, self.state_view, self.table, self.plot, self.alert):
@@ -567,7 +543,7 @@ class BacklogPanel(Panel):
                                      + ", ".join(f"{r.capacity} for listen({r.backlog})" for r in done))
         except Exception as exc:
             self.error = exc
-            self.alert.value = explanation_html(explain(exc))
+            self._alert_error(exc)
             self.status.value = "<b>failed</b>"
 
     def _one(self, s, label) -> BacklogResult:
@@ -684,7 +660,3 @@ def _listener_target(address, family):
     """What kstate.demo_state needs to find and label a listener it only knows the address of."""
     return SimpleNamespace(config=SimpleNamespace(family=family, stream=True), address=address,
                            trace=None, side="server")
-
-
-def _note(text: str) -> str:
-    return f'{CSS}<div class="socklab-box socklab-warn">{_html.escape(text)}</div>'

@@ -1,7 +1,18 @@
-"""What every socklab panel shares: its text form for static views."""
+"""The panels' base classes: ``Panel`` (text form, buttons, status line, alert box, event log,
+explained errors, the re-run registry), ``ServerPanel`` (a server and its client) and
+``BackgroundPanel`` (runs in a background thread).
+"""
 from __future__ import annotations
 
+import html as _html
+import threading
+
 import ipywidgets as W
+
+from .. import runtime
+from ..errors import Explanation, explain
+from ..render.html import CSS, explanation_html
+from ..render.text import format_call, format_result
 
 
 class Panel(W.VBox):
@@ -11,17 +22,99 @@ class Panel(W.VBox):
     JupyterLab shows the live widget.
     """
 
+    _side_width = 13  # characters of the event log's side column
+
+    # ---- widgets
     @staticmethod
-    def _buttons(specs) -> dict:
-        """Buttons from (label, method, style) triples, keyed by label. Each gets the CSS class
-        'socklab-<label-with-dashes>' (what the browser tests click) and calls its method."""
+    def _buttons(specs, width: str | None = None) -> dict:
+        """Buttons from (label, method, style[, CSS class]) tuples, keyed by label; each calls its
+        method. The CSS class (what the browser tests click) is the one given, or else
+        'socklab-<label-with-dashes>', cut at '(': 'Client shutdown(SHUT_WR)' gives
+        'socklab-client-shutdown'. ``width``: every button's layout width, e.g. 'auto'."""
         out = {}
-        for label, fn, style in specs:
-            b = W.Button(description=label, button_style=style)
-            b.add_class("socklab-" + label.lower().replace(" ", "-"))
+        for label, fn, style, *css in specs:
+            size = {} if width is None else {"layout": W.Layout(width=width)}
+            b = W.Button(description=label, button_style=style, **size)
+            b.add_class(css[0] if css else "socklab-" + label.lower().split("(")[0].replace(" ", "-"))
             b.on_click(lambda _b, fn=fn: fn())
             out[label] = b
         return out
+
+    def _status_alert_log(self, status: str, log_height: str | None = "240px") -> None:
+        """Make ``status`` (an HTML line, at first ``status``), ``alert`` (explanations, warnings)
+        and, unless ``log_height`` is None, ``events``: the live event log."""
+        self.status = self._view("socklab-status", status)
+        self.alert = self._view("socklab-alert")
+        if log_height is not None:
+            self.events = self._event_log(log_height)
+
+    @staticmethod
+    def _view(css: str, value: str = "") -> W.HTML:
+        """An HTML view with CSS class ``css`` (how tests and the browser tests find it)."""
+        view = W.HTML(value=value)
+        view.add_class(css)
+        return view
+
+    @staticmethod
+    def _tabs(pages) -> W.Tab:
+        """A Tab of (widget, title) pairs."""
+        tab = W.Tab(children=[widget for widget, _ in pages])
+        for i, (_, title) in enumerate(pages):
+            tab.set_title(i, title)
+        return tab
+
+    @staticmethod
+    def _event_log(height: str = "240px") -> W.Output:
+        """An Output that scrolls beyond ``height``, with CSS class 'socklab-log'."""
+        log = W.Output(layout=W.Layout(max_height=height, overflow="auto", border="1px solid #ddd"))
+        log.add_class("socklab-log")
+        return log
+
+    # ---- the event log (a trace listener)
+    def _event_line(self, ev) -> str:
+        res = format_result(ev)
+        return f"{ev.side:<{self._side_width}} {format_call(ev)}{('  ' + res) if res else ''}\n"
+
+    def _on_event(self, ev):
+        """Trace listener. Server threads call it too: hence append_stdout, never print()."""
+        self.events.append_stdout(self._event_line(ev))
+
+    # ---- errors are explained, not raised
+    def _explain(self, exc: BaseException, call: str | None = None) -> Explanation:
+        return explain(exc, call=call)
+
+    def _alert_error(self, exc: BaseException, call: str | None = None) -> Explanation:
+        """Show ``exc`` explained in the alert box (a learner sees no traceback); return the explanation."""
+        exp = self._explain(exc, call)
+        self.alert.value = explanation_html(exp)
+        return exp
+
+    def _act(self, what: str, fn):
+        """Run one button's work ``fn``; keep its result, or the exception it raised, in ``last``.
+        A failure is explained (``_act_failed``), not raised; ``_redraw`` runs either way."""
+        self.alert.value = ""
+        try:
+            self.last = fn()
+        except Exception as exc:
+            self.last = exc
+            self._act_failed(what, exc)
+        self._redraw()
+        return self.last
+
+    def _act_failed(self, what: str, exc: BaseException) -> None:
+        exp = self._alert_error(exc, call=what)
+        self.trace.note("panel", f"{what}: {exp.title}")
+
+    def _redraw(self) -> None:
+        """Bring the panel's views up to date after each ``_act``."""
+
+    # ---- re-runs and static views
+    def _register(self, name: str | None) -> None:
+        """Put the panel in the re-run registry as ``self.key``: under ``name``, or else under the
+        line of the cell that made it, so re-running that cell stops this panel."""
+        # frames: caller_key, _register, the panel's __init__, then the code that made the panel
+        self.key = name if name is not None else runtime.caller_key(3)
+        runtime.register(self.key, self, explicit=name is not None)
 
     def _plain_text(self) -> str:
         return "socklab panel: interactive in JupyterLab"
@@ -31,3 +124,56 @@ class Panel(W.VBox):
         data = dict(data[0] if isinstance(data, tuple) else data)
         data["text/plain"] = self._plain_text()
         return data
+
+
+class ServerPanel(Panel):
+    """A panel that runs a socklab Server (``server``) and perhaps one client of it (``client``)."""
+
+    client = None  # panels that open a connection per request (HTTP, framing) keep none
+
+    def _close_client(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+            if self.server is not None and self.server.running:
+                self.server.wait_idle()  # let the server see b'' and close its end
+
+    def _stop_server(self):
+        self._close_client()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            self.status.value = "<i>server stopped</i>"
+
+    def stop_server(self):
+        """Close the client, if any, and stop the server (its connections shut down, its socket closed)."""
+        return self._act("stop server", self._stop_server)
+
+    def stop(self):
+        """Called when the cell that made the panel is re-run."""
+        self._stop_server()
+
+
+class BackgroundPanel(Panel):
+    """A panel whose runs go on in a background thread (``_worker``); that thread changes the
+    view through widget traits only."""
+
+    _worker: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A run is going on."""
+        w = self._worker
+        return w is not None and w.is_alive()
+
+    def _refuse_if_busy(self, why: str) -> bool:
+        """While a run goes on: ``why`` in the alert box, and True (the button then does nothing)."""
+        if self.busy:
+            self.alert.value = f'{CSS}<div class="socklab-box socklab-warn">{_html.escape(why)}</div>'
+            return True
+        return False
+
+    def _wait_for_worker(self, timeout: float) -> None:
+        w = self._worker
+        if w is not None and w is not threading.current_thread():  # the run may stop its own panel
+            w.join(timeout)

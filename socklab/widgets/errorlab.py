@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import ipywidgets as W
 
-from .. import runtime
 from ..errors import Explanation, explain
 from ..notebook import Rich
 from ..render.html import CSS, explanation_html, transcript_html
@@ -247,17 +246,12 @@ class ErrorExplorer(Panel):
         self.run_button = W.Button(description="Run", button_style="danger")
         self.run_button.add_class("socklab-run")
         self.run_button.on_click(lambda _b: self.run())
-        self.status = W.HTML(value="<i>pick a scenario and press Run</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.calls = W.HTML(value="")
-        self.calls.add_class("socklab-log")
+        self._status_alert_log("<i>pick a scenario and press Run</i>", log_height=None)
+        self.calls = self._view("socklab-log")
         super().__init__([W.HBox([self.scenario, self.run_button]), self.status, self.alert,
                           self.calls])
         self.add_class("socklab-panel")
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     def run(self, key: str | None = None) -> Outcome:
         """Provoke scenario ``key`` (default: the one picked) and show its explanation."""

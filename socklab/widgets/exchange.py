@@ -15,8 +15,6 @@ import ipywidgets as W
 from .. import runtime
 from ..errors import explain
 from ..notebook import Rich, show
-from ..render.html import explanation_html
-from ..render.text import format_call, format_result
 from ..trace import Data, Trace, TracedSocket
 from .base import Panel
 
@@ -54,6 +52,8 @@ class ExchangePanel(Panel):
     The client sets TCP_NODELAY, so each send() leaves at once as its own segment.
     """
 
+    _side_width = 12
+
     def __init__(self, message: str = "hello", bufsize: int = 1024, timeout: float = 0.1,
                  name: str | None = None):
         self.trace = Trace(coalesce=False)
@@ -65,33 +65,21 @@ class ExchangePanel(Panel):
         self.bufsize = W.BoundedIntText(value=bufsize, min=1, max=1 << 20, description="recv size")
         self.encode = W.Checkbox(value=True, description="encode to bytes (UTF-8)", indent=False)
         self.call = W.Dropdown(options=("send", "sendall"), value="send", description="send with")
-        self.buttons = {}
-        for label, fn, style in (
-                ("Connect", self.connect, "success"),
-                ("Client send", self.client_send, "info"),
-                ("Server recv", self.server_recv, "info"),
-                ("Server send", self.server_send, "info"),
-                ("Client recv", self.client_recv, "info"),
-                ("Client shutdown(SHUT_WR)", self.client_shutdown, "warning"),
-                ("Close both", self.close_both, "danger")):
-            b = W.Button(description=label, button_style=style,
-                         layout=W.Layout(width="auto"))
-            b.add_class("socklab-" + label.lower().split("(")[0].replace(" ", "-"))
-            b.on_click(lambda _b, fn=fn: fn())
-            self.buttons[label] = b
-        self.status = W.HTML(value="<i>not connected</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
+        self.buttons = self._buttons((
+            ("Connect", self.connect, "success"),
+            ("Client send", self.client_send, "info"),
+            ("Server recv", self.server_recv, "info"),
+            ("Server send", self.server_send, "info"),
+            ("Client recv", self.client_recv, "info"),
+            ("Client shutdown(SHUT_WR)", self.client_shutdown, "warning"),
+            ("Close both", self.close_both, "danger")), width="auto")
+        self._status_alert_log("<i>not connected</i>")
         super().__init__([W.HBox([self.message, self.encode]), W.HBox([self.call, self.bufsize]),
                           W.HBox(list(self.buttons.values())[:4]), W.HBox(list(self.buttons.values())[4:]),
                           self.status, self.alert, self.events])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- static form
     def _plain_text(self) -> str:
@@ -106,10 +94,6 @@ class ExchangePanel(Panel):
         return {"client": unread(self.client), "server": unread(self.server)}
 
     # ---- plumbing
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<12} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
     def _end(self, side) -> TracedSocket:
         if side not in SIDES:
             raise ValueError(f"side must be 'client' or 'server', not {side!r}")
@@ -117,20 +101,7 @@ class ExchangePanel(Panel):
             self.connect()
         return self.client if side == "client" else self.server
 
-    def _act(self, what, fn):
-        """Run one call; keep its result in ``last``; show an explanation instead of raising."""
-        self.alert.value = ""
-        try:
-            self.last = fn()
-        except Exception as exc:
-            self.last = exc
-            exp = explain(exc, call=what)
-            self.alert.value = explanation_html(exp)
-            self.trace.note("panel", f"{what}: {exp.title}")
-        self._refresh()
-        return self.last
-
-    def _refresh(self):
+    def _redraw(self):
         if self.client is None:
             self.status.value = "<i>not connected</i>"
             return
@@ -220,7 +191,7 @@ class ExchangePanel(Panel):
     def stop(self):
         """Close everything (called when the cell that made the panel is re-run)."""
         self._close_ends()
-        self._refresh()
+        self._redraw()
         runtime.unregister(self.key, self)
 
     def _close_ends(self):

@@ -15,14 +15,12 @@ import threading
 
 import ipywidgets as W
 
-from .. import framing, runtime
-from ..errors import explain
+from .. import framing
 from ..notebook import Rich, show
-from ..render.html import CSS, explanation_html
-from ..render.text import format_call, format_result
+from ..render.html import CSS
 from ..servers import Client, Server
 from ..trace import Trace
-from .base import Panel
+from .base import Panel, ServerPanel
 
 FRAMINGS = (("none: each recv() is a 'message'", "none"), ("delimiter b'\\n'", "delimiter"),
             ("length prefix '!I'", "prefix"))
@@ -46,7 +44,7 @@ def _decoder(kind: str):
     return None
 
 
-class FramingPanel(Panel):
+class FramingPanel(ServerPanel):
     """A real TCP server that reads with the framing picked; a client that sends the messages.
 
     Buttons: Start server, Send, Stop server (methods ``start_server()``, ``send_message()``,
@@ -74,34 +72,26 @@ class FramingPanel(Panel):
                                  ("Send", self.send_message, "info"), ("Stop server", self.stop_server, "danger")))
         self.status = W.HTML(value="<i>no server yet</i>")
         self.alert = W.HTML(value="")
-        self.result = W.HTML(value="")
-        self.result.add_class("socklab-framing-result")
-        self.events = W.Output(layout=W.Layout(max_height="220px", overflow="auto",
-                                               border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
+        self.result = self._view("socklab-framing-result")
+        self.events = self._event_log("220px")
         super().__init__([W.HBox([self.framing, self.writes]), self.messages,
                           W.HBox([self.bufsize, self.read_late]),
                           W.HBox(list(self.buttons.values())), self.status, self.alert, self.result,
                           self.events])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     def _plain_text(self) -> str:
         return "socklab framing panel: interactive in JupyterLab; the transcript below shows a run."
 
     # ---- live views
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
     def _act(self, what, fn):
         self.alert.value = ""
         try:
             return fn()
         except Exception as exc:
-            self.alert.value = explanation_html(explain(exc, call=what))
+            self._alert_error(exc, what)
             return None
 
     # ---- the server's side
@@ -171,14 +161,6 @@ class FramingPanel(Panel):
             return self.last
         return self._act("send", go)
 
-    def stop_server(self):
-        def go():
-            if self.server is not None:
-                self.server.stop()
-                self.server = None
-                self.status.value = "<i>server stopped</i>"
-        return self._act("stop server", go)
-
     def stop(self):
         """Stop the server (called when the cell that made the panel is re-run)."""
         self.stop_server()
@@ -235,16 +217,14 @@ class NaglePanel(Panel):
         self.split = W.Checkbox(value=split, description="header and body in two writes", indent=False)
         self.buttons = self._buttons((("Run", self.run, "info"), ("Compare", self.compare, "success")))
         self.progress = W.IntProgress(value=0, min=0, max=rounds, description="round")
-        self.table = W.HTML(value="")
-        self.table.add_class("socklab-nagle-table")
+        self.table = self._view("socklab-nagle-table")
         self.verdict_view = W.HTML(value="")
         self.alert = W.HTML(value="")
         super().__init__([W.HBox([self.rounds, self.size]), W.HBox([self.nodelay, self.split]),
                           W.HBox(list(self.buttons.values())), self.progress, self.alert, self.table,
                           self.verdict_view])
         self.add_class("socklab-panel")
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     def _plain_text(self) -> str:
         return "socklab Nagle panel: interactive in JupyterLab; the summary below shows a run."
@@ -270,7 +250,7 @@ class NaglePanel(Panel):
         try:
             return self._measure(self.label(), self.split.value, self.nodelay.value)
         except Exception as exc:
-            self.alert.value = explanation_html(explain(exc))
+            self._alert_error(exc)
             return None
 
     def compare(self) -> dict:
@@ -281,7 +261,7 @@ class NaglePanel(Panel):
             for label, kw in self.CASES:
                 self._measure(label, **kw)
         except Exception as exc:
-            self.alert.value = explanation_html(explain(exc))
+            self._alert_error(exc)
         return dict(self.results)
 
     def _draw(self):

@@ -10,20 +10,16 @@ import html as _html
 
 import ipywidgets as W
 
-from .. import runtime
-from ..errors import explain
 from ..http import Handler, request, show_bytes
 from ..notebook import Rich, show
-from ..render.html import explanation_html
-from ..render.text import format_call, format_result
 from ..servers import Server
 from ..trace import Trace
-from .base import Panel
+from .base import ServerPanel
 
 METHODS = ("GET", "HEAD", "POST", "DELETE")
 
 
-class HTTPPanel(Panel):
+class HTTPPanel(ServerPanel):
     """Start server, Send request, Stop server; methods ``start_server()``,
     ``send_request(method, path, body)`` and ``stop_server()`` do the same from code.
 
@@ -42,23 +38,14 @@ class HTTPPanel(Panel):
         self.buttons = self._buttons((("Start server", self.start_server, "success"),
                                  ("Send request", self.send_request, "info"),
                                  ("Stop server", self.stop_server, "danger")))
-        self.status = W.HTML(value="<i>no server yet</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
-        self.wire_view = W.HTML(value="")
-        self.wire_view.add_class("socklab-wire")
-        tabs = W.Tab(children=[self.events, self.wire_view])
-        tabs.set_title(0, "socket calls (live)")
-        tabs.set_title(1, "bytes on the wire")
+        self._status_alert_log("<i>no server yet</i>")
+        self.wire_view = self._view("socklab-wire")
+        tabs = self._tabs(((self.events, "socket calls (live)"), (self.wire_view, "bytes on the wire")))
         super().__init__([W.HBox([self.method, self.path]), self.body, W.HBox(list(self.buttons.values())),
                           self.status, self.alert, tabs])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- static forms
     def _plain_text(self) -> str:
@@ -86,21 +73,8 @@ class HTTPPanel(Panel):
         return Rich("\n".join(parts), "".join(html))
 
     # ---- plumbing
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
-    def _act(self, what, fn):
-        self.alert.value = ""
-        try:
-            self.last = fn()
-        except Exception as exc:
-            self.last = exc
-            exp = explain(exc, call=what)
-            self.alert.value = explanation_html(exp)
-            self.trace.note("panel", f"{what}: {exp.title}")
+    def _redraw(self):
         self.wire_view.value = self.wire(last=3).html or ""
-        return self.last
 
     # ---- buttons
     def start_server(self):
@@ -130,20 +104,6 @@ class HTTPPanel(Panel):
                                  f"{_html.escape(resp.reason)}</b>, {len(resp.body)} bytes of body")
             return resp
         return self._act("send request", go)
-
-    def _stop_server(self):
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-            self.status.value = "<i>server stopped</i>"
-
-    def stop_server(self):
-        """Stop the server (its connections are shut down, its socket closed)."""
-        return self._act("stop server", self._stop_server)
-
-    def stop(self):
-        """Called when the cell that made the panel is re-run."""
-        self._stop_server()
 
     def run_demo(self) -> Rich:
         """Start, GET /, POST /echo, GET /missing, stop; return the transcript."""

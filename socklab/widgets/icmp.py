@@ -10,12 +10,8 @@ import html as _html
 
 import ipywidgets as W
 
-from .. import runtime
 from ..config import can_raw
-from ..errors import explain
 from ..notebook import Rich, show
-from ..render.html import explanation_html
-from ..render.text import format_call, format_result
 from ..servers import ping as _ping
 from ..trace import Trace
 from .base import Panel
@@ -27,6 +23,8 @@ class PingPanel(Panel):
     """Pick a host and a count, press Ping. ``ping(host, count)`` does the same from code and returns
     the round-trip times in seconds (None for a lost reply), or None when not permitted."""
 
+    _side_width = 8
+
     def __init__(self, host: str = "127.0.0.1", count: int = 3, timeout: float = 1.0, name: str | None = None):
         self.trace = Trace()
         self.timeout = timeout
@@ -37,20 +35,13 @@ class PingPanel(Panel):
         self.ping_button = W.Button(description="Ping", button_style="info")
         self.ping_button.add_class("socklab-ping")
         self.ping_button.on_click(lambda _b: self.ping())
-        self.privilege = W.HTML(value=self._privilege_text())
-        self.privilege.add_class("socklab-privilege")
-        self.status = W.HTML(value="")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
+        self.privilege = self._view("socklab-privilege", self._privilege_text())
+        self._status_alert_log("")
         super().__init__([self.privilege, W.HBox([self.host, self.count, self.ping_button]), self.status,
                           self.alert, self.events])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     @staticmethod
     def _privilege_text() -> str:
@@ -67,10 +58,6 @@ class PingPanel(Panel):
     def trace_view(self) -> Rich:
         return show(self.trace, order="side")
 
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<8} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
     def ping(self, host: str | None = None, count: int | None = None):
         """Send ``count`` echo requests to ``host`` and wait for each reply (``timeout`` each)."""
         host = host or self.host.value
@@ -80,8 +67,7 @@ class PingPanel(Panel):
             rtts = _ping(host, count=count, timeout=self.timeout, trace=self.trace)
         except Exception as exc:
             self.last = exc
-            exp = explain(exc)
-            self.alert.value = explanation_html(exp)
+            exp = self._alert_error(exc)
             self.steps.append(f"ping {host}: not done: {exp.title}")
             self.status.value = ""
             return None

@@ -11,17 +11,16 @@ import threading
 
 import ipywidgets as W
 
-from .. import concurrency, runtime
+from .. import concurrency
 from ..concurrency import STYLES
-from ..errors import explain
 from ..notebook import Rich
-from ..render.html import CSS, explanation_html
-from .base import Panel
+from ..render.html import CSS
+from .base import BackgroundPanel
 
 ALL = "all four"
 
 
-class ManyClientsPanel(Panel):
+class ManyClientsPanel(BackgroundPanel):
     """Buttons: Run, Stop, Clear; each has a method of the same name (``run()``, ``stop()``,
     ``clear()``) so a cell or a test can drive the panel too. Re-running the cell that made the
     panel stops its run."""
@@ -37,27 +36,17 @@ class ManyClientsPanel(Panel):
         self.clients = W.IntSlider(value=clients, min=1, max=50, description="clients")
         self.style = W.Dropdown(options=(ALL,) + STYLES, value=style, description="style")
         self.service = W.IntSlider(value=service_ms, min=1, max=100, description="work (ms)")
-        self.buttons = {}
-        for label, fn, bstyle in (("Run", self._click_run, "success"), ("Stop", self.stop, "danger"),
-                                  ("Clear", self.clear, "")):
-            b = W.Button(description=label, button_style=bstyle)
-            b.add_class("socklab-" + label.lower())
-            b.on_click(lambda _b, fn=fn: fn())
-            self.buttons[label] = b
+        self.buttons = self._buttons((("Run", self._click_run, "success"), ("Stop", self.stop, "danger"),
+                                      ("Clear", self.clear, "")))
         self.progress = W.IntProgress(value=0, min=0, max=clients, description="answered")
         self.progress.add_class("socklab-progress")
-        self.status = W.HTML(value="<i>ready: pick N and a style, then Run</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.table = W.HTML(value="")
-        self.table.add_class("socklab-results")
+        self._status_alert_log("<i>ready: pick N and a style, then Run</i>", log_height=None)
+        self.table = self._view("socklab-results")
         super().__init__([W.HBox([self.clients, self.service]), self.style,
                           W.HBox(list(self.buttons.values())), self.progress, self.status,
                           self.alert, self.table])
         self.add_class("socklab-panel")
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- text form for GitHub / nbviewer / nbval
     def _plain_text(self) -> str:
@@ -73,16 +62,9 @@ class ManyClientsPanel(Panel):
         return Rich(text, self._table_html(bars=False))
 
     # ---- buttons
-    @property
-    def busy(self) -> bool:
-        w = self._worker
-        return w is not None and w.is_alive()
-
     def _click_run(self):
-        if self.busy:
-            self.alert.value = _note("A run is in progress: wait for it or press Stop.")
-            return
-        self.run(wait=False)
+        if not self._refuse_if_busy("A run is in progress: wait for it or press Stop."):
+            self.run(wait=False)
 
     def run(self, style: str | None = None, clients: int | None = None, service_ms: int | None = None,
             wait: bool = True):
@@ -115,9 +97,7 @@ class ManyClientsPanel(Panel):
             srv = self._server
         if srv is not None:
             srv.stop()
-        w = self._worker
-        if w is not None and w is not threading.current_thread():
-            w.join(concurrency.DEFAULT_TIMEOUT)
+        self._wait_for_worker(concurrency.DEFAULT_TIMEOUT)
 
     def clear(self):
         """Forget the results shown."""
@@ -150,7 +130,7 @@ class ManyClientsPanel(Panel):
             else:
                 self.status.value = f"<b>finished</b>: {len(styles)} style(s), {n} clients each"
         except Exception as exc:
-            self.alert.value = explanation_html(explain(exc))
+            self._alert_error(exc)
             self.status.value = "<b>failed</b>"
         finally:
             with self._lock:
@@ -193,7 +173,3 @@ class ManyClientsPanel(Panel):
                 "<th>answered</th><th>total</th><th>mean latency</th><th>max latency</th>"
                 "<th>requests</th>" + ("<th>total time</th>" if bars else "") + "</tr>"
                 + "".join(rows) + "</table></div>")
-
-
-def _note(text: str) -> str:
-    return f'{CSS}<div class="socklab-box socklab-warn">{_html.escape(text)}</div>'

@@ -11,24 +11,21 @@ import time
 
 import ipywidgets as W
 
-from .. import runtime
 from ..codegen import client_code, server_code
 from ..config import FAMILIES, TYPES, SocketConfig
-from ..errors import explain
 from ..notebook import Rich, show
 from ..kstate import demo_state
 from ..render.diagram import diagram_html
 from ..render.html import code_html, explanation_html, warnings_html
 from ..render.state import state_html
-from ..render.text import format_call, format_result
 from ..servers import Client, Server
 from ..trace import Data, Trace
-from .base import Panel
+from .base import ServerPanel
 
 _REFRESH = 0.1  # seconds between live HTML redraws while events stream in
 
 
-class LabPanel(Panel):
+class LabPanel(ServerPanel):
     """Pick family, type, address and backlog; start a real server and a real client; watch.
 
     Buttons: Start server, Connect, Send, Close client, Stop server. Each button has a method of
@@ -55,38 +52,23 @@ class LabPanel(Panel):
                                  ("Connect", self.connect, "info"), ("Send", self.send_message, "info"),
                                  ("Close client", self.close_client, ""),
                                  ("Stop server", self.stop_server, "danger")))
-        self.status = W.HTML(value="<i>no server yet</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.events = W.Output(layout=W.Layout(max_height="260px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
-        self.diagram_view = W.HTML(value="")
-        self.diagram_view.add_class("socklab-diagram")
-        self.state_view = W.HTML(value="")
-        self.state_view.add_class("socklab-state")
-        self.code_view = W.HTML(value="")
-        self.code_view.add_class("socklab-code")
+        self._status_alert_log("<i>no server yet</i>", "260px")
+        self.diagram_view = self._view("socklab-diagram")
+        self.state_view = self._view("socklab-state")
+        self.code_view = self._view("socklab-code")
         self.family.observe(self._family_changed, names="value")
         self._family_changed()
-        tabs = []
-        titles = []
-        for view, widget, title in (("log", self.events, "events (live)"), ("diagram", self.diagram_view, "sequence"),
-                                    ("state", self.state_view, "kernel state"), ("code", self.code_view, "plain Python")):
-            if view in views:
-                tabs.append(widget)
-                titles.append(title)
-        tab = W.Tab(children=tabs)
-        for i, t in enumerate(titles):
-            tab.set_title(i, t)
+        tab = self._tabs([(widget, title) for view, widget, title in (
+            ("log", self.events, "events (live)"), ("diagram", self.diagram_view, "sequence"),
+            ("state", self.state_view, "kernel state"), ("code", self.code_view, "plain Python"))
+            if view in views])
         super().__init__([
             W.HBox([self.family, self.type]), W.HBox([self.host, self.port]),
             W.HBox([self.backlog, self.all_interfaces]), self.message,
             W.HBox(list(self.buttons.values())), self.status, self.alert, tab])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- text form for GitHub / nbviewer / nbval
     def _plain_text(self) -> str:
@@ -123,9 +105,7 @@ class LabPanel(Panel):
 
     # ---- live views
     def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.at * 1000:9.3f} ms  {ev.side:<13} {format_call(ev)}"
-                               f"{('  ' + res) if res else ''}\n")
+        self.events.append_stdout(f"{ev.at * 1000:9.3f} ms  {self._event_line(ev)}")
         now = time.monotonic()
         if now - self._last_draw >= _REFRESH:
             self.refresh()
@@ -145,8 +125,7 @@ class LabPanel(Panel):
         try:
             result = fn()
         except Exception as exc:
-            exp = explain(exc, call=what)
-            self.alert.value = explanation_html(exp)
+            exp = self._alert_error(exc, what)
             self.events.append_stdout(f"!! {what}: {exp.title}\n")
             result = None
         self._report_server_errors()
@@ -207,22 +186,12 @@ class LabPanel(Panel):
         return self._act("send", go)
 
     def close_client(self):
-        def go():
-            if self.client is not None:
-                self.client.close()
-                self.client = None
-                if self.server is not None and self.server.running:
-                    self.server.wait_idle()  # let the server see b'' and close its end
-        return self._act("close", go)
+        return self._act("close", super()._close_client)
 
-    def stop_server(self):
-        def go():
-            self.close_client()
-            if self.server is not None:
-                self.server.stop()
-                self.server = None
-                self.status.value = "<i>server stopped</i>"
-        return self._act("stop server", go)
+    def _close_client(self):
+        # Stop server closes the client as this button does: through _act, so a failing close is
+        # explained and the server still stops, and server errors the close brings are reported.
+        self.close_client()
 
     def stop(self):
         """Stop the client and the server (called when the cell is re-run)."""

@@ -25,7 +25,6 @@ from ..config import FAMILIES, SocketConfig
 from ..errors import explain
 from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html
-from ..render.text import format_call, format_result
 from ..trace import Trace, TracedSocket
 from .base import Panel
 
@@ -268,18 +267,14 @@ class StepPanel(Panel):
                            (self.reset_button, "reset", self.reset)):
             b.add_class("socklab-" + cls)
             b.on_click(lambda _b, fn=fn: fn())
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
+        self.alert = self._view("socklab-alert")
         self.server_code = W.HTML(value="")
         self.client_code = W.HTML(value="")
-        self.state_view = W.HTML(value="")
-        self.state_view.add_class("socklab-state")
+        self.state_view = self._view("socklab-state")
         self.steps_view = W.HTML(value="")
-        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
-        tab = W.Tab(children=[self.state_view, self.steps_view, self.events])
-        for i, t in enumerate(("kernel state", "steps so far", "events (live)")):
-            tab.set_title(i, t)
+        self.events = self._event_log()
+        tab = self._tabs(((self.state_view, "kernel state"), (self.steps_view, "steps so far"),
+                          (self.events, "events (live)")))
         column = W.Layout(width="50%")
         super().__init__([
             W.HBox([self.family, self.type]), W.HBox([self.backlog, self.message]),
@@ -291,8 +286,7 @@ class StepPanel(Panel):
         self._init_run()
         self.family.observe(self._changed, names="value")
         self.type.observe(self._changed, names="value")
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
         self._refresh()
 
     # ---- state of one run
@@ -665,10 +659,6 @@ class StepPanel(Panel):
         return "cli.close()" + ("\nos.unlink(CLIENT_PATH)" if self.client_path else ""), act
 
     # ---- live views
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
     def _button_label(self, side: str) -> str:
         busy = self._busy[side]
         who = side.capitalize()

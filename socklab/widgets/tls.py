@@ -12,20 +12,17 @@ import ssl
 
 import ipywidgets as W
 
-from .. import runtime
 from ..errors import explain as _explain
 from ..notebook import Rich, show
-from ..render.html import explanation_html
-from ..render.text import format_call, format_result
 from ..servers import Server
 from ..trace import Trace
-from .base import Panel
+from .base import ServerPanel
 
 HOSTNAMES = ("localhost", "127.0.0.1", "example.org")
 VERSIONS = {"TLS 1.3": ssl.TLSVersion.TLSv1_3, "TLS 1.2": ssl.TLSVersion.TLSv1_2}
 
 
-class TLSPanel(Panel):
+class TLSPanel(ServerPanel):
     """Buttons Start TLS server, Connect, Send, Close client, Stop server; methods ``start_server()``,
     ``connect()``, ``send_message(text)``, ``close_client()``, ``stop_server()`` do the same from code.
     Re-running the cell that made the panel stops what the old one started.
@@ -51,23 +48,14 @@ class TLSPanel(Panel):
                                  ("Connect", self.connect, "info"), ("Send", self.send_message, "info"),
                                  ("Close client", self.close_client, ""),
                                  ("Stop server", self.stop_server, "danger")))
-        self.status = W.HTML(value="<i>no server yet</i>")
-        self.status.add_class("socklab-status")
-        self.alert = W.HTML(value="")
-        self.alert.add_class("socklab-alert")
-        self.events = W.Output(layout=W.Layout(max_height="240px", overflow="auto", border="1px solid #ddd"))
-        self.events.add_class("socklab-log")
-        self.records_view = W.HTML(value="")
-        self.records_view.add_class("socklab-records")
-        tabs = W.Tab(children=[self.events, self.records_view])
-        tabs.set_title(0, "TCP socket calls (live)")
-        tabs.set_title(1, "TLS records")
+        self._status_alert_log("<i>no server yet</i>")
+        self.records_view = self._view("socklab-records")
+        tabs = self._tabs(((self.events, "TCP socket calls (live)"), (self.records_view, "TLS records")))
         super().__init__([W.HBox([self.trust, self.hostname, self.version]), self.message,
                           W.HBox(list(self.buttons.values())), self.status, self.alert, tabs])
         self.add_class("socklab-panel")
         self.trace.subscribe(self._on_event)
-        self.key = name if name is not None else runtime.caller_key(2)
-        runtime.register(self.key, self, explicit=name is not None)
+        self._register(name)
 
     # ---- static forms
     def _plain_text(self) -> str:
@@ -84,27 +72,20 @@ class TLSPanel(Panel):
         return show(self.trace, order="side")
 
     # ---- plumbing
-    def _on_event(self, ev):
-        res = format_result(ev)
-        self.events.append_stdout(f"{ev.side:<13} {format_call(ev)}{('  ' + res) if res else ''}\n")
-
-    def _explain(self, exc):
+    def _explain(self, exc, call=None):
+        # without ``call``: explain() would word a step label such as 'connect (server_hostname=...)'
+        # as if it were a socket call
         return self._tls.explain(exc) if isinstance(exc, ssl.SSLError) else _explain(exc)
 
     def _act(self, what, fn):
-        self.alert.value = ""
-        self._label = what
-        try:
-            self.last = fn()
-        except Exception as exc:
-            self.last = exc
-            exp = self._explain(exc)
-            self.alert.value = explanation_html(exp)
-            self.steps.append(f"{self._label}: FAILED: {exp.title} [{exp.error}]")
-            for line in self._new_server_errors():
-                self.steps.append(f"  the server saw: {line}")
-        self._draw_records()
-        return self.last
+        self._label = what  # connect() puts its settings into it
+        return super()._act(what, fn)
+
+    def _act_failed(self, what, exc):
+        exp = self._alert_error(exc)
+        self.steps.append(f"{self._label}: FAILED: {exp.title} [{exp.error}]")
+        for line in self._new_server_errors():
+            self.steps.append(f"  the server saw: {line}")
 
     def _new_server_errors(self) -> list:
         if self.server is None:
@@ -113,7 +94,7 @@ class TLSPanel(Panel):
         self._errors_seen = len(self.server.errors)
         return [f"{exp.title} [{exp.error}]" for _side, exp in new]
 
-    def _draw_records(self):
+    def _redraw(self):
         if self.client is None:
             return
         tls = self._tls
@@ -192,30 +173,9 @@ class TLSPanel(Panel):
             return reply
         return self._act("send", go)
 
-    def _close_client(self):
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-            if self.server is not None and self.server.running:
-                self.server.wait_idle()
-
     def close_client(self):
         """Send close_notify and close the TCP connection."""
         return self._act("close client", self._close_client)
-
-    def _stop_server(self):
-        self._close_client()
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-            self.status.value = "<i>server stopped</i>"
-
-    def stop_server(self):
-        return self._act("stop server", self._stop_server)
-
-    def stop(self):
-        """Called when the cell that made the panel is re-run."""
-        self._stop_server()
 
     def server_errors(self) -> list:
         """The server's explained failures (e.g. the alert a rejecting client sent)."""
