@@ -158,7 +158,7 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
         address = listener.getsockname()
         trace.note("server", "not calling accept(): connections wait in the accept queue")
         for _ in range(clients):
-            s = TracedSocket.create(cfg.af, cfg.kind, trace=trace, side=trace.new_side("client"))
+            s = TracedSocket.create(cfg.af, cfg.kind, trace=trace, side=trace.new_side("client", numbered=True))
             socks.append(s)
             s.settimeout(connect_timeout)
         res.clients = [ClientOutcome(s.side) for s in socks]

@@ -111,12 +111,13 @@ class Trace:
         with self._lock:
             return iter(list(self.events))
 
-    def new_side(self, prefix: str) -> str:
-        """A fresh side name: 'client', then 'client2', 'client3', ..."""
+    def new_side(self, prefix: str, numbered: bool = False) -> str:
+        """A fresh side name: 'client', then 'client2', 'client3', ...; with ``numbered``
+        'client1' first (for a series that is meant to be counted)."""
         with self._lock:
             n = self._sides.get(prefix, 0) + 1
             self._sides[prefix] = n
-        return prefix if n == 1 else f"{prefix}{n}"
+        return prefix if n == 1 and not numbered else f"{prefix}{n}"
 
     def subscribe(self, fn) -> None:
         self._listeners.append(fn)

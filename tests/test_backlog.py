@@ -62,7 +62,7 @@ def test_gauge_views(leakcheck):
     svg = html[html.index("<svg"):html.index("</svg>") + 6]
     root = ET.fromstring(svg)
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
-    assert "client" in texts and "client2" in texts and "timed out" in texts
+    assert "client1" in texts and "client2" in texts and "timed out" in texts
 
 
 def test_bad_settings_are_explained():
