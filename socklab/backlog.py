@@ -20,7 +20,7 @@ from .config import SocketConfig
 from .errors import ConfigError, Explanation
 from .trace import Trace, TracedSocket
 
-LAUNCH_GRACE = 0.1   # s a client may take to connect before the next starts: keeps the order stable
+LAUNCH_GRACE = 0.05  # s a client may take to connect before the next starts: keeps the order stable
 SAMPLE_EVERY = 0.1   # s between kernel-state samples while clients wait
 MAX_CLIENTS = 64     # one thread each: keep a shared classroom host safe
 
