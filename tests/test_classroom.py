@@ -240,6 +240,30 @@ def test_insert_exercises_replaces_the_notebooks_own_exercise_in_place():
     assert nb.cells[4].source == source("13.1").rstrip("\n") and nb.cells[4].outputs == []
 
 
+def test_insert_exercises_moves_an_appended_exercise_to_its_anchor():
+    """An exercise appended before it had an anchor moves, cells as they are, to the notebook's own
+    wording of it, which goes away (with its empty code cell); then nothing changes any more."""
+    nb = synthetic_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell("2. **Another.** Explore."))
+    nb.cells.append(nbformat.v4.new_code_cell(""))
+    ex = exercises.get("13.1")
+    assert classroom.insert_exercises(nb, [ex]) == ["13.1: appended"]
+    nb.cells[8].outputs = [nbformat.v4.new_output("stream", text="✅ 13.1 passed")]   # the check's
+    ex_anchor = dataclasses.replace(ex, anchor="1. **Old one.**")
+    assert classroom.insert_exercises(nb, [ex_anchor]) == ["13.1: moved to its exercise (1. **Old one.**)"]
+    assert nb.cells[2].source.rstrip().endswith("## Exercises")     # the summary stays
+    assert "Old one" not in nbformat.writes(nb)                      # the duplicate is gone
+    assert [c["id"] for c in nb.cells[3:7]] == ["ex13-1-task", "ex13-1-solution", "ex13-1-check",
+                                                "ex13-1-hint"]
+    assert nb.cells[5].outputs and nb.cells[5].metadata["nbgrader"]["grade"] is True
+    assert nb.cells[7].source == "2. **Another.** Explore." and nb.cells[8].cell_type == "code"
+    assert len(nb.cells) == 9                                        # the empty cell went too
+    nbformat.validate(nb)
+    before = nbformat.writes(nb)
+    assert classroom.insert_exercises(nb, [ex_anchor]) == ["13.1: unchanged"]
+    assert nbformat.writes(nb) == before
+
+
 def test_insert_command_on_a_copy_of_the_series(tmp_path):
     """The single command the lead runs once the other notebooks are written."""
     for p in classroom.series():

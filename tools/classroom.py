@@ -182,19 +182,59 @@ def _update(cell, new) -> bool:
     return changed
 
 
+def _find_anchor(nb, anchor: str):
+    """Index of the notebook's own markdown cell (not an exercise's) that holds ``anchor``, or None."""
+    if not anchor:
+        return None
+    return next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and not _role(c)[0]
+                 and anchor in c.source), None)
+
+
+def _is_empty_code(cell) -> bool:
+    return cell.cell_type == "code" and not cell.source.strip() and not _role(cell)[0]
+
+
+def _move_to_anchor(nb, have: dict, at: int, anchor: str) -> None:
+    """Move an exercise's cells (indices ``have``) to the notebook's own wording of it (``anchor``,
+    in cell ``at``), which they replace: from the anchor to the end of that cell, and the empty code
+    cell after it. The cells move as they are (ids, metadata, outputs)."""
+    where = sorted(have.values())
+    moved = [nb.cells[i] for i in where]
+    for i in reversed(where):
+        del nb.cells[i]
+    at -= sum(1 for i in where if i < at)
+    cell = nb.cells[at]
+    pos = cell.source.index(anchor)
+    if cell.source[:pos].strip():
+        cell.source = cell.source[:pos].rstrip() + "\n"     # keep what comes before the anchor
+        at += 1
+    else:
+        del nb.cells[at]
+    if at < len(nb.cells) and _is_empty_code(nb.cells[at]):
+        del nb.cells[at]
+    nb.cells[at:at] = moved
+
+
 def insert_exercises(nb, exercises) -> list:
     """Put each exercise's cells into ``nb`` (in place); idempotent. Returns what was done.
 
-    An exercise already in the notebook (cells tagged with its id) is updated in place. Otherwise,
-    if its ``anchor`` text (the notebook's own wording of that exercise) is in a markdown cell, the
-    exercise replaces it from there to the end of that cell, and an empty code cell right after it
-    becomes the learner's cell; otherwise the four cells go at the end.
+    An exercise already in the notebook (cells tagged with its id) is updated in place; if the
+    notebook also still has its own wording of that exercise (the ``anchor`` text, in a markdown cell
+    that is no exercise's), the exercise's cells are first moved there and replace it. Otherwise, if
+    the anchor is in a markdown cell, the exercise replaces it from there to the end of that cell,
+    and an empty code cell right after it becomes the learner's cell; otherwise the four cells go at
+    the end.
     """
     done = []
     for ex in exercises:
         cells = exercise_cells(ex)
         have = {_role(c)[1]: i for i, c in enumerate(nb.cells) if _role(c)[0] == ex.id}
+        anchor = _find_anchor(nb, ex.anchor)
         if have:
+            moved = anchor is not None
+            if moved:
+                _move_to_anchor(nb, have, anchor, ex.anchor)
+                have = {_role(c)[1]: i for i, c in enumerate(nb.cells) if _role(c)[0] == ex.id}
             changed = False
             last = max(have.values())
             for role in ("task", "solution", "check", "hint"):
@@ -204,10 +244,11 @@ def insert_exercises(nb, exercises) -> list:
                     last += 1
                     nb.cells.insert(last, cells[role])
                     changed = True
-            done.append(f"{ex.id}: {'updated' if changed else 'unchanged'}")
+            if moved:
+                done.append(f"{ex.id}: moved to its exercise ({ex.anchor})")
+            else:
+                done.append(f"{ex.id}: {'updated' if changed else 'unchanged'}")
             continue
-        anchor = next((i for i, c in enumerate(nb.cells) if ex.anchor and c.cell_type == "markdown"
-                       and ex.anchor in c.source), None)
         if anchor is not None:
             cell = nb.cells[anchor]
             pos = cell.source.index(ex.anchor)
@@ -220,7 +261,7 @@ def insert_exercises(nb, exercises) -> list:
             else:
                 _update(cell, cells["task"])
             at = anchor + 1
-            if at < len(nb.cells) and nb.cells[at].cell_type == "code" and not nb.cells[at].source.strip():
+            if at < len(nb.cells) and _is_empty_code(nb.cells[at]):
                 _update(nb.cells[at], cells["solution"])
                 at += 1
             else:
