@@ -147,40 +147,60 @@ class Trace:
         now = time.perf_counter()
         start = now if start is None else start
         data = call in DATA_CALLS and error is None and not (call.startswith("recv") and nbytes == 0)
+        if data:
+            last = self.fold(side, call, nbytes or 0)
+            if last is not None:
+                return last
+        if payload and error is None:
+            result = Data(result)
+        with self._lock:
+            if len(self.events) == self.events.maxlen:
+                self.dropped += 1
+            ev = Event(next(self._seq), start - self.t0, now - start, side, call, args, result,
+                       error, nbytes)
+            self._insert(ev)
+            if self.coalesce and data:
+                run = self._runs.setdefault(side, {"": 0})
+                run[""] += 1
+                if run[""] > self.detail:
+                    run[call] = ev
+            else:
+                self._runs.pop(side, None)
+        self._notify(ev)
+        return ev
+
+    def fold(self, side, call, nbytes: int) -> Event | None:
+        """Fold one more successful data call into ``side``'s run, if the run has passed ``detail``
+        calls: returns the event it went into, or None (then ``record`` it). The hot path of bulk
+        transfers: no arguments or results are built for a folded call."""
+        if not self.coalesce:
+            return None
         with self._lock:
             run = self._runs.get(side)
-            last = run.get(call) if (run is not None and data and self.coalesce) else None
-            if last is not None:
-                last.count += 1
-                last.nbytes = (last.nbytes or 0) + (nbytes or 0)
-                last.dt = now - self.t0 - last.t
-                if call.startswith("recv") and (payload or isinstance(result, Data)):
-                    if last.count == 2:  # a merged preview would mislead; keep the size only
-                        last.result = Data(b"")
-                    last.result.size = last.nbytes
-                ev = last
-            else:
-                if len(self.events) == self.events.maxlen:
-                    self.dropped += 1
-                if payload and error is None:
-                    result = Data(result)
-                ev = Event(next(self._seq), start - self.t0, now - start, side, call, args, result,
-                           error, nbytes)
-                self._insert(ev)
-                if self.coalesce and data:
-                    run = self._runs.setdefault(side, {"": 0})
-                    run[""] += 1
-                    if run[""] > self.detail:
-                        run[call] = ev
-                else:
-                    self._runs.pop(side, None)
+            last = run.get(call) if run is not None else None
+            if last is None:
+                return None
+            last.count += 1
+            last.nbytes = (last.nbytes or 0) + nbytes
+            last.dt = time.perf_counter() - self.t0 - last.t
+            result = last.result
+            if result.__class__ is Data:  # a received payload: a merged preview would mislead
+                if last.count == 2:
+                    last.result = result = Data(b"")
+                result.size = last.nbytes
+        if self._listeners:
+            self._notify(last)
+        return last
+
+    def _notify(self, ev: Event) -> None:
+        if not self._listeners:
+            return
         for fn in list(self._listeners):
             try:
                 fn(ev)
             except Exception as exc:  # a broken view must not kill a server thread
                 self.listener_errors.append(exc)
                 warnings.warn(f"socklab trace listener {fn!r} failed: {exc!r}", RuntimeWarning)
-        return ev
 
     def _insert(self, ev: Event) -> None:
         """Append in causal order (see ``Event.at``): a send, connect or close comes before the recv
@@ -328,9 +348,17 @@ class TracedSocket:
         return self._do("send", self.sock.send, (data, flags), (_payload(data),), nbytes_of=int)
 
     def sendall(self, data, flags=0):
-        shown = _payload(data)
-        return self._do("sendall", self.sock.sendall, (data, flags), (shown,),
-                        nbytes_of=lambda r: shown.size if isinstance(shown, Data) else None)
+        # Written out like recv(): a folded call of a long run builds no preview of its data.
+        start = time.perf_counter()
+        try:
+            r = self.sock.sendall(data, flags)
+        except BaseException as exc:
+            self.trace.record(self.side, "sendall", (_payload(data),), error=exc, start=start)
+            raise
+        n = len(data) if data.__class__ is bytes else memoryview(data).nbytes
+        if self.trace.fold(self.side, "sendall", n) is None:
+            self.trace.record(self.side, "sendall", (Data(data),), nbytes=n, start=start)
+        return r
 
     def sendto(self, data, address):
         return self._do("sendto", self.sock.sendto, (data, address), (_payload(data), address),
@@ -345,7 +373,9 @@ class TracedSocket:
         except BaseException as exc:
             self.trace.record(self.side, "recv", args, error=exc, start=start)
             raise
-        self.trace.record(self.side, "recv", args, result=r, nbytes=len(r), start=start, payload=True)
+        if not (r and self.trace.fold(self.side, "recv", len(r))):  # b'' ends a run: never folded
+            self.trace.record(self.side, "recv", args, result=r, nbytes=len(r), start=start,
+                              payload=True)
         return r
 
     def recvfrom(self, bufsize, flags=0):
