@@ -77,11 +77,14 @@ QUEUE_CAPACITY = Exercise(
     title="queue_capacity",
     names=("queue_capacity",),
     limit=8.0,
-    task="""**Measure the queue** *(exercise 04.1, checked below)*. Write `queue_capacity(backlog,
+    anchor="**1. Predict, then measure.**",
+    task="""**1. Predict, then measure** *(exercise 04.1, checked below)*. Write `queue_capacity(backlog,
 timeout)`: a TCP listener on `('127.0.0.1', 0)` with `listen(backlog)` that never calls `accept()`;
 connect clients to it one after the other, each with `settimeout(timeout)`, until one cannot connect;
 close every socket; return how many clients connected. Predict the answer for backlog 0 and 2 first,
-then let the check compare your function with its own measurement.""",
+then let the check compare your function with its own measurement. Then predict how many of 8
+clients get in with `listen(5)`, and check with the panel:
+`panel.run(backlog=5, clients=8, connect_timeout=0.5)`.""",
     hints=[
         "Keep the clients in a list (`clients = []`) so they stay connected while you add more: a "
         "client you close leaves the queue.",
