@@ -110,12 +110,15 @@ THREADED_SERVE = Exercise(
     title="serve (a thread per client)",
     names=("serve",),
     limit=8.0,
-    task="""**Your own threaded server** *(exercise 09.1, checked below)*. Write `serve(listener, stop)`:
+    anchor="2. **Your own threaded server** *(exercise 09.1)*.",
+    task="""2. **Your own threaded server** *(exercise 09.1, checked below)*. Write `serve(listener, stop)`:
 accept clients on the listening socket `listener` until the `threading.Event` `stop` is set, and
 serve each one in its own thread: read one line (until `b"\\n"`), answer `b"done: " + line`, close.
 Give `listener` a timeout so you notice `stop`, and join your client threads before returning. The
 check sends one client, then a slow client (half a line, the rest later) with three quick ones
-behind it, then five in a row, and stops your server.""",
+behind it, then five in a row, and stops your server. Then time it yourself: run it in a
+`threading.Thread`, time it with `concurrency.run_clients(listener.getsockname(), 20)`, then set
+`stop`.""",
     hints=[
         "The accept loop: `listener.settimeout(0.1)`, then `while not stop.is_set():` with "
         "`try: conn, _ = listener.accept()` / `except TimeoutError: continue`.",
