@@ -170,14 +170,15 @@ CONNECT_WITH_RETRY = Exercise(
     title="connect_with_retry",
     names=("connect_with_retry",),
     limit=4.0,
-    task="""**Retry what waiting can fix** *(exercise 10.1, checked below)*. Write
+    anchor="4. **Retry what waiting can fix** *(exercise 10.1)*.",
+    task="""4. **Retry what waiting can fix** *(exercise 10.1, checked below)*. Write
 `connect_with_retry(address, tries=5, delay=0.1, timeout=0.5)`: call
 `socket.create_connection(address, timeout=timeout)`; on `ConnectionRefusedError` (nobody listens
-*yet*) or `TimeoutError` (for example a full accept queue), wait `delay` seconds and try again, at
-most `tries` times in all, then raise the last error. Any other error (look at its type or
-`exc.errno`) will not get better by waiting: raise it at once. Return the connected socket. The check
-tries a running server, one that starts late, one that never starts, one whose queue is full for a
-moment, and an address that can never work.""",
+*yet*) or `TimeoutError` (for example a full accept queue), wait `delay` seconds
+(`threading.Event().wait(delay)`) and try again, at most `tries` times in all, then raise the last
+error. Any other error (look at its type or `exc.errno`) will not get better by waiting: raise it at
+once. Return the connected socket. The check tries a running server, one that starts late, one that
+never starts, one whose queue is full for a moment, and an address that can never work.""",
     hints=[
         "A `for attempt in range(tries):` loop around `return socket.create_connection(address, "
         "timeout=timeout)`: a successful try returns straight out of the loop.",
