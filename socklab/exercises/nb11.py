@@ -199,7 +199,7 @@ HTTP_GET = Exercise(
     title="http_get",
     names=("http_get",),
     limit=3.0,
-    task="""**A GET client by hand** *(exercise 11.1, checked below)*. Write `http_get(address, path)`:
+    task="""5. **A GET client by hand** *(exercise 11.1, checked below)*. Write `http_get(address, path)`:
 connect to `address`, send `GET path HTTP/1.1` with a `Host` header (lines end in `\\r\\n`, an empty
 line ends the request), then read the response: the head up to `b"\\r\\n\\r\\n"`, the status code
 from the status line, and exactly `Content-Length` bytes of body (header names are

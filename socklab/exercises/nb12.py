@@ -103,7 +103,7 @@ TLS_REQUEST = Exercise(
     title="tls_request",
     names=("tls_request",),
     limit=4.0,
-    task="""**A verifying TLS client** *(exercise 12.1, checked below)*. Write
+    task="""5. **A verifying TLS client** *(exercise 12.1, checked below)*. Write
 `tls_request(address, ca_file, hostname, data)`: open a TCP connection to `address`, wrap it with a
 context from `ssl.create_default_context(cafile=ca_file)` and `server_hostname=hostname`, send `data`,
 read the echo (exactly `len(data)` bytes) and return it. The check talks to a socklab TLS echo server

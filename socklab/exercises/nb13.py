@@ -125,7 +125,7 @@ CHECKSUM = Exercise(
     title="checksum",
     names=("checksum",),
     limit=3.0,
-    task="""**The Internet checksum** *(exercise 13.1, checked below; no privileges needed)*. Write
+    task="""5. **The Internet checksum** *(exercise 13.1, checked below; no privileges needed)*. Write
 `checksum(data)`: the checksum of RFC 1071 that ICMP (and IPv4, UDP, TCP) use. Add up `data` as
 16-bit big-endian words (pad an odd length with one zero byte at the end), fold every carry above 16
 bits back into the low 16 bits, and return the one's complement as an `int` from 0 to 65535. The
