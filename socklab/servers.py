@@ -75,7 +75,7 @@ class _CappedSocket(TracedSocket):
         return bufsize
 
     def recv(self, bufsize, flags=0):
-        return TracedSocket.recv(self, self._bufsize(bufsize), flags)
+        return super().recv(self._bufsize(bufsize), flags)
 
     def recvfrom(self, bufsize, flags=0):
         return super().recvfrom(self._bufsize(bufsize), flags)

@@ -144,13 +144,19 @@ class Trace:
         ends the run. ``payload=True`` says ``result`` is received bytes: kept as a ``Data`` preview,
         made only when a new event needs it (a folded call costs no copy).
         """
-        now = time.perf_counter()
-        start = now if start is None else start
         data = call in DATA_CALLS and error is None and not (call.startswith("recv") and nbytes == 0)
         if data:
             last = self.fold(side, call, nbytes or 0)
             if last is not None:
                 return last
+        return self._append(side, call, args, result, error, nbytes, start, data, payload)
+
+    def _append(self, side, call, args, result, error, nbytes, start, data: bool,
+                payload: bool = False) -> Event:
+        """``record`` once ``fold`` has said no: a new event. ``data``: a successful data call,
+        which starts or continues the side's run; anything else ends it."""
+        now = time.perf_counter()
+        start = now if start is None else start
         if payload and error is None:
             result = Data(result)
         with self._lock:
@@ -171,7 +177,7 @@ class Trace:
 
     def fold(self, side, call, nbytes: int) -> Event | None:
         """Fold one more successful data call into ``side``'s run, if the run has passed ``detail``
-        calls: returns the event it went into, or None (then ``record`` it). The hot path of bulk
+        calls: returns the event it went into, or None (a new event is due). The hot path of bulk
         transfers: no arguments or results are built for a folded call."""
         if not self.coalesce:
             return None
@@ -188,8 +194,7 @@ class Trace:
                 if last.count == 2:
                     last.result = result = Data(b"")
                 result.size = last.nbytes
-        if self._listeners:
-            self._notify(last)
+        self._notify(last)
         return last
 
     def _notify(self, ev: Event) -> None:
@@ -357,7 +362,7 @@ class TracedSocket:
             raise
         n = len(data) if data.__class__ is bytes else memoryview(data).nbytes
         if self.trace.fold(self.side, "sendall", n) is None:
-            self.trace.record(self.side, "sendall", (Data(data),), nbytes=n, start=start)
+            self.trace._append(self.side, "sendall", (Data(data),), None, None, n, start, True)
         return r
 
     def sendto(self, data, address):
@@ -373,9 +378,10 @@ class TracedSocket:
         except BaseException as exc:
             self.trace.record(self.side, "recv", args, error=exc, start=start)
             raise
-        if not (r and self.trace.fold(self.side, "recv", len(r))):  # b'' ends a run: never folded
-            self.trace.record(self.side, "recv", args, result=r, nbytes=len(r), start=start,
-                              payload=True)
+        if not r:  # end of stream: its own event, and the end of the run
+            self.trace._append(self.side, "recv", args, r, None, 0, start, False, payload=True)
+        elif self.trace.fold(self.side, "recv", len(r)) is None:
+            self.trace._append(self.side, "recv", args, r, None, len(r), start, True, payload=True)
         return r
 
     def recvfrom(self, bufsize, flags=0):
