@@ -46,7 +46,7 @@ def _client(ctx) -> socket.socket:
     return s
 
 
-def _ping(ctx, ping_backoff, sock, address, seq, handler, limit=3.0, timeout=TIMEOUT):
+def _ping(ctx, ping_backoff, sock, address, seq, handler, limit=3.0):
     def diagnose():
         n = len(handler.arrivals)
         if sock.gettimeout() is None:
@@ -54,10 +54,10 @@ def _ping(ctx, ping_backoff, sock, address, seq, handler, limit=3.0, timeout=TIM
                     "dropped the last one, so no reply will ever come, and recvfrom() has no "
                     "timeout. Set one (sock.settimeout(timeout)) and send again when it expires.")
         return (f"the server has received {plural(n, 'datagram')}; with tries=3 and timeouts of "
-                f"{timeout:g}, {2 * timeout:g} and {4 * timeout:g} s the function should be done "
-                f"after about {7 * timeout:g} s.")
+                f"{TIMEOUT:g}, {2 * TIMEOUT:g} and {4 * TIMEOUT:g} s the function should be done "
+                f"after about {7 * TIMEOUT:g} s.")
     t0 = time.monotonic()
-    value = ctx.call(ping_backoff, sock, address, seq, timeout, 3, limit=limit, what="your ping_backoff",
+    value = ctx.call(ping_backoff, sock, address, seq, TIMEOUT, 3, limit=limit, what="your ping_backoff",
                      diagnose=diagnose)
     return value, time.monotonic() - t0
 
@@ -89,7 +89,7 @@ def _case_all_lost(ctx, ping_backoff):
     t = TIMEOUT
     srv, handler = _server(ctx, lambda i, d: [])
     got, took = _ping(ctx, ping_backoff, _client(ctx), srv.address, 3, handler)
-    times = [t for t, _, _ in handler.arrivals]
+    times = [at for at, _, _ in handler.arrivals]
     if len(times) != 3:
         raise Fail(f"the server dropped every datagram; with tries=3 your ping_backoff sent "
                    f"{plural(len(times), 'datagram')}, expected 3.")
