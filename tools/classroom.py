@@ -190,6 +190,11 @@ def _find_anchor(nb, anchor: str):
                  and anchor in c.source), None)
 
 
+def _cells_of(nb, exercise_id: str) -> dict:
+    """Where exercise ``exercise_id``'s cells are in ``nb``: role -> index."""
+    return {_role(c)[1]: i for i, c in enumerate(nb.cells) if _role(c)[0] == exercise_id}
+
+
 def _is_empty_code(cell) -> bool:
     return cell.cell_type == "code" and not cell.source.strip() and not _role(cell)[0]
 
@@ -228,13 +233,13 @@ def insert_exercises(nb, exercises) -> list:
     done = []
     for ex in exercises:
         cells = exercise_cells(ex)
-        have = {_role(c)[1]: i for i, c in enumerate(nb.cells) if _role(c)[0] == ex.id}
+        have = _cells_of(nb, ex.id)
         anchor = _find_anchor(nb, ex.anchor)
         if have:
             moved = anchor is not None
             if moved:
                 _move_to_anchor(nb, have, anchor, ex.anchor)
-                have = {_role(c)[1]: i for i, c in enumerate(nb.cells) if _role(c)[0] == ex.id}
+                have = _cells_of(nb, ex.id)  # the move changed the indices
             changed = False
             last = max(have.values())
             for role in ("task", "solution", "check", "hint"):
@@ -322,7 +327,7 @@ def status(src: pathlib.Path = NOTEBOOKS) -> int:
             state = "notebook not written yet"
         else:
             nb = nbformat.read(path, as_version=4)
-            roles = {_role(c)[1] for c in nb.cells if _role(c)[0] == ex.id}
+            roles = set(_cells_of(nb, ex.id))
             state = "in the notebook" if roles == {"task", "solution", "check", "hint"} else \
                 ("missing: run insert-exercises" if not roles else f"incomplete: {sorted(roles)}")
         print(f"{ex.id:5} {ex.title:32} {state}")
