@@ -20,14 +20,6 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    """``socklab.exercises`` is imported on first use (notebook check cells call it that way)."""
-    if name == "exercises":
-        import importlib
-        return importlib.import_module(".exercises", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __getattr__(name):
     """``socklab.notebook``, ``socklab.widgets`` and ``socklab.exercises`` load on first use, so
     plain-Python users never import Jupyter."""
     if name in ("notebook", "widgets", "exercises"):
