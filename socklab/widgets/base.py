@@ -76,8 +76,16 @@ class Panel(W.VBox):
         return f"{ev.side:<{self._side_width}} {format_call(ev)}{('  ' + res) if res else ''}\n"
 
     def _on_event(self, ev):
-        """Trace listener. Server threads call it too: hence append_stdout, never print()."""
-        self.events.append_stdout(self._event_line(ev))
+        """Trace listener. Server threads call it too: hence _log, never print()."""
+        self._log(self._event_line(ev))
+
+    _log_lock = threading.Lock()  # one for all panels: appends are short
+
+    def _log(self, text: str) -> None:
+        """Append ``text`` to the event log. Output.append_stdout does ``outputs += (...)``, a read
+        and a write: a server thread and the kernel's thread appending at once would lose a line."""
+        with self._log_lock:
+            self.events.append_stdout(text)
 
     # ---- errors are explained, not raised
     def _explain(self, exc: BaseException, call: str | None = None) -> Explanation:

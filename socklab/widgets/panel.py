@@ -105,7 +105,7 @@ class LabPanel(ServerPanel):
 
     # ---- live views
     def _on_event(self, ev):
-        self.events.append_stdout(f"{ev.at * 1000:9.3f} ms  {self._event_line(ev)}")
+        self._log(f"{ev.at * 1000:9.3f} ms  {self._event_line(ev)}")
         now = time.monotonic()
         if now - self._last_draw >= _REFRESH:
             self.refresh()
@@ -126,7 +126,7 @@ class LabPanel(ServerPanel):
             result = fn()
         except Exception as exc:
             exp = self._alert_error(exc, what)
-            self.events.append_stdout(f"!! {what}: {exp.title}\n")
+            self._log(f"!! {what}: {exp.title}\n")
             result = None
         self._report_server_errors()
         self.refresh()
