@@ -87,6 +87,29 @@ def test_student_stub_is_not_attempted(exercise_id, leakcheck):
     assert "not attempted yet" in res.text() and "NotImplementedError" in res.text()
 
 
+@pytest.mark.parametrize("body, says", [
+    ("raise NotImplementedError()", "not attempted yet"),
+    ("return", "returned before stop was set"),
+    ("raise ValueError('oops')", "raised ValueError: oops"),
+])
+def test_serve_that_ends_at_once_is_judged_without_waiting_for_replies(body, says, monkeypatch,
+                                                                       leakcheck):
+    """09.1: when serve() ends before stop is set, the check's clients are woken at once; before,
+    each waited out its 2 s for a reply that could not come (13 s for the untouched stub)."""
+    from socklab.exercises import nb09
+    hows = []
+
+    def spy(*args, **kwargs):
+        data, how = read_all(*args, **kwargs)
+        hows.append(how)
+        return data, how
+    read_all = nb09.read_all
+    monkeypatch.setattr(nb09, "read_all", spy)
+    res = run("09.1", f"def serve(listener, stop):\n    {body}\n")
+    assert not res.passed and says in res.text(), res.text()
+    assert "timeout" not in hows, hows
+
+
 def test_missing_or_wrong_kind_of_solution():
     ex = exercises.get("05.1")
     assert exercises.run_check(ex, None).status == "not attempted"

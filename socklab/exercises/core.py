@@ -257,9 +257,10 @@ class Context:
         return run
 
     # -- running learner code
-    def start(self, fn, *args, what: str = "your function") -> "Run":
-        """Start ``fn(*args)`` in a learner thread; returns a Run to wait for."""
-        run = Run(self, fn, args, what)
+    def start(self, fn, *args, what: str = "your function", on_end=None) -> "Run":
+        """Start ``fn(*args)`` in a learner thread; returns a Run to wait for. ``on_end(run)``, if
+        given, is called in that thread as soon as ``fn`` has returned or raised."""
+        run = Run(self, fn, args, what, on_end)
         self._learner.append(run.thread)
         run.thread.start()
         return run
@@ -366,6 +367,13 @@ class Context:
                 out.append(t)
         return out
 
+    def wake_own(self) -> None:
+        """Shut down the case's own sockets (``own()``): its peers' blocked calls return at once."""
+        with self._own_lock:
+            socks = list(self._sockets)
+        for s in socks:
+            shutdown_quietly(s)
+
     def wake(self) -> None:
         """Shut down every socket of the case and every socket opened since it began."""
         for s in self._sockets:
@@ -437,8 +445,8 @@ class Context:
 class Run:
     """One learner call in its own daemon thread."""
 
-    def __init__(self, ctx: Context, fn, args, what: str):
-        self.ctx, self.fn, self.args, self.what = ctx, fn, args, what
+    def __init__(self, ctx: Context, fn, args, what: str, on_end=None):
+        self.ctx, self.fn, self.args, self.what, self.on_end = ctx, fn, args, what, on_end
         self.done = threading.Event()
         self.value = None
         self.error: BaseException | None = None
@@ -460,6 +468,8 @@ class Run:
         finally:
             self.elapsed = time.monotonic() - self.started
             self.done.set()
+            if self.on_end is not None:
+                self.on_end(self)
 
     def wait(self, timeout: float) -> bool:
         return self.done.wait(timeout)

@@ -19,12 +19,27 @@ def _start(ctx, serve):
     lst = _listener(ctx)
     stop = threading.Event()
     ctx.later(stop.set)
-    run = ctx.start(serve, lst, stop, what="your serve")
+
+    def ended(run):
+        if not stop.is_set():
+            # serve() ended on its own (the stub raises at once): no reply will come, so wake the
+            # clients waiting for one rather than let each wait its full time.
+            ctx.wake_own()
+    run = ctx.start(serve, lst, stop, what="your serve", on_end=ended)
     return lst, stop, run
 
 
-def _ask(ctx, address, line: bytes, wait: float = 2.0):
-    c = ctx.own(socket.create_connection(address, timeout=3))
+def _connect(ctx, run, address) -> socket.socket:
+    _ended_early(run)
+    try:
+        return ctx.own(socket.create_connection(address, timeout=3))
+    except OSError:
+        _ended_early(run)  # refused because serve() ended and its listener was woken
+        raise
+
+
+def _ask(ctx, run, address, line: bytes, wait: float = 2.0):
+    c = _connect(ctx, run, address)
     c.sendall(line)
     return read_all(c, wait, until=b"\n")
 
@@ -62,7 +77,7 @@ def _stop_and_join(ctx, stop, run, before: set):
 def _case_one(ctx, serve):
     before = set(threading.enumerate())
     lst, stop, run = _start(ctx, serve)
-    reply, how = _ask(ctx, lst.getsockname(), b"hello\n")
+    reply, how = _ask(ctx, run, lst.getsockname(), b"hello\n")
     _ended_early(run)
     if reply != b"done: hello\n":
         raise Fail(f"a client sent b'hello\\n' and got {reply!r}"
@@ -73,11 +88,11 @@ def _case_one(ctx, serve):
 def _case_slow_client(ctx, serve):
     before = set(threading.enumerate())
     lst, stop, run = _start(ctx, serve)
-    slow = ctx.own(socket.create_connection(lst.getsockname(), timeout=3))
+    slow = _connect(ctx, run, lst.getsockname())
     slow.sendall(b"slo")                 # half a line ... and the rest only later (the accept
                                          # queue is first in, first out: it is accepted first)
     for i in range(3):
-        reply, how = _ask(ctx, lst.getsockname(), b"quick %d\n" % i, wait=1.5)
+        reply, how = _ask(ctx, run, lst.getsockname(), b"quick %d\n" % i, wait=1.5)
         _ended_early(run)
         if reply != b"done: quick %d\n" % i:
             raise Fail(f"client {i + 2} got {reply!r} within 1.5 s while client 1 was still sending its "
@@ -97,7 +112,7 @@ def _case_stop(ctx, serve):
     lst, stop, run = _start(ctx, serve)
     replies = []
     for i in range(5):
-        replies.append(_ask(ctx, lst.getsockname(), b"n%d\n" % i)[0])
+        replies.append(_ask(ctx, run, lst.getsockname(), b"n%d\n" % i)[0])
     _ended_early(run)
     bad = [r for i, r in enumerate(replies) if r != b"done: n%d\n" % i]
     if bad:
