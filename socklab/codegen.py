@@ -33,7 +33,7 @@ def server_code(config: SocketConfig | None = None) -> str:
     out = _prelude(c, "server")
     if c.type == "SOCK_RAW" and c.family != "AF_UNIX":
         proto = "socket.IPPROTO_ICMP" if c.family == "AF_INET" else "socket.IPPROTO_ICMPV6"
-        out += [f"# Raw sockets need root or CAP_NET_RAW. The kernel answers pings itself;",
+        out += ["# Raw sockets need root or CAP_NET_RAW. The kernel answers pings itself;",
                 "# a raw ICMP socket receives a copy of each ICMP packet.",
                 f"with socket.socket({fam}, {typ}, {proto}) as s:",
                 "    s.settimeout(10)",

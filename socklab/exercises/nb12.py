@@ -88,7 +88,7 @@ def _case_wrong_name(ctx, tls_request):
     certs = _certificates("A")
     srv = _server(ctx, certs)
     try:
-        got = _request(ctx, tls_request, srv.address, _ca_file(ctx, certs), "example.org", b"secret")
+        _request(ctx, tls_request, srv.address, _ca_file(ctx, certs), "example.org", b"secret")
     except LearnerRaised as e:
         if isinstance(e.error, (ssl.SSLCertVerificationError, ssl.CertificateError, ssl.SSLError)):
             return
