@@ -19,6 +19,7 @@ from . import kstate
 from .config import SocketConfig
 from .errors import ConfigError, Explanation
 from .trace import Trace, TracedSocket
+from .runtime import Thread
 
 LAUNCH_GRACE = 0.05  # s a client may take to connect before the next starts: keeps the order stable
 SAMPLE_EVERY = 0.1   # s between kernel-state samples while clients wait
@@ -165,8 +166,8 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
         done = [threading.Event() for _ in socks]
         t0 = time.perf_counter()
         for i, s in enumerate(socks):
-            t = threading.Thread(target=_connect, args=(s, address, res.clients[i], done[i], wake_w),
-                                 daemon=True, name=f"socklab-backlog-{s.side}")
+            t = Thread(target=_connect, args=(s, address, res.clients[i], done[i], wake_w),
+                       daemon=True, name=f"socklab-backlog-{s.side}")
             t.start()
             threads.append(t)
             if i + 1 < len(socks):  # the last client has no successor to keep in order

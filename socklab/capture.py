@@ -11,12 +11,12 @@ import selectors
 import socket
 import struct
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
 from .config import can_raw
 from .errors import ConfigError, Explanation
+from .runtime import Thread
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # on 'lo' each frame is seen leaving and arriving: keep the arrival only
@@ -111,7 +111,7 @@ class Capture:
                           "The container or kernel does not allow packet sockets here.") from None
         self._wake_r, self._wake_w = socket.socketpair()
         self._t0 = time.perf_counter()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="socklab-capture")
+        self._thread = Thread(target=self._run, daemon=True, name="socklab-capture")
         self._thread.start()
         return self
 

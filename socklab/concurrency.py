@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from . import runtime
 from .errors import explain, explained
+from .runtime import Thread
 
 STYLES = ("iterative", "threads", "selectors", "asyncio")
 MAX_REQUEST = 1024          # bytes: a longer request line is refused
@@ -100,7 +101,7 @@ class StyleServer:
             self._close_sockets()
             runtime.unregister(self.key, self)
             raise explained(exc, (self.host, self.port), "bind") from None
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"socklab-{self.style}")
+        self._thread = Thread(target=self._run, daemon=True, name=f"socklab-{self.style}")
         self._thread.start()
         if not self.ready.wait(timeout) or self._crash is not None:
             crash = self._crash
@@ -570,7 +571,7 @@ def run_clients(address, clients: int, *, timeout: float | None = None, on_done=
             except Exception:  # a broken progress view must not lose the measurement
                 pass
 
-    threads = [threading.Thread(target=client, args=(i,), daemon=True, name="socklab-load")
+    threads = [Thread(target=client, args=(i,), daemon=True, name="socklab-load")
                for i in range(clients)]
     try:
         for t in threads:

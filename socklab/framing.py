@@ -18,7 +18,8 @@ from __future__ import annotations
 import socket
 import statistics
 import struct
-import threading
+
+from .runtime import Thread
 import time
 
 HEADER = struct.Struct("!I")  # network byte order, unsigned 32-bit: the length of the message
@@ -233,7 +234,7 @@ def round_trips(address=None, rounds: int = 20, *, nodelay: bool = False, split:
             except OSError:
                 pass  # the client went away mid-message: the measurement reports its own error
 
-        thread = threading.Thread(target=serve, daemon=True, name="socklab-round-trips")
+        thread = Thread(target=serve, daemon=True, name="socklab-round-trips")
         thread.start()
     body = b"x" * size
     header = HEADER.pack(size)

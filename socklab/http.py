@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import runtime
 from .servers import DEFAULT_TIMEOUT, Server
 from .trace import Trace, TracedSocket
+from .runtime import Thread
 
 MAX_LINE = 8190           # bytes in the request line or one header line (as many servers allow)
 MAX_HEADERS = 100         # header lines per message
@@ -569,8 +570,8 @@ class StdlibServer:
         self.httpd = http.server.ThreadingHTTPServer((host, 0), _Quiet)
         self.httpd.daemon_threads = True
         self.address = self.httpd.server_address[:2]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name="socklab-stdlib-http")
+        self._thread = Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True, name="socklab-stdlib-http")
         self._thread.start()
 
     @property

@@ -11,6 +11,7 @@ import functools
 import itertools
 import os
 import shutil
+import signal
 import socket
 import stat
 import sys
@@ -21,6 +22,30 @@ _lock = threading.RLock()
 _running: dict = {}
 _rundir: str | None = None
 _counter = itertools.count(1)
+
+
+class Thread(threading.Thread):
+    """A thread for socklab's own work (daemon by default) that never receives SIGINT.
+
+    Jupyter interrupts a kernel by sending SIGINT to the process, and the OS may hand a process's
+    signal to any thread that does not block it (Linux prefers the main thread, but not when that
+    thread already has a signal pending). Python raises KeyboardInterrupt only in the main thread,
+    so a signal taken by another thread leaves the main thread blocked in, say, ``recv()`` until
+    its timeout. Blocking SIGINT in our threads leaves the main thread as the only taker."""
+
+    def __init__(self, *args, daemon: bool = True, **kwargs):
+        super().__init__(*args, daemon=daemon, **kwargs)
+
+    def start(self) -> None:
+        if not hasattr(signal, "pthread_sigmask"):  # Windows: no per-thread masks
+            super().start()
+            return
+        # A new thread inherits the mask of the thread that starts it.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def caller_key(depth: int = 2) -> str:

@@ -21,6 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from ..errors import explain
+from ..runtime import Thread
 
 DEFAULT_LIMIT = 3.0   # seconds the learner's code may run in one call
 GRACE = 2.0           # seconds to end a learner thread after its time is up
@@ -242,8 +243,8 @@ class Context:
 
     def spawn(self, fn, *args, name: str = "peer") -> threading.Thread:
         """Run a peer of the checker in a daemon thread; joined at the end of the case."""
-        t = threading.Thread(target=self._guard(fn), args=args, daemon=True,
-                             name=f"socklab-exercise-{name}")
+        t = Thread(target=self._guard(fn), args=args, daemon=True,
+                   name=f"socklab-exercise-{name}")
         self._peers.append(t)
         t.start()
         return t
@@ -453,8 +454,8 @@ class Run:
         self.abandoned = False
         self.started = time.monotonic()
         self.elapsed = None
-        self.thread = threading.Thread(target=self._run, daemon=True,
-                                       name=f"exercise-{ctx.exercise_id}-learner")
+        self.thread = Thread(target=self._run, daemon=True,
+                             name=f"exercise-{ctx.exercise_id}-learner")
 
     def _run(self):
         try:

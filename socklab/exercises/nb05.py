@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import socket
-import threading
 
 from ..servers import Server
 from .core import Case, DidNotReturn, Exercise, Fail, LearnerRaised
 from .peers import chunk_sizes, plural, read_all, recv_returns, send_chunks, shorten, tcp_pair
+from ..runtime import Thread
 
 
 # ---- 05.1 recv_exactly
@@ -273,7 +273,7 @@ def _case_echo_many(ctx, handler):
 
     def reader(i):
         results[i] = read_all(socks[i], 5.0)
-    readers = [threading.Thread(target=reader, args=(i,), daemon=True, name="socklab-exercise-reader")
+    readers = [Thread(target=reader, args=(i,), daemon=True, name="socklab-exercise-reader")
                for i in range(3)]
     for t in readers:
         t.start()

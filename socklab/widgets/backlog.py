@@ -32,6 +32,7 @@ from ..render.html import CSS
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
 from ..trace import Trace
 from .base import BackgroundPanel
+from ..runtime import Thread
 
 LIVE_EVERY = 0.1            # s between live redraws while a run goes on
 SNAPSHOT_WAIT = 2.0         # s other threads of a run wait at most while its kernel snapshot is taken
@@ -519,8 +520,8 @@ class BacklogPanel(BackgroundPanel):
         self.error = None
         self.alert.value = ""
         done: list = []
-        self._worker = threading.Thread(target=self._work, args=(job, done), daemon=True,
-                                        name="socklab-backlog-panel")
+        self._worker = Thread(target=self._work, args=(job, done), daemon=True,
+                              name="socklab-backlog-panel")
         self._worker.start()
         if not wait:
             return None
@@ -539,7 +540,7 @@ class BacklogPanel(BackgroundPanel):
                 done.append(r)
             if len(job) > 1:
                 self.table.value = _boxed(sweep_html(done), "socklab-sweep") + self.table.value
-                self.status.value = (f"<b>sweep finished</b>: queue holds "
+                self.status.value = ("<b>sweep finished</b>: queue holds "
                                      + ", ".join(f"{r.capacity} for listen({r.backlog})" for r in done))
         except Exception as exc:
             self.error = exc
@@ -559,7 +560,7 @@ class BacklogPanel(BackgroundPanel):
                 box["result"] = run_backlog_experiment(trace=trace, **s)
             except BaseException as exc:  # handed to the panel's thread
                 box["error"] = exc
-        runner = threading.Thread(target=experiment, daemon=True, name="socklab-backlog-run")
+        runner = Thread(target=experiment, daemon=True, name="socklab-backlog-run")
         t0 = time.perf_counter()
         self.table.value = ""
         runner.start()

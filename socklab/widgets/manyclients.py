@@ -16,6 +16,7 @@ from ..concurrency import STYLES
 from ..notebook import Rich
 from ..render.html import CSS
 from .base import BackgroundPanel
+from ..runtime import Thread
 
 ALL = "all four"
 
@@ -82,8 +83,8 @@ class ManyClientsPanel(BackgroundPanel):
         self._cancel.clear()
         self.alert.value = ""
         before = len(self.measurements)
-        self._worker = threading.Thread(target=self._work, args=(styles, n, service), daemon=True,
-                                        name="socklab-manyclients")
+        self._worker = Thread(target=self._work, args=(styles, n, service), daemon=True,
+                              name="socklab-manyclients")
         self._worker.start()
         if not wait:
             return None

@@ -27,6 +27,7 @@ from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html
 from ..trace import Trace, TracedSocket
 from .base import Panel
+from ..runtime import Thread
 
 try:  # the kernel-state table renderer (another module of the package; optional here)
     from ..render.state import state_html as _state_html, state_text as _state_text
@@ -450,8 +451,8 @@ class StepPanel(Panel):
             step = Step(0, side, name, code)
             self._stopping = False
             if (side, name) in WAITS:
-                t = threading.Thread(target=self._run, args=(step, action), daemon=True,
-                                     name=f"socklab-step-{side}")
+                t = Thread(target=self._run, args=(step, action), daemon=True,
+                           name=f"socklab-step-{side}")
                 self._busy[side] = (name, t)
                 t.start()
                 self._refresh()
