@@ -33,3 +33,37 @@ def test_event_log_keeps_every_line_when_threads_log_at_once(leakcheck):
 
 def _lines(panel) -> int:
     return sum(o["text"].count("\n") for o in panel.events.outputs)
+
+
+def _panel_classes():
+    import importlib
+    import pkgutil
+
+    import socklab.widgets as pkg
+    from socklab.widgets.base import Panel
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"socklab.widgets.{mod.name}")
+    found, todo = set(), [Panel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.add(sub)
+            todo.append(sub)
+    return sorted((c for c in found if c.__module__.startswith("socklab.widgets.")),
+                  key=lambda c: c.__name__)
+
+
+def test_every_panel_marks_its_status_and_alert_views(leakcheck):
+    """The browser tests and learners' own CSS find a panel's status line and its explanations by
+    class: every panel that has them marks them the same way."""
+    concrete = [c for c in _panel_classes() if c.__name__ not in ("ServerPanel", "BackgroundPanel")]
+    assert len(concrete) >= 10, [c.__name__ for c in concrete]
+    for cls in concrete:
+        p = cls(name=f"t-css-{cls.__name__}")
+        try:
+            assert "socklab-alert" in p.alert._dom_classes, cls.__name__
+            if hasattr(p, "status"):
+                assert "socklab-status" in p.status._dom_classes, cls.__name__
+            if hasattr(p, "events"):
+                assert "socklab-log" in p.events._dom_classes, cls.__name__
+        finally:
+            p.stop()

@@ -70,10 +70,8 @@ class FramingPanel(ServerPanel):
         self.read_late = W.Checkbox(value=read_late, description="server reads late", indent=False)
         self.buttons = self._buttons((("Start server", self.start_server, "success"),
                                  ("Send", self.send_message, "info"), ("Stop server", self.stop_server, "danger")))
-        self.status = W.HTML(value="<i>no server yet</i>")
-        self.alert = W.HTML(value="")
+        self._status_alert_log("<i>no server yet</i>", "220px")
         self.result = self._view("socklab-framing-result")
-        self.events = self._event_log("220px")
         super().__init__([W.HBox([self.framing, self.writes]), self.messages,
                           W.HBox([self.bufsize, self.read_late]),
                           W.HBox(list(self.buttons.values())), self.status, self.alert, self.result,
@@ -218,8 +216,8 @@ class NaglePanel(Panel):
         self.buttons = self._buttons((("Run", self.run, "info"), ("Compare", self.compare, "success")))
         self.progress = W.IntProgress(value=0, min=0, max=rounds, description="round")
         self.table = self._view("socklab-nagle-table")
-        self.verdict_view = W.HTML(value="")
-        self.alert = W.HTML(value="")
+        self.verdict_view = self._view("socklab-nagle-verdict")
+        self.alert = self._view("socklab-alert")
         super().__init__([W.HBox([self.rounds, self.size]), W.HBox([self.nodelay, self.split]),
                           W.HBox(list(self.buttons.values())), self.progress, self.alert, self.table,
                           self.verdict_view])
