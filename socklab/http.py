@@ -13,6 +13,7 @@ Knows nothing of Jupyter.
 from __future__ import annotations
 
 import http.server
+import selectors
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -548,12 +549,28 @@ class HelloHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class _NonBlockingAccept(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    timeout = 0  # handle_request() never waits in its own select: ours said a client is there
+
+    def server_activate(self):
+        super().server_activate()
+        # accept() must not block when the client gave up between our select and the accept
+        self.socket.setblocking(False)
+
+    def get_request(self):
+        conn, addr = self.socket.accept()
+        conn.setblocking(True)  # macOS/BSD would hand on the listener's O_NONBLOCK
+        return conn, addr
+
+
 class StdlibServer:
     """``http.server.ThreadingHTTPServer`` on 127.0.0.1, port 0, serving in a background thread.
 
     Its access log goes to ``log`` (a list) instead of stderr: never print from a server thread in a
-    notebook. ``stop()`` shuts it down promptly (poll interval 0.05 s) and closes the socket;
-    re-running the cell that started it stops the old one.
+    notebook. ``stop()`` wakes the serving thread at once through a wake-up socket (the stdlib's
+    ``serve_forever()`` would instead wake every ``poll_interval`` to look for a ``shutdown()``) and
+    closes the socket; re-running the cell that started it stops the old one.
     """
 
     def __init__(self, handler_class=HelloHandler, host: str = "127.0.0.1", *, name: str | None = None):
@@ -567,12 +584,22 @@ class StdlibServer:
         _Quiet.__name__ = handler_class.__name__
         self.key = name if name is not None else runtime.caller_key(2)
         runtime.register(self.key, self, explicit=name is not None)
-        self.httpd = http.server.ThreadingHTTPServer((host, 0), _Quiet)
-        self.httpd.daemon_threads = True
+        self.httpd = _NonBlockingAccept((host, 0), _Quiet)
         self.address = self.httpd.server_address[:2]
-        self._thread = Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True, name="socklab-stdlib-http")
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = Thread(target=self._serve, name="socklab-stdlib-http")
         self._thread.start()
+
+    def _serve(self):
+        """Sleep until a client connects or stop() writes to the wake-up socket."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.httpd.socket, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in sel.select()}
+                if self._wake_r in ready:
+                    return
+                self.httpd.handle_request()  # accept, then a thread serves the connection
 
     @property
     def url(self) -> str:
@@ -580,9 +607,11 @@ class StdlibServer:
 
     def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         if self._thread.is_alive():
-            self.httpd.shutdown()
+            self._wake_w.send(b"x")
             self._thread.join(timeout)
         self.httpd.server_close()
+        self._wake_r.close()
+        self._wake_w.close()
         runtime.unregister(self.key, self)
 
     def __enter__(self):

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 
@@ -249,3 +250,25 @@ def test_plain_code_runs_end_to_end(tmp_path):
             srv.kill()
             srv.wait(5)
         srv.stdout.close()
+
+
+def _wakeups(thread) -> int:
+    with open(f"/proc/self/task/{thread.native_id}/status") as f:
+        return int(next(line for line in f if line.startswith("voluntary_ctxt_switches:")).split()[1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_stdlib_server_sleeps_while_idle_and_stops_at_once(leakcheck):
+    """No polling: an idle StdlibServer's thread never wakes (serve_forever() would, every
+    poll_interval), a request still gets served, and stop() wakes it through its wake-up socket."""
+    py = H.StdlibServer()
+    try:
+        assert H.request(py.address, target="/").status == 200
+        before = _wakeups(py._thread)
+        # Watch an idle stretch: 0.3 s is 6 rounds of the 0.05 s poll this replaced.
+        threading.Event().wait(0.3)
+        assert _wakeups(py._thread) == before
+        assert H.request(py.address, target="/again").status == 200
+    finally:
+        py.stop()
+    assert not py._thread.is_alive() and py.httpd.socket.fileno() == -1
