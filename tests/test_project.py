@@ -185,3 +185,19 @@ def test_make_test_runs_pytest():
     m = re.search(r"^test:.*\n((?:\t.*\n?)+)", makefile, re.M)
     assert m, "Makefile has no test target"
     assert re.search(r"-m pytest\b", m.group(1))
+
+
+def test_notebook_cells_profile_runs_a_notebook():
+    """benchmarks/notebook_cells.py (named in the README) runs notebooks and lists their cells."""
+    import subprocess
+    import sys
+    assert "benchmarks/notebook_cells.py" in (ROOT / "README.md").read_text()
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/notebook_cells.py"), "01", "--top", "3"],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    nb = next(ln for ln in lines if ln.startswith("01-"))
+    n_cells = int(nb.split()[1])
+    assert n_cells > 10 and next(ln for ln in lines if ln.startswith("all ")).split()[1] == str(n_cells)
+    slowest = lines[lines.index(next(ln for ln in lines if ln.startswith("the 3 slowest"))) + 1:]
+    assert len(slowest) == 3 and all(re.match(r"\s+\d+\.\d{3}s  01\[\d+\]", ln) for ln in slowest), slowest
