@@ -379,7 +379,9 @@ def run_and_interrupt(k: Kernel, code: str, timeout: float = 30.0) -> dict:
     idle = False
     while not idle:
         left = deadline - time.monotonic()
-        assert left > 0, "the demo never printed its marker (or never ended after the interrupt)"
+        assert left > 0, ("the demo never printed its marker" if interrupted_at is None else
+                          f"the cell was still running {time.monotonic() - interrupted_at:.1f} s after "
+                          "the interrupt (KeyboardInterrupt never reached the main thread?)")
         try:
             msg = k.kc.get_iopub_msg(timeout=left)
         except queue.Empty:
