@@ -302,6 +302,11 @@ class Server(_Stoppable):
                 self._conns.pop(conn, None)
                 self._conn_done.notify_all()
 
+    def connections(self) -> list:
+        """The live connections, as (TracedSocket, the thread running the handler) pairs."""
+        with self._lock:
+            return list(self._conns.items())
+
     def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
         """Wait until every accepted connection has been served and closed; False on timeout."""
         with self._lock:

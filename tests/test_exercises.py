@@ -8,6 +8,7 @@ wrong ones below are what learners typically write.
 from __future__ import annotations
 
 import socket
+import sys
 import textwrap
 import threading
 import time
@@ -108,6 +109,80 @@ def test_serve_that_ends_at_once_is_judged_without_waiting_for_replies(body, say
     res = run("09.1", f"def serve(listener, stop):\n    {body}\n")
     assert not res.passed and says in res.text(), res.text()
     assert "timeout" not in hows, hows
+
+
+def test_read_all_returns_once_the_peer_is_stalled_with_what_it_sent():
+    """read_all(stalled=...): judged as soon as nothing more can come, with every byte already
+    sent, even bytes that arrive at the moment it decides (the peer's last sendall before it
+    stalled)."""
+    from socklab.exercises.peers import read_all
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(b"first ")
+        looks = []
+
+        def stalled():
+            looks.append(1)
+            if len(looks) == 1:
+                b.sendall(b"and last")  # just before the peer blocks for good
+                return True
+            return False
+        data, how = read_all(a, 30, stalled=stalled)
+        assert (data, how) == (b"first and last", "stalled")
+        b.sendall(b"more")
+        data, how = read_all(a, 0.1, stalled=lambda: False)  # never stalled: the full wait
+        assert (data, how) == (b"more", "timeout")
+        b.close()
+        assert read_all(a, 30, stalled=lambda: True) == (b"", "closed")
+
+
+def test_blocked_in_recv_only_inside_the_os_call():
+    from socklab.exercises.peers import blocked_in_recv
+    a, b = socket.socketpair()
+    ta = socklab.trace.TracedSocket(a, socklab.Trace(), "server")
+    got, proceed = [], threading.Event()
+
+    def handler():
+        got.append(ta.recv(100))
+        proceed.wait(10)  # after recv(): busy with the data, not waiting for more
+    t = threading.Thread(target=handler)
+    t.start()
+    try:
+        assert _until(lambda: blocked_in_recv(t))
+        b.sendall(b"x")
+        assert _until(lambda: got == [b"x"])
+        assert not blocked_in_recv(t) and t.is_alive()
+    finally:
+        proceed.set()
+        t.join(10)
+        ta.close()
+        b.close()
+    assert not blocked_in_recv(threading.current_thread())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIOCOUTQ is Linux's")
+def test_unacked_counts_what_the_peer_has_not_acknowledged():
+    from socklab.exercises.peers import unacked
+    with socket.create_server(("127.0.0.1", 0)) as lst, \
+            socket.create_connection(lst.getsockname(), timeout=5) as c:
+        conn, _ = lst.accept()
+        with conn:
+            conn.sendall(b"hello")
+            assert c.recv(5) == b"hello"
+            assert _until(lambda: unacked(conn) == 0)   # the ACK arrives, then nothing is pending
+            conn.setblocking(False)
+            try:
+                while True:                              # until both buffers are full
+                    conn.send(bytes(65536))
+            except BlockingIOError:
+                pass
+            assert unacked(conn) > 0                     # the reader's window is closed: unacked
+    assert unacked(conn) is None                         # closed: nothing to read
+
+
+def _until(pred, timeout=10.0) -> bool:
+    from socklab.exercises.peers import wait_for
+    return wait_for(pred, timeout, threading.Event())
 
 
 def test_missing_or_wrong_kind_of_solution():
@@ -353,7 +428,7 @@ def recv_msg(sock):
                     while b"\\n" in buf:
                         line, buf = buf.split(b"\\n", 1)
                         conn.sendall(line.upper() + b"\\n")
-         """, "still buffering"),
+         """, "still buffering them (it waits in recv() for more)"),
         ("error but no close", """
             def upper_lines_limited(conn, server):
                 buf = b""

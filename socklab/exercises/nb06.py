@@ -6,7 +6,8 @@ import struct
 
 from .core import Case, DidNotReturn, Exercise, Fail, LearnerRaised
 from .nb05 import _echo_server as _server, _handler_calls
-from .peers import chunk_sizes, plural, read_all, recv_returns, send_chunks, shorten, tcp_pair
+from .peers import (blocked_in_recv, chunk_sizes, plural, read_all, recv_returns, send_chunks,
+                    shorten, tcp_pair, unacked)
 
 
 # ---- 06.1 send_msg / recv_msg
@@ -188,8 +189,28 @@ def _line_exchange(ctx, srv, data, sizes, pause, wait=2.0, until=None, expect=No
     c = ctx.own(socket.create_connection(srv.address, timeout=5))
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     log = send_chunks(ctx, c, data, sizes, pause=pause, then=then)
-    reply, how = read_all(c, wait, until=until, expect=expect)
+    reply, how = read_all(c, wait, until=until, expect=expect, stalled=_stalled(ctx, srv, log))
     return c, reply, how, log
+
+
+def _stalled(ctx, srv, log):
+    """Whether no reply can come any more: the client has sent everything, the handler has
+    received all of it and waits in recv() for more, and the client has acknowledged every byte
+    the handler sent (so it is all in the client's socket). A handler that lost bytes is then
+    judged at once, not after the whole wait."""
+    def stalled() -> bool:
+        if not log.finished.is_set():
+            return False
+        got = sum(ev.nbytes or 0 for ev in srv.trace
+                  if ev.side.startswith("server/conn") and ev.call == "recv" and ev.ok)
+        conns = srv.connections()
+        if got < log.sent or len(conns) != 1 or len(ctx.learner_threads()) != 1:
+            return False
+        conn, handler = conns[0]
+        # Unacknowledged bytes would still be on their way (Nagle, or a busy machine's network
+        # processing): only none at all means every reply is here.
+        return blocked_in_recv(handler) and unacked(conn) == 0
+    return stalled
 
 
 def _judge_lines(ctx, srv, sent_lines, reply, how, who="the client"):
@@ -258,13 +279,14 @@ def _case_too_long(ctx, handler):
     ctx.raise_learner_errors("your handler")
     if reply == ERROR and how == "closed":
         return
-    if reply.startswith(ERROR) and how == "timeout":
+    if reply.startswith(ERROR) and how in ("timeout", "stalled"):
         raise Fail("your server sent the error, but did not close the connection: return from the "
                    "handler after sending it.")
-    if not reply and how == "timeout":
+    if not reply and how in ("timeout", "stalled"):
         raise Fail("2048 bytes arrived without a newline and your server is still buffering them "
-                   "(no reply after 3 s): once the buffer holds more than 1024 bytes without "
-                   "b'\\n', send b'ERROR line too long\\n' and return.")
+                   f"({'it waits in recv() for more' if how == 'stalled' else 'no reply after 3 s'}): "
+                   "once the buffer holds more than 1024 bytes without b'\\n', send "
+                   "b'ERROR line too long\\n' and return.")
     if not reply and how in ("closed", "reset"):
         raise Fail("your server closed the connection without sending b'ERROR line too long\\n' "
                    "first.")

@@ -12,11 +12,14 @@ Every blocking call has a timeout. Knows nothing of Jupyter.
 from __future__ import annotations
 
 import collections
+import inspect
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
+from ..trace import TracedSocket
 from .core import Context
 
 MAX_CHUNK = 4096
@@ -157,22 +160,39 @@ def send_chunks(ctx: Context, sock: socket.socket, data: bytes, sizes=None, *, p
     return log
 
 
+STALL_CHECK = 0.02  # s between looks at whether a peer can still send (read_all's stalled)
+
+
 def read_all(sock: socket.socket, timeout: float, limit: int = 1 << 24, until: bytes | None = None,
-             expect: int | None = None):
+             expect: int | None = None, stalled=None):
     """Read until the peer closes (b''), ``until`` has arrived, ``expect`` bytes arrived, or
     ``timeout`` s have passed. Returns (data, how) with how 'closed', 'complete', 'timeout' or
-    'reset'."""
+    'reset'; or 'stalled' when ``stalled()`` (checked each time 20 ms pass without data) says
+    that nothing more can come, so a wrong reply is judged at once instead of after ``timeout``."""
     deadline = time.monotonic() + timeout
     buf = bytearray()
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             return bytes(buf), "timeout"
-        sock.settimeout(left)
+        sock.settimeout(left if stalled is None else min(left, STALL_CHECK))
         try:
             chunk = sock.recv(65536)
         except TimeoutError:
-            return bytes(buf), "timeout"
+            if stalled is None or time.monotonic() >= deadline:
+                return bytes(buf), "timeout"
+            if not stalled():
+                continue
+            # What the peer sent before it stalled is already here (loopback): take it too.
+            sock.setblocking(False)
+            try:
+                while chunk := sock.recv(65536):
+                    buf += chunk
+            except BlockingIOError:
+                return bytes(buf), "stalled"
+            except OSError:
+                return bytes(buf), "reset"
+            return bytes(buf), "closed"
         except (ConnectionResetError, BrokenPipeError):
             return bytes(buf), "reset"
         except OSError:
@@ -191,7 +211,6 @@ def read_all(sock: socket.socket, timeout: float, limit: int = 1 << 24, until: b
 def waiting_in(thread, calls=(("socket.py", "accept"), ("selectors.py", "select"))) -> bool:
     """Whether ``thread`` is inside one of ``calls`` (file name ending, function name) right now:
     e.g. blocked in accept(). Read from its current Python stack."""
-    import sys
     frame = sys._current_frames().get(thread.ident)
     while frame is not None:
         code = frame.f_code
@@ -199,6 +218,35 @@ def waiting_in(thread, calls=(("socket.py", "accept"), ("selectors.py", "select"
             return True
         frame = frame.f_back
     return False
+
+
+def _recv_call_line() -> int:
+    """The line of TracedSocket.recv that calls the OS's recv()."""
+    lines, first = inspect.getsourcelines(TracedSocket.recv)
+    return first + next(i for i, ln in enumerate(lines) if "self.sock.recv(" in ln)
+
+
+_RECV_LINE = _recv_call_line()
+
+
+def blocked_in_recv(thread) -> bool:
+    """Whether ``thread`` is inside the OS's recv() of a traced socket right now: not just before
+    or after it, where the trace may not have counted the bytes yet. Read from its Python stack."""
+    frame = sys._current_frames().get(thread.ident)
+    return (frame is not None and frame.f_code is TracedSocket.recv.__code__
+            and frame.f_lineno == _RECV_LINE)
+
+
+def unacked(sock) -> int | None:
+    """Bytes ``sock`` has sent that its peer has not acknowledged yet (Linux's SIOCOUTQ); None
+    where that cannot be read. 0 means everything sent is in the peer's receive queue."""
+    try:
+        import fcntl
+        import termios
+        out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    except (ImportError, AttributeError, OSError, ValueError):
+        return None  # no such ioctl here (macOS, Windows), or the socket was closed meanwhile
+    return int.from_bytes(out, sys.byteorder, signed=True)
 
 
 def free_port() -> int:
