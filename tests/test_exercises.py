@@ -323,7 +323,8 @@ WRONG = {
                 while len(buf) < n:
                     buf += sock.recv(n - len(buf))
                 return buf
-         """, "returns b'' at once, forever"),
+         """, "would never return: the peer closed after 7 bytes, and recv() returned b'' and your "
+             "code called it again"),
         ("returns short data at the end", """
             def recv_exactly(sock, n):
                 buf = b""
@@ -369,7 +370,9 @@ WRONG = {
             def echo_handler(conn, server):
                 while True:
                     conn.sendall(conn.recv(65536))
-         """, "When recv() returns b'', the client is done"),
+         """, "would never return: the client got its 5 bytes back, then shut down its sending "
+             "side, but the connection stayed open (its recv() returned b'' and your handler "
+             "called it again)"),
     ],
     "06.1": [
         ("little-endian header", """

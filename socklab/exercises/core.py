@@ -26,6 +26,7 @@ from ..runtime import Thread
 DEFAULT_LIMIT = 3.0   # seconds the learner's code may run in one call
 GRACE = 2.0           # seconds to end a learner thread after its time is up
 JOIN_TIMEOUT = 5.0    # seconds to join a peer thread of the checker itself
+HOPELESS_CHECK = 0.02  # seconds between looks at whether waiting for the learner's code is hopeless
 WAKE_GRACE = 0.2      # seconds woken learner threads get to return before an exception is raised in them
 
 _stuck: list = []     # descriptions of learner threads that could not be ended
@@ -57,14 +58,15 @@ class NotAttempted(Exception):
 
 
 class DidNotReturn(Exception):
-    """The learner's code ran past its limit."""
+    """The learner's code ran past its limit, or (``never``) was seen in a loop it cannot leave."""
 
-    def __init__(self, what: str, limit: float, why: str, stuck: str = ""):
-        self.what, self.limit, self.why, self.stuck = what, limit, why, stuck
+    def __init__(self, what: str, limit: float, why: str, stuck: str = "", never: bool = False):
+        self.what, self.limit, self.why, self.stuck, self.never = what, limit, why, stuck, never
         super().__init__(self.lines()[0])
 
     def lines(self) -> list:
-        out = [f"{self.what} did not return within {self.limit:g} s: {self.why}"]
+        out = [f"{self.what} would never return: {self.why}" if self.never else
+               f"{self.what} did not return within {self.limit:g} s: {self.why}"]
         if self.stuck:
             out.append(self.stuck)
         return out
@@ -268,13 +270,15 @@ class Context:
 
     def call(self, fn, *args, limit: float | None = None, what: str = "your function",
              why: str = "is a recv waiting for data that never comes? set a timeout",
-             diagnose=None):
+             diagnose=None, hopeless=None):
         """``fn(*args)`` in a learner thread, bounded by ``limit`` seconds.
 
         Returns its value; raises LearnerRaised (its exception), NotAttempted (NotImplementedError)
         or DidNotReturn (after ending the thread). ``diagnose()``, if given, is asked for a better
-        ``why`` when the time is up (it can look at what the peers saw)."""
-        return self.start(fn, *args, what=what).result(limit or self.limit, why, diagnose)
+        ``why`` when the time is up (it can look at what the peers saw). ``hopeless()``, if given,
+        is asked every 20 ms: True (e.g. recv() keeps returning b'' and the code keeps calling
+        it) ends the wait at once, as if the time were up."""
+        return self.start(fn, *args, what=what).result(limit or self.limit, why, diagnose, hopeless)
 
     def adopt(self, fn, what: str = "your handler"):
         """Wrap a learner callback (e.g. a server handler) so that the thread running it is known
@@ -475,17 +479,26 @@ class Run:
     def wait(self, timeout: float) -> bool:
         return self.done.wait(timeout)
 
-    def result(self, limit: float, why: str = "", diagnose=None):
-        """Wait up to ``limit`` s; then the value, or LearnerRaised / NotAttempted / DidNotReturn."""
-        left = limit - (time.monotonic() - self.started)
-        if not self.done.wait(max(0.0, left)):
+    def result(self, limit: float, why: str = "", diagnose=None, hopeless=None):
+        """Wait up to ``limit`` s (less if ``hopeless()`` says so); then the value, or LearnerRaised
+        / NotAttempted / DidNotReturn."""
+        deadline = self.started + limit
+        gave_up = False
+        while not self.done.wait(max(0.0, min(deadline - time.monotonic(),
+                                              HOPELESS_CHECK if hopeless else limit))):
+            if hopeless is None or time.monotonic() >= deadline:
+                break
+            if hopeless():
+                gave_up = True
+                break
+        if not self.done.is_set():
             if diagnose is not None:
                 try:
                     why = diagnose() or why
                 except Exception:
                     pass
             stuck = self.ctx.end_learner_threads()
-            raise DidNotReturn(self.what, limit, why, stuck)
+            raise DidNotReturn(self.what, limit, why, stuck, never=gave_up)
         self.thread.join(JOIN_TIMEOUT)
         if self.error is not None:
             if isinstance(self.error, NotImplementedError):

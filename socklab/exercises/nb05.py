@@ -1,12 +1,14 @@
 """Notebook 05 (accept and data): recv_exactly, and an echo handler."""
 from __future__ import annotations
 
+import collections
 import socket
 
+from ..runtime import Thread
 from ..servers import Server
 from .core import Case, DidNotReturn, Exercise, Fail, LearnerRaised
-from .peers import chunk_sizes, plural, read_all, recv_returns, send_chunks, shorten, tcp_pair
-from ..runtime import Thread
+from .peers import (chunk_sizes, plural, read_all, recv_returns, send_chunks, shorten, tcp_pair,
+                    unacked)
 
 
 # ---- 05.1 recv_exactly
@@ -22,10 +24,10 @@ def _recv_exactly_once(ctx, recv_exactly, data, sizes, pause, n=None, then="keep
     def diagnose():
         recvs = mine.calls["recv"] + mine.calls["recv_into"]
         got = sum(mine.returned["recv"]) + sum(mine.returned["recv_into"])
-        if log.finished.is_set() and then == "close" and recvs > 50:
-            return (f"the peer closed after {log.sent} bytes and your code called recv() {recvs} "
-                    "times: after the peer closes, recv() returns b'' at once, forever. Check for "
-                    "b'' and raise (e.g. EOFError).")
+        if log.finished.is_set() and then == "close" and mine.eofs() >= 2:
+            return (f"the peer closed after {log.sent} bytes, and recv() returned b'' and your code "
+                    "called it again: after the peer closes, recv() returns b'' at once, forever. "
+                    "Check for b'' and raise (e.g. EOFError).")
         if recvs == 0:
             return ("your code has not called recv() on the socket at all: is it stuck in a loop, "
                     "or waiting for something that never happens?")
@@ -36,7 +38,12 @@ def _recv_exactly_once(ctx, recv_exactly, data, sizes, pause, n=None, then="keep
                     "bytes.")
         return "is a recv waiting for data that never comes? set a timeout"
 
-    got = ctx.call(recv_exactly, mine, n, what="your recv_exactly", diagnose=diagnose)
+    def hopeless():
+        # recv() gave b'' (the peer closed) and was called again: it gives b'' for ever
+        return then == "close" and log.finished.is_set() and mine.eofs() >= 2
+
+    got = ctx.call(recv_exactly, mine, n, what="your recv_exactly", diagnose=diagnose,
+                   hopeless=hopeless)
     return got, mine, log
 
 
@@ -198,9 +205,19 @@ def _echo_exchange(ctx, srv, message, sizes, pause, timeout=3.0, who="the client
                    and ev.call == "recv" and ev.error is None) >= k
     log = send_chunks(ctx, c, message, sizes, pause=pause, then="shutdown",
                       gate=gate if gated else None)
-    reply, how = read_all(c, timeout, expect=None)
+    reply, how = read_all(c, timeout, expect=None, stalled=lambda: _eof_ignored(srv))
     log.finished.wait(5)
     return reply, how, log
+
+
+def _eof_ignored(srv) -> bool:
+    """The handler's recv() returned b'' (the client is done) and it called recv() again: it will
+    loop for ever. Stalled once the client has acknowledged all it was sent, so the echo is here."""
+    eofs = collections.Counter(ev.side for ev in srv.trace if ev.side.startswith("server/conn")
+                               and ev.call == "recv" and ev.ok and ev.nbytes == 0)
+    conns = srv.connections()
+    return (any(n >= 2 for n in eofs.values()) and len(conns) == 1
+            and unacked(conns[0][0]) == 0)
 
 
 def _judge_echo(ctx, srv, message, reply, how, log, who="the client", wait=3.0):
@@ -231,10 +248,12 @@ def _judge_echo(ctx, srv, message, reply, how, log, who="the client", wait=3.0):
         if not any(c.startswith("send") for c in made):
             raise Fail(f"your server accepted the connection and received data from {who}, but "
                        "never sent a reply; did you call sendall()?")
-    if reply == message and how == "timeout":
+    if reply == message and how in ("timeout", "stalled"):
+        seen = " (its recv() returned b'' and your handler called it again)" if how == "stalled" else ""
         raise DidNotReturn("your handler", wait, f"{who} got its {plural(len(message), 'byte')} back, "
-                           "then shut down its sending side, but the connection stayed open. When "
-                           "recv() returns b'', the client is done: leave the loop and return.")
+                           f"then shut down its sending side, but the connection stayed open{seen}. "
+                           "When recv() returns b'', the client is done: leave the loop and return.",
+                           never=how == "stalled")
     if message.startswith(reply) and len(reply) < len(message):
         raise Fail(f"your handler echoed {len(reply)} of {len(message)} bytes and then "
                    f"{'stopped' if how == 'timeout' else 'closed'}: the message was "

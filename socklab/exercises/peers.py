@@ -65,6 +65,11 @@ class Observed:
         counted.__name__ = name
         return counted
 
+    def eofs(self) -> int:
+        """How many recv()/recv_into() calls returned no bytes (b'' once the peer has closed)."""
+        with self._lock:
+            return self.returned["recv"].count(0) + self.returned["recv_into"].count(0)
+
     def __setattr__(self, name, value):
         setattr(self._sock, name, value)
 
