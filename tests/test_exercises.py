@@ -557,7 +557,7 @@ def recv_msg(sock):
          """, "removed the live server's socket file"),
         ("unlinks blindly", source("08.1").replace("remove_stale(path)",
                                                    "os.path.exists(path) and os.unlink(path)"),
-         "a live server was already listening"),
+         "a live server was already listening at the path, and your serve() removed its socket file"),
     ],
     "09.1": [
         ("one client at a time", """

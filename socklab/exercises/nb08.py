@@ -92,9 +92,22 @@ def _case_live(ctx, serve):
     live = Server(family="AF_UNIX", path=path, name=f"exercise-live8-{id(ctx)}", lifetime=60)
     live.start()
     ctx.later(live.stop)
+    live_file = os.stat(path).st_ino
     run, stop = _start(ctx, serve, path)
-    if not run.wait(2.0):
+
+    def replaced() -> bool:
+        try:
+            return os.stat(path).st_ino != live_file
+        except FileNotFoundError:
+            return True
+    # Judged as soon as serve() ends, or its unlink() has taken the live server's file.
+    wait_for(lambda: run.done.is_set() or replaced(), 2.0, ctx.stop)
+    if not run.done.is_set():
         stop.set()
+        if replaced():
+            raise Fail("a live server was already listening at the path, and your serve() removed its "
+                       "socket file (the live server is now unreachable there). It should raise "
+                       "instead: remove_stale() raises when a server is listening.")
         raise Fail("a live server was already listening at the path, and your serve() did not stop "
                    "(it should raise: remove_stale() raises when a server is listening).")
     if isinstance(run.error, NotImplementedError):
