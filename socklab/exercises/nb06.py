@@ -189,27 +189,28 @@ def _line_exchange(ctx, srv, data, sizes, pause, wait=2.0, until=None, expect=No
     c = ctx.own(socket.create_connection(srv.address, timeout=5))
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     log = send_chunks(ctx, c, data, sizes, pause=pause, then=then)
-    reply, how = read_all(c, wait, until=until, expect=expect, stalled=_stalled(ctx, srv, log))
+    reply, how = read_all(c, wait, until=until, expect=expect,
+                          stalled=_stalled(ctx, srv, lambda: log.sent if log.finished.is_set() else None))
     return c, reply, how, log
 
 
-def _stalled(ctx, srv, log):
-    """Whether no reply can come any more: the client has sent everything, the handler has
-    received all of it and waits in recv() for more, and the client has acknowledged every byte
-    the handler sent (so it is all in the client's socket). A handler that lost bytes is then
-    judged at once, not after the whole wait."""
+def _stalled(ctx, srv, sent):
+    """Whether no reply can come any more: the clients have sent everything (``sent()``: the bytes
+    sent, None while still sending), every handler has received all of it and waits in recv() for
+    more, and the clients have acknowledged every byte the handlers sent (so it is all in their
+    sockets). A handler that lost bytes is then judged at once, not after the whole wait."""
     def stalled() -> bool:
-        if not log.finished.is_set():
+        total = sent()
+        if total is None:
             return False
         got = sum(ev.nbytes or 0 for ev in srv.trace
                   if ev.side.startswith("server/conn") and ev.call == "recv" and ev.ok)
         conns = srv.connections()
-        if got < log.sent or len(conns) != 1 or len(ctx.learner_threads()) != 1:
+        if got < total or not conns or len(ctx.learner_threads()) != len(conns):
             return False
-        conn, handler = conns[0]
         # Unacknowledged bytes would still be on their way (Nagle, or a busy machine's network
         # processing): only none at all means every reply is here.
-        return blocked_in_recv(handler) and unacked(conn) == 0
+        return all(blocked_in_recv(handler) and unacked(conn) == 0 for conn, handler in conns)
     return stalled
 
 
@@ -311,12 +312,12 @@ def _case_two_clients(ctx, handler):
     b = ctx.own(socket.create_connection(srv.address, timeout=5))
     a.sendall(b"first from a, ")    # a line that is not finished yet ...
     b.sendall(b"from b\n")          # ... must not hold up the other client
-    got_b, _ = read_all(b, 2, expect=7)
+    got_b, _ = read_all(b, 2, expect=7, stalled=_stalled(ctx, srv, lambda: 14 + 7))
     if got_b != b"FROM B\n":
         raise Fail(f"two clients: client a has sent half a line; client b sent b'from b\\n' and got "
                    f"{got_b!r}. Each connection needs its own buffer (a local variable).")
     a.sendall(b"then done\n")
-    got_a, _ = read_all(a, 2, expect=24)
+    got_a, _ = read_all(a, 2, expect=24, stalled=_stalled(ctx, srv, lambda: 14 + 7 + 10))
     if got_a != b"FIRST FROM A, THEN DONE\n":
         raise Fail(f"client a's line arrived in two pieces and it got back {got_a!r}.")
     ctx.raise_learner_errors("your handler")
