@@ -188,7 +188,7 @@ def read_all(sock: socket.socket, timeout: float, limit: int = 1 << 24, until: b
                 return bytes(buf), "timeout"
             if not stalled():
                 continue
-            # What the peer sent before it stalled is already here (loopback): take it too.
+            # stalled() holds only once what the peer sent is in this socket: take all of it.
             sock.setblocking(False)
             try:
                 while chunk := sock.recv(65536):
