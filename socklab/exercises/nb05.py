@@ -21,10 +21,14 @@ def _recv_exactly_once(ctx, recv_exactly, data, sizes, pause, n=None, then="keep
     log = send_chunks(ctx, peer, data, sizes, pause=pause, then=then,
                       gate=recv_returns(mine) if gated else None)
 
+    def hopeless():
+        # recv() gave b'' (the peer closed) and was called again: it gives b'' for ever
+        return then == "close" and log.finished.is_set() and mine.eofs() >= 2
+
     def diagnose():
         recvs = mine.calls["recv"] + mine.calls["recv_into"]
         got = sum(mine.returned["recv"]) + sum(mine.returned["recv_into"])
-        if log.finished.is_set() and then == "close" and mine.eofs() >= 2:
+        if hopeless():
             return (f"the peer closed after {log.sent} bytes, and recv() returned b'' and your code "
                     "called it again: after the peer closes, recv() returns b'' at once, forever. "
                     "Check for b'' and raise (e.g. EOFError).")
@@ -37,10 +41,6 @@ def _recv_exactly_once(ctx, recv_exactly, data, sizes, pause, n=None, then="keep
                     "comes. Ask recv() only for what is still missing (n - len(buf)) and stop at n "
                     "bytes.")
         return "is a recv waiting for data that never comes? set a timeout"
-
-    def hopeless():
-        # recv() gave b'' (the peer closed) and was called again: it gives b'' for ever
-        return then == "close" and log.finished.is_set() and mine.eofs() >= 2
 
     got = ctx.call(recv_exactly, mine, n, what="your recv_exactly", diagnose=diagnose,
                    hopeless=hopeless)
