@@ -182,6 +182,12 @@ def _handler_calls(srv, conn_side=None):
     return out
 
 
+def _handler_recvs(srv) -> list:
+    """The successful recv() calls of the server's handlers (one event may fold several)."""
+    return [ev for ev in srv.trace
+            if ev.side.startswith("server/conn") and ev.call == "recv" and ev.ok]
+
+
 def _partial_sends(srv):
     """(sent, asked) for the first send() that sent less than it was given, or None."""
     for ev in srv.trace:
@@ -201,8 +207,7 @@ def _echo_exchange(ctx, srv, message, sizes, pause, timeout=3.0, who="the client
     def gate(k):
         if ctx.learner_errors:  # the handler raised (the stub does at once): no recv() will come
             return True
-        return sum(ev.count for ev in srv.trace if ev.side.startswith("server/conn")
-                   and ev.call == "recv" and ev.error is None) >= k
+        return sum(ev.count for ev in _handler_recvs(srv)) >= k
     log = send_chunks(ctx, c, message, sizes, pause=pause, then="shutdown",
                       gate=gate if gated else None)
     reply, how = read_all(c, timeout, expect=None, stalled=lambda: _eof_ignored(srv))
@@ -213,8 +218,7 @@ def _echo_exchange(ctx, srv, message, sizes, pause, timeout=3.0, who="the client
 def _eof_ignored(srv) -> bool:
     """The handler's recv() returned b'' (the client is done) and it called recv() again: it will
     loop for ever. Stalled once the client has acknowledged all it was sent, so the echo is here."""
-    eofs = collections.Counter(ev.side for ev in srv.trace if ev.side.startswith("server/conn")
-                               and ev.call == "recv" and ev.ok and ev.nbytes == 0)
+    eofs = collections.Counter(ev.side for ev in _handler_recvs(srv) if ev.nbytes == 0)
     conns = srv.connections()
     return (any(n >= 2 for n in eofs.values()) and len(conns) == 1
             and unacked(conns[0][0]) == 0)

@@ -5,7 +5,7 @@ import socket
 import struct
 
 from .core import Case, DidNotReturn, Exercise, Fail, LearnerRaised
-from .nb05 import _echo_server as _server, _handler_calls
+from .nb05 import _echo_server as _server, _handler_calls, _handler_recvs
 from .peers import (blocked_in_recv, chunk_sizes, plural, read_all, recv_returns, send_chunks,
                     shorten, tcp_pair, unacked)
 
@@ -203,8 +203,7 @@ def _stalled(ctx, srv, sent):
         total = sent()
         if total is None:
             return False
-        got = sum(ev.nbytes or 0 for ev in srv.trace
-                  if ev.side.startswith("server/conn") and ev.call == "recv" and ev.ok)
+        got = sum(ev.nbytes or 0 for ev in _handler_recvs(srv))
         conns = srv.connections()
         if got < total or not conns or len(ctx.learner_threads()) != len(conns):
             return False
