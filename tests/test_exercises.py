@@ -852,6 +852,33 @@ def test_a_bug_in_a_check_is_not_blamed_on_the_learner():
     assert not res.passed and "bug in socklab's exercise" in res.text()
 
 
+def test_a_diagnosis_that_fails_is_reported_with_the_timeout(leakcheck):
+    ctx = Context("x", 1, 1.0)
+    a, b = socket.socketpair()
+    ctx.own(a)
+    ctx.own(b)
+    a.settimeout(None)
+    try:
+        with pytest.raises(core.DidNotReturn) as err:
+            ctx.call(a.recv, 10, limit=0.2, what="a recv", diagnose=lambda: {}["missing"])
+    finally:
+        ctx.close()
+    text = "\n".join(err.value.lines())
+    assert "a recv did not return within 0.2 s" in text
+    assert "KeyError: 'missing'" in text and "bug in socklab's exercise" in text
+
+
+def test_a_peer_that_cannot_be_stopped_is_reported(leakcheck):
+    ctx = Context("x", 1, 1.0)
+    srv = socklab.Server(name="exercise-unstoppable")
+    srv.start()
+    ctx.later(srv.stop)
+    ctx.later(lambda: (_ for _ in ()).throw(RuntimeError("peer thread did not stop")))
+    said = ctx.close()
+    assert "RuntimeError: peer thread did not stop" in said and "please report it" in said
+    assert not srv.running  # the closers after the failing one still ran
+
+
 def test_fail_lines_and_result_forms():
     ex = core.Exercise("99.8", "demo", "task (exercise 99.8)", ["h1", "h2"], ("f",), [
         core.Case("good", lambda ctx, f: None),

@@ -341,21 +341,14 @@ class Context:
             frames.append(tb.tb_frame)
             tb = tb.tb_next
         for frame in frames:
-            try:
-                values = list(frame.f_locals.values())
-            except Exception:
-                continue
-            for v in values:
+            for v in list(frame.f_locals.values()):
                 items = list(v.values()) if isinstance(v, dict) else \
                     list(v) if isinstance(v, (list, tuple, set)) else [v]
                 for item in items[:1000]:
                     sock = item if isinstance(item, socket.socket) else getattr(item, "sock", None)
                     if isinstance(sock, socket.socket) and sock not in self._sockets:
                         self.own(sock)
-        try:
-            traceback.clear_frames(exc.__traceback__)
-        except Exception:
-            pass
+        traceback.clear_frames(exc.__traceback__)  # skips (does not raise for) running frames
 
     # -- waking and ending
     def learner_threads(self) -> list:
@@ -428,11 +421,12 @@ class Context:
         """End everything the case started; returns a 'could not be stopped' line or ''."""
         self.stop.set()
         stuck = self.end_learner_threads()
+        failed = []
         for fn in reversed(self._closers):
             try:
                 fn()
-            except Exception:
-                pass  # e.g. a server whose handler thread is stuck: its sockets are shut down below
+            except Exception as exc:  # go on: the sockets below are shut down all the same
+                failed.append(f"{type(exc).__name__}: {exc}")
         with self._own_lock:
             self._closing = True
             socks = list(self._sockets)
@@ -440,11 +434,16 @@ class Context:
             shutdown_quietly(s)
             try:
                 s.close()
-            except Exception:
-                pass
+            except OSError:
+                pass  # the learner closed its descriptor with os.close(): nothing left to close
         for t in self._peers:
             t.join(JOIN_TIMEOUT)
-        return stuck or self.stuck
+        if stuck or self.stuck:
+            return stuck or self.stuck  # a stuck learner thread is why a peer would not stop
+        if failed:
+            return (f"The check could not stop what it started ({'; '.join(failed)}). This is a "
+                    "bug in socklab's exercise, not necessarily in your code: please report it.")
+        return ""
 
 
 class Run:
@@ -495,8 +494,9 @@ class Run:
             if diagnose is not None:
                 try:
                     why = diagnose() or why
-                except Exception:
-                    pass
+                except Exception as exc:  # the learner still hears that the code did not return
+                    why = (f"{why} (the check could not say more: {type(exc).__name__}: {exc}. "
+                           "This is a bug in socklab's exercise: please report it.)").strip()
             stuck = self.ctx.end_learner_threads()
             raise DidNotReturn(self.what, limit, why, stuck, never=gave_up)
         self.thread.join(JOIN_TIMEOUT)
