@@ -329,7 +329,7 @@ class SocketConfig:
             raise _bad("Port out of range", f"port={p} is outside 0-65535; bind() would raise "
                        "OverflowError.", "Ports are 16-bit numbers.",
                        "Use 0 (the OS picks a free port) or a port from 1024 to 65535.")
-        start = unprivileged_port_start()
+        start = unprivileged_port_start() if p else 0  # port 0 (the default) never needs the sysctl
         if 0 < p < start and not (hasattr(os, "geteuid") and os.geteuid() == 0):
             raise _bad("Privileged port", f"Port {p} is below {start}; bind() would raise "
                        "PermissionError (EACCES) for this user.",
