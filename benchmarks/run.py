@@ -255,6 +255,8 @@ def main():
                          suite / floor, "<= 2x"))
             rows.append((f"  (the same cells, each `pass`, vs {n} empty)", f"{floor:.1f} s",
                          f"{passes:.1f} s", passes / floor, "(nbval per cell)"))
+            rows.append(("  (what the lessons' cells do: suite - `pass` run)", f"{floor:.1f} s",
+                         f"{suite - passes:.1f} s", (suite - passes) / floor, "(information)"))
     w = max(len(r[0]) for r in rows)
     print(f"{'measure':<{w}}  {'baseline':>12}  {'socklab':>12}  {'ratio':>6}  target")
     for name, base, lab, ratio, target in rows:

@@ -167,7 +167,7 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
         t0 = time.perf_counter()
         for i, s in enumerate(socks):
             t = Thread(target=_connect, args=(s, address, res.clients[i], done[i], wake_w),
-                       daemon=True, name=f"socklab-backlog-{s.side}")
+                       name=f"socklab-backlog-{s.side}")
             t.start()
             threads.append(t)
             if i + 1 < len(socks):  # the last client has no successor to keep in order

@@ -36,7 +36,7 @@ class BackgroundClient:
         self._wake_r, self._wake_w = socket.socketpair()  # stop() writes here to end a wait at once
         self.key = name if name is not None else runtime.caller_key(2)
         runtime.register(self.key, self, explicit=name is not None)
-        self._thread = Thread(target=self._run, daemon=True, name=f"socklab-{side}")
+        self._thread = Thread(target=self._run, name=f"socklab-{side}")
         self._thread.start()
 
     def _run(self):

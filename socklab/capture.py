@@ -111,7 +111,7 @@ class Capture:
                           "The container or kernel does not allow packet sockets here.") from None
         self._wake_r, self._wake_w = socket.socketpair()
         self._t0 = time.perf_counter()
-        self._thread = Thread(target=self._run, daemon=True, name="socklab-capture")
+        self._thread = Thread(target=self._run, name="socklab-capture")
         self._thread.start()
         return self
 

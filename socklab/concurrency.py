@@ -101,7 +101,7 @@ class StyleServer:
             self._close_sockets()
             runtime.unregister(self.key, self)
             raise explained(exc, (self.host, self.port), "bind") from None
-        self._thread = Thread(target=self._run, daemon=True, name=f"socklab-{self.style}")
+        self._thread = Thread(target=self._run, name=f"socklab-{self.style}")
         self._thread.start()
         if not self.ready.wait(timeout) or self._crash is not None:
             crash = self._crash
@@ -568,7 +568,7 @@ def run_clients(address, clients: int, *, timeout: float | None = None, on_done=
         if on_done is not None:  # after results[i] is set: a broken progress view loses nothing
             on_done(res)
 
-    threads = [Thread(target=client, args=(i,), daemon=True, name="socklab-load")
+    threads = [Thread(target=client, args=(i,), name="socklab-load")
                for i in range(clients)]
     try:
         for t in threads:

@@ -234,7 +234,7 @@ def round_trips(address=None, rounds: int = 20, *, nodelay: bool = False, split:
             except OSError:
                 pass  # the client went away mid-message: the measurement reports its own error
 
-        thread = Thread(target=serve, daemon=True, name="socklab-round-trips")
+        thread = Thread(target=serve, name="socklab-round-trips")
         thread.start()
     body = b"x" * size
     header = HEADER.pack(size)

@@ -31,7 +31,8 @@ class Thread(threading.Thread):
     signal to any thread that does not block it (Linux prefers the main thread, but not when that
     thread already has a signal pending). Python raises KeyboardInterrupt only in the main thread,
     so a signal taken by another thread leaves the main thread blocked in, say, ``recv()`` until
-    its timeout. Blocking SIGINT in our threads leaves the main thread as the only taker."""
+    its timeout. Our threads block SIGINT, so they are never the taker; ipykernel's own threads
+    (IOPub, Heartbeat, Control, Shell channel) do not, and remain a rare one."""
 
     def __init__(self, *args, daemon: bool = True, **kwargs):
         super().__init__(*args, daemon=daemon, **kwargs)

@@ -207,7 +207,7 @@ class Server(_Stoppable):
             runtime.unregister(self.key, self)
             self.stopped.set()
             raise explained(exc, c.address, call) from None
-        self._thread = Thread(target=self._serve, name=f"socklab-{self.side}", daemon=True)
+        self._thread = Thread(target=self._serve, name=f"socklab-{self.side}")
         self._thread.start()
         if not self.ready.wait(timeout):
             self.stop()
@@ -283,7 +283,7 @@ class Server(_Stoppable):
                 conn.close()
                 return
             self.connections_served += 1
-            t = Thread(target=self._serve_conn, args=(conn,), daemon=True,
+            t = Thread(target=self._serve_conn, args=(conn,),
                        name=f"socklab-{conn.side}")
             self._conns[conn] = t
             self._threads.append(t)
@@ -451,7 +451,7 @@ class Client(_Stoppable):
                     self.sendall(data)
                 except Exception as exc:  # re-raised below, in the caller's thread
                     failed.append(exc)
-            sender = Thread(target=send, daemon=True, name=f"socklab-{self.side}-send")
+            sender = Thread(target=send, name=f"socklab-{self.side}-send")
             sender.start()
         want = len(data) if expect is None else expect
         parts, got = [], 0
@@ -576,7 +576,7 @@ class Background(_Stoppable):
         self._done = threading.Event()
         self._value = self._error = None
         self._register(name)
-        self._thread = Thread(target=self._run, daemon=True, name="socklab-background")
+        self._thread = Thread(target=self._run, name="socklab-background")
         self._thread.start()
 
     def _run(self):

@@ -245,7 +245,7 @@ class Context:
 
     def spawn(self, fn, *args, name: str = "peer") -> threading.Thread:
         """Run a peer of the checker in a daemon thread; joined at the end of the case."""
-        t = Thread(target=self._guard(fn), args=args, daemon=True,
+        t = Thread(target=self._guard(fn), args=args,
                    name=f"socklab-exercise-{name}")
         self._peers.append(t)
         t.start()
@@ -457,7 +457,7 @@ class Run:
         self.abandoned = False
         self.started = time.monotonic()
         self.elapsed = None
-        self.thread = Thread(target=self._run, daemon=True,
+        self.thread = Thread(target=self._run,
                              name=f"exercise-{ctx.exercise_id}-learner")
 
     def _run(self):

@@ -296,7 +296,7 @@ def _case_echo_many(ctx, handler):
 
     def reader(i):
         results[i] = read_all(socks[i], 5.0)
-    readers = [Thread(target=reader, args=(i,), daemon=True, name="socklab-exercise-reader")
+    readers = [Thread(target=reader, args=(i,), name="socklab-exercise-reader")
                for i in range(3)]
     for t in readers:
         t.start()

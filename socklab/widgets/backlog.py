@@ -520,7 +520,7 @@ class BacklogPanel(BackgroundPanel):
         self.error = None
         self.alert.value = ""
         done: list = []
-        self._worker = Thread(target=self._work, args=(job, done), daemon=True,
+        self._worker = Thread(target=self._work, args=(job, done),
                               name="socklab-backlog-panel")
         self._worker.start()
         if not wait:
@@ -560,7 +560,7 @@ class BacklogPanel(BackgroundPanel):
                 box["result"] = run_backlog_experiment(trace=trace, **s)
             except BaseException as exc:  # handed to the panel's thread
                 box["error"] = exc
-        runner = Thread(target=experiment, daemon=True, name="socklab-backlog-run")
+        runner = Thread(target=experiment, name="socklab-backlog-run")
         t0 = time.perf_counter()
         self.table.value = ""
         runner.start()

@@ -83,7 +83,7 @@ class ManyClientsPanel(BackgroundPanel):
         self._cancel.clear()
         self.alert.value = ""
         before = len(self.measurements)
-        self._worker = Thread(target=self._work, args=(styles, n, service), daemon=True,
+        self._worker = Thread(target=self._work, args=(styles, n, service),
                               name="socklab-manyclients")
         self._worker.start()
         if not wait:

@@ -451,7 +451,7 @@ class StepPanel(Panel):
             step = Step(0, side, name, code)
             self._stopping = False
             if (side, name) in WAITS:
-                t = Thread(target=self._run, args=(step, action), daemon=True,
+                t = Thread(target=self._run, args=(step, action),
                            name=f"socklab-step-{side}")
                 self._busy[side] = (name, t)
                 t.start()
