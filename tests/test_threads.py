@@ -1,5 +1,5 @@
-"""socklab's own threads block SIGINT, so Jupyter's interrupt always reaches the main thread (the
-only one where Python raises KeyboardInterrupt). Read from the kernel's view of each thread."""
+"""socklab's own threads block SIGINT, so Jupyter's interrupt is never taken by one of them (Python
+raises KeyboardInterrupt only in the main thread). Read from the kernel's view of each thread."""
 from __future__ import annotations
 
 import os
