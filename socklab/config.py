@@ -9,6 +9,7 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 import sys
 from dataclasses import dataclass, field, replace
 
@@ -116,6 +117,64 @@ def somaxconn() -> int | None:
             return int(f.read())
     except (OSError, ValueError):
         return getattr(socket, "SOMAXCONN", None)
+
+
+def _numeric(h: str):
+    """(address, zone, short) when ``h`` is a numeric IP address, else (None, None, False).
+
+    IPv4's old short forms ('0', '127.1', '0x7f.0.0.1', '0127.0.0.1' in octal) count as numbers,
+    as getaddrinfo() reads them: '0' binds every interface just as '0.0.0.0' does."""
+    base, sep, zone = h.partition("%")
+    try:
+        return ipaddress.ip_address(base), (zone if sep else None), False
+    except ValueError:
+        pass
+    if not re.fullmatch(r"[0-9A-Fa-fxX.]+", h):
+        return None, None, False
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(h)), None, True
+    except OSError:
+        return None, None, False
+
+
+def _unspecified(ip) -> bool:
+    """0.0.0.0, :: and ::ffff:0.0.0.0 (every IPv4 interface, through an IPv6 socket)."""
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_unspecified or (mapped is not None and mapped.is_unspecified)
+
+
+def _refuse_host_with_port(h: str, shown) -> None:
+    """Refuse 'http://host:80', 'host:80' and '[::1]:80' with the right fix: the port goes apart."""
+    url = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://(\[[^]]*\]|[^/:?#]*)(?::(\d+))?", h)
+    if url:
+        host = url.group(2).strip("[]") or "localhost"
+        port = url.group(3) or {"http": "80", "https": "443"}.get(url.group(1).lower())
+        raise _bad("A URL is not a host", f"host={shown!r} is a URL, not a host.",
+                   "A socket address is a (host, port) tuple: no scheme such as http://, no path.",
+                   f"Use host={host!r} and " + (f"port={port}." if port else "the port as an int."))
+    m = re.fullmatch(r"\[([^]]*)\]:(.*)", h) or re.fullmatch(r"([^:\[\]]*):([^:]*)", h)
+    if m:
+        host, port = m.groups()
+        fix = f"port={int(port)}" if port.isdigit() else "the port apart, as an int (e.g. port=8080)"
+        raise _bad("Host and port in one string", f"host={shown!r} looks like 'host:port'.",
+                   "Python socket addresses are tuples: (host, port); the port is an int.",
+                   f"Use host={host!r} and {fix}.")
+
+
+def check_bound(config: "SocketConfig", address) -> None:
+    """Refuse a socket the OS bound to every interface when ``config`` did not allow that: a host
+    name can resolve to 0.0.0.0 or ::, which validate() cannot know in advance."""
+    if config.allow_all_interfaces or not isinstance(address, tuple):
+        return
+    ip = ipaddress.ip_address(address[0].partition("%")[0])
+    if _unspecified(ip):
+        raise _bad("Binding to all interfaces needs an explicit choice",
+                   f"host={config.host!r} resolved to {ip}, which means every network interface of "
+                   "this machine; the socket was closed again.",
+                   "A server on all interfaces is reachable from other machines on the network "
+                   "(on a shared JupyterHub, by other users). Lab demos only need loopback.",
+                   "Use the default (loopback), or pass allow_all_interfaces=True if you really "
+                   "want to be reachable from elsewhere.")
 
 
 @dataclass(frozen=True)
@@ -242,6 +301,12 @@ class SocketConfig:
                        "Pass path='/tmp/demo.sock', or leave it out to get a private one.")
         if p.startswith("\0"):
             return p  # Linux abstract namespace: no file at all
+        if "\0" in p:
+            cut = p[:p.index("\0")]
+            raise _bad("A NUL byte in an AF_UNIX path", f"path={p!r} contains a NUL byte ('\\0').",
+                       f"The OS reads the path only up to its first NUL byte: it would bind {cut!r}, "
+                       "a file that nothing would then remove.",
+                       "Remove the NUL byte. (A Linux abstract name starts with one: path='\\0name'.)")
         try:
             ipaddress.ip_address(p.strip("[]").split("%")[0])
         except ValueError:
@@ -260,6 +325,14 @@ class SocketConfig:
                        "OSError('AF_UNIX path too long').",
                        "An AF_UNIX address lives in a fixed field of 108 bytes on Linux (104 on macOS), "
                        "counted in UTF-8 bytes.", "Use a shorter path, or leave path out.")
+        if os.path.lexists(p) and not stat.S_ISSOCK(os.lstat(p).st_mode):
+            kind = "a directory" if os.path.isdir(p) else "a file that is not a socket"
+            raise _bad("The path is taken by another file", f"{p!r} already exists and is {kind}.",
+                       "bind() creates a new socket file and never replaces an existing file: it "
+                       "would fail with 'Address already in use' (EADDRINUSE). Only a stale socket "
+                       "file may be removed before binding.",
+                       "Choose another path, or leave path out to get a private one. Do not delete a "
+                       "file that is not a socket: it is somebody's data.")
         parent = os.path.dirname(os.path.abspath(p))
         if not os.path.isdir(parent):
             raise _bad("Directory does not exist", f"The directory of {p!r} does not exist; bind() "
@@ -276,44 +349,60 @@ class SocketConfig:
                        "Hosts are written as strings: '127.0.0.1', '::1' or 'localhost'.",
                        "Put the host in quotes, and the port separately as an int.")
         h = h.strip()
-        if h.count(":") == 1 and not h.startswith("["):
-            raise _bad("Host and port in one string", f"host={self.host!r} looks like 'host:port'.",
-                       "Python socket addresses are tuples: (host, port); the port is an int.",
-                       f"Use host={h.split(':')[0]!r}, port={h.split(':')[1] or 0}.")
+        _refuse_host_with_port(h, self.host)
         if h.startswith("[") and h.endswith("]"):
             h = h[1:-1]  # URL-style [::1]
-        if h in ALL_INTERFACES:
+        ip, zone, short = _numeric(h)
+        if ip is None and h:
+            check_host_name(h, shown=self.host)
+            if h.lower() not in ("localhost", "ip6-localhost", "ip6-loopback"):
+                warnings.append(f"{h!r} is a name: it must be resolved (hosts file or DNS) first.")
+            return h
+        if ip is not None and fam == "AF_INET" and ip.version == 6:
+            raise _bad("IPv6 address on an IPv4 socket", f"{h!r} is an IPv6 address but the family "
+                       "is AF_INET; bind/connect would raise socket.gaierror (EAI_FAMILY).",
+                       "AF_INET sockets speak IPv4 only.", "Use '127.0.0.1', or family AF_INET6.")
+        if ip is not None and fam == "AF_INET6" and ip.version == 4:
+            raise _bad("IPv4 address on an IPv6 socket", f"{h!r} is an IPv4 address but the family "
+                       "is AF_INET6; bind/connect would raise socket.gaierror (EAI_FAMILY).",
+                       "AF_INET6 takes IPv6 addresses; IPv4 ones appear there only as mapped "
+                       "addresses such as '::ffff:127.0.0.1'.", "Use '::1', or family AF_INET.")
+        if ip is None or _unspecified(ip):
+            everywhere = ("::" if fam == "AF_INET6" else "0.0.0.0") if ip is None else str(ip)
             if not self.allow_all_interfaces:
+                reads = "" if h in ALL_INTERFACES else f" (the OS reads it as {everywhere})"
                 raise _bad("Binding to all interfaces needs an explicit choice",
-                           f"host={h!r} means every network interface of this machine.",
+                           f"host={self.host!r} means every network interface of this machine{reads}.",
                            "A server on all interfaces is reachable from other machines on the network "
                            "(on a shared JupyterHub, by other users). Lab demos only need loopback.",
                            "Use the default (loopback), or pass allow_all_interfaces=True if you really "
                            "want to be reachable from elsewhere.")
-            warnings.append(f"listening on all interfaces ({h or '0.0.0.0'}): reachable from other "
+            warnings.append(f"listening on all interfaces ({everywhere}): reachable from other "
                             "machines, not just this one.")
-            return "::" if fam == "AF_INET6" and h in ("", "0:0:0:0:0:0:0:0") else (h or "0.0.0.0")
-        try:
-            ip = ipaddress.ip_address(h.split("%")[0])
-        except ValueError:
-            ip = None
-        if ip is not None:
-            if fam == "AF_INET" and ip.version == 6:
-                raise _bad("IPv6 address on an IPv4 socket", f"{h!r} is an IPv6 address but the family "
-                           "is AF_INET; bind/connect would raise socket.gaierror (EAI_FAMILY).",
-                           "AF_INET sockets speak IPv4 only.", "Use '127.0.0.1', or family AF_INET6.")
-            if fam == "AF_INET6" and ip.version == 4:
-                raise _bad("IPv4 address on an IPv6 socket", f"{h!r} is an IPv4 address but the family "
-                           "is AF_INET6; bind/connect would raise socket.gaierror (EAI_FAMILY).",
-                           "AF_INET6 takes IPv6 addresses; IPv4 ones appear there only as mapped "
-                           "addresses such as '::ffff:127.0.0.1'.", "Use '::1', or family AF_INET.")
-            if not ip.is_loopback:
-                warnings.append(f"{h} is not a loopback address: bind() works only if this machine "
-                                "has that address, and then others can reach it.")
-            return h
-        check_host_name(h, shown=self.host)
-        if h.lower() not in ("localhost", "ip6-localhost", "ip6-loopback"):
-            warnings.append(f"{h!r} is a name: it must be resolved (hosts file or DNS) first.")
+            return everywhere
+        if zone is not None and not ip.is_link_local:
+            raise _bad("A zone goes only with a link-local address",
+                       f"host={self.host!r} adds %{zone} to {ip}, which is not link-local; the "
+                       "resolver would reject it (socket.gaierror).",
+                       "The %zone part of an IPv6 address names an interface. Only link-local "
+                       "addresses (fe80::/10) need one, because each interface has its own.",
+                       f"Drop the zone: host={str(ip)!r}.")
+        if zone is None and ip.version == 6 and ip.is_link_local:
+            raise _bad("A link-local address needs its interface",
+                       f"{ip} is link-local (fe80::/10); without an interface bind() and connect() "
+                       "fail with EINVAL.",
+                       "Every interface has its own link-local addresses, so the same fe80:: "
+                       "address can exist on several: the %zone says which one is meant.",
+                       f"Add the interface, e.g. host='{ip}%eth0' (`ip -6 addr` lists them), or use "
+                       "'::1' for this machine.")
+        if short:
+            octal = " (a leading 0 means octal)" if re.search(r"(^|\.)0\d", h) else ""
+            warnings.append(f"{h!r} is an old short form of an IPv4 address: the OS reads it as "
+                            f"{ip}{octal}. Write {str(ip)!r}.")
+            h = str(ip)
+        if not ip.is_loopback:
+            warnings.append(f"{h} is not a loopback address: bind() works only if this machine "
+                            "has that address, and then others can reach it.")
         return h
 
     def _port(self, warnings):

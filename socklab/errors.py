@@ -6,6 +6,7 @@ explanation and is what socklab raises for bad input.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -71,6 +72,13 @@ def explained(exc: BaseException, address=None, call: str | None = None) -> Base
         new.explanation = exp
     new.__cause__ = exc
     new.__suppress_context__ = True
+    return new
+
+
+def explained_as(exc: BaseException, explanation: Explanation) -> BaseException:
+    """``exc``, still its own type, carrying ``explanation`` (for misuse socklab itself detects)."""
+    new = explained(exc)
+    new.explanation = explanation
     return new
 
 
@@ -267,6 +275,15 @@ _GAI = {
 }
 
 
+def _link_local(address) -> bool:
+    if not (isinstance(address, tuple) and address and isinstance(address[0], str)):
+        return False
+    try:
+        return ipaddress.ip_address(address[0].partition("%")[0]).is_link_local
+    except ValueError:
+        return False
+
+
 def explain(exc: BaseException, address=None, call: str | None = None) -> Explanation:
     """Explain ``exc`` (raised by ``call`` on ``address`` if known) for a learner. Never raises."""
     if isinstance(exc, SocklabError):
@@ -322,6 +339,14 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
             "AF_UNIX path too long", "The socket file path is longer than the OS allows.",
             "An AF_UNIX address is stored in a fixed 108-byte field on Linux (104 on macOS), counted "
             "in UTF-8 bytes.", "Use a shorter path, e.g. in a short temporary directory.", short)
+    if isinstance(exc, OSError) and exc.errno == errno.EINVAL and call in ("bind", "connect") \
+            and _link_local(address):
+        return Explanation(
+            "Invalid argument", f"{call}() refused the link-local address{addr}.",
+            "A link-local IPv6 address (fe80::/10) is valid only on its own interface: the part "
+            "after '%' must name an interface that exists and, for bind(), has that address.",
+            "Look up the interface's fe80:: address with `ip -6 addr` and use it with its zone "
+            "(e.g. 'fe80::1%eth0'), or use '::1' for this machine.", short, name)
     if isinstance(exc, OSError) and exc.errno in _BY_ERRNO:
         t = _BY_ERRNO[exc.errno]
         return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)

@@ -15,8 +15,8 @@ import threading
 import time
 
 from . import runtime
-from .config import SocketConfig
-from .errors import ConfigError, Explanation, explain, explained
+from .config import SocketConfig, check_bound
+from .errors import ConfigError, Explanation, explain, explained, explained_as
 from .trace import Trace, TracedSocket
 from .runtime import Thread
 
@@ -83,6 +83,13 @@ class _CappedSocket(TracedSocket):
 
 
 def _config(config, kw) -> SocketConfig:
+    if config is not None and not isinstance(config, SocketConfig):
+        raise ConfigError(Explanation(
+            "config must be a SocketConfig", f"config={config!r} is a {type(config).__name__}.",
+            "Server's first positional argument (Client's second, after the target) is an optional "
+            "SocketConfig; every other setting goes by name.",
+            f"Name the setting, e.g. family={config!r}" if isinstance(config, str) else
+            "Pass settings by name: family='AF_INET', host='127.0.0.1', port=0."))
     if config is None:
         config = SocketConfig(**kw)
     elif kw:
@@ -201,6 +208,8 @@ class Server(_Stoppable):
                 else:
                     self.sock.listen(c.backlog)
             self.address = self.sock.getsockname()
+            call = "bind"
+            check_bound(c, self.address)
             self._wake_r, self._wake_w = socket.socketpair()
         except Exception as exc:
             self._close_all()

@@ -323,6 +323,42 @@ def raw_proto0(env):
     socklab.socket("AF_INET", "SOCK_RAW", name="bad-input/raw")
 
 
+def short_ipv4(env):
+    srv = env.server(host="127.1")
+    assert srv.address[0] == "127.0.0.1"
+    return " ".join(srv.warnings)
+
+
+def unix_path_with_nul(env):
+    path = os.path.join(env.tmp, "demo\0x")
+    try:
+        Server(family="AF_UNIX", path=path, name="bad-input/api").start()
+    finally:
+        assert os.listdir(env.tmp) == [], os.listdir(env.tmp)  # no file left at the cut-off path
+
+
+def unix_path_taken_by(kind):
+    def go(env):
+        path = os.path.join(env.tmp, "taken")
+        os.mkdir(path) if kind == "directory" else open(path, "w").close()
+        try:
+            Server(family="AF_UNIX", path=path, name="bad-input/api").start()
+        finally:
+            assert os.path.isdir(path) if kind == "directory" else os.path.isfile(path)  # left alone
+    return go
+
+
+def start_twice(env):
+    env.server().start()
+
+
+def wrong_expect_then_fine(c, srv, env):
+    try:
+        c.request(b"hi", expect="2")
+    finally:  # refused before sending: nothing unread is left to answer the next request
+        assert c.request(b"next") == b"next"
+
+
 # ===================================================================== the matrix
 
 @dataclass
@@ -401,6 +437,28 @@ CASES = [
          panel=click_start(host="127.0.0.1:8080")),
     Case("host-not-local", start(host="203.0.113.5"), "Cannot assign requested address", ("127.0.0.1",),
          panel=click_start(host="203.0.113.5")),
+    Case("all-interfaces-short-form", start(host="0"), "all interfaces", ("0.0.0.0", "allow_all_interfaces"),
+         panel=click_start(host="0")),
+    Case("all-interfaces-ipv6-spelling", start(family="AF_INET6", host="0::0"), "all interfaces",
+         ("::", "allow_all_interfaces"), panel=click_start(family="AF_INET6", host="0::0"), marks=(needs_v6,)),
+    Case("all-interfaces-mapped-ipv4", start(family="AF_INET6", host="::ffff:0.0.0.0"), "all interfaces",
+         ("allow_all_interfaces",), panel=click_start(family="AF_INET6", host="::ffff:0.0.0.0"),
+         marks=(needs_v6,)),
+    Case("ipv4-short-form", short_ipv4, "old short form", ("127.0.0.1",), raises=False,
+         panel=click_start(host="127.1"), panel_title="127.0.0.1", panel_where="status"),
+    Case("host-is-a-url", start(host="http://localhost:8080/index.html"), "A URL is not a host",
+         ("host='localhost'", "port=8080"), panel=click_start(host="http://localhost:8080/index.html")),
+    Case("host-port-bracketed", start(family="AF_INET6", host="[::1]:8080"), "Host and port in one string",
+         ("host='::1'", "port=8080"), panel=click_start(family="AF_INET6", host="[::1]:8080")),
+    Case("host-port-not-a-number", start(host="localhost:http"), "Host and port in one string",
+         ("host='localhost'", "as an int"), panel=click_start(host="localhost:http")),
+    Case("zone-on-a-global-address", start(family="AF_INET6", host="::1%lo"), "zone", ("host='::1'",),
+         panel=click_start(family="AF_INET6", host="::1%lo")),
+    Case("link-local-without-zone", start(family="AF_INET6", host="fe80::1"), "link-local", ("%eth0",),
+         panel=click_start(family="AF_INET6", host="fe80::1")),
+    Case("link-local-not-on-that-interface", start(family="AF_INET6", host="fe80::1%lo"), "Invalid argument",
+         ("link-local", "ip -6 addr"), panel=click_start(family="AF_INET6", host="fe80::1%lo"),
+         marks=(needs_v6,)),
     Case("all-interfaces-not-allowed", start(host="0.0.0.0"), "all interfaces",
          ("allow_all_interfaces",), panel=click_start(host="0.0.0.0")),
     Case("all-interfaces-allowed", all_interfaces_allowed, "all interfaces", ("other machines",),
@@ -430,6 +488,14 @@ CASES = [
          "Connection refused", ("start the server",),
          panel=lambda p, env: click_connect(family="AF_UNIX", host=env.stale_path())(p, env),
          marks=(needs_unix,)),
+    Case("unix-path-with-nul", unix_path_with_nul, "NUL byte", ("abstract",), marks=(needs_unix,),
+         no_panel="the panel's path box is text, and a NUL byte cannot be typed into it"),
+    Case("unix-path-is-a-file", unix_path_taken_by("file"), "taken by another file", ("not a socket",),
+         marks=(needs_unix,), panel=lambda p, env: (open(os.path.join(env.tmp, "f"), "w").close(),
+                                                    click_start(family="AF_UNIX",
+                                                                host=os.path.join(env.tmp, "f"))(p, env))),
+    Case("unix-path-is-a-directory", unix_path_taken_by("directory"), "taken by another file",
+         ("a directory",), marks=(needs_unix,), panel=click_start(family="AF_UNIX", host="/tmp")),
     Case("unix-missing-directory", start(family="AF_UNIX", path="/nonexistent-socklab/x.sock"),
          "Directory does not exist", ("directory",),
          panel=click_start(family="AF_UNIX", host="/nonexistent-socklab/x.sock"), marks=(needs_unix,)),

@@ -345,10 +345,17 @@ def test_failed_bind_leaves_nothing(leakcheck):
 
 @needs_unix
 def test_failed_unix_bind_keeps_foreign_file(tmp_path, leakcheck):
-    """A path that exists already: bind fails (EADDRINUSE) and socklab must not delete that file."""
+    """A path taken by a file that is not a socket: refused before any socket exists; and if the
+    file appears after that check, bind fails (EADDRINUSE). Either way the file is not deleted."""
     path = tmp_path / "taken.sock"
     path.write_text("not mine")
-    exc = caught(Server(family="AF_UNIX", path=str(path)).start)
+    exc = caught(lambda: Server(family="AF_UNIX", path=str(path)))
+    assert isinstance(exc, socklab.ConfigError) and "not a socket" in exc.explanation.what
+    assert path.read_text() == "not mine"
+    path.unlink()
+    srv = Server(family="AF_UNIX", path=str(path))  # checked while the path is free
+    path.write_text("not mine")                     # ... and taken before bind()
+    exc = caught(srv.start)
     assert isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
     assert path.read_text() == "not mine"
     assert socklab.running() == []
