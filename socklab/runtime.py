@@ -49,26 +49,69 @@ class Thread(threading.Thread):
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def caller_key(depth: int = 2) -> str:
-    """A key for the code that called us: the same cell re-run gives the same key.
+def _shell():
+    ipython = sys.modules.get("IPython")  # never imported here: socklab works without Jupyter
+    return ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
 
-    IPython names a cell's code after a hash of its source, so re-running an unchanged cell
-    gives the same file name and line.
-    """
+
+def _cell_frame(frame):
+    """The frame of the notebook cell being run, found outward from ``frame``; None outside one.
+
+    A cell's own code is a ``<module>`` frame whose globals are the kernel's user namespace; a
+    function defined in an earlier cell has its own name, so the cell that *calls* it counts."""
+    shell = _shell()
+    if shell is None:
+        return None
+    found = None
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is shell.user_ns:
+            found = frame
+        frame = frame.f_back
+    return found
+
+
+def _cell_id(frame) -> str | None:
+    """Which cell ``frame`` (a cell frame) belongs to: the front end's cell id, which stays the
+    same when the cell is edited (JupyterLab and Notebook send it), else IPython's file name for
+    the cell's source."""
+    shell = _shell()
+    kernel = getattr(shell, "kernel", None)
+    if kernel is not None and hasattr(kernel, "get_parent") \
+            and threading.current_thread() is threading.main_thread():
+        parent = kernel.get_parent() or {}
+        cell = (parent.get("metadata") or {}).get("cellId")
+        if cell:
+            return f"cell {cell}"
+    return f"cell {frame.f_code.co_filename}"
+
+
+def caller_key(depth: int = 2) -> str:
+    """A key for the code that called us: the cell being run and the line in it, so re-running
+    the cell gives the same key (a helper function from another cell does not count); outside a
+    cell, the calling file and line."""
     frame = sys._getframe(depth)
     here = os.path.dirname(__file__)
     while frame is not None and os.path.dirname(frame.f_code.co_filename) == here:
         frame = frame.f_back
     if frame is None:
         return "<unknown>"
+    cell = _cell_frame(frame)
+    if cell is not None:
+        return f"{_cell_id(cell)}:{cell.f_lineno}"
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 def generation():
     """Which run of a cell this is: IPython's execution count, or None outside a kernel."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
-    return getattr(shell, "execution_count", None)
+    return getattr(_shell(), "execution_count", None)
+
+
+def _current_cell():
+    """(cell id, run) of the cell running in this thread, or (None, None)."""
+    frame = _cell_frame(sys._getframe(1))
+    if frame is None:
+        return None, None
+    return _cell_id(frame), generation()
 
 
 def register(key: str, obj, explicit: bool = True) -> None:
@@ -76,28 +119,41 @@ def register(key: str, obj, explicit: bool = True) -> None:
 
     An explicit name replaces whatever ran under it. A key taken from the caller's line replaces
     only what an *earlier* execution of that cell started, so a loop in one cell can start
-    several servers; outside a kernel there are no re-runs and nothing is replaced.
+    several servers; outside a kernel there are no re-runs and nothing is replaced. And whatever
+    the key, registering from a cell stops everything an earlier run of that same cell started
+    (on any line: the cell may have been edited since).
     """
     gen = generation()
+    cell, run = _current_cell()
     with _lock:
         entries = _running.setdefault(key, [])
         if explicit:
-            old = [o for o, _ in entries if o is not obj]
+            old = [o for o, _, _ in entries if o is not obj]
         elif gen is None:
             old = []
         else:
-            old = [o for o, g in entries if g != gen and o is not obj]
-        entries[:] = [(o, g) for o, g in entries if o not in old and o is not obj] + [(obj, gen)]
+            old = [o for o, g, _ in entries if g != gen and o is not obj]
+        if cell is not None and run is not None:
+            old += [o for others in _running.values() for o, g, c in others
+                    if c == cell and g != run and o is not obj]
+        old = list({id(o): o for o in old}.values())
+        gone = {id(o) for o in old} | {id(obj)}
+        for k in list(_running):
+            _running[k][:] = [e for e in _running[k] if id(e[0]) not in gone]
+            if not _running[k] and k != key:
+                del _running[k]
+        _running[key].append((obj, gen, cell))
     for o in old:
         o.stop()
 
 
 def track(key: str, obj) -> None:
     """Register ``obj`` under ``key`` again (e.g. a client reopened after close()), stopping nothing."""
+    cell, _ = _current_cell()
     with _lock:
         entries = _running.setdefault(key, [])
-        if not any(o is obj for o, _ in entries):
-            entries.append((obj, generation()))
+        if not any(o is obj for o, _, _ in entries):
+            entries.append((obj, generation(), cell))
 
 
 def unregister(key: str, obj) -> None:
@@ -105,7 +161,7 @@ def unregister(key: str, obj) -> None:
         entries = _running.get(key)
         if entries is None:
             return
-        entries[:] = [(o, g) for o, g in entries if o is not obj]
+        entries[:] = [e for e in entries if e[0] is not obj]
         if not entries:
             del _running[key]
 
@@ -113,18 +169,41 @@ def unregister(key: str, obj) -> None:
 def running() -> list:
     """Demos registered and not yet stopped."""
     with _lock:
-        return [o for entries in _running.values() for o, _ in entries]
+        return [o for entries in _running.values() for o, _, _ in entries]
 
 
 def stop_all() -> int:
-    """Stop every running demo of this process; returns how many were stopped."""
+    """Stop every running demo of this process; returns how many were stopped.
+
+    One that does not stop in time (its handler is stuck) does not keep the others running: a
+    SocklabError says which, once everything else has been stopped."""
     with _lock:
-        objs = [o for entries in _running.values() for o, _ in entries]
-        _running.clear()
+        objs = list({id(o): o for entries in _running.values() for o, _, _ in entries}.values())
+    stopped, stuck = 0, []
     for obj in objs:
-        obj.stop()
+        try:
+            obj.stop()
+        except Exception as exc:  # go on: one stuck demo must not keep the others running
+            stuck.append(f"{obj!r}: {exc}")
+            continue
+        stopped += 1
+        with _lock:  # most demos unregister themselves; this covers the rest
+            for key in list(_running):
+                _running[key][:] = [e for e in _running[key] if e[0] is not obj]
+                if not _running[key]:
+                    del _running[key]
     remove_stale_sockets()
-    return len(objs)
+    if stuck:
+        from .errors import Explanation, SocklabError
+        raise SocklabError(Explanation(
+            "Not everything stopped",
+            f"{stopped} stopped; still running: {'; '.join(stuck)}.",
+            "A server stops once its handlers return. A handler that waits without a timeout, or "
+            "computes for a long time, keeps its thread alive, and Python cannot kill a thread.",
+            "Give every blocking call in a handler a timeout (conn.settimeout(5)). socklab has shut "
+            "the stuck connection down; its thread ends, and its socket closes, when the call it is "
+            "in returns."))
+    return stopped
 
 
 def _live_unix_paths() -> set | None:

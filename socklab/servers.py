@@ -45,16 +45,17 @@ def record_only(sock, data, addr, server) -> None:
 MAX_MESSAGE_LIMIT = 1 << 24  # recv(n) allocates n bytes up front: 16 MiB per call at most
 
 
-def _number(name, value, *, integer, low, high, fix):
+_CAPS = ("Servers cap what one peer can take (bytes per recv, connections at once, seconds idle, "
+         "seconds alive) so a classroom host stays safe; every blocking call has a finite timeout.")
+
+
+def _number(name, value, *, integer, low, high, fix, why=_CAPS):
     """``value`` if it is a number (an int when ``integer``) in [low, high]; else a ConfigError."""
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
         what = "a whole number" if integer else "a number of seconds"
         raise ConfigError(Explanation(
-            f"Invalid {name}", f"{name}={value!r} is not {what} from {low} to {high}.",
-            "Servers cap what one peer can take (bytes per recv, connections at once, seconds idle, "
-            "seconds alive) so a classroom host stays safe; every blocking call has a finite timeout.",
-            fix))
+            f"Invalid {name}", f"{name}={value!r} is not {what} from {low} to {high}.", why, fix))
     return value
 
 
@@ -181,7 +182,11 @@ class Server(_Stoppable):
         still the original exception type), with nothing left open.
         """
         if self._thread is not None:
-            raise RuntimeError("this Server was already started; create a new one")
+            raise explained_as(RuntimeError("this Server was already started"), Explanation(
+                "Already started", f"start() was called on {self!r}, which was started before.",
+                "A Server object runs once: start() binds its socket and starts its thread, and "
+                "after stop() the socket is closed for good.",
+                "Use the running server as it is, or create a new Server(...) and start that."))
         self._register(self.name)
         c = self.config
         call = "socket"
@@ -224,17 +229,24 @@ class Server(_Stoppable):
         return self
 
     def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Stop serving, wake and join every thread, close every socket, remove the AF_UNIX file."""
+        """Stop serving, wake and join every thread, close every socket, remove the AF_UNIX file.
+
+        Called from one of this server's handlers, it only asks: the server stops once that
+        handler returns (waiting there would wait for ourselves)."""
+        me = threading.current_thread()
         with self._lock:
             self._stop_flag = True
             wake = self._wake_w
+            inside = me in self._threads
         if wake is not None:
             try:
                 wake.send(b"x")
             except OSError:
                 pass  # the serving loop already closed its wake-up pair: it is finishing anyway
+        if inside:
+            return
         t = self._thread
-        if t is not None and t is not threading.current_thread():
+        if t is not None and t is not me:
             t.join(timeout)
             if t.is_alive():
                 raise RuntimeError(f"server thread did not stop within {timeout} s")
@@ -344,8 +356,9 @@ class Server(_Stoppable):
                     except OSError:
                         pass  # already disconnected: the handler is returning anyway
             threads = list(self._threads)
+        deadline = time.monotonic() + DEFAULT_TIMEOUT  # for all of them: stuck ones must not add up
         for t in threads:  # including handlers that already left _conns but are still finishing
-            t.join(DEFAULT_TIMEOUT)
+            t.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._reap()
 
@@ -441,6 +454,16 @@ class Client(_Stoppable):
         were sent, right for echo) or end of stream; for datagrams, one datagram."""
         if isinstance(data, str):
             data = self._call("encode", data.encode, "utf-8")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ConfigError(Explanation(
+                "request() sends bytes", f"data={data!r} is not bytes but {type(data).__name__}.",
+                "Sockets carry bytes. request() also takes a str and encodes it as UTF-8.",
+                "Pass bytes (b'hello') or a str; for a number, str(n).encode()."))
+        if expect is not None:
+            _number("expect", expect, integer=True, low=0, high=2 ** 31 - 1,
+                    why="expect is how many bytes of reply to wait for; it is checked before anything "
+                        "is sent, so a wrong value cannot leave a reply unread.",
+                    fix="Pass the reply's length in bytes (an int), or leave it out for an echo.")
         if not self.config.stream:
             self.sendto(data)
             return self.recvfrom()[0]
@@ -525,6 +548,15 @@ def ping(host: str = "127.0.0.1", *, count: int = 1, timeout: float = 2.0, trace
          side: str = "pinger") -> list:
     """Send ICMP echo requests on a raw socket (needs root/CAP_NET_RAW); return round-trip times
     in seconds (None for a lost reply). Raises ConfigError with an explanation where not permitted."""
+    if not isinstance(host, str):
+        raise ConfigError(Explanation(
+            "Host must be a string", f"host={host!r} is a {type(host).__name__}.",
+            "ping() takes the host to ping as a string.", "Use host='127.0.0.1' or '::1'."))
+    _number("count", count, integer=True, low=1, high=1000, why="count is how many echo requests "
+            "to send, one after another.", fix="Use a whole number such as 3.")
+    _number("timeout", timeout, integer=False, low=1e-3, high=60, why="Each request waits up to "
+            "timeout seconds for its reply; a lost reply must not wait forever.",
+            fix="Use a number of seconds such as 2.")
     fam = "AF_INET6" if ":" in host else "AF_INET"
     cfg = SocketConfig(family=fam, type="SOCK_RAW", host=host).validate()
     trace = trace if trace is not None else Trace()

@@ -411,6 +411,19 @@ CASES = [
          ("IPPROTO_ICMP",) if can_raw() else ("CAP_NET_RAW",),
          no_panel="the panel always passes IPPROTO_ICMP(V6) for raw sockets"),
 
+    Case("config-given-by-position", lambda env: Server("AF_UNIX"), "config must be a SocketConfig",
+         ("family='AF_UNIX'",), no_panel="the panel builds its configuration itself"),
+    Case("start-twice", start_twice, "Already started", ("new Server",),
+         no_panel="the panel's Start stops its old server first"),
+    Case("request-not-bytes", with_echo(lambda c, s, e: c.request(123)), "request() sends bytes",
+         ("b'hello'",), no_panel="the panel sends its message box's text"),
+    Case("request-expect-str", with_echo(wrong_expect_then_fine), "Invalid expect", ("int",),
+         no_panel="the panel has no expect box"),
+    Case("ping-count-float", lambda env: socklab.ping(count=2.5), "Invalid count", ("whole number",),
+         no_panel="the ping panel is tested in test_widgets_icmp"),
+    Case("ping-timeout-none", lambda env: socklab.ping(timeout=None), "Invalid timeout", ("seconds",),
+         no_panel="the ping panel is tested in test_widgets_icmp"),
+
     # ---- ports
     Case("port-70000", start(port=70000), "Port out of range", ("65535",),
          no_panel="the port box is bounded to 0-65535"),

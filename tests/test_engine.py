@@ -286,6 +286,52 @@ def test_stop_wakes_blocked_handler(family, leakcheck):
     socklab.stop_all()  # the failed clients above are registered until stopped
 
 
+def test_stop_from_inside_a_handler_does_not_wait_for_itself(leakcheck):
+    """A handler that stops its own server (a 'quit' command) gets stop() back at once; the server
+    stops when the handler returns, without an error."""
+    seen = {}
+
+    def quit_handler(conn, server):
+        conn.sendall(b"bye")
+        server.stop()
+        seen["stopped when stop() returned"] = server.stopped.is_set()
+
+    srv = Server(handler=quit_handler).start()
+    with Client(srv) as c:
+        c.connect()
+        assert c.recv() == b"bye"
+    assert srv.stopped.wait(socklab.servers.DEFAULT_TIMEOUT)
+    assert seen == {"stopped when stop() returned": False}  # it did not wait for its own thread
+    assert srv.errors == [] and not srv._thread.is_alive()
+
+
+def test_stop_all_stops_the_others_when_one_handler_is_stuck(leakcheck):
+    """A handler stuck where no socket wakes it (here: an Event) makes its server's stop() fail;
+    stop_all() still stops every other demo, then says which one did not stop."""
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck(conn, server):
+        entered.set()
+        release.wait(60)
+
+    a = Server(handler=stuck, name="engine/stuck").start()
+    b = Server(name="engine/fine").start()
+    c = Client(a, name="engine/stuck-client")
+    try:
+        c.connect()
+        assert entered.wait(5)
+        with pytest.raises(socklab.SocklabError) as err:
+            socklab.stop_all()
+        assert err.value.explanation.title == "Not everything stopped"
+        assert str(a.address) in str(err.value) and "timeout" in err.value.explanation.fix
+        assert not b.running and b.stopped.is_set()  # stopped, although a came first or last
+    finally:
+        release.set()
+        c.close()
+        assert a.stopped.wait(10)
+    assert socklab.running() == []
+
+
 @pytest.mark.parametrize("family", fam_params())
 def test_stop_racing_the_handler(family, leakcheck):
     """stop() right after the client closes races the handler's own close: the trace must never show

@@ -433,3 +433,73 @@ def test_keyboard_interrupt_during_a_demo_leaves_nothing(demo, tmp_path):
         assert final["fds"] == before["fds"] and final["listening"] == before["listening"], final
     finally:
         k.shutdown()
+
+
+# ===================================================================== (c) which cell a demo belongs to
+
+def run_as_cell(k: Kernel, code: str, cell_id: str | None, timeout: float = CELL_TIMEOUT) -> dict:
+    """Execute ``code`` as the front end's cell ``cell_id`` (JupyterLab sends it in the request's
+    metadata; nbclient and nbval send none: ``None``). Returns {status, stdout, evalue}."""
+    if cell_id is None:
+        return k.run(code, timeout)
+    msg = k.kc.session.msg("execute_request", {
+        "code": code, "silent": False, "store_history": True, "user_expressions": {},
+        "allow_stdin": False, "stop_on_error": False}, metadata={"cellId": cell_id})
+    k.kc.shell_channel.send(msg)
+    msg_id, out, deadline = msg["header"]["msg_id"], [], time.monotonic() + timeout
+    while True:
+        m = k.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if m["msg_type"] == "stream" and m["content"]["name"] == "stdout":
+            out.append(m["content"]["text"])
+        elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+    while True:
+        reply = k.kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            c = reply["content"]
+            return {"status": c["status"], "stdout": "".join(out), "evalue": c.get("evalue", "")}
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    k = Kernel(ROOT, tmp_path)
+    try:
+        assert k.run("import socklab")["status"] == "ok"
+        yield k
+    finally:
+        k.run("socklab.stop_all()")
+        k.shutdown()
+
+
+def test_rerunning_an_edited_cell_stops_what_its_last_run_started(kernel):
+    first = run_as_cell(kernel, "old = socklab.Server().start()\nc = socklab.Client(old)", "cell-a")
+    assert first["status"] == "ok", first
+    # the learner edits the cell (a line added above, a new variable name) and runs it again
+    edited = run_as_cell(kernel, "# now with a second server\nnew = socklab.Server().start()\n"
+                                 "other = socklab.Server().start()\n"
+                                 "print(old.running, c.sock is None, new.running, other.running)",
+                         "cell-a")
+    assert edited["status"] == "ok", edited
+    assert edited["stdout"].split() == ["False", "True", "True", "True"], edited
+
+
+@pytest.mark.parametrize("ids", [("cell-b", "cell-c"), (None, None)], ids=["cell ids", "no cell ids"])
+def test_a_helper_called_from_two_cells_keeps_both_demos(kernel, ids):
+    helper = run_as_cell(kernel, "def make():\n    return socklab.Server().start()", "cell-def")
+    assert helper["status"] == "ok", helper
+    assert run_as_cell(kernel, "a = make()", ids[0])["status"] == "ok"
+    both = run_as_cell(kernel, "b = make()\nprint(a.running, b.running)", ids[1])
+    assert both["stdout"].split() == ["True", "True"], both
+    again = run_as_cell(kernel, "a2 = make()\nprint(a.running, a2.running, b.running)"
+                        if ids[0] else "a = make()", ids[0])
+    assert again["status"] == "ok", again
+    if ids[0]:  # the same cell (its id) run again, edited: its last run's server is stopped
+        assert again["stdout"].split() == ["False", "True", "True"], again
+
+
+def test_one_cell_may_start_several_demos_in_a_loop(kernel):
+    r = run_as_cell(kernel, "servers = [socklab.Server().start() for _ in range(3)]\n"
+                            "print(*(s.running for s in servers))", "cell-loop")
+    assert r["stdout"].split() == ["True"] * 3, r
