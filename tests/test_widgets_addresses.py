@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from socklab import runtime
+from socklab import ConfigError, runtime
 from socklab.widgets.addresses import BindExplorer
 
 
@@ -130,4 +130,16 @@ def test_text_forms():
     p.try_bind(keep=False)
     text = p.transcript().text
     assert "bind(('127.0.0.1', 0))" in text and "[bound to ('127.0.0.1'," in text
+    p.stop()
+
+
+def test_an_unknown_family_is_explained_and_aliases_are_read(leakcheck):
+    with pytest.raises(ConfigError) as err:
+        BindExplorer(family="AF_PACKET", name="t-bind-bad")
+    assert "AF_INET, AF_INET6, AF_UNIX" in err.value.explanation.text()
+    p = BindExplorer(family="inet6", name="t-bind-alias")
+    assert p.family.value == "AF_INET6"
+    with pytest.raises(ConfigError):
+        p.try_bind(family="AF_PACKET")
+    assert p.family.value == "AF_INET6" and p.attempts == []
     p.stop()

@@ -220,3 +220,12 @@ def test_rows_that_only_share_the_port_number_are_left_out():
     assert [(r.side, r.state, r.local[1]) for r in out] == [
         ("", "LISTEN", 5000), ("client2", "SYN-SENT", 40003), ("client", "ESTABLISHED", 40002),
         ("", "ESTABLISHED", 5000)]
+
+
+def test_backlog_panel_reads_the_family_as_socketconfig_does():
+    p = BacklogPanel(family="inet", name="t-backlog-family")
+    assert p.family.value == "AF_INET"
+    p.stop()
+    with pytest.raises(socklab.ConfigError) as err:
+        BacklogPanel(family="tcp", name="t-backlog-family")
+    assert "AF_INET" in err.value.explanation.fix

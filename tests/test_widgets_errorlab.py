@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
+import socklab  # noqa: E402
 from socklab import runtime  # noqa: E402
 from socklab.widgets.errorlab import SCENARIOS, ErrorExplorer, provoke  # noqa: E402
 
@@ -99,3 +100,14 @@ def test_panel_registers_and_stop_is_harmless():
     assert panel not in runtime.running()
     data = panel._repr_mimebundle_()
     assert data["text/plain"].startswith("socklab error explorer")
+
+
+def test_an_unknown_scenario_is_explained_with_the_choices():
+    with pytest.raises(socklab.ConfigError) as err:
+        ErrorExplorer(scenario="nope", name="t-errlab-bad")
+    assert "'refused'" in err.value.explanation.text() and "'send_str'" in err.value.explanation.text()
+    p = ErrorExplorer(name="t-errlab-bad")
+    with pytest.raises(socklab.ConfigError):
+        p.run("nope")
+    assert p.scenario.value == "refused" and p.outcomes == []
+    p.stop()

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from socklab import ConfigError
 from socklab.widgets.exchange import ExchangePanel, unread
 
 
@@ -107,3 +108,43 @@ def test_text_forms():
     text = p.transcript().text
     assert "client    send(b'hi')  -> 2" in text and "server    recv(1024)  -> b'hi'" in text
     p.stop()
+
+
+@pytest.mark.parametrize("bad", [None, -1, 0, "10", True, float("nan"), float("inf"), 1e9])
+def test_a_timeout_that_could_hang_or_fail_is_refused_when_the_panel_is_made(bad, leakcheck):
+    """None would let server_recv() wait forever; -1 used to break connect() half-way."""
+    with pytest.raises(ConfigError) as err:
+        ExchangePanel(timeout=bad, name="t-ex-timeout")
+    text = err.value.explanation.text()
+    assert f"timeout={bad!r}" in text and "positive number of seconds" in text
+
+
+def test_setting_a_bad_timeout_later_is_refused_too(leakcheck):
+    p = ExchangePanel(timeout=0.05, name="t-ex-timeout-later")
+    with pytest.raises(ConfigError):
+        p.timeout = None
+    assert p.timeout == 0.05
+    assert isinstance(p.server_recv(), TimeoutError)  # nothing to read: bounded, explained
+    assert "Timed out" in p.alert.value
+    p.stop()
+
+
+def test_a_failed_connect_keeps_no_half_made_connection(leakcheck):
+    """The settimeout() inside connect() fails (a value the public setter refuses, forced here):
+    no end is kept, and the next call reports that failure again, not an AttributeError."""
+    p = ExchangePanel(name="t-ex-half")
+    p._timeout = -1
+    assert isinstance(p.connect(), ValueError)
+    assert p.client is None and p.server is None
+    assert isinstance(p.server_recv(), ValueError)
+    assert "Invalid timeout" in p.alert.value
+    p._timeout = 0.1
+    assert p.connect() is p.client and p.server is not None
+    p.stop()
+
+
+@pytest.mark.parametrize("kwargs", [dict(bufsize=0)])
+def test_exchangepanel_refuses_numbers_outside_its_controls(kwargs):
+    with pytest.raises(ConfigError) as err:
+        ExchangePanel(name="t-range", **kwargs)
+    assert "outside this panel's range" in err.value.explanation.what

@@ -5,6 +5,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
+import socklab  # noqa: E402
 from socklab.widgets.framing import FramingPanel, NaglePanel, ratio_words  # noqa: E402
 
 
@@ -92,3 +93,25 @@ def test_ratio_words():
     assert ratio_words(1.0, 1.0).startswith("fast")
     assert ratio_words(9.0, 1.0).startswith("fast")
     assert ratio_words(50.0, 1.0).startswith("slow")
+
+
+@pytest.mark.parametrize("kwargs,words", [(dict(framing_kind="json"), "'none', 'delimiter', 'prefix'"),
+                                          (dict(writes="all"), "'each', 'one'")])
+def test_framing_panel_unknown_choice_is_explained(kwargs, words):
+    with pytest.raises(socklab.ConfigError) as err:
+        FramingPanel(name="t-framing-bad", **kwargs)
+    assert words in err.value.explanation.text()
+
+
+@pytest.mark.parametrize("rounds", [-1, 0, 51, "5", 2.5])
+def test_nagle_panel_rounds_out_of_range_is_explained(rounds):
+    with pytest.raises(socklab.ConfigError) as err:
+        NaglePanel(rounds=rounds, name="t-nagle-bad")
+    assert "1..50" in err.value.explanation.text()
+
+
+@pytest.mark.parametrize("kwargs", [dict(bufsize=0)])
+def test_framingpanel_refuses_numbers_outside_its_controls(kwargs):
+    with pytest.raises(socklab.ConfigError) as err:
+        FramingPanel(name="t-range", **kwargs)
+    assert "outside this panel's range" in err.value.explanation.what

@@ -66,3 +66,9 @@ def test_text_repr():
     assert "HTTP panel" in p._repr_mimebundle_()["text/plain"]
     assert p.wire().text == "(no requests yet)"
     p.stop()
+
+
+def test_an_unknown_method_is_explained_with_the_choices():
+    with pytest.raises(socklab.ConfigError) as err:
+        HTTPPanel(method="BREW", name="t-http-bad")
+    assert "'GET', 'HEAD', 'POST', 'DELETE'" in err.value.explanation.text()

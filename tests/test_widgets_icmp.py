@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
+import socklab  # noqa: E402
 from socklab import runtime  # noqa: E402
 from socklab.config import can_raw  # noqa: E402
 from socklab.widgets.icmp import PLAIN_PING, PingPanel  # noqa: E402
@@ -69,4 +70,26 @@ def test_text_repr():
     p = PingPanel(name="t-ping-repr")
     assert "ping panel" in p._repr_mimebundle_()["text/plain"]
     assert p.transcript().text == "(no pings yet)"
+    p.stop()
+
+
+@pytest.mark.parametrize("kwargs", [dict(host=5), dict(host="10.0.0.1"), dict(count=100),
+                                    dict(count=0), dict(timeout=None), dict(timeout="1"),
+                                    dict(timeout=0), dict(timeout=-1)])
+def test_bad_settings_are_explained_when_the_panel_is_made(kwargs):
+    with pytest.raises(socklab.ConfigError) as err:
+        PingPanel(name="t-ping-bad", **kwargs)
+    name, value = next(iter(kwargs.items()))
+    assert f"{name}={value!r}" in err.value.explanation.text()
+
+
+@pytest.mark.parametrize("count", [1000, 0, -1, "3", True])
+def test_a_count_outside_the_panel_range_is_explained_and_nothing_is_sent(count):
+    """count=1000 used to send 1000 pings past the box's limit of 10; count=0 used to ping with
+    the box's count instead."""
+    p = PingPanel(name="t-ping-count")
+    with pytest.raises(socklab.ConfigError) as err:
+        p.ping(count=count)
+    assert "1..10" in err.value.explanation.text()
+    assert list(p.trace) == [] and p.steps == []
     p.stop()

@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
+import socklab  # noqa: E402
 from socklab import runtime  # noqa: E402
 from socklab.concurrency import STYLES  # noqa: E402
 from socklab.widgets.manyclients import ALL, ManyClientsPanel  # noqa: E402
@@ -100,3 +101,21 @@ def test_text_form_of_the_widget():
     data = panel._repr_mimebundle_()
     assert data["text/plain"].startswith("socklab many-clients panel")
     assert "application/vnd.jupyter.widget-view+json" in data
+
+
+def test_an_unknown_style_is_explained_with_the_choices():
+    with pytest.raises(socklab.ConfigError) as err:
+        ManyClientsPanel(style="thread", name="t-mc-style")
+    assert all(repr(s) in err.value.explanation.text() for s in (ALL,) + STYLES)
+    p = ManyClientsPanel(name="t-mc-style")
+    with pytest.raises(socklab.ConfigError):
+        p.run(style="thread")
+    assert p.style.value == ALL and p.measurements == [] and not p.busy
+    p.stop()
+
+
+@pytest.mark.parametrize("kwargs", [dict(clients=0), dict(service_ms=1000)])
+def test_manyclientspanel_refuses_numbers_outside_its_controls(kwargs):
+    with pytest.raises(socklab.ConfigError) as err:
+        ManyClientsPanel(name="t-range", **kwargs)
+    assert "outside this panel's range" in err.value.explanation.what

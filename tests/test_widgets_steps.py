@@ -231,3 +231,36 @@ def test_kernel_state_of_plain_sockets_and_udp(leakcheck):
 
 def test_summary_of_nothing():
     assert summary([]) == "nothing listed"
+
+
+@pytest.mark.parametrize("bad", [None, "10", -1, 0, True, float("nan"), 1e9])
+def test_a_timeout_that_could_hang_or_fail_is_refused_when_the_panel_is_made(bad, leakcheck):
+    """None used to end in a raw TypeError at the first step, "10" in a raw ValueError, -1 in a
+    failing socket() step, 0 in a non-blocking accept() that cannot wait for the client."""
+    with pytest.raises(socklab.ConfigError) as err:
+        StepPanel(timeout=bad, name="t-step-timeout")
+    assert f"timeout={bad!r}" in err.value.explanation.text()
+    p = StepPanel(timeout=2, name="t-step-timeout-ok")
+    with pytest.raises(socklab.ConfigError):
+        p.timeout = None  # later too: a step's socket must never wait forever
+    assert p.timeout == 2 and p.server_step().step == "socket"
+    assert "srv.settimeout(2)" in p.program("server")
+    p.reset()
+
+
+def test_family_and_type_as_socketconfig_reads_them_or_explained():
+    p = StepPanel(family="inet", type=socket.SOCK_DGRAM, name="t-step-choice")
+    assert (p.family.value, p.type.value) == ("AF_INET", "SOCK_DGRAM")
+    p.reset()
+    for kwargs, words in ((dict(family="udp"), "AF_INET, AF_INET6"),
+                          (dict(type="SOCK_RAW"), "'SOCK_STREAM', 'SOCK_DGRAM'")):
+        with pytest.raises(socklab.ConfigError) as err:
+            StepPanel(name="t-step-choice-bad", **kwargs)
+        assert words in err.value.explanation.text()
+
+
+@pytest.mark.parametrize("kwargs", [dict(backlog=-1)])
+def test_steppanel_refuses_numbers_outside_its_controls(kwargs):
+    with pytest.raises(socklab.ConfigError) as err:
+        StepPanel(name="t-range", **kwargs)
+    assert "outside this panel's range" in err.value.explanation.what

@@ -6,6 +6,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("trustme")
 
+from socklab import ConfigError  # noqa: E402
 from socklab.widgets.tls import TLSPanel  # noqa: E402
 
 
@@ -56,3 +57,11 @@ def test_text_repr():
     assert "TLS panel" in p._repr_mimebundle_()["text/plain"]
     assert p.transcript().text == "(nothing yet)"
     p.stop()
+
+
+@pytest.mark.parametrize("kwargs,words", [(dict(version="SSL 3"), "'TLS 1.3', 'TLS 1.2'"),
+                                          (dict(hostname="evil.example"), "'localhost'")])
+def test_an_unknown_choice_is_explained_with_the_choices(kwargs, words):
+    with pytest.raises(ConfigError) as err:
+        TLSPanel(name="t-tls-bad", **kwargs)
+    assert words in err.value.explanation.text()

@@ -20,7 +20,7 @@ from ..errors import ConfigError, Explanation, explain
 from ..notebook import Rich, show
 from ..render.html import explanation_html, warnings_html
 from ..trace import Trace, TracedSocket
-from .base import Panel
+from .base import Panel, check_choice, family_name, type_name
 
 FAMILIES = ("AF_INET", "AF_INET6") + (("AF_UNIX",) if hasattr(socket, "AF_UNIX") else ())
 TYPES = ("SOCK_STREAM", "SOCK_DGRAM")
@@ -80,6 +80,8 @@ class BindExplorer(Panel):
 
     def __init__(self, family="AF_INET", type="SOCK_STREAM", host=None, port=0,
                  name: str | None = None):
+        family = check_choice("family", family, FAMILIES, normalise=family_name)
+        type = check_choice("type", type, TYPES, normalise=type_name)
         self.trace = Trace(coalesce=False)
         self.attempts: list = []
         self.kept: list = []        # TracedSockets still bound
@@ -173,7 +175,10 @@ class BindExplorer(Panel):
     def try_bind(self, **changes) -> Attempt:
         """Set any controls given (family first), then try bind() for real; return the Attempt."""
         if "family" in changes:
-            self.family.value = changes.pop("family")
+            self.family.value = check_choice("family", changes.pop("family"), FAMILIES,
+                                             normalise=family_name)
+        if "type" in changes:
+            changes["type"] = check_choice("type", changes["type"], TYPES, normalise=type_name)
         for k, v in changes.items():
             widget = getattr(self, k, None)
             if not isinstance(widget, W.ValueWidget):

@@ -25,13 +25,13 @@ import ipywidgets as W
 
 from .. import runtime
 from ..backlog import BacklogResult, ClientOutcome, Sample, run_backlog_experiment
-from ..errors import ConfigError, Explanation
+from ..errors import ConfigError
 from ..kstate import Rows, demo_state
 from ..notebook import Rich
 from ..render.html import CSS
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
 from ..trace import Trace
-from .base import BackgroundPanel
+from .base import BackgroundPanel, bad_setting, check_choice, check_range, family_name
 from ..runtime import Thread
 
 LIVE_EVERY = 0.1            # s between live redraws while a run goes on
@@ -203,17 +203,17 @@ def _boxed(inner: str, cls: str) -> str:
     return f'<div class="{cls}">{inner}</div>'
 
 
+_WHY = "The panel runs real sockets and one thread per client, so its controls have limits."
+
+
 def _bad(what: str, fix: str) -> ConfigError:
-    return ConfigError(Explanation("Bad panel setting", what,
-                                   "The panel runs real sockets and one thread per client, so its "
-                                   "controls have limits.", fix))
+    return bad_setting(what, fix, _WHY)
 
 
 def _check_range(name, value, lo, hi, kinds=(int,)):
-    if isinstance(value, bool) or not isinstance(value, kinds) or not lo <= value <= hi:
-        raise _bad(f"{name}={value!r} is outside this panel's range {lo}..{hi}.",
-                   "Pick a value in range, or call socklab.run_backlog_experiment(...) directly "
-                   "for other values (e.g. listen() without a backlog).")
+    check_range(name, value, lo, hi, kinds,
+                fix="Pick a value in range, or call socklab.run_backlog_experiment(...) directly "
+                    "for other values (e.g. listen() without a backlog).", why=_WHY)
 
 
 # ---- results: table and chart, text and HTML
@@ -369,6 +369,7 @@ class BacklogPanel(BackgroundPanel):
         self._live: dict = {}
         families = ("AF_INET",) + (("AF_INET6",) if runtime.has_ipv6() else ()) + \
             (("AF_UNIX",) if hasattr(socket, "AF_UNIX") else ())
+        family = check_choice("family", family, families, normalise=family_name)
         self.backlog = W.IntSlider(value=backlog, min=BACKLOG_RANGE[0], max=BACKLOG_RANGE[1],
                                    description="backlog")
         self.clients = W.IntSlider(value=clients, min=CLIENT_RANGE[0], max=CLIENT_RANGE[1],

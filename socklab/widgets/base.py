@@ -5,14 +5,91 @@ explained errors, the re-run registry), ``ServerPanel`` (a server and its client
 from __future__ import annotations
 
 import html as _html
+import socket
 import threading
 
 import ipywidgets as W
 
 from .. import runtime
-from ..errors import Explanation, explain
+from ..config import SocketConfig
+from ..errors import ConfigError, Explanation, explain
 from ..render.html import CSS, explanation_html
 from ..render.text import format_call, format_result
+
+
+MAX_TIMEOUT = 600.0  # s: a panel's call may wait minutes, never forever
+
+_LIMITS = "The panel runs real sockets, so each control takes only the values it offers."
+
+
+# ---- settings: bad ones are refused with an explanation, before any socket exists
+def bad_setting(what: str, fix: str, why: str = _LIMITS) -> ConfigError:
+    """The ConfigError panels raise for a setting they cannot use."""
+    return ConfigError(Explanation("Bad panel setting", what, why, fix))
+
+
+def check_range(name, value, lo, hi, kinds=(int,), fix: str | None = None, why: str = _LIMITS):
+    """``value`` if it is one of ``kinds`` (never a bool) within lo..hi; else a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, kinds) or not lo <= value <= hi:
+        raise bad_setting(f"{name}={value!r} is outside this panel's range {lo}..{hi}.",
+                          fix or f"Pass {name} as a number from {lo} to {hi}.", why)
+    return value
+
+
+def check_timeout(name: str, value, hi: float = MAX_TIMEOUT) -> float:
+    """``value`` if it is a number of seconds in (0, hi]; else a ConfigError. None, 0 and negative
+    numbers are refused: a panel's call must neither wait forever nor fail without waiting."""
+    # 0 < value also refuses NaN; value <= hi refuses infinity
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= hi:
+        raise bad_setting(
+            f"{name}={value!r} is not a number of seconds above 0 and at most {hi:g}.",
+            f"Use a positive number of seconds, e.g. {name}=5 or {name}=0.5.",
+            "Every call the panel makes waits at most this long, so nothing hangs: None would "
+            "wait forever, 0 would not wait at all (non-blocking), a negative number is refused "
+            "by settimeout().")
+    return value
+
+
+def check_choice(name: str, value, options, normalise=None):
+    """``value`` if it is one of ``options`` (str values, or (label, value) pairs) after ``normalise``
+    (which may raise ConfigError itself); else a ConfigError listing the choices."""
+    allowed = [o[1] if isinstance(o, tuple) else o for o in options]
+    if normalise is not None:
+        value = normalise(value)
+    if isinstance(value, str) and value in allowed:  # a str only: True == 1 must not pick 1
+        return value
+    shown = ", ".join(repr(a) for a in allowed)
+    raise bad_setting(f"{name}={value!r} is not one of this panel's choices.",
+                      f"Use one of: {shown}.",
+                      f"The {name} control is a drop-down list: {shown}.")
+
+
+def family_name(value) -> str:
+    """A family as SocketConfig reads it ('AF_INET', 'inet', socket.AF_INET, 2) by its name,
+    e.g. 'AF_INET'; ConfigError (naming the families) for anything else."""
+    try:
+        return socket.AddressFamily(SocketConfig(family=value).af).name
+    except AttributeError:  # a family this OS lacks: left as given, so check_choice refuses it
+        return value
+
+
+def type_name(value) -> str:
+    """A socket type as SocketConfig reads it ('SOCK_STREAM', 'stream', 1) by its name."""
+    return socket.SocketKind(SocketConfig(type=value).kind).name
+
+
+class Timeout:
+    """A panel attribute in seconds, checked by ``check_timeout`` whenever it is set (also after
+    the panel is made), so no later change can make a call wait forever."""
+
+    def __set_name__(self, owner, name):
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else getattr(obj, self.slot)
+
+    def __set__(self, obj, value):
+        setattr(obj, self.slot, check_timeout(self.name, value))
 
 
 class Panel(W.VBox):

@@ -21,7 +21,7 @@ from ..notebook import Rich
 from ..render.html import CSS, explanation_html, transcript_html
 from ..render.text import side_by_side
 from ..trace import Sym, Trace, TracedSocket
-from .base import Panel
+from .base import Panel, check_choice
 
 LOOPBACK = ("127.0.0.1", 0)
 TIMEOUT = 0.1  # seconds: the short timeouts the scenarios provoke
@@ -239,6 +239,7 @@ class ErrorExplorer(Panel):
     error live, within a bounded time, and leaves no socket open."""
 
     def __init__(self, scenario: str = "refused", name: str | None = None):
+        check_choice("scenario", scenario, tuple(SCENARIOS))
         self.outcomes: list = []
         self.scenario = W.Dropdown(options=[(title, key) for key, (title, _) in SCENARIOS.items()],
                                    value=scenario, description="scenario",
@@ -254,9 +255,10 @@ class ErrorExplorer(Panel):
         self._register(name)
 
     def run(self, key: str | None = None) -> Outcome:
-        """Provoke scenario ``key`` (default: the one picked) and show its explanation."""
+        """Provoke scenario ``key`` (default: the one picked) and show its explanation; an
+        unknown ``key`` raises ConfigError naming the scenarios."""
         if key is not None:
-            self.scenario.value = key
+            self.scenario.value = check_choice("scenario", key, tuple(SCENARIOS))
         self.status.value = "<i>running...</i>"
         out = provoke(self.scenario.value)
         self.outcomes.append(out)

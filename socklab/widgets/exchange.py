@@ -16,7 +16,7 @@ from .. import runtime
 from ..errors import explain
 from ..notebook import Rich, show
 from ..trace import Data, Trace, TracedSocket
-from .base import Panel
+from .base import Panel, Timeout, check_range
 
 SIDES = ("client", "server")
 
@@ -46,18 +46,21 @@ class ExchangePanel(Panel):
     Close both. Each has a method (``connect()``, ``client_send(message)``, ``server_recv(bufsize)``,
     ``server_send(message)``, ``client_recv(bufsize)``, ``client_shutdown()``, ``close_both()``; also
     ``server_shutdown()``) so a cell or a test can drive the panel too. (Not ``send``/``close``: those
-    names belong to ipywidgets.) Every recv() has a timeout (``timeout`` seconds): with nothing to read
-    it ends in an explained TimeoutError. The text of the message box is encoded as UTF-8 unless
-    "encode" is unticked; a ``str`` passed from code is sent as it is, so the real TypeError shows.
+    names belong to ipywidgets.) Every recv() has a timeout (``timeout`` seconds, above 0 and at most
+    600, else ConfigError): with nothing to read it ends in an explained TimeoutError. The text of
+    the message box is encoded as UTF-8 unless "encode" is unticked; a ``str`` passed from code is
+    sent as it is, so the real TypeError shows.
     The client sets TCP_NODELAY, so each send() leaves at once as its own segment.
     """
 
     _side_width = 12
+    timeout = Timeout()  # checked when set: every call of both ends waits at most this long
 
     def __init__(self, message: str = "hello", bufsize: int = 1024, timeout: float = 0.1,
                  name: str | None = None):
+        self.timeout = timeout  # first: a bad one is refused before anything exists
+        check_range("bufsize", bufsize, 1, 1 << 20)
         self.trace = Trace(coalesce=False)
-        self.timeout = timeout
         self.client: TracedSocket | None = None
         self.server: TracedSocket | None = None   # the server's end of the connection
         self.last = None                          # what the last call returned (or its exception)
@@ -98,7 +101,7 @@ class ExchangePanel(Panel):
         if side not in SIDES:
             raise ValueError(f"side must be 'client' or 'server', not {side!r}")
         if self.client is None:
-            self.connect()
+            self._connect()  # not connect(): its failure must end this call, explained as such
         return self.client if side == "client" else self.server
 
     def _redraw(self):
@@ -113,25 +116,32 @@ class ExchangePanel(Panel):
     # ---- buttons
     def connect(self):
         """A fresh connection: listen on 127.0.0.1 port 0, connect, accept, close the listener."""
-        def go():
-            self._close_ends()
-            listener = TracedSocket.create(socket.AF_INET, socket.SOCK_STREAM, trace=self.trace,
-                                           side="listener")
-            try:
-                listener.bind(("127.0.0.1", 0))
-                listener.listen(1)
-                self.client = TracedSocket.create(socket.AF_INET, socket.SOCK_STREAM, trace=self.trace,
-                                                  side="client")
-                self.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self.client.settimeout(self.timeout)
-                self.client.connect(listener.getsockname())
-                listener.settimeout(self.timeout)
-                self.server, _addr = listener.accept(conn_side="server")
-                self.server.settimeout(self.timeout)
-            finally:
-                listener.close()
-            return self.client
-        return self._act("connect", go)
+        return self._act("connect", self._connect)
+
+    def _connect(self):
+        self._close_ends()
+        client = server = None
+        listener = TracedSocket.create(socket.AF_INET, socket.SOCK_STREAM, trace=self.trace,
+                                       side="listener")
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            client = TracedSocket.create(socket.AF_INET, socket.SOCK_STREAM, trace=self.trace,
+                                         side="client")
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.settimeout(self.timeout)
+            client.connect(listener.getsockname())
+            listener.settimeout(self.timeout)
+            server, _addr = listener.accept(conn_side="server")
+            server.settimeout(self.timeout)
+            self.client, self.server = client, server
+        finally:
+            listener.close()
+            if self.client is not client:  # failed half-way: keep no end, so the next call reconnects
+                for end in (client, server):
+                    if end is not None:
+                        end.close()
+        return self.client
 
     def client_send(self, message=None):
         """The client sends ``message`` (default: the message box) with send() or sendall()."""

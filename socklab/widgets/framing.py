@@ -20,12 +20,13 @@ from ..notebook import Rich, show
 from ..render.html import CSS
 from ..servers import Client, Server
 from ..trace import Trace
-from .base import Panel, ServerPanel
+from .base import Panel, ServerPanel, check_choice, check_range
 
 FRAMINGS = (("none: each recv() is a 'message'", "none"), ("delimiter b'\\n'", "delimiter"),
             ("length prefix '!I'", "prefix"))
 WRITES = (("one sendall() per message", "each"), ("all messages in one sendall()", "one"))
 WAIT = 5.0  # seconds any step may take
+ROUNDS_RANGE = (1, 50)  # Nagle panel: round trips per case (each may take 40 ms with Nagle on)
 
 
 def _frame(kind: str, message: bytes) -> bytes:
@@ -58,6 +59,9 @@ class FramingPanel(ServerPanel):
     def __init__(self, framing_kind: str = "none", messages: str = "hello, world, !",
                  writes: str = "each", bufsize: int = 1024, read_late: bool = True,
                  name: str | None = None):
+        check_choice("framing_kind", framing_kind, FRAMINGS)
+        check_choice("writes", writes, WRITES)
+        check_range("bufsize", bufsize, 1, 65536)
         self.trace = Trace()
         self.server: Server | None = None
         self.last: dict | None = None
@@ -208,8 +212,11 @@ class NaglePanel(Panel):
 
     def __init__(self, rounds: int = 20, nodelay: bool = False, split: bool = True, size: int = 100,
                  name: str | None = None):
+        check_range("rounds", rounds, *ROUNDS_RANGE)
+        check_range("size", size, 1, 60000)
         self.results: dict = {}
-        self.rounds = W.IntSlider(value=rounds, min=1, max=50, description="rounds")
+        self.rounds = W.IntSlider(value=rounds, min=ROUNDS_RANGE[0], max=ROUNDS_RANGE[1],
+                                  description="rounds")
         self.size = W.BoundedIntText(value=size, min=1, max=60000, description="body bytes")
         self.nodelay = W.Checkbox(value=nodelay, description="TCP_NODELAY", indent=False)
         self.split = W.Checkbox(value=split, description="header and body in two writes", indent=False)

@@ -14,7 +14,7 @@ from ..http import Handler, request, show_bytes
 from ..notebook import Rich, show
 from ..servers import Server
 from ..trace import Trace
-from .base import ServerPanel
+from .base import ServerPanel, check_choice
 
 METHODS = ("GET", "HEAD", "POST", "DELETE")
 
@@ -28,6 +28,7 @@ class HTTPPanel(ServerPanel):
     """
 
     def __init__(self, method: str = "GET", path: str = "/", body: str = "", name: str | None = None):
+        check_choice("method", method, METHODS)
         self.trace = Trace()
         self.server: Server | None = None
         self.handler: Handler | None = None

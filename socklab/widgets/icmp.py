@@ -14,9 +14,10 @@ from ..config import can_raw
 from ..notebook import Rich, show
 from ..servers import ping as _ping
 from ..trace import Trace
-from .base import Panel
+from .base import Panel, Timeout, check_choice, check_range
 
 HOSTS = ("127.0.0.1", "::1")
+COUNT_RANGE = (1, 10)  # the count box's limits: each ping may wait ``timeout`` seconds
 
 
 class PingPanel(Panel):
@@ -24,14 +25,18 @@ class PingPanel(Panel):
     the round-trip times in seconds (None for a lost reply), or None when not permitted."""
 
     _side_width = 8
+    timeout = Timeout()  # checked when set: each echo reply is waited for at most this long
 
     def __init__(self, host: str = "127.0.0.1", count: int = 3, timeout: float = 1.0, name: str | None = None):
-        self.trace = Trace()
         self.timeout = timeout
+        check_choice("host", host, HOSTS)
+        _check_count(count)
+        self.trace = Trace()
         self.steps: list = []
         self.last = None
         self.host = W.Dropdown(options=HOSTS, value=host, description="host")
-        self.count = W.BoundedIntText(value=count, min=1, max=10, description="count")
+        self.count = W.BoundedIntText(value=count, min=COUNT_RANGE[0], max=COUNT_RANGE[1],
+                                      description="count")
         self.ping_button = W.Button(description="Ping", button_style="info")
         self.ping_button.add_class("socklab-ping")
         self.ping_button.on_click(lambda _b: self.ping())
@@ -59,9 +64,10 @@ class PingPanel(Panel):
         return show(self.trace, order="side")
 
     def ping(self, host: str | None = None, count: int | None = None):
-        """Send ``count`` echo requests to ``host`` and wait for each reply (``timeout`` each)."""
+        """Send ``count`` echo requests to ``host`` and wait for each reply (``timeout`` each).
+        A count outside the count box's range 1..10 raises ConfigError: nothing is sent."""
         host = host or self.host.value
-        count = count or self.count.value
+        count = self.count.value if count is None else _check_count(count)
         self.alert.value = ""
         try:
             rtts = _ping(host, count=count, timeout=self.timeout, trace=self.trace)
@@ -80,6 +86,12 @@ class PingPanel(Panel):
 
     def stop(self):
         """Nothing runs in the background: each ping opens and closes its own socket."""
+
+
+def _check_count(count):
+    return check_range("count", count, *COUNT_RANGE,
+                       fix="Pass count as a whole number from 1 to 10, e.g. count=3 "
+                           "(each ping may wait for its timeout: many would keep the panel busy).")
 
 
 PLAIN_PING = '''\

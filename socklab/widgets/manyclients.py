@@ -15,7 +15,7 @@ from .. import concurrency
 from ..concurrency import STYLES
 from ..notebook import Rich
 from ..render.html import CSS
-from .base import BackgroundPanel
+from .base import BackgroundPanel, check_choice, check_range
 from ..runtime import Thread
 
 ALL = "all four"
@@ -28,6 +28,9 @@ class ManyClientsPanel(BackgroundPanel):
 
     def __init__(self, clients: int = 10, style: str = ALL, service_ms: int = 20,
                  name: str | None = None):
+        check_choice("style", style, (ALL,) + STYLES)
+        check_range("clients", clients, 1, 50)
+        check_range("service_ms", service_ms, 1, 100)
         self.measurements: list = []
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -70,7 +73,10 @@ class ManyClientsPanel(BackgroundPanel):
     def run(self, style: str | None = None, clients: int | None = None, service_ms: int | None = None,
             wait: bool = True):
         """Measure ``style`` (default: the dropdown; 'all four' runs each in turn) with ``clients``
-        concurrent clients. With ``wait`` (the default from code) returns the new measurements."""
+        concurrent clients. With ``wait`` (the default from code) returns the new measurements.
+        An unknown ``style`` raises ConfigError naming the styles; nothing runs."""
+        if style is not None:
+            check_choice("style", style, (ALL,) + STYLES)
         self.stop()
         if style is not None:
             self.style.value = style

@@ -20,7 +20,7 @@ from ..render.html import code_html, explanation_html, warnings_html
 from ..render.state import state_html
 from ..servers import Client, Server
 from ..trace import Data, Trace
-from .base import ServerPanel
+from .base import ServerPanel, check_choice, check_range, family_name, type_name
 
 _REFRESH = 0.1  # seconds between live HTML redraws while events stream in
 
@@ -35,6 +35,9 @@ class LabPanel(ServerPanel):
 
     def __init__(self, family="AF_INET", type="SOCK_STREAM", backlog=5, message="hello",
                  name: str | None = None, views=("log", "diagram", "state", "code")):
+        family = check_choice("family", family, FAMILIES, normalise=family_name)
+        type = check_choice("type", type, TYPES, normalise=type_name)
+        check_range("backlog", backlog, -10, 100000)
         self.trace = Trace()
         self.server: Server | None = None
         self.client: Client | None = None
@@ -157,14 +160,19 @@ class LabPanel(ServerPanel):
         def go():
             self.close_client()
             if self.server is not None and self.server.running:
-                self.client = Client(self.server, name=f"{self.key}/client")
+                client = Client(self.server, name=f"{self.key}/client")
             else:  # no server of ours: try the address in the controls, for real
                 cfg = self.config()
-                self.client = Client(cfg.address, cfg, trace=self.trace, name=f"{self.key}/client")
-            if self.client.config.stream:
-                self.client.connect()
-            else:
-                self.client.open()
+                client = Client(cfg.address, cfg, trace=self.trace, name=f"{self.key}/client")
+            try:
+                if client.config.stream:
+                    client.connect()
+                else:
+                    client.open()
+            except Exception:
+                client.close()  # a client that failed to connect is not kept: Send must not use it
+                raise
+            self.client = client
             self.status.value += "<br>client <b>connected</b>" if self.client.config.stream else \
                 "<br>client socket <b>ready</b> (UDP has no connection)"
             return self.client

@@ -26,7 +26,7 @@ from ..errors import explain
 from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html
 from ..trace import Trace, TracedSocket
-from .base import Panel
+from .base import Panel, Timeout, check_choice, check_range, family_name, type_name
 from ..runtime import Thread
 
 try:  # the kernel-state table renderer (another module of the package; optional here)
@@ -252,11 +252,16 @@ class StepPanel(Panel):
     panel stops the old one's sockets.
     """
 
+    timeout = Timeout()  # checked when set: every socket of a run waits at most this long
+
     def __init__(self, family="AF_INET", type="SOCK_STREAM", backlog=5, message="hello",
                  timeout: float = 10.0, name: str | None = None):
         self.timeout = timeout
-        self.family = W.Dropdown(options=[f for f in FAMILIES if hasattr(socket, f)], value=family,
-                                 description="family")
+        families = [f for f in FAMILIES if hasattr(socket, f)]
+        family = check_choice("family", family, families, normalise=family_name)
+        type = check_choice("type", type, TYPES, normalise=type_name)
+        check_range("backlog", backlog, 0, 4096)
+        self.family = W.Dropdown(options=families, value=family, description="family")
         self.type = W.Dropdown(options=TYPES, value=type, description="type")
         self.backlog = W.BoundedIntText(value=backlog, min=0, max=4096, description="backlog")
         self.message = W.Text(value=message, description="message")

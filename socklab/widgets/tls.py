@@ -16,7 +16,7 @@ from ..errors import explain as _explain
 from ..notebook import Rich, show
 from ..servers import Server
 from ..trace import Trace
-from .base import ServerPanel
+from .base import ServerPanel, check_choice
 
 HOSTNAMES = ("localhost", "127.0.0.1", "example.org")
 VERSIONS = {"TLS 1.3": ssl.TLSVersion.TLSv1_3, "TLS 1.2": ssl.TLSVersion.TLSv1_2}
@@ -30,6 +30,8 @@ class TLSPanel(ServerPanel):
 
     def __init__(self, trust_ca: bool = True, hostname: str = "localhost", version: str = "TLS 1.3",
                  message: str = "hello", name: str | None = None):
+        check_choice("hostname", hostname, HOSTNAMES)
+        check_choice("version", version, tuple(VERSIONS))
         from .. import tls  # imports nothing heavy; trustme is imported when certificates are made
         self._tls = tls
         self.trace = Trace()
