@@ -45,7 +45,6 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the in-kernel checks read /proc (Linux only)")
 
 jupyter_client = pytest.importorskip("jupyter_client")
-nbformat = pytest.importorskip("nbformat")
 
 # Runs in the kernel before the notebook: what the kernel holds by itself.
 BASELINE = r"""
@@ -240,7 +239,7 @@ def test_notebook_reruns_leave_nothing(path, tmp_path, record_property):
     """In order every cell works (or is marked to raise); no pass hangs; after stop_all() nothing is left."""
     run = run_notebook(path, tmp_path)
     record_property("seconds", round(run["seconds"], 1))
-    base, left = run["base"], run["left"]
+    left = run["left"]
     problems = [f"cell failed in order: {e[3]}" for e in run["errors"] if e[0] == "in order"]
     problems += [f"cell hung: {e[3]}" for e in run["errors"] if e[4] and e[0] != "in order"]
     if left["threads"]:
