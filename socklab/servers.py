@@ -653,7 +653,9 @@ def socket_(family="AF_INET", type="SOCK_STREAM", proto=0, *, trace: Trace | Non
             side: str = "server", name: str | None = None) -> TracedSocket:
     """A traced socket for building a server or client by hand, one cell per call.
 
-    Re-running the cell closes the socket the previous run created.
+    Re-running the cell closes the socket the previous run created. Like ``socket.socket()`` it
+    starts blocking, with no timeout (notebook 10 shows exactly that): call ``settimeout()``
+    before a call that may wait; Jupyter's interrupt also ends a wait.
     """
     from .config import _name, FAMILIES, TYPES
     af = getattr(socket, _name(family, FAMILIES, "family"))
