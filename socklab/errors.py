@@ -339,6 +339,13 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
             "AF_UNIX path too long", "The socket file path is longer than the OS allows.",
             "An AF_UNIX address is stored in a fixed 108-byte field on Linux (104 on macOS), counted "
             "in UTF-8 bytes.", "Use a shorter path, e.g. in a short temporary directory.", short)
+    if isinstance(exc, OSError) and exc.errno == errno.EINVAL and call == "socket":
+        return Explanation(
+            "Invalid argument", "socket() refused the combination of family, type and protocol.",
+            "The protocol number must be one the family and type can carry: 0 picks the default "
+            "(TCP for SOCK_STREAM, UDP for SOCK_DGRAM); raw sockets name one, e.g. IPPROTO_ICMP.",
+            "Leave proto out (0), or pass a socket.IPPROTO_* constant that fits the type.",
+            short, name)
     if isinstance(exc, OSError) and exc.errno == errno.EINVAL and call in ("bind", "connect") \
             and _link_local(address):
         return Explanation(

@@ -407,6 +407,8 @@ CASES = [
          no_panel="the panel uses socklab's caps"),
     Case("socket-family-unknown", lambda env: socklab.socket("AF_PACKETZ"), "Unknown socket family",
          ("AF_UNIX",), no_panel="the family is a dropdown"),
+    Case("socket-protocol-unknown", lambda env: socklab.socket("inet", "dgram", 999, name="bad-input/proto"),
+         "Invalid argument", ("protocol", "IPPROTO_"), no_panel="the panel picks the protocol itself"),
     Case("raw-protocol-0", raw_proto0, "Protocol not supported" if can_raw() else "Operation not permitted",
          ("IPPROTO_ICMP",) if can_raw() else ("CAP_NET_RAW",),
          no_panel="the panel always passes IPPROTO_ICMP(V6) for raw sockets"),
