@@ -334,3 +334,23 @@ def test_notebook_05_exchange_panel(lab):
     click(panel, "socklab-close-both")
     expect(status).to_contain_text("not connected")
 
+
+
+# ---------------------------------------------------------------- (c) editing and re-running a cell
+
+def test_an_edited_cell_run_again_stops_its_old_server(lab):
+    """JupyterLab sends each cell's id with its code: a cell edited (new lines, new source) and run
+    again is still the same cell, so its last run's server stops and only the new one runs."""
+    open_and_run(lab, f"{TEST_DIR_IN_LAB}/rerun_edit.ipynb")
+    page = lab.page
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell")
+    expect(cells.nth(2).locator(".jp-OutputArea")).to_contain_text("running: [True]")
+    editor = cells.nth(1).locator(".cm-content")
+    editor.click()
+    page.keyboard.press("Control+Home")
+    page.keyboard.type("# edited: one more line above, so every line number moves\n")
+    page.keyboard.press("Shift+Enter")               # run the edited cell; the next one is selected
+    expect(cells.nth(1).locator(".jp-OutputArea")).to_contain_text("started 2")
+    page.keyboard.press("Shift+Enter")               # run the check cell
+    expect(cells.nth(2).locator(".jp-OutputArea")).to_contain_text("running: [False, True]")
+    assert not lab.errors()
