@@ -164,9 +164,11 @@ def _refuse_host_with_port(h: str, shown) -> None:
 def check_bound(config: "SocketConfig", address) -> None:
     """Refuse a socket the OS bound to every interface when ``config`` did not allow that: a host
     name can resolve to 0.0.0.0 or ::, which validate() cannot know in advance."""
-    if config.allow_all_interfaces or not isinstance(address, tuple):
+    # getsockname() gives the canonical form: three strings cover every spelling of "everywhere"
+    if config.allow_all_interfaces or not isinstance(address, tuple) \
+            or address[0] not in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
         return
-    ip = ipaddress.ip_address(address[0].partition("%")[0])
+    ip = ipaddress.ip_address(address[0])
     if _unspecified(ip):
         raise _bad("Binding to all interfaces needs an explicit choice",
                    f"host={config.host!r} resolved to {ip}, which means every network interface of "
