@@ -936,3 +936,133 @@ def test_checking_core_does_not_import_jupyter():
 
 def test_socklab_exposes_exercises_lazily():
     assert socklab.exercises is exercises
+
+
+# ---- a solution that abuses the check (found by an exploratory session)
+
+def test_replacing_time_monotonic_cannot_stop_the_checks_clock(leakcheck):
+    res = run("05.1", """
+        import time
+        def recv_exactly(sock, n):
+            time.monotonic = lambda: 0.0
+            while True:
+                pass
+    """)
+    assert time.monotonic is not None and time.monotonic() > 0  # put back
+    assert not res.passed and "did not return within" in res.text()
+    assert "your code replaced time.monotonic" in res.text()
+    assert res.cases[1].status == "not run"  # a case that did not return ends the check
+    assert run("05.1").passed  # and the next check works
+
+
+def test_replacing_socket_socket_is_named_and_undone(leakcheck):
+    res = run("05.1", """
+        import socket
+        def recv_exactly(sock, n):
+            socket.socket = None
+            buf = b""
+            while len(buf) < n:
+                chunk = sock.recv(n - len(buf))
+                if not chunk:
+                    raise EOFError("closed")
+                buf += chunk
+            return buf
+    """)
+    assert socket.socket is not None and socket.socket.__name__ == "socket"
+    assert not res.passed and "your code replaced socket.socket" in res.text()
+    assert "bug in socklab" not in res.text()
+    assert run("05.1").passed
+
+
+def test_a_check_called_from_inside_the_solution_is_refused(leakcheck):
+    src = textwrap.dedent("""
+        import socklab.exercises
+        INNER = []
+        def recv_exactly(sock, n):
+            INNER.append(socklab.exercises.run_check(socklab.exercises.get("05.1"), recv_exactly))
+            buf = b""
+            while len(buf) < n:
+                chunk = sock.recv(n - len(buf))
+                if not chunk:
+                    raise EOFError("closed")
+                buf += chunk
+            return buf
+    """)
+    ns = load("05.1", NOTEBOOK_IMPORTS + src)
+    res = exercises.run_check(exercises.get("05.1"), ns["recv_exactly"])
+    assert res.passed, res.text()  # the solution itself is right, and no nested run piled up
+    assert ns["INNER"] and all("already running" in r.text() for r in ns["INNER"]), ns["INNER"]
+
+
+def test_a_detached_socket_is_still_closed(leakcheck):
+    src = source("05.1").replace("return bytes(buf)", "sock.detach()\n    return bytes(buf)")
+    assert "sock.detach()" in src
+    res = run("05.1", src)
+    assert res.text()  # judged; leakcheck finds no descriptor left open
+
+
+@pytest.mark.parametrize("exercise_id, src, says", [
+    ("11.1", """
+        class AlwaysEqual:
+            def __eq__(self, other):
+                return True
+        def http_get(address, path):
+            return AlwaysEqual(), b""
+    """, "return it as an int"),
+    ("07.1", """
+        class AlwaysEqual:
+            def __eq__(self, other):
+                return True
+        def ping_backoff(sock, address, seq, timeout=0.1, tries=3):
+            return AlwaysEqual()
+    """, "as an int"),
+], ids=["11.1-status", "07.1-tries"])
+def test_a_value_that_equals_everything_is_not_accepted(exercise_id, src, says, leakcheck):
+    res = run(exercise_id, src)
+    assert not res.passed and says in res.text(), res.text()
+
+
+def test_a_busy_loop_is_not_called_waiting_in_recv(leakcheck):
+    res = run("05.1", """
+        def recv_exactly(sock, n):
+            sock.recv(1)
+            while True:
+                pass
+    """)
+    assert "not waiting in recv() but still running" in res.text(), res.text()
+
+
+# pytest reports a thread's uncaught exception as this warning (made an error here) instead of
+# printing it: the learner would see it as a traceback in the cell
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_threads_ended_by_the_check_print_no_traceback(capfd, leakcheck):
+    res = run("05.1", """
+        import threading
+        def spin():
+            while True:  # never ends by itself; pure Python, so the check can end it
+                pass
+        def recv_exactly(sock, n):
+            threading.Thread(target=spin).start()
+            buf = b""
+            while len(buf) < n:
+                chunk = sock.recv(n - len(buf))
+                if not chunk:
+                    raise EOFError("closed")
+                buf += chunk
+            return buf
+    """)
+    assert res.text()
+    err = capfd.readouterr().err
+    assert "CheckAbandoned" not in err, err
+
+
+def test_a_failing_socket_call_of_the_check_is_not_blamed_on_socklab_alone():
+    def case(ctx, fn):
+        with socket.socket() as s:  # the check's own call, failing as if something was closed under it
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+    ex = core.Exercise("99.7", "own call", "task (exercise 99.7)", ["h1", "h2"], ("f",),
+                       [core.Case("a case", case)])
+    res = exercises.run_check(ex, lambda: None)
+    assert not res.passed and "The check's own connection failed (ConnectionRefusedError" in res.text()

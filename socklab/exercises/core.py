@@ -16,6 +16,7 @@ import random
 import socket
 import threading
 import time
+from time import monotonic  # bound here: learner code replacing time.monotonic cannot stop our clock
 import traceback
 import zlib
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from ..errors import explain
 from ..runtime import Thread
 
 DEFAULT_LIMIT = 3.0   # seconds the learner's code may run in one call
+_SOCKET = socket.socket  # bound here: learner code may assign socket.socket = None meanwhile
 GRACE = 2.0           # seconds to end a learner thread after its time is up
 JOIN_TIMEOUT = 5.0    # seconds to join a peer thread of the checker itself
 HOPELESS_CHECK = 0.02  # seconds between looks at whether waiting for the learner's code is hopeless
@@ -86,6 +88,20 @@ class LearnerRaised(Exception):
 class CheckAbandoned(BaseException):
     """Raised inside learner code that ran past its time limit, to end it (not an Exception, so a
     learner's ``except Exception:`` does not swallow it)."""
+
+
+_excepthook = threading.excepthook
+
+
+def _quiet_when_abandoned(args) -> None:
+    """A thread the learner started, ended by the check with CheckAbandoned: that is our signal,
+    not an error, so no traceback of socklab's internals in the learner's cell. Others go on."""
+    if args.exc_type is not None and issubclass(args.exc_type, CheckAbandoned):
+        return
+    _excepthook(args)
+
+
+threading.excepthook = _quiet_when_abandoned
 
 
 def raised_lines(error: BaseException, what: str, context: str = "") -> list:
@@ -157,6 +173,15 @@ def socket_fds() -> set:
     return out
 
 
+def _fd_and_inode(sock_or_fd) -> tuple:
+    """(descriptor, inode) of a socket or descriptor that is open; (-1, None) otherwise."""
+    try:
+        fd = sock_or_fd if isinstance(sock_or_fd, int) else sock_or_fd.fileno()
+        return (fd, os.fstat(fd).st_ino) if fd >= 0 else (-1, None)
+    except (OSError, ValueError, AttributeError):
+        return -1, None
+
+
 def shutdown_quietly(sock) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
@@ -169,7 +194,7 @@ def shutdown_fd(fd: int) -> None:
 
     For an unconnected UDP socket Linux reports ENOTCONN but still wakes the waiting recvfrom()."""
     try:
-        s = socket.socket(fileno=fd)
+        s = _SOCKET(fileno=fd)
     except OSError:
         return
     try:
@@ -222,6 +247,7 @@ class Context:
         self._own_lock = threading.Lock()
         self._closing = False
         self._closers: list = []
+        self._fds: dict = {}              # id(owned socket) -> (fd, inode) when it was owned
         self._fds_before = socket_fds()
         self._threads_before = set(threading.enumerate())
         self.peer_errors: list = []    # exceptions of the checker's own peer threads
@@ -234,6 +260,7 @@ class Context:
         with self._own_lock:
             if not self._closing:
                 self._sockets.append(sock)
+                self._fds[id(sock)] = _fd_and_inode(sock)
                 return sock
         shutdown_quietly(sock)
         sock.close()
@@ -345,8 +372,8 @@ class Context:
                 items = list(v.values()) if isinstance(v, dict) else \
                     list(v) if isinstance(v, (list, tuple, set)) else [v]
                 for item in items[:1000]:
-                    sock = item if isinstance(item, socket.socket) else getattr(item, "sock", None)
-                    if isinstance(sock, socket.socket) and sock not in self._sockets:
+                    sock = item if isinstance(item, _SOCKET) else getattr(item, "sock", None)
+                    if isinstance(sock, _SOCKET) and sock not in self._sockets:
                         self.own(sock)
         traceback.clear_frames(exc.__traceback__)  # skips (does not raise for) running frames
 
@@ -388,14 +415,14 @@ class Context:
         # The case is judged by now: wake blocked calls at once, then give the threads a moment
         # to return on their own (a handler whose recv() now gives b'') before raising in them.
         self.wake()
-        until = time.monotonic() + WAKE_GRACE
+        until = monotonic() + WAKE_GRACE
         for t in alive:
-            t.join(max(0.0, until - time.monotonic()))
+            t.join(max(0.0, until - monotonic()))
         alive = [t for t in alive if t.is_alive()]
         if not alive:
             return ""
-        deadline = time.monotonic() + grace
-        while alive and time.monotonic() < deadline:
+        deadline = monotonic() + grace
+        while alive and monotonic() < deadline:
             for t in alive:
                 with self._inside_lock:
                     # Only into learner code: a thread of ours that is outside it (e.g. a socklab
@@ -403,9 +430,9 @@ class Context:
                     if self._inside.get(t, t not in self._learner):
                         _async_raise(t)
             # Give it time to run its own clean-up (finally: blocks) before raising again.
-            until = min(deadline, time.monotonic() + 0.5)
+            until = min(deadline, monotonic() + 0.5)
             for t in alive:
-                t.join(max(0.0, until - time.monotonic()))
+                t.join(max(0.0, until - monotonic()))
             alive = [t for t in alive if t.is_alive()]
         if not alive:
             return ""
@@ -432,10 +459,13 @@ class Context:
             socks = list(self._sockets)
         for s in socks:
             shutdown_quietly(s)
+            fd, inode = self._fds.get(id(s), (-1, None))
             try:
                 s.close()
             except OSError:
                 pass  # the learner closed its descriptor with os.close(): nothing left to close
+            if fd >= 0 and _fd_and_inode(fd) == (fd, inode):
+                os.close(fd)  # still open after close(): the learner's code detach()ed the socket
         for t in self._peers:
             t.join(JOIN_TIMEOUT)
         if stuck or self.stuck:
@@ -455,7 +485,7 @@ class Run:
         self.value = None
         self.error: BaseException | None = None
         self.abandoned = False
-        self.started = time.monotonic()
+        self.started = monotonic()
         self.elapsed = None
         self.thread = Thread(target=self._run,
                              name=f"exercise-{ctx.exercise_id}-learner")
@@ -470,7 +500,7 @@ class Run:
             else:
                 self.error = value
         finally:
-            self.elapsed = time.monotonic() - self.started
+            self.elapsed = monotonic() - self.started
             self.done.set()
             if self.on_end is not None:
                 self.on_end(self)
@@ -483,9 +513,9 @@ class Run:
         / NotAttempted / DidNotReturn."""
         deadline = self.started + limit
         gave_up = False
-        while not self.done.wait(max(0.0, min(deadline - time.monotonic(),
+        while not self.done.wait(max(0.0, min(deadline - monotonic(),
                                               HOPELESS_CHECK if hopeless else limit))):
-            if hopeless is None or time.monotonic() >= deadline:
+            if hopeless is None or monotonic() >= deadline:
                 break
             if hopeless():
                 gave_up = True
@@ -611,10 +641,42 @@ NOT_ATTEMPTED = ("Write your solution in the cell above (replace `raise NotImple
                  "run that cell, then run this one again. Stuck? Run the hint cell below.")
 
 
+# Module attributes the checks use, as they were at import: learner code that assigns to one
+# (socket.socket = None) is told so, and the attribute is put back after each case.
+_SHARED = {(m.__name__, a): getattr(m, a) for m, names in (
+    (socket, ("socket", "create_connection", "socketpair", "getaddrinfo")),
+    (threading, ("Thread", "Event", "Lock")),
+    (time, ("monotonic", "perf_counter", "sleep")),
+    (os, ("close", "unlink", "fstat"))) for a in names}
+_checking = threading.Lock()  # one check at a time: a solution must not run a check itself
+
+
+def _put_back_shared() -> list:
+    """Restore every attribute of _SHARED that was replaced; return their names."""
+    mods = {"socket": socket, "threading": threading, "time": time, "os": os}
+    replaced = []
+    for (mod, attr), value in _SHARED.items():
+        if getattr(mods[mod], attr, None) is not value:
+            setattr(mods[mod], attr, value)
+            replaced.append(f"{mod}.{attr}")
+    return replaced
+
+
 def run_check(exercise: Exercise, *solution, only=None) -> Result:
     """Run every case of ``exercise`` against the learner's ``solution`` (one object per name in
     ``exercise.names``). Stops after a case whose code did not return. Never raises for anything
     the learner's code does."""
+    if not _checking.acquire(blocking=False):
+        return Result(exercise.id, exercise.title, "failed", lines=[
+            "A check is already running (did your solution call check() or grade()?). A check runs "
+            "your code; your code must not run a check. Remove that call and check again."])
+    try:
+        return _run_check(exercise, solution, only)
+    finally:
+        _checking.release()
+
+
+def _run_check(exercise: Exercise, solution, only) -> Result:
     res = Result(exercise.id, exercise.title, "failed")
     problem = _check_solution_shape(exercise, solution)
     if problem is not None:
@@ -648,12 +710,27 @@ def run_check(exercise: Exercise, *solution, only=None) -> Result:
                 outcome = CaseResult(case.name, "failed", ["your code was stopped"])
             else:
                 outcome = CaseResult(case.name, "failed", e.lines())
+        except OSError as exc:  # the check's own socket call failed while the learner's code ran
+            outcome = CaseResult(case.name, "failed", [
+                f"The check's own connection failed ({type(exc).__name__}: {exc}) while your code "
+                "ran. That happens when code closes, stops or replaces something it was not given "
+                "(the listening socket, the server, a descriptor by number), or opens so many "
+                "sockets that none are left (EMFILE). If your code does none of that, please report "
+                "it: it would be a bug in socklab's exercise."])
         except Exception as exc:  # a bug in the check itself: say so, do not blame the learner
             outcome = CaseResult(case.name, "failed", [
                 f"The check itself failed ({type(exc).__name__}: {exc}). This is a bug in socklab's "
                 "exercise, not necessarily in your code: please report it."])
         finally:
+            replaced = _put_back_shared()
             stuck = ctx.close()
+        if replaced:  # whatever else happened, this is the cause to fix first
+            outcome = CaseResult(case.name, "failed", [
+                f"your code replaced {', '.join(replaced)}: module attributes that every piece of "
+                "code in this kernel shares, the check included (socklab has put them back). Keep "
+                "your own names for your own values instead of assigning to a module."]
+                + [ln for ln in outcome.lines if "The check itself failed" not in ln
+                   and "The check's own connection failed" not in ln])
         if stuck and stuck not in outcome.lines:
             outcome.lines.append(stuck)
         if outcome.status == "passed":

@@ -35,6 +35,10 @@ def _recv_exactly_once(ctx, recv_exactly, data, sizes, pause, n=None, then="keep
         if recvs == 0:
             return ("your code has not called recv() on the socket at all: is it stuck in a loop, "
                     "or waiting for something that never happens?")
+        if log.finished.is_set() and not mine.in_call():
+            return (f"the peer sent all {plural(log.sent, 'byte')} and your code has received {got}; "
+                    "it is not waiting in recv() but still running: a loop that never ends? Check "
+                    "that each pass of your loop calls recv() or makes progress toward n bytes.")
         if log.finished.is_set():
             return (f"the peer sent all {plural(log.sent, 'byte')} ({plural(len(log.chunks), 'chunk')}) "
                     f"and your code has received {got}; it is waiting in recv() for data that never "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
+from time import monotonic  # bound here: learner code replacing time.monotonic cannot stop our clock
 
 from ..servers import Server
 from .core import Case, Exercise, Fail, LearnerRaised
@@ -26,7 +26,7 @@ class Lossy:
 
     def __call__(self, sock, data, addr, server):
         with self.lock:
-            self.arrivals.append((time.monotonic(), data, addr))
+            self.arrivals.append((monotonic(), data, addr))
             i = len(self.arrivals)
         for reply in self.plan(i, data):
             sock.sendto(reply, addr)
@@ -56,10 +56,13 @@ def _ping(ctx, ping_backoff, sock, address, seq, handler, limit=3.0):
         return (f"the server has received {plural(n, 'datagram')}; with tries=3 and timeouts of "
                 f"{TIMEOUT:g}, {2 * TIMEOUT:g} and {4 * TIMEOUT:g} s the function should be done "
                 f"after about {7 * TIMEOUT:g} s.")
-    t0 = time.monotonic()
+    t0 = monotonic()
     value = ctx.call(ping_backoff, sock, address, seq, TIMEOUT, 3, limit=limit, what="your ping_backoff",
                      diagnose=diagnose)
-    return value, time.monotonic() - t0
+    if value is not None and type(value) is not int:  # exactly int: not True, not 1.0, not a look-alike
+        raise Fail(f"your ping_backoff returned {value!r:.40} (a {type(value).__name__}): return the "
+                   "number of tries as an int, or None when no reply came.")
+    return value, monotonic() - t0
 
 
 def _request(seq) -> bytes:

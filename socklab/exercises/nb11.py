@@ -151,6 +151,9 @@ def _judge(ctx, got, seen, want_status, want_body):
     status, body = got
     if isinstance(status, (str, bytes)):
         raise Fail(f"the status is {status!r}: return it as an int (int(parts[1])).")
+    if type(status) is not int:  # exactly int: an object that equals everything proves nothing
+        raise Fail(f"the status is a {type(status).__name__} ({status!r:.40}): return it as an int "
+                   "(int(parts[1])).")
     if status != want_status:
         raise Fail(f"the server sent status {want_status}; your http_get returned {status!r}.")
     if isinstance(body, str):

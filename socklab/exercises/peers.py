@@ -16,7 +16,7 @@ import inspect
 import socket
 import sys
 import threading
-import time
+from time import monotonic  # bound here: learner code replacing time.monotonic cannot stop our clock
 from dataclasses import dataclass, field
 
 from ..trace import TracedSocket
@@ -40,6 +40,7 @@ class Observed:
         object.__setattr__(self, "calls", collections.Counter())
         object.__setattr__(self, "returned", collections.defaultdict(list))
         object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_ended", 0)  # counted calls that returned or raised
 
     @property
     def sock(self) -> socket.socket:
@@ -53,7 +54,11 @@ class Observed:
         def counted(*args, **kw):
             with self._lock:
                 self.calls[name] += 1
-            r = attr(*args, **kw)
+            try:
+                r = attr(*args, **kw)
+            finally:
+                with self._lock:
+                    object.__setattr__(self, "_ended", self._ended + 1)
             if name in ("recv", "recvfrom"):
                 data = r[0] if name == "recvfrom" else r
                 with self._lock:
@@ -64,6 +69,11 @@ class Observed:
             return r
         counted.__name__ = name
         return counted
+
+    def in_call(self) -> bool:
+        """Whether one of the counted calls (recv, send, ...) is running right now."""
+        with self._lock:
+            return sum(self.calls.values()) > self._ended
 
     def eofs(self) -> int:
         """How many recv()/recv_into() calls returned no bytes (b'' once the peer has closed)."""
@@ -174,17 +184,17 @@ def read_all(sock: socket.socket, timeout: float, limit: int = 1 << 24, until: b
     ``timeout`` s have passed. Returns (data, how) with how 'closed', 'complete', 'timeout' or
     'reset'; or 'stalled' when ``stalled()`` (checked each time 20 ms pass without data) says
     that nothing more can come, so a wrong reply is judged at once instead of after ``timeout``."""
-    deadline = time.monotonic() + timeout
+    deadline = monotonic() + timeout
     buf = bytearray()
     while True:
-        left = deadline - time.monotonic()
+        left = deadline - monotonic()
         if left <= 0:
             return bytes(buf), "timeout"
         sock.settimeout(left if stalled is None else min(left, STALL_CHECK))
         try:
             chunk = sock.recv(65536)
         except TimeoutError:
-            if stalled is None or time.monotonic() >= deadline:
+            if stalled is None or monotonic() >= deadline:
                 return bytes(buf), "timeout"
             if not stalled():
                 continue
@@ -268,11 +278,11 @@ def recv_returns(observed: "Observed"):
 
 def wait_for(pred, timeout: float, stop: threading.Event, step: float = 0.01) -> bool:
     """Wait until ``pred()`` is true, checking every ``step`` s on an Event (not sleeping)."""
-    deadline = time.monotonic() + timeout
+    deadline = monotonic() + timeout
     while True:
         if pred():
             return True
-        left = deadline - time.monotonic()
+        left = deadline - monotonic()
         if left <= 0 or stop.wait(min(step, left)):
             return bool(pred())
 
