@@ -57,7 +57,9 @@ def encode_line(message: bytes, delimiter: bytes = b"\n") -> bytes:
 class LineDecoder:
     """Feed it bytes as they arrive; get back the complete messages (without the delimiter).
 
-    What follows the last delimiter waits in ``pending`` for the next ``feed()``.
+    What follows the last delimiter waits in ``pending`` for the next ``feed()``. A message longer
+    than ``max_size`` bytes raises FramingError, whether it is still pending or arrived whole; the
+    buffer is dropped then (the stream's framing is lost: close the connection).
     """
 
     def __init__(self, delimiter: bytes = b"\n", max_size: int = MAX_LINE):
@@ -77,13 +79,17 @@ class LineDecoder:
             i = self._buf.find(self.delimiter)
             if i < 0:
                 break
+            if i > self.max_size:  # a whole line in one feed must meet the same cap as a pending one
+                self._too_long(i)
             out.append(bytes(self._buf[:i]))
             del self._buf[:i + len(self.delimiter)]
         if len(self._buf) > self.max_size:
-            size = len(self._buf)
-            self._buf.clear()
-            raise FramingError(f"{size} bytes without a delimiter: more than max_size={self.max_size}")
+            self._too_long(len(self._buf))
         return out
+
+    def _too_long(self, size: int):
+        self._buf.clear()
+        raise FramingError(f"{size} bytes without a delimiter: more than max_size={self.max_size}")
 
     def eof(self) -> None:
         """Call at end of stream: raises IncompleteMessage if part of a message is still pending."""
@@ -100,6 +106,7 @@ class LineReader:
     """``readline()`` for a socket: ``read()`` returns the next message, ``None`` at end of stream.
 
     Keeps its own buffer: bytes after a delimiter are kept for the next ``read()``, never lost.
+    A line longer than ``max_size`` raises FramingError, however large ``bufsize`` is.
     ``recv_calls`` counts the ``recv()`` calls made so far. Iterating yields messages until the end.
     """
 

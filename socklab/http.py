@@ -16,18 +16,20 @@ import http.server
 import selectors
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import parse_qsl, urlsplit
 
 from . import runtime
-from .servers import DEFAULT_TIMEOUT, Server
+from .servers import DEFAULT_TIMEOUT, Server, _number
 from .trace import Trace, TracedSocket
 from .runtime import Thread
 
 MAX_LINE = 8190           # bytes in the request line or one header line (as many servers allow)
 MAX_HEADERS = 100         # header lines per message
 MAX_BODY = 1 << 20        # bytes of body accepted or read
+LINGER = 2.0              # seconds at most spent reading what a refused client still sends
 SERVER_NAME = "socklab-http/0.1"
 CRLF = b"\r\n"
 
@@ -37,6 +39,8 @@ REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            501: "Not Implemented", 505: "HTTP Version Not Supported"}
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DIGITS = frozenset(b"0123456789")
+_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
 
 
 class HTTPError(Exception):
@@ -112,25 +116,76 @@ class Response(_Headers):
 
 # ---- reading from a stream
 
+def _real_socket(sock):
+    """The ``socket.socket`` under ``sock`` (a TracedSocket's ``.sock``, a TLSStream's TracedSocket's
+    ``.sock``), or None (bytes, which never block)."""
+    for _ in range(4):
+        if isinstance(sock, socket.socket):
+            return sock
+        sock = getattr(sock, "sock", None)
+    return None
+
+
+def _before(deadline, sock, call, *args):
+    """``call(*args)``, where ``call`` waits on ``sock``, given at most until ``deadline``
+    (a ``time.monotonic()`` value; None: only the socket's own timeout).
+
+    The timeout is set on the real socket, untraced, and put back afterwards: it is bookkeeping,
+    not a call the lesson's trace should show once per recv(). TimeoutError once the deadline passed.
+    """
+    if deadline is None:
+        return call(*args)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the time limit passed")
+    real = _real_socket(sock)
+    if real is None:
+        return call(*args)
+    old = real.gettimeout()
+    real.settimeout(left if old is None else min(old, left))
+    try:
+        return call(*args)
+    finally:
+        real.settimeout(old)
+
+
 class Reader:
     """Buffered reading over anything with ``recv(n)`` (a socket, a TracedSocket, a TLSStream).
 
     ``raw`` keeps every byte handed out since the last ``take_raw()``: the message as it arrived.
+    Time limits (TimeoutError when passed), besides the socket's own timeout per recv():
+    ``message_timeout`` seconds for each message from its first byte (a server's request deadline),
+    ``deadline`` a ``time.monotonic()`` value for everything read (a client's overall timeout).
     """
 
-    def __init__(self, sock, bufsize: int = 65536):
+    def __init__(self, sock, bufsize: int = 65536, *, message_timeout: float | None = None,
+                 deadline: float | None = None):
         self.sock, self.bufsize = sock, bufsize
         self.buf = bytearray()
         self.raw = bytearray()
         self.eof = False
+        self.message_timeout, self.deadline = message_timeout, deadline
+
+    def begin_message(self) -> None:
+        """A new message starts: its ``message_timeout`` runs from its first byte (now, if some
+        bytes are already buffered, e.g. a pipelined request)."""
+        if self.message_timeout is not None:
+            self.deadline = time.monotonic() + self.message_timeout if self.buf else None
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the current message has arrived."""
+        return bool(self.raw or self.buf)
 
     def _more(self) -> bool:
         if self.eof:
             return False
-        data = self.sock.recv(self.bufsize)
+        data = _before(self.deadline, self.sock, self.sock.recv, self.bufsize)
         if not data:
             self.eof = True
             return False
+        if self.message_timeout is not None and self.deadline is None:
+            self.deadline = time.monotonic() + self.message_timeout  # the first byte: the clock starts
         self.buf += data
         return True
 
@@ -221,26 +276,53 @@ def _read_headers(r: Reader) -> list:
             raise HTTPError(400, "header name is not ASCII") from None
 
 
+def _number_in(text: str, digits: frozenset, base: int, limit: int, status: int, what: str) -> int:
+    """``text`` as a number if it is only ASCII ``digits`` (str.isdigit() and int() also take '²',
+    '٣', '+', '_' or '0x'); HTTPError(400) if not, HTTPError(status) if over ``limit``."""
+    if not text or any(c not in digits for c in text.encode("latin-1")):
+        allowed = "hex digits 0-9, a-f" if base == 16 else "the ASCII digits 0-9"
+        raise HTTPError(400, f"bad {what} {text[:20]!r}: only {allowed} are allowed")
+    significant = text.lstrip("0") or "0"
+    # Count the digits before int(): int() of thousands of decimal digits is slow (refused past 4300).
+    too_many = len(significant) > len(f"{limit:x}" if base == 16 else str(limit))
+    if too_many or int(significant, base) > limit:
+        raise HTTPError(status, f"{what} {text[:20]} is over the limit of {limit} bytes")
+    return int(significant, base)
+
+
 def _content_length(msg: _Headers):
     values = msg.header_values("Content-Length")
     if not values:
         return None
-    if len(set(v.strip() for v in values)) != 1 or not values[0].strip().isdigit():
+    if len(set(values)) != 1:
         raise HTTPError(400, f"bad Content-Length {values!r}")
-    n = int(values[0])
-    if n > MAX_BODY:
-        raise HTTPError(413, f"Content-Length {n} is over the limit of {MAX_BODY} bytes")
-    return n
+    return _number_in(values[0], _DIGITS, 10, MAX_BODY, 413, "Content-Length")
 
 
 def read_request(source) -> Request | None:
     """Read one request (request line, headers, blank line, body) from a socket, Reader or bytes.
 
     Returns None when the stream ends cleanly before a request starts (the client is done);
-    raises HTTPError with the status a server should answer for anything malformed.
+    raises HTTPError with the status a server should answer for anything malformed, 408 when a
+    started request stops arriving in time (the Reader's ``message_timeout``, or the socket's
+    timeout). A timeout before the first byte is raised as TimeoutError: an idle client, no request.
     """
     r = _reader(source)
     r.take_raw()
+    r.begin_message()
+    try:
+        return _read_request(r)
+    except TimeoutError as exc:
+        if not r.started:
+            raise
+        if r.deadline is not None and time.monotonic() >= r.deadline:
+            why = f"the request was not complete within {r.message_timeout:g} s of its first byte"
+        else:
+            why = "the client stopped sending in the middle of the request"
+        raise HTTPError(408, why) from exc
+
+
+def _read_request(r: Reader) -> Request | None:
     line = r.readline(MAX_LINE, 414)
     for _ in range(8):  # RFC 9112: ignore (a few) empty lines before a request
         if line not in (CRLF, b"\n"):
@@ -309,14 +391,20 @@ def read_response(source, method: str = "GET") -> Response:
     return resp
 
 
+def _chunk_size(line: bytes) -> int:
+    """The size in a chunk-size line: hex digits only, then optionally ``;extensions`` (ignored)."""
+    if not line.endswith(b"\n"):
+        raise HTTPError(400, "the connection ended inside the chunked body")
+    size, semicolon, _ = _strip_eol(line).partition(b";")
+    if semicolon:
+        size = size.rstrip(b" \t")  # RFC 9112 allows spaces before the ';' of an extension
+    return _number_in(size.decode("latin-1"), _HEXDIGITS, 16, MAX_BODY, 413, "chunk size")
+
+
 def _read_chunked(r: Reader) -> bytes:
     body = bytearray()
     while True:
-        size_line = _strip_eol(r.readline(MAX_LINE, 400)).split(b";")[0].strip()
-        try:
-            size = int(size_line, 16)
-        except ValueError:
-            raise HTTPError(400, f"bad chunk size {size_line[:20]!r}") from None
+        size = _chunk_size(r.readline(MAX_LINE, 400))
         if size == 0:
             _read_headers(r)  # trailer fields, then the final empty line
             return bytes(body)
@@ -383,6 +471,16 @@ def show_bytes(data: bytes, limit: int = 4000) -> str:
 
 # ---- the server side
 
+def _as_sent(text: str) -> str:
+    """A request-line string as the client meant it: the parser reads it as Latin-1 (one char per
+    byte), so bytes that are UTF-8 (what clients send) would be encoded twice in a UTF-8 body."""
+    raw = text.encode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return text  # not UTF-8 (e.g. a Latin-1 client): one char per byte is what it sent
+
+
 def demo_app(req: Request):
     """The lesson's little web application: returns (status, headers, body).
 
@@ -393,11 +491,12 @@ def demo_app(req: Request):
     """
     text = "text/plain; charset=utf-8"
     routes = {"/": ("GET", "HEAD"), "/headers": ("GET", "HEAD"), "/echo": ("POST",)}
+    shown = _as_sent(req.path)
     if req.path not in routes:
-        return 404, {"Content-Type": text}, f"no page at {req.path}\n"
+        return 404, {"Content-Type": text}, f"no page at {shown}\n"
     if req.method not in routes[req.path]:
         return 405, {"Content-Type": text, "Allow": ", ".join(routes[req.path])}, \
-            f"{req.method} is not allowed on {req.path}\n"
+            f"{req.method} is not allowed on {shown}\n"
     if req.path == "/":
         return 200, {"Content-Type": text}, "Hello from socklab's HTTP server!\n"
     if req.path == "/headers":
@@ -428,13 +527,22 @@ class Handler:
     handler adds Content-Length, Server, Date (unless ``date=False``) and Connection. Requests are
     served in a loop while the client keeps the connection alive. A malformed request gets a 4xx/5xx
     answer and the connection is closed. ``exchanges`` keeps every request and response in full.
+
+    ``request_timeout``: each request must be complete within that many seconds of its first byte,
+    or the client gets ``408 Request Timeout`` and the connection is closed, so a client that drips
+    bytes cannot hold a connection for ever. Default (None): the server's ``idle_timeout``, 30 s
+    unless set, which also bounds each wait for data (e.g. for the next request's first byte).
     """
 
     def __init__(self, app=None, *, date: bool = True, server_name: str = SERVER_NAME,
-                 max_requests: int = 100, keep: int = 200):
+                 max_requests: int = 100, keep: int = 200, request_timeout: float | None = None):
         self.app = app or demo_app
         self.date, self.server_name = date, server_name
         self.max_requests, self.keep = max_requests, keep
+        if request_timeout is not None:
+            _number("request_timeout", request_timeout, integer=False, low=1e-3, high=86400,
+                    fix="Use a number of seconds such as 30, or None for the server's idle_timeout.")
+        self.request_timeout = request_timeout
         self.exchanges: list = []
         self._lock = threading.Lock()
 
@@ -455,7 +563,7 @@ class Handler:
         return hdrs
 
     def __call__(self, conn: TracedSocket, server: Server) -> None:
-        reader = Reader(conn)
+        reader = Reader(conn, message_timeout=self.request_timeout or server.idle_timeout)
         for n in range(1, self.max_requests + 1):
             try:
                 req = read_request(reader)
@@ -489,24 +597,30 @@ class Handler:
             # closing does not reset the connection before the client has read our answer.
             conn.shutdown(socket.SHUT_WR)
             conn.settimeout(1.0)
-            drained = 0
+            drained, deadline = 0, time.monotonic() + LINGER  # a dripping client must not keep us here
             while drained < MAX_BODY:
-                chunk = conn.recv(65536)
+                chunk = _before(deadline, conn, conn.recv, 65536)
                 if not chunk:
                     break
                 drained += len(chunk)
         except OSError:
-            pass  # the client is gone already (or went quiet): nothing left to say
+            pass  # the client is gone, went quiet or kept sending past LINGER: nothing left to say
         self._record(Exchange(conn.side, reader.take_raw(), data, exc.status))
 
 
 handler = Handler()  # ready to use: socklab.Server(handler=socklab.http.handler) serves demo_app
 
 
-def server(app=None, *, date: bool = True, trace: Trace | None = None, name: str | None = None,
-           **kw) -> Server:
-    """A socklab.Server (not started yet) whose connections speak HTTP/1.1 through ``Handler``."""
-    return Server(handler=Handler(app, date=date), trace=trace, name=name, **kw)
+def server(app=None, *, date: bool = True, request_timeout: float | None = None,
+           trace: Trace | None = None, name: str | None = None, **kw) -> Server:
+    """A socklab.Server (not started yet) whose connections speak HTTP/1.1 through ``Handler``.
+
+    ``request_timeout``: a request not complete within that many seconds of its first byte is
+    answered ``408 Request Timeout`` and its connection closed. Default (None): the same as
+    ``idle_timeout`` (a Server setting, default 30 s, which bounds each wait for data).
+    """
+    return Server(handler=Handler(app, date=date, request_timeout=request_timeout), trace=trace,
+                  name=name, **kw)
 
 
 # ---- the client side
@@ -516,7 +630,8 @@ def request(address, method: str = "GET", target: str = "/", headers=(), body: b
             timeout: float = DEFAULT_TIMEOUT) -> Response:
     """One request on a fresh traced connection: connect, send, read the response, close.
 
-    ``Connection: close`` is sent so the server ends the connection after answering.
+    ``Connection: close`` is sent so the server ends the connection after answering. ``timeout``
+    bounds the whole exchange, connect to the last byte of the response (TimeoutError after it).
     """
     family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
     host = host or (f"[{address[0]}]:{address[1]}" if family == socket.AF_INET6 else
@@ -526,11 +641,16 @@ def request(address, method: str = "GET", target: str = "/", headers=(), body: b
         hdrs.append(("Connection", "close"))
     data = build_request(method, target, host, hdrs, body)
     trace = trace if trace is not None else Trace()
+    deadline = time.monotonic() + timeout
     with TracedSocket.create(family, socket.SOCK_STREAM, trace=trace, side=side) as s:
         s.settimeout(timeout)
         s.connect(address)
-        s.sendall(data)
-        return read_response(s, method)
+        try:
+            _before(deadline, s, s.sendall, data)
+            return read_response(Reader(s, deadline=deadline), method)
+        except TimeoutError as exc:
+            raise TimeoutError(f"no complete response from {address} within timeout={timeout:g} s "
+                               "(the whole exchange, not each recv)") from exc
 
 
 # ---- Python's own server, to test the client against
@@ -639,7 +759,8 @@ def read_request(conn):
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     length = headers.get("content-length", "0")
-    if not length.isdigit() or int(length) > 1_000_000:
+    # ASCII digits only (isdigit() alone also takes '²'), and few enough for int() to be quick
+    if not (length.isascii() and length.isdigit()) or len(length) > 7 or int(length) > 1_000_000:
         return None
     length = int(length)
     while len(body) < length:

@@ -16,11 +16,12 @@ import os
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 
 from . import runtime
 from .errors import Explanation
-from .servers import DEFAULT_TIMEOUT, Server
+from .servers import DEFAULT_TIMEOUT, Server, _number
 from .trace import Trace, TracedSocket
 
 CONTENT_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}
@@ -129,6 +130,8 @@ class TLSStream:
         self.received = bytearray()
         self.handshake_done = False
         self.key = None
+        self._limit = None     # seconds the handshake may take from the peer's first byte
+        self._deadline = None  # time.monotonic() by which it must be done, once that byte came
 
     # moving records
     def _flush(self):
@@ -138,13 +141,35 @@ class TLSStream:
             self.sent += data
 
     def _fill(self) -> bool:
-        data = self.sock.recv(65536)
+        data = self._recv()
         if not data:
             self._in.write_eof()
             return False
+        if self._limit is not None and self._deadline is None:
+            self._deadline = time.monotonic() + self._limit  # the peer's first byte: the clock starts
         self._in.write(data)
         self.received += data
         return True
+
+    def _recv(self) -> bytes:
+        """One recv(), cut short at the handshake deadline. The timeout is set on the real socket
+        (untraced) and put back: bookkeeping the trace should not show once per recv()."""
+        if self._deadline is None:
+            return self.sock.recv(65536)
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"the TLS handshake was not done within {self._limit:g} s")
+        real = getattr(self.sock, "sock", self.sock)
+        old = real.gettimeout()
+        real.settimeout(left if old is None else min(old, left))
+        try:
+            return self.sock.recv(65536)
+        except TimeoutError as exc:
+            if time.monotonic() < self._deadline:
+                raise  # the socket's own timeout: the peer went quiet
+            raise TimeoutError(f"the TLS handshake was not done within {self._limit:g} s") from exc
+        finally:
+            real.settimeout(old)
 
     def _run(self, fn, *args):
         while True:
@@ -164,8 +189,15 @@ class TLSStream:
             return result
 
     # the socket-like API
-    def do_handshake(self) -> None:
-        self._run(self.obj.do_handshake)
+    def do_handshake(self, timeout: float | None = None) -> None:
+        """Run the TLS handshake. With ``timeout``, it must be done within that many seconds of
+        the peer's first byte (TimeoutError if not), so a peer that drips bytes cannot stall it;
+        each wait is also bounded by the socket's own timeout."""
+        self._limit, self._deadline = timeout, None
+        try:
+            self._run(self.obj.do_handshake)
+        finally:
+            self._limit = self._deadline = None
         self.handshake_done = True
 
     def sendall(self, data) -> None:
@@ -229,6 +261,7 @@ def connect(address, context: ssl.SSLContext, server_hostname: str | None = "loc
 
     ``server_hostname`` is the name the certificate must carry (and is sent in the ClientHello
     as SNI). On a failed handshake the socket is closed and the ``ssl`` error is raised as is.
+    ``timeout`` bounds each wait, and the handshake from the server's first byte.
     Re-running the cell closes the stream the previous run opened.
     """
     family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
@@ -238,7 +271,7 @@ def connect(address, context: ssl.SSLContext, server_hostname: str | None = "loc
         sock.settimeout(timeout)
         sock.connect(address)
         stream = TLSStream(sock, context, server_side=False, server_hostname=server_hostname)
-        stream.do_handshake()
+        stream.do_handshake(timeout)
     except BaseException:
         sock.close()
         raise
@@ -251,11 +284,17 @@ class TLSEchoHandler:
     """A socklab stream handler: TLS handshake on the accepted connection, then echo the plaintext.
 
     ``streams`` keeps each connection's TLSStream (for looking at the bytes afterwards); a failed
-    handshake is noted in the trace and explained in ``server.errors``.
+    handshake is noted in the trace and explained in ``server.errors``. ``handshake_timeout``: the
+    handshake must be done within that many seconds of the client's first byte, or the connection
+    is closed; default (None): the server's ``idle_timeout`` (30 s unless set).
     """
 
-    def __init__(self, context: ssl.SSLContext):
+    def __init__(self, context: ssl.SSLContext, *, handshake_timeout: float | None = None):
+        if handshake_timeout is not None:
+            _number("handshake_timeout", handshake_timeout, integer=False, low=1e-3, high=86400,
+                    fix="Use a number of seconds such as 10, or None for the server's idle_timeout.")
         self.context = context
+        self.handshake_timeout = handshake_timeout
         self.streams: list = []
         self._lock = threading.Lock()
 
@@ -263,11 +302,26 @@ class TLSEchoHandler:
         stream = TLSStream(conn, self.context, server_side=True)
         with self._lock:
             self.streams.append(stream)
+        limit = self.handshake_timeout or server.idle_timeout
         try:
-            stream.do_handshake()
+            stream.do_handshake(limit)
         except ssl.SSLError as exc:
             server.trace.note(conn.side, f"TLS handshake failed: {exc.reason or exc}")
             server.errors.append((conn.side, explain(exc)))
+            return
+        except TimeoutError as exc:
+            if not stream.received:
+                raise  # nothing came at all: an idle client, which the server explains as a timeout
+            server.trace.note(conn.side, "TLS handshake not finished in time: closed")
+            server.errors.append((conn.side, Explanation(
+                "The TLS handshake took too long",
+                f"The client started a handshake but did not finish it within {limit:g} s of its "
+                "first byte (or went quiet in the middle); the server closed the connection.",
+                "A handshake is a few messages that real clients send at once. A client that sends "
+                "its ClientHello a byte at a time would hold a connection (one of max_connections) "
+                "for ever, so the whole handshake has a time limit, not just each recv().",
+                "Use a real TLS client (ssl, curl, openssl s_client); if the network is that slow, "
+                "raise handshake_timeout.", f"TimeoutError: {exc}", "timeout")))
             return
         server.trace.note(conn.side, f"TLS handshake done: {stream.version()}")
         try:
@@ -282,12 +336,15 @@ class TLSEchoHandler:
         stream.close()
 
 
-def echo_server(certs_or_context, *, trace: Trace | None = None, name: str | None = None, **kw) -> Server:
+def echo_server(certs_or_context, *, handshake_timeout: float | None = None, trace: Trace | None = None,
+                name: str | None = None, **kw) -> Server:
     """A socklab.Server (not started yet) that speaks TLS and echoes; ``.handler.streams`` keeps
-    the server's side of each connection."""
+    the server's side of each connection. ``handshake_timeout``: seconds from the client's first
+    byte to the end of the handshake, else the connection is closed; default: ``idle_timeout``."""
     ctx = certs_or_context.server_context() if isinstance(certs_or_context, Certificates) \
         else certs_or_context
-    return Server(handler=TLSEchoHandler(ctx), trace=trace, name=name, **kw)
+    return Server(handler=TLSEchoHandler(ctx, handshake_timeout=handshake_timeout), trace=trace,
+                  name=name, **kw)
 
 
 # ---- reading the wire

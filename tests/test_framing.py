@@ -42,6 +42,17 @@ def test_line_decoder_eof_mid_message_and_max_size():
         framing.LineDecoder(b"")
 
 
+def test_line_decoder_caps_a_line_that_arrives_whole():
+    d = framing.LineDecoder(max_size=1000)
+    with pytest.raises(framing.FramingError, match="max_size=1000"):
+        d.feed(b"x" * 50000 + b"\n")
+    assert d.pending == b""
+    assert d.feed(b"x" * 1000 + b"\n") == [b"x" * 1000]  # exactly max_size is allowed
+    d.feed(b"y" * 900)
+    with pytest.raises(framing.FramingError):  # completed by a second feed: 1800 bytes in all
+        d.feed(b"y" * 900 + b"\n")
+
+
 def test_encode_line_refuses_the_delimiter_inside():
     assert framing.encode_line(b"hi") == b"hi\n"
     with pytest.raises(framing.FramingError):
@@ -101,6 +112,18 @@ def test_line_reader_stream_ends_mid_line(leakcheck):
         assert r.read() == b"ok"
         with pytest.raises(framing.IncompleteMessage):
             r.read()
+
+
+def test_line_reader_refuses_a_line_over_max_line_in_one_recv(leakcheck):
+    a, b = socket.socketpair()
+    with a, b:
+        b.settimeout(5)
+        a.sendall(b"x" * 70000 + b"\n")
+        a.shutdown(socket.SHUT_WR)
+        r = framing.LineReader(b, bufsize=1 << 20)
+        with pytest.raises(framing.FramingError, match=f"max_size={framing.MAX_LINE}"):
+            while r.read() is not None:  # however many recv() calls the kernel splits it into
+                pass
 
 
 def test_recv_message_and_recv_exactly(leakcheck):

@@ -272,3 +272,157 @@ def test_stdlib_server_sleeps_while_idle_and_stops_at_once(leakcheck):
     finally:
         py.stop()
     assert not py._thread.is_alive() and py.httpd.socket.fileno() == -1
+
+
+# ---- hostile peers: numbers, chunk sizes, time limits, non-ASCII targets
+
+def one_shot_server(response: bytes, drip: float | None = None):
+    """A hand-written server on a plain socket: accepts one client, reads its request, sends
+    ``response`` (one byte per ``drip`` seconds if set) and closes. Returns (address, thread,
+    stop event, sent counter)."""
+    lst = socket.create_server(("127.0.0.1", 0))
+    lst.settimeout(5)
+    stop, sent = threading.Event(), [0]
+
+    def run():
+        with lst:
+            conn, _ = lst.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.recv(65536)
+            try:
+                if drip is None:
+                    conn.sendall(response)
+                    sent[0] = len(response)
+                    return
+                for i in range(len(response)):
+                    conn.sendall(response[i:i + 1])
+                    sent[0] += 1
+                    if stop.wait(drip):  # a slow peer on purpose: a bounded wait between bytes
+                        return
+            except OSError:
+                return  # the client gave up and closed: what the timeout tests expect
+
+    t = threading.Thread(target=run)
+    t.start()
+    return lst.getsockname(), t, stop, sent
+
+
+@pytest.mark.parametrize("value", ["\xb2", "\xb3", "\u0663", "\xa05", "+5", "5_0", " 0x5"])
+def test_content_length_takes_ascii_digits_only(value):
+    data = f"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {value}\r\n\r\nabcdefghijklmnopqrstuvwxyz"
+    with pytest.raises(H.HTTPError) as info:
+        H.parse_request(data.encode("utf-8" if value == "\u0663" else "latin-1"))
+    assert info.value.status == 400 and "Content-Length" in info.value.message
+    with pytest.raises(H.HTTPError) as info:
+        H.read_response(f"HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\nab".encode("utf-8"))
+    assert info.value.status == 400
+
+
+def test_content_length_with_thousands_of_digits_is_413_not_a_crash():
+    with pytest.raises(H.HTTPError) as info:
+        H.parse_request(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n")
+    assert info.value.status == 413
+    assert H.parse_request(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0003\r\n\r\nabc").body == b"abc"
+
+
+def test_non_ascii_content_length_on_real_sockets(srv):
+    out = raw_exchange(srv, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\nab")
+    assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Content-Length" in out.split(b"\r\n\r\n")[1]
+    assert srv.wait_idle()
+    assert not srv.errors  # answered, not crashed with a ValueError
+    address, t, _, _ = one_shot_server(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nab")
+    with pytest.raises(H.HTTPError) as info:
+        H.request(address)
+    t.join(5)
+    assert info.value.status == 400 and "Content-Length" in info.value.message
+
+
+@pytest.mark.parametrize("size", [b"-7", b"+8", b"0x8", b"1_0", b" 8", b"8 ", b"\xb2", b""])
+def test_chunk_sizes_take_plain_hex_digits_only(size):
+    with pytest.raises(H.HTTPError) as info:
+        H.read_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
+                        b"\r\nINJECTED\r\n0\r\n\r\n")
+    assert info.value.status == 400 and "chunk" in info.value.message
+
+
+def test_chunk_sizes_with_extensions_and_capitals_still_work():
+    r = H.read_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"A ;name=value\r\n0123456789\r\n1;x\r\n!\r\n0\r\n\r\n")
+    assert r.body == b"0123456789!"
+
+
+def test_negative_chunk_size_from_a_real_server_is_refused():
+    address, t, _, _ = one_shot_server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                       b"-7\r\nINJECTED\r\n0\r\n\r\n")
+    with pytest.raises(H.HTTPError) as info:
+        H.request(address)
+    t.join(5)
+    assert info.value.status == 400 and "-7" in info.value.message
+
+
+def drip_request(address, data: bytes, gap: float = 0.05, max_bytes: int = 80) -> tuple:
+    """Send ``data`` one byte at a time (``gap`` seconds apart, at most ``max_bytes``), stopping as
+    soon as the server answers; return (bytes sent, everything the server sent until it closed)."""
+    with socket.create_connection(address, timeout=5) as s:
+        sent = 0
+        s.settimeout(gap)  # the wait between bytes doubles as the wait for the server's answer
+        got = b""
+        for i in range(min(len(data), max_bytes)):
+            s.sendall(data[i:i + 1])
+            sent += 1
+            try:
+                got = s.recv(65536)
+            except TimeoutError:
+                continue  # no answer yet: send the next byte
+            break
+        s.settimeout(5)
+        while chunk := s.recv(65536):
+            got += chunk
+    return sent, got
+
+
+@pytest.mark.parametrize("kw", [{"idle_timeout": 0.5}, {"idle_timeout": 5, "request_timeout": 0.5}])
+def test_dripping_client_gets_408_within_the_request_timeout(kw):
+    """One byte every 0.05 s never trips a per-recv timeout; the deadline per request does."""
+    with H.server(date=False, **kw) as srv:
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+        sent, got = drip_request(srv.address, request)
+        assert got.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"Connection: close" in got
+        assert sent < len(request)
+        assert srv.wait_idle()
+        assert srv.handler.exchanges[-1].status == 408 and not srv.errors
+
+
+def test_dripping_clients_release_max_connections():
+    with H.server(date=False, max_connections=2, idle_timeout=0.5) as srv:  # request_timeout follows
+        results = []
+        slow = [threading.Thread(target=lambda: results.append(drip_request(srv.address, b"GET / HT" * 40)))
+                for _ in range(2)]
+        for t in slow:
+            t.start()
+        for t in slow:
+            t.join(10)
+        assert [got[:12] for _, got in results] == [b"HTTP/1.1 408"] * 2
+        assert srv.wait_idle()
+        assert H.request(srv.address).status == 200  # the slots are free again
+
+
+def test_client_timeout_bounds_the_whole_exchange(leakcheck):
+    """A server that drips its answer (one byte per 0.05 s) is given timeout=0.5 in all, not per recv."""
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n" + b"z" * 200
+    address, t, stop, sent = one_shot_server(response, drip=0.05)
+    try:
+        with pytest.raises(TimeoutError, match="within timeout=0.5 s"):
+            H.request(address, timeout=0.5)
+    finally:
+        stop.set()
+        t.join(5)
+    assert sent[0] < len(response)
+
+
+def test_404_shows_a_utf8_path_as_sent(srv):
+    out = raw_exchange(srv, "GET /é HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode("utf-8"))
+    assert out.startswith(b"HTTP/1.1 404 ")
+    assert out.endswith("no page at /é\n".encode("utf-8"))
+    assert H.request(srv.address, target="/é").body == "no page at /é\n".encode()  # Latin-1 on the wire

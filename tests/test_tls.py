@@ -225,3 +225,49 @@ def test_corrupted_record_is_explained_as_tls(certs, srv):
     assert len(c.sent) == before
     side, exp = srv.errors[-1]
     assert exp.title == "A record failed its integrity check"
+
+
+def client_hello(certs) -> bytes:
+    """The bytes of a real ClientHello, made in memory (no server needed)."""
+    obj = certs.client_context().wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO(),
+                                          server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return out.read()
+
+
+@pytest.mark.parametrize("kw", [{"idle_timeout": 0.5}, {"idle_timeout": 5, "handshake_timeout": 0.5}])
+def test_dripped_client_hello_is_cut_off(leakcheck, certs, kw):
+    """One byte every 0.05 s never trips a per-recv timeout; the handshake's own time limit does."""
+    hello = client_hello(certs)
+    with tls.echo_server(certs, **kw) as srv:
+        closed = False
+        with socket.create_connection(srv.address, timeout=5) as s:
+            s.settimeout(0.05)  # the bounded wait between bytes doubles as the wait for the close
+            for i in range(min(len(hello), 80)):
+                try:
+                    s.sendall(hello[i:i + 1])
+                    closed = s.recv(65536) == b""
+                except TimeoutError:
+                    continue  # the server is still waiting for the rest: send the next byte
+                except (ConnectionResetError, BrokenPipeError):
+                    closed = True
+                break
+        assert closed and i < len(hello) - 1
+        assert srv.wait_idle()
+        side, exp = srv.errors[-1]
+        assert exp.title == "The TLS handshake took too long" and "0.5 s" in exp.what
+
+
+def test_handshake_deadline_leaves_later_reads_alone(certs):
+    """The limit covers the handshake only: an idle encrypted connection outlives it."""
+    with tls.echo_server(certs, handshake_timeout=0.2) as srv:
+        with tls.connect(srv.address, certs.client_context(), timeout=5) as c:
+            assert c.sock.gettimeout() == 5  # the handshake's deadline put the timeout back
+            c.sock.settimeout(0.5)
+            with pytest.raises(TimeoutError):  # 0.5 s of quiet, longer than the handshake limit ...
+                c.recv()
+            c.sendall(b"later")                # ... and the server still echoes
+            assert c.recv() == b"later"
+        assert srv.wait_idle()
+        assert not srv.errors
