@@ -801,12 +801,18 @@ def test_unstoppable_code_is_reported_and_the_check_still_ends():
 
 # ---- the framework's own behaviour
 
-def test_context_wakes_a_recv_blocked_forever_and_closes_everything(leakcheck):
+def _context_and_blocking_pair():
+    """A case context owning both ends of a socketpair; ``a`` blocks with no timeout."""
     ctx = Context("x", 1, 1.0)
     a, b = socket.socketpair()
     ctx.own(a)
     ctx.own(b)
     a.settimeout(None)
+    return ctx, a, b
+
+
+def test_context_wakes_a_recv_blocked_forever_and_closes_everything(leakcheck):
+    ctx, a, b = _context_and_blocking_pair()
     with pytest.raises(core.DidNotReturn) as err:
         ctx.call(a.recv, 10, limit=0.3, what="a recv")
     assert "a recv did not return within 0.3 s" in str(err.value)
@@ -853,11 +859,7 @@ def test_a_bug_in_a_check_is_not_blamed_on_the_learner():
 
 
 def test_a_diagnosis_that_fails_is_reported_with_the_timeout(leakcheck):
-    ctx = Context("x", 1, 1.0)
-    a, b = socket.socketpair()
-    ctx.own(a)
-    ctx.own(b)
-    a.settimeout(None)
+    ctx, a, _ = _context_and_blocking_pair()
     try:
         with pytest.raises(core.DidNotReturn) as err:
             ctx.call(a.recv, 10, limit=0.2, what="a recv", diagnose=lambda: {}["missing"])
@@ -955,19 +957,18 @@ def test_replacing_time_monotonic_cannot_stop_the_checks_clock(leakcheck):
     assert run("05.1").passed  # and the next check works
 
 
+_RECV_LOOP = ('    buf = b""\n    while len(buf) < n:\n        chunk = sock.recv(n - len(buf))\n'
+              '        if not chunk:\n            raise EOFError("closed")\n        buf += chunk\n'
+              '    return buf\n')
+
+
+def recv_exactly_doing(first_line: str, prelude: str = "") -> str:
+    """A right recv_exactly that first does ``first_line`` (the abuse under test)."""
+    return f"{prelude}\ndef recv_exactly(sock, n):\n    {first_line}\n{_RECV_LOOP}"
+
+
 def test_replacing_socket_socket_is_named_and_undone(leakcheck):
-    res = run("05.1", """
-        import socket
-        def recv_exactly(sock, n):
-            socket.socket = None
-            buf = b""
-            while len(buf) < n:
-                chunk = sock.recv(n - len(buf))
-                if not chunk:
-                    raise EOFError("closed")
-                buf += chunk
-            return buf
-    """)
+    res = run("05.1", recv_exactly_doing("socket.socket = None", "import socket"))
     assert socket.socket is not None and socket.socket.__name__ == "socket"
     assert not res.passed and "your code replaced socket.socket" in res.text()
     assert "bug in socklab" not in res.text()
@@ -975,19 +976,9 @@ def test_replacing_socket_socket_is_named_and_undone(leakcheck):
 
 
 def test_a_check_called_from_inside_the_solution_is_refused(leakcheck):
-    src = textwrap.dedent("""
-        import socklab.exercises
-        INNER = []
-        def recv_exactly(sock, n):
-            INNER.append(socklab.exercises.run_check(socklab.exercises.get("05.1"), recv_exactly))
-            buf = b""
-            while len(buf) < n:
-                chunk = sock.recv(n - len(buf))
-                if not chunk:
-                    raise EOFError("closed")
-                buf += chunk
-            return buf
-    """)
+    src = recv_exactly_doing(
+        'INNER.append(socklab.exercises.run_check(socklab.exercises.get("05.1"), recv_exactly))',
+        "import socklab.exercises\nINNER = []")
     ns = load("05.1", NOTEBOOK_IMPORTS + src)
     res = exercises.run_check(exercises.get("05.1"), ns["recv_exactly"])
     assert res.passed, res.text()  # the solution itself is right, and no nested run piled up
@@ -1036,21 +1027,9 @@ def test_a_busy_loop_is_not_called_waiting_in_recv(leakcheck):
 # printing it: the learner would see it as a traceback in the cell
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_threads_ended_by_the_check_print_no_traceback(capfd, leakcheck):
-    res = run("05.1", """
-        import threading
-        def spin():
-            while True:  # never ends by itself; pure Python, so the check can end it
-                pass
-        def recv_exactly(sock, n):
-            threading.Thread(target=spin).start()
-            buf = b""
-            while len(buf) < n:
-                chunk = sock.recv(n - len(buf))
-                if not chunk:
-                    raise EOFError("closed")
-                buf += chunk
-            return buf
-    """)
+    # spin never ends by itself; it is pure Python, so the check can end it
+    res = run("05.1", recv_exactly_doing("threading.Thread(target=spin).start()",
+                                         "import threading\ndef spin():\n    while True:\n        pass"))
     assert res.text()
     err = capfd.readouterr().err
     assert "CheckAbandoned" not in err, err
