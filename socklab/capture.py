@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 from .config import can_raw
 from .errors import ConfigError, Explanation
+from . import runtime
 from .runtime import Thread
+from .servers import _number
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # on 'lo' each frame is seen leaving and arriving: keep the arrival only
@@ -81,9 +83,18 @@ class Capture:
     and so is a FIN's ACK, which Linux may delay by up to ~40 ms (see ``kstate.ack_now``).
     """
 
-    def __init__(self, ports, iface: str = "lo", limit: int = 2000):
-        self.ports = {ports} if isinstance(ports, int) else set(ports)
-        self.iface, self.limit = iface, limit
+    def __init__(self, ports, iface: str = "lo", limit: int = 2000, name: str | None = None):
+        many = ports if isinstance(ports, (list, tuple, set, frozenset)) else [ports]
+        for p in many:
+            _number("ports", p, integer=True, low=1, high=65535,
+                    why="A capture keeps the TCP segments to or from these ports.",
+                    fix="Pass a port number such as server.address[1], or a list of them.")
+        _number("limit", limit, integer=True, low=1, high=1_000_000,
+                why="At most limit packets are kept, so a long capture cannot fill the memory.",
+                fix="Use a whole number such as 2000.")
+        self.ports = set(many)
+        self.iface, self.limit, self.name = iface, limit, name
+        self.key = None
         self.packets: list = []
         self.missed = 0
         self._sock = self._thread = self._wake_r = self._wake_w = None
@@ -113,6 +124,9 @@ class Capture:
         self._t0 = time.perf_counter()
         self._thread = Thread(target=self._run, name="socklab-capture")
         self._thread.start()
+        # a re-run of the cell, and stop_all(), stop this capture too
+        self.key = self.name if self.name is not None else runtime.caller_key(2)
+        runtime.register(self.key, self, explicit=self.name is not None)
         return self
 
     def _run(self):
@@ -155,6 +169,8 @@ class Capture:
             if s is not None:
                 s.close()
         self._sock = self._wake_r = self._wake_w = None
+        if self.key is not None:
+            runtime.unregister(self.key, self)
         return self.packets
 
     def __enter__(self):

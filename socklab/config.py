@@ -137,6 +137,14 @@ def _numeric(h: str):
         return None, None, False
 
 
+def _interfaces() -> set:
+    """Names of this machine's network interfaces (empty where Python cannot list them)."""
+    try:
+        return {name for _, name in socket.if_nameindex()}
+    except (OSError, AttributeError):
+        return set()
+
+
 def _unspecified(ip) -> bool:
     """0.0.0.0, :: and ::ffff:0.0.0.0 (every IPv4 interface, through an IPv6 socket)."""
     mapped = getattr(ip, "ipv4_mapped", None)
@@ -219,6 +227,13 @@ class SocketConfig:
         """The address to bind or connect, in the form socket calls take."""
         if self.family == "AF_UNIX":
             return self.path
+        if self.family == "AF_INET6" and isinstance(self.host, str) and "%" in self.host:
+            # bind()/connect() with a (host, port) pair drop the zone: give the scope id itself
+            base, _, zone = self.host.partition("%")
+            try:
+                return (base, self.port, 0, int(zone) if zone.isdigit() else socket.if_nametoindex(zone))
+            except OSError:
+                return (self.host, self.port)  # no such interface (any more): the call explains
         return (self.host, self.port)
 
     @property
@@ -389,6 +404,12 @@ class SocketConfig:
                        "The %zone part of an IPv6 address names an interface. Only link-local "
                        "addresses (fe80::/10) need one, because each interface has its own.",
                        f"Drop the zone: host={str(ip)!r}.")
+        if zone is not None and not zone.isdigit() and zone not in _interfaces():
+            raise _bad("No such interface", f"host={self.host!r} names the interface {zone!r}, "
+                       "which this machine does not have.",
+                       "The part after '%' of a link-local address names the interface it belongs to.",
+                       f"Use one of: {', '.join(sorted(_interfaces())) or '(none found)'}; `ip -6 addr` "
+                       "shows each one's fe80:: address.")
         if zone is None and ip.version == 6 and ip.is_link_local:
             raise _bad("A link-local address needs its interface",
                        f"{ip} is link-local (fe80::/10); without an interface bind() and connect() "

@@ -4,6 +4,7 @@ import socket
 import pytest
 
 from socklab.capture import Capture, capture_text
+import socklab
 from socklab.config import can_raw
 
 needs_raw = pytest.mark.skipif(not can_raw() or not hasattr(socket, "AF_PACKET"),
@@ -53,3 +54,19 @@ def test_unprivileged_user_gets_an_explanation(as_nobody):
 
 def test_text_of_no_packets():
     assert capture_text([]) == "(no packets on this port)"
+
+
+@needs_raw
+def test_stop_all_stops_every_capture(leakcheck):
+    srv = socklab.Server().start()
+    caps = [Capture(srv.address[1]).start() for _ in range(3)]  # one cell, one line: all kept
+    assert all(c in socklab.running() for c in caps)
+    assert socklab.stop_all() == 4  # the server and the three captures; leakcheck: no thread left
+
+
+@pytest.mark.parametrize("kwargs", [dict(ports="80"), dict(ports=None), dict(ports=[80, 70000]),
+                                    dict(ports=80, limit=None), dict(ports=80, limit=0)])
+def test_bad_ports_or_limit_are_explained(kwargs):
+    with pytest.raises(socklab.ConfigError) as err:
+        Capture(**kwargs)
+    assert err.value.explanation.title in ("Invalid ports", "Invalid limit")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import errno
 import io
+import ipaddress
 import json
 import os
 import pathlib
@@ -1122,3 +1123,25 @@ def test_static_checks_can_fail():
     assert re.search(r"\btime\s*\.\s*sleep\b", code_only("import time\ntime.sleep(1)\n"))
     assert not re.search(r"\btime\s*\.\s*sleep\b", code_only('"""never time.sleep"""  # time.sleep\n'))
     assert re.search(r"\bexcept\s*:", code_only("try:\n    pass\nexcept:\n    pass\n"))
+
+
+def _link_local_address():
+    """(address, interface) of a link-local IPv6 address this machine has, or None."""
+    try:
+        with open("/proc/net/if_inet6") as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return None
+    for hexaddr, _, _, scope, _, name in rows:
+        if scope == "20":  # link scope
+            return str(ipaddress.IPv6Address(bytes.fromhex(hexaddr))), name
+    return None
+
+
+@pytest.mark.skipif(_link_local_address() is None, reason="no link-local IPv6 address on this machine")
+def test_a_link_local_address_with_its_zone_binds_and_echoes(leakcheck):
+    """'fe80::...%eth0' is what the explanations ask for; a (host, port) pair would drop the zone."""
+    addr, iface = _link_local_address()
+    with Server(family="AF_INET6", host=f"{addr}%{iface}") as srv, Client(srv) as c:
+        assert srv.address[3] == socket.if_nametoindex(iface)
+        assert c.request(b"link-local") == b"link-local"
