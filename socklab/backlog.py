@@ -24,6 +24,7 @@ from .runtime import Thread
 LAUNCH_GRACE = 0.05  # s a client may take to connect before the next starts: keeps the order stable
 SAMPLE_EVERY = 0.1   # s between kernel-state samples while clients wait
 MAX_CLIENTS = 64     # one thread each: keep a shared classroom host safe
+MAX_WAIT = 60.0      # s at most for connect_timeout and accept_after: an experiment, not a service
 
 
 @dataclass
@@ -127,11 +128,15 @@ def _check(backlog, clients, connect_timeout, accept_after):
     if isinstance(clients, bool) or not isinstance(clients, int) or not 0 <= clients <= MAX_CLIENTS:
         raise bad(f"clients={clients!r} is not a number from 0 to {MAX_CLIENTS}.",
                   "Use a few clients, e.g. 4.")
-    if not isinstance(connect_timeout, (int, float)) or connect_timeout <= 0:
-        raise bad(f"connect_timeout={connect_timeout!r} must be a positive number of seconds.",
-                  "Use e.g. 1.5 (the kernel retries a dropped SYN after about 1 s).")
-    if accept_after is not None and (not isinstance(accept_after, (int, float)) or accept_after < 0):
-        raise bad(f"accept_after={accept_after!r} must be None or seconds >= 0.",
+    # "0 < x <= limit" is False for NaN too; the limits keep every wait of the experiment short
+    if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)) \
+            or not 0 < connect_timeout <= MAX_WAIT:
+        raise bad(f"connect_timeout={connect_timeout!r} must be a number of seconds above 0 and at "
+                  f"most {MAX_WAIT:g}.", "Use e.g. 1.5 (the kernel retries a dropped SYN after about 1 s).")
+    if accept_after is not None and (isinstance(accept_after, bool)
+                                     or not isinstance(accept_after, (int, float))
+                                     or not 0 <= accept_after <= MAX_WAIT):
+        raise bad(f"accept_after={accept_after!r} must be None or seconds from 0 to {MAX_WAIT:g}.",
                   "Use None (never accept) or e.g. 0.2.")
 
 
@@ -150,7 +155,7 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
     trace = trace if trace is not None else Trace()
     res = BacklogResult(backlog, cfg.family, connect_timeout, accept_after, trace=trace)
     listener = TracedSocket.create(cfg.af, cfg.kind, trace=trace, side="server")
-    socks, threads, conns = [], [], []
+    socks, threads, conns, done = [], [], [], []
     wake_r, wake_w = socket.socketpair()
     sel = selectors.DefaultSelector()
     try:
@@ -174,6 +179,12 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
                 done[i].wait(LAUNCH_GRACE)
         _watch(res, listener, address, done, wake_r, sel, conns, t0)
     finally:
+        for s, d in zip(socks, done):
+            if not d.is_set():  # still in connect(): interrupted, or past the hard stop
+                try:
+                    s.sock.shutdown(socket.SHUT_RDWR)  # ends a pending connect() at once (untraced)
+                except OSError:
+                    pass  # it connected or failed meanwhile: its thread is returning anyway
         for t in threads:
             t.join(connect_timeout + 5)
         for s in [c for c, _ in conns] + socks + [listener]:

@@ -1,5 +1,8 @@
 """The accept-queue experiment on real sockets: backlog + 1 get in, the rest time out (Linux)."""
+import selectors
+import signal
 import socket
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
@@ -72,3 +75,43 @@ def test_bad_settings_are_explained():
         run_backlog_experiment(1, clients=2, connect_timeout=0)
     with pytest.raises(ConfigError):
         run_backlog_experiment("5", clients=2)
+
+
+INTERRUPTED = r"""
+import sys, socklab
+from socklab.trace import Trace
+t = Trace()
+def marker(ev):
+    if ev.call == "connect" and ev.ok:  # the first client is in: the others are waiting
+        print("WAITING", flush=True)
+t.subscribe(marker)
+socklab.run_backlog_experiment(backlog=0, clients=4, connect_timeout=30, trace=t)
+"""
+
+
+def test_an_interrupt_ends_the_experiment_without_waiting_for_the_connect_timeout():
+    """Waiting clients are shut down (their connect() returns at once) instead of joined for
+    their whole 30 s connect_timeout."""
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(20), "the experiment never got its first client in"
+        assert proc.stdout.readline().strip() == "WAITING"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)  # well under the 30 s connect_timeout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert "KeyboardInterrupt" in err, err
+
+
+@pytest.mark.parametrize("kwargs", [dict(connect_timeout=float("nan")), dict(connect_timeout=float("inf")),
+                                    dict(connect_timeout=3600), dict(accept_after=float("nan")),
+                                    dict(connect_timeout=True)])
+def test_experiment_waits_are_finite_and_bounded(kwargs):
+    with pytest.raises(ConfigError) as err:
+        run_backlog_experiment(**kwargs)
+    assert "seconds" in err.value.explanation.what
