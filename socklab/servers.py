@@ -130,7 +130,7 @@ class Server(_Stoppable):
     """
 
     def __init__(self, config: SocketConfig | None = None, handler=None, *, trace: Trace | None = None,
-                 name: str | None = None, side: str = "server", max_connections: int = 16,
+                 name: str | None = None, side: str | None = None, max_connections: int = 16,
                  max_message: int = 65536, idle_timeout: float = 30.0, lifetime: float = 900.0,
                  reuse_address: bool | None = None, **config_kw):
         self.config = _config(config, config_kw)
@@ -138,7 +138,8 @@ class Server(_Stoppable):
             handler = handler or record_only
         self.handler = handler or (echo if self.config.stream else echo_datagram)
         self.trace = trace if trace is not None else Trace()
-        self.side = side
+        self.side = side            # None: 'server' (or 'server2' ... beside a live one), at start()
+        self._claimed_side = side is None
         self.max_connections = _number("max_connections", max_connections, integer=True, low=1,
                                        high=10000, fix="Use a small number such as 16.")
         self.max_message = _number("max_message", max_message, integer=True, low=1,
@@ -188,6 +189,8 @@ class Server(_Stoppable):
                 "after stop() the socket is closed for good.",
                 "Use the running server as it is, or create a new Server(...) and start that."))
         self._register(self.name)
+        if self.side is None:
+            self.side = self.trace.claim_side("server")
         c = self.config
         call = "socket"
         try:
@@ -219,7 +222,7 @@ class Server(_Stoppable):
         except Exception as exc:
             self._close_all()
             runtime.unregister(self.key, self)
-            self.stopped.set()
+            self._ended()
             raise explained(exc, c.address, call) from None
         self._thread = Thread(target=self._serve, name=f"socklab-{self.side}")
         self._thread.start()
@@ -227,6 +230,11 @@ class Server(_Stoppable):
             self.stop()
             raise TimeoutError(f"server did not become ready within {timeout} s")
         return self
+
+    def _ended(self) -> None:
+        if self._claimed_side and self.side is not None:
+            self.trace.release_side(self.side)
+        self.stopped.set()
 
     def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Stop serving, wake and join every thread, close every socket, remove the AF_UNIX file.
@@ -250,9 +258,14 @@ class Server(_Stoppable):
             t.join(timeout)
             if t.is_alive():
                 raise RuntimeError(f"server thread did not stop within {timeout} s")
+            with self._lock:  # the serving thread gives up on a stuck handler after its own wait
+                stuck = [h for h in self._threads if h.is_alive()]
+            if stuck:
+                raise RuntimeError(f"{len(stuck)} handler thread(s) still running after {timeout} s "
+                                   "(their sockets are shut down)")
         elif t is None:
             self._close_all()
-            self.stopped.set()
+            self._ended()
         runtime.unregister(self.key, self)
 
     close = stop
@@ -288,7 +301,7 @@ class Server(_Stoppable):
             self._shutdown_connections()
             self._close_all()
             runtime.unregister(self.key, self)  # also when it stopped itself (lifetime): not running
-            self.stopped.set()
+            self._ended()
 
     def _accept_one(self):
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import reprlib
 import socket
 import threading
 import time
@@ -100,6 +101,7 @@ class Trace:
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self._sides: dict = {}
+        self._claimed: set = set()  # side names held by live servers (claim_side)
         self._runs: dict = {}  # side -> {"": calls so far, call: folding Event} for its current run
         self._listeners: list = []
         self.listener_errors: list = []
@@ -118,6 +120,21 @@ class Trace:
             n = self._sides.get(prefix, 0) + 1
             self._sides[prefix] = n
         return prefix if n == 1 and not numbered else f"{prefix}{n}"
+
+    def claim_side(self, prefix: str) -> str:
+        """A side name no live owner holds: ``prefix``, else prefix2, prefix3, ... So two servers
+        running on one trace are told apart, and a server started again after a stop (a panel's
+        Start) is 'server' again. ``release_side`` frees the name."""
+        with self._lock:
+            n = 1
+            while (name := prefix if n == 1 else f"{prefix}{n}") in self._claimed:
+                n += 1
+            self._claimed.add(name)
+            return name
+
+    def release_side(self, name: str) -> None:
+        with self._lock:
+            self._claimed.discard(name)
 
     def subscribe(self, fn) -> None:
         self._listeners.append(fn)
@@ -149,6 +166,9 @@ class Trace:
             last = self.fold(side, call, nbytes or 0)
             if last is not None:
                 return last
+        # a huge argument (a path or host of a megabyte) is kept short, as payloads are
+        args = tuple(Shown(a) if isinstance(a, (str, bytes, bytearray)) and len(a) > 200 else a
+                     for a in args)
         return self._append(side, call, args, result, error, nbytes, start, data, payload)
 
     def _append(self, side, call, args, result, error, nbytes, start, data: bool,
@@ -219,10 +239,10 @@ class Trace:
             events.append(ev)
             return
         if events.maxlen is not None and len(events) == events.maxlen:
+            if i == 0:
+                return  # older than everything kept: it is the one event dropped (and counted)
             events.popleft()  # full: drop the oldest, as append() does (insert() would raise)
             i -= 1
-            if i < 0:
-                return  # older than everything kept
         events.insert(i, ev)
 
     def note(self, side, text) -> Event:
@@ -241,13 +261,28 @@ class Trace:
         return [e.call for e in self if side is None or e.side == side]
 
 
+class Shown:
+    """A wrong-typed argument as the trace keeps it: a short repr (a 5 MB str must not be kept and
+    rendered whole just to show that a str was passed)."""
+
+    __slots__ = ("text",)
+    _repr = reprlib.Repr()
+    _repr.maxstring = _repr.maxother = 60
+
+    def __init__(self, value):
+        self.text = self._repr.repr(value)
+
+    def __repr__(self):
+        return self.text
+
+
 def _payload(data):
-    """What the trace keeps of an argument to send: a Data preview, or the wrong-typed value itself
-    (so the socket raises its own TypeError and the trace shows what was passed)."""
+    """What the trace keeps of an argument to send: a Data preview, or a short repr of a
+    wrong-typed value (the socket raises its own TypeError; the trace shows what was passed)."""
     try:
         return Data(data)
     except TypeError:
-        return data
+        return Shown(data)
 
 
 def _sym(kind, value):

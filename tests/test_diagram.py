@@ -3,6 +3,11 @@ import re
 import socket
 import xml.etree.ElementTree as ET
 
+import pytest
+
+import socklab
+from socklab.render.html import transcript_html
+
 from socklab.render.diagram import diagram_html, diagram_svg, diagram_text
 from socklab.servers import Client, Server
 from socklab.trace import Trace, TracedSocket
@@ -158,3 +163,32 @@ def test_datagram_round_trip_with_background_server():
 def test_empty_trace():
     assert diagram_text(Trace()) == "(no socket calls yet)"
     ET.fromstring(diagram_svg(Trace()))
+
+
+def test_a_huge_wrong_typed_argument_is_kept_short(leakcheck):
+    """sendall('x' * 5_000_000) is explained (a str, not bytes); the trace and every view of it
+    keep a short repr, not 5 MB."""
+    with socklab.Server() as srv, socklab.Client(srv) as c:
+        c.connect()
+        with pytest.raises(TypeError):
+            c.sendall("x" * 5_000_000)
+        for view in (socklab.transcript(c.trace), transcript_html(c.trace), diagram_html(c.trace)):
+            assert len(view) < 20_000 and "sendall('xxx" in view.replace("&#x27;", "'")
+
+
+def test_control_characters_in_names_and_notes_keep_the_svg_well_formed():
+    t = Trace()
+    t.note("side\x1b[31m\x00", "a note with ESC \x1b and NUL \x00 and \x7f")
+    t.record("client\x1b", "connect", (("127.0.0.1", 80),), result=None)
+    svg = diagram_svg(t)
+    ET.fromstring(svg)  # raises on a character XML forbids
+    assert "\\x1b" in svg and "\\x00" in svg
+
+
+def test_a_full_trace_drops_and_counts_one_event_per_event():
+    t = Trace(max_events=3)
+    early = t.t0 + 0.0  # a start before every event below: it sorts first
+    for i in range(3):
+        t.note("a", f"note {i}")
+    t.record("b", "connect", (("127.0.0.1", 80),), start=early)
+    assert len(list(t)) + t.dropped == 4, (list(t), t.dropped)

@@ -1145,3 +1145,16 @@ def test_a_link_local_address_with_its_zone_binds_and_echoes(leakcheck):
     with Server(family="AF_INET6", host=f"{addr}%{iface}") as srv, Client(srv) as c:
         assert srv.address[3] == socket.if_nametoindex(iface)
         assert c.request(b"link-local") == b"link-local"
+
+
+def test_servers_sharing_a_trace_get_their_own_side_names(leakcheck):
+    t = Trace()
+    with Server(trace=t) as a, Server(trace=t) as b:
+        assert (a.side, b.side) == ("server", "server2")
+        with Client(a) as ca, Client(b) as cb:
+            assert ca.request(b"to a") == b"to a" and cb.request(b"to b") == b"to b"
+        sides = {e.side for e in t if e.call in ("listen", "accept")}
+        assert sides == {"server", "server2"}, sides
+    again = Server(trace=t).start()  # both stopped: a new one is 'server' again (a panel's Start)
+    assert again.side == "server"
+    again.stop()

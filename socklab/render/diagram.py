@@ -11,6 +11,7 @@ with its k-th accept. When clients race, pass ``peers={'client2': 'server/conn1'
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 
 from ..trace import Data, Sym, Trace
@@ -213,10 +214,19 @@ def diagram_text(trace: Trace, last: int | None = LAST, peers=None) -> str:
     return "\n".join(head + [_line(r) for r in rows])
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """``text`` with the characters XML 1.0 forbids (NUL, ESC, ...) shown as \\xNN escapes, so
+    data from the wire can never make the SVG unreadable."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def diagram_svg(trace: Trace, last: int | None = LAST, peers=None) -> str:
     """The diagram as a standalone SVG string (white background, dark ink, errors red)."""
     rows, sides, skipped = _window(trace, last, peers)
-    e = lambda s: html.escape(str(s), quote=True)  # noqa: E731
+    e = lambda s: html.escape(_xml_safe(str(s)), quote=True)  # noqa: E731
     col = max(150, 8 * max((len(s) for s in sides), default=0) + 24)
     top, step, pad = 44, 24, 16
     x = {s: pad + col * i + col // 2 for i, s in enumerate(sides)}
