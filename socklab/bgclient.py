@@ -7,9 +7,42 @@ import threading
 
 from . import runtime
 from .config import SocketConfig
-from .errors import explain
+from .errors import ConfigError, Explanation, explain
+from .servers import _number
 from .trace import Trace, TracedSocket
 from .runtime import Thread
+
+_BYTES = (bytes, bytearray, memoryview)
+_WHY = ("The client sends each message of the list in turn (str is encoded as UTF-8) and waits at "
+        "most timeout seconds for each call, so a silent server never blocks it forever.")
+
+
+def _messages(messages) -> list:
+    """``messages`` as a list of bytes; a ConfigError for a single message or a non-message."""
+    if isinstance(messages, (str,) + _BYTES):
+        raise ConfigError(Explanation(
+            "messages must be a list of messages",
+            f"messages={messages!r} is one {type(messages).__name__}, not a list of them: it would "
+            f"be sent one {'character' if isinstance(messages, str) else 'byte'} at a time.",
+            _WHY, f"Put it in a list: [{messages!r}]."))
+    try:
+        items = list(messages)
+    except TypeError:
+        raise ConfigError(Explanation(
+            "messages must be a list of messages", f"messages={messages!r} is not a list.", _WHY,
+            "Pass a list of bytes, e.g. [b\"hello\", b\"bye\"].")) from None
+    out = []
+    for i, m in enumerate(items):
+        if isinstance(m, str):
+            out.append(m.encode())
+        elif isinstance(m, _BYTES):
+            out.append(bytes(m))
+        else:
+            raise ConfigError(Explanation(
+                "A message must be bytes or str",
+                f"messages[{i}]={m!r} is of type {type(m).__name__}.", _WHY,
+                "Send bytes such as b\"hello\" (or a str, sent as UTF-8)."))
+    return out
 
 
 class BackgroundClient:
@@ -24,8 +57,11 @@ class BackgroundClient:
                  trace: Trace | None = None, side: str = "client", timeout: float = 10.0,
                  name: str | None = None, read_replies: bool = True):
         cfg = SocketConfig(family=family, type=type).validate()
+        # Checked before any socket or thread exists: a bad argument leaves nothing behind.
+        self.messages = _messages(messages)
+        _number("timeout", timeout, integer=False, low=1e-3, high=3600, why=_WHY,
+                fix="Use a number of seconds such as 5.")
         self.config, self.address = cfg, address
-        self.messages = [m.encode() if isinstance(m, str) else m for m in messages]
         self.trace = trace if trace is not None else Trace()
         self.side, self.timeout, self.read_replies = side, timeout, read_replies
         self.replies: list = []

@@ -5,7 +5,9 @@ socklab behind.
 """
 from __future__ import annotations
 
+from . import runtime
 from .config import SocketConfig
+from .errors import ConfigError, Explanation
 
 
 def _addr_expr(c: SocketConfig) -> str:
@@ -14,16 +16,45 @@ def _addr_expr(c: SocketConfig) -> str:
     return f"({c.host!r}, {c.port})"
 
 
+def _unix_kind(c: SocketConfig) -> str:
+    """'private' (socklab picked the path: the program makes its own temporary directory),
+    'abstract' (a Linux abstract name: no file) or 'file' (a path the learner configured)."""
+    if runtime.display_path(c.path).startswith("<rundir>/"):
+        return "private"  # socklab's private directory is gone once the notebook's kernel exits
+    return "abstract" if c.path.startswith("\0") else "file"
+
+
 def _prelude(c: SocketConfig, role: str) -> list:
     lines = ["import socket"]
     if c.family == "AF_UNIX":
-        lines += ["import os", "import tempfile", ""]
-        if role == "server":
-            lines += ["PATH = os.path.join(tempfile.mkdtemp(), 'echo.sock')  # a fresh, private path"]
-        else:
+        kind = _unix_kind(c)
+        if role == "client" or kind == "private":
+            lines += ["import os", "import tempfile"]
+        elif kind == "file":
+            lines += ["import os"]  # to remove the socket file at the end
+        lines.append("")
+        if role == "server" and kind == "private":
+            lines += ["tmp = tempfile.TemporaryDirectory()  # a fresh, private directory",
+                      "PATH = os.path.join(tmp.name, 'echo.sock')"]
+        elif kind == "private":
             lines += ["PATH = input('server path: ')  # the path the server printed"]
+        else:  # repr(): quotes, spaces, non-ASCII and a leading NUL all make a correct literal
+            lines += [f"PATH = {c.path!r}  # " + ("a Linux abstract name: no file is created"
+                                                 if kind == "abstract" else "the configured path")]
     lines.append("")
     return lines
+
+
+def _message_literal(message) -> str:
+    """``message`` as a Python bytes literal (a str is sent as UTF-8, as the panels do)."""
+    if isinstance(message, str):
+        return repr(message.encode("utf-8"))
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return repr(bytes(message))
+    raise ConfigError(Explanation(
+        "A message must be bytes or str", f"message={message!r} is of type {type(message).__name__}.",
+        "Sockets send bytes; the generated client writes the message as a bytes literal (a str is "
+        "encoded as UTF-8).", "Pass bytes such as b\"hello\", or a str."))
 
 
 def server_code(config: SocketConfig | None = None) -> str:
@@ -40,32 +71,42 @@ def server_code(config: SocketConfig | None = None) -> str:
                 "    packet, addr = s.recvfrom(65536)",
                 "    print('ICMP packet from', addr, packet[:28])"]
         return "\n".join(out) + "\n"
-    out.append(f"with socket.socket({fam}, {typ}) as srv:")
-    out.append(f"    srv.bind({_addr_expr(c)})")
-    if c.stream:
-        out.append(f"    srv.listen({'' if c.backlog is None else c.backlog})")
-    out.append("    print('server address:', srv.getsockname(), flush=True)")
-    if c.stream:
-        out += ["    srv.settimeout(60)  # never wait forever",
-                "    conn, addr = srv.accept()",
-                "    with conn:",
-                "        conn.settimeout(30)",
-                "        while True:",
-                "            data = conn.recv(65536)",
-                "            if not data:  # b'' means the client closed",
-                "                break",
-                "            conn.sendall(data)"]
+    unix = _unix_kind(c) if c.family == "AF_UNIX" else ""
+    if unix == "private":  # leaving `with tmp` removes the directory and the socket file in it
+        out.append(f"with tmp, socket.socket({fam}, {typ}) as srv:")
     else:
-        out += ["    srv.settimeout(60)",
-                "    data, addr = srv.recvfrom(65536)",
-                "    srv.sendto(data, addr)"]
-    if c.family == "AF_UNIX":
-        out.append("os.unlink(PATH)  # the socket file outlives close()")
+        out.append(f"with socket.socket({fam}, {typ}) as srv:")
+    out.append(f"    srv.bind({_addr_expr(c)})")
+    body = []
+    if c.stream:
+        body.append(f"srv.listen({'' if c.backlog is None else c.backlog})")
+    body.append("print('server address:', srv.getsockname(), flush=True)")
+    if c.stream:
+        body += ["srv.settimeout(60)  # never wait forever",
+                 "conn, addr = srv.accept()",
+                 "with conn:",
+                 "    conn.settimeout(30)",
+                 "    while True:",
+                 "        data = conn.recv(65536)",
+                 "        if not data:  # b'' means the client closed",
+                 "            break",
+                 "        conn.sendall(data)"]
+    else:
+        body += ["srv.settimeout(60)",
+                 "data, addr = srv.recvfrom(65536)",
+                 "srv.sendto(data, addr)"]
+    if unix in ("file", "private"):  # the socket file outlives close(): remove it, even on failure
+        out += ["    try:"] + [f"        {line}" for line in body] + \
+               ["    finally:", "        os.unlink(PATH)  # the socket file outlives close()"]
+    else:
+        out += [f"    {line}" for line in body]
     return "\n".join(out) + "\n"
 
 
 def client_code(config: SocketConfig | None = None, message: bytes = b"hello") -> str:
-    """A complete client for ``config`` that sends ``message`` and prints the reply."""
+    """A complete client for ``config`` that sends ``message`` (bytes, or str sent as UTF-8) and
+    prints the reply. Another message type raises ConfigError."""
+    msg = _message_literal(message)
     c = (config or SocketConfig()).validate()
     fam, typ = f"socket.{c.family}", f"socket.{c.type}"
     out = _prelude(c, "client")
@@ -78,11 +119,14 @@ def client_code(config: SocketConfig | None = None, message: bytes = b"hello") -
         out = ["import socklab", "", "# ICMP echo needs a header and checksum: see socklab.servers.ping",
                f"print(socklab.ping({c.host!r}))"]
         return "\n".join(out) + "\n"
-    out.append(f"with socket.socket({fam}, {typ}) as s:")
+    if c.family == "AF_UNIX" and not c.stream:  # its own directory: removed even if a call fails
+        out.append(f"with tempfile.TemporaryDirectory() as home, socket.socket({fam}, {typ}) as s:")
+    else:
+        out.append(f"with socket.socket({fam}, {typ}) as s:")
     out.append("    s.settimeout(5)  # every blocking call gets a time limit")
     if c.stream:
         out += [f"    s.connect({addr})",
-                f"    s.sendall({message!r})",
+                f"    s.sendall({msg})",
                 "    s.shutdown(socket.SHUT_WR)  # tell the server we are done sending",
                 "    reply = b''",
                 "    while chunk := s.recv(65536):  # read until the server closes",
@@ -90,11 +134,9 @@ def client_code(config: SocketConfig | None = None, message: bytes = b"hello") -
                 "print('reply:', reply)"]
     else:
         if c.family == "AF_UNIX":
-            out += ["    me = PATH + '.client'",
-                    "    s.bind(me)  # a datagram reply needs an address to come back to"]
-        out += [f"    s.sendto({message!r}, {addr})",
-                "    reply, addr = s.recvfrom(65536)"]
-        if c.family == "AF_UNIX":
-            out.append("    os.unlink(me)")
-        out.append("print('reply:', reply)")
+            out += ["    s.bind(os.path.join(home, 'client.sock'))  # a datagram reply needs an "
+                    "address to come back to"]
+        out += [f"    s.sendto({msg}, {addr})",
+                "    reply, addr = s.recvfrom(65536)",
+                "print('reply:', reply)"]
     return "\n".join(out) + "\n"

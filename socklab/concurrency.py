@@ -28,12 +28,52 @@ import time
 from dataclasses import dataclass, field
 
 from . import runtime
-from .errors import explain, explained
+from .errors import ConfigError, Explanation, explain, explained
 from .runtime import Thread
+from .servers import _number
 
 STYLES = ("iterative", "threads", "selectors", "asyncio")
 MAX_REQUEST = 1024          # bytes: a longer request line is refused
 DEFAULT_TIMEOUT = 5.0
+MAX_CLIENTS = 64            # one thread each: keep a shared classroom host safe (as backlog.py does)
+MAX_SERVICE_TIME = 60.0     # seconds of simulated work per request
+MAX_TIMEOUT = 3600.0        # seconds a client may wait: every wait ends
+INT_MAX = 2 ** 31 - 1       # listen() takes a C int
+
+_WHY = ("The experiment runs real sockets and one thread per client on this machine; every setting "
+        "is checked and capped before anything starts, so a shared classroom host stays safe and "
+        "every wait ends.")
+_SETTINGS = ("host", "port", "backlog", "idle_timeout", "max_connections", "name")
+
+
+def _bad(title: str, what: str, fix: str) -> ConfigError:
+    return ConfigError(Explanation(title, what, _WHY, fix))
+
+
+def check_style(style) -> str:
+    """``style`` if it is one of STYLES; else a ConfigError naming them."""
+    if not isinstance(style, str) or style not in STYLES:
+        raise _bad("Unknown server style", f"style={style!r} is not a server style.",
+                   f"Use a style name: pick one of {', '.join(STYLES)}.")
+    return style
+
+
+def _service_time(value) -> float:
+    return _number("service_time", value, integer=False, low=0, high=MAX_SERVICE_TIME,
+                   fix="Use a few milliseconds of work, e.g. 0.02 (20 ms).", why=_WHY)
+
+
+def _check_run(clients, timeout, on_done) -> None:
+    """Explain a bad client count, timeout or progress callback before any thread starts."""
+    _number("clients", clients, integer=True, low=1, high=MAX_CLIENTS,
+            fix=f"Use a few clients, e.g. 10 (at most {MAX_CLIENTS}: one thread each).", why=_WHY)
+    if timeout is not None:
+        _number("timeout", timeout, integer=False, low=1e-3, high=MAX_TIMEOUT,
+                fix="Use a number of seconds such as 5, or leave it out (None: long enough for "
+                    "the last client of an iterative server).", why=_WHY)
+    if on_done is not None and not callable(on_done):
+        raise _bad("on_done must be a function", f"on_done={on_done!r} cannot be called.",
+                   "Pass a function that takes one ClientResult, or leave it out.")
 
 
 def reply_to(request: bytes) -> bytes:
@@ -67,9 +107,18 @@ class StyleServer:
     def __init__(self, service_time: float = 0.02, *, host: str = "127.0.0.1", port: int = 0,
                  backlog: int = 128, idle_timeout: float = 30.0, max_connections: int = 256,
                  name: str | None = None):
-        if not 0 <= service_time <= 60:
-            raise ValueError("service_time must be between 0 and 60 seconds")
-        self.service_time = service_time
+        self.service_time = _service_time(service_time)
+        if not isinstance(host, str):
+            raise _bad("Invalid host", f"host={host!r} is not a str.",
+                       "Use an IP address such as '127.0.0.1' (the default, loopback).")
+        _number("port", port, integer=True, low=0, high=65535, why=_WHY,
+                fix="Use 0 (the default: the OS picks a free port) or a port from 1024 to 65535.")
+        _number("backlog", backlog, integer=True, low=0, high=INT_MAX, why=_WHY,
+                fix="Use e.g. 128 (the default), or 2 to watch the accept queue fill up.")
+        _number("idle_timeout", idle_timeout, integer=False, low=1e-3, high=86400, why=_WHY,
+                fix="Use a number of seconds such as 30 (the default).")
+        _number("max_connections", max_connections, integer=True, low=1, high=10000, why=_WHY,
+                fix="Use a small number such as 256 (the default).")
         self.host, self.port, self.backlog = host, port, backlog
         self.idle_timeout, self.max_connections, self.name = idle_timeout, max_connections, name
         self.ready = threading.Event()
@@ -148,6 +197,8 @@ class StyleServer:
             self._crash = exc
             if not self.stopping.is_set():
                 self.errors.append(explain(exc))
+                if self.sock is not None:
+                    self.sock.close()   # waiting clients are refused now instead of timing out
         finally:
             self.ready.set()  # start() must not wait for a loop that died before it was ready
 
@@ -250,7 +301,11 @@ class _AcceptLoop(StyleServer):
                         conn, _ = self.sock.accept()
                     except (BlockingIOError, ConnectionAbortedError):
                         continue  # the client gave up before we got to it
-                    self.on_connection(conn)
+                    try:
+                        self.on_connection(conn)
+                    except BaseException:
+                        self._untrack_and_close(conn)  # the loop dies (_run reports it): no fd leaks
+                        raise
 
     def handle(self, conn: socket.socket) -> None:
         """Serve one client: read its request, work, reply."""
@@ -427,6 +482,11 @@ class AsyncioServer(StyleServer):
 
     def _connected(self, reader, writer):
         """asyncio calls this for each new connection: start handle() as a task and track it."""
+        if len(self._tasks) >= self.max_connections:  # over max_connections: a classroom host stays safe
+            with self._lock:
+                self.rejected += 1
+            writer.close()
+            return
         task = self._loop.create_task(self.handle(reader, writer))
         self._tasks.add(task)
 
@@ -464,11 +524,12 @@ SERVERS = {"iterative": IterativeServer, "threads": ThreadedServer, "selectors":
 
 
 def make_server(style: str, service_time: float = 0.02, **kw) -> StyleServer:
-    """A (not yet started) server of ``style``: one of STYLES."""
-    try:
-        cls = SERVERS[style]
-    except KeyError:
-        raise ValueError(f"unknown style {style!r}: pick one of {', '.join(STYLES)}") from None
+    """A (not yet started) server of ``style``: one of STYLES. Bad settings raise ConfigError."""
+    cls = SERVERS[check_style(style)]
+    unknown = sorted(set(kw) - set(_SETTINGS))
+    if unknown:
+        raise _bad("Unknown server setting", f"{', '.join(unknown)} is not a setting of the "
+                   f"{style} server.", f"Use only {', '.join(_SETTINGS)} (or leave them out).")
     return cls(service_time, **kw)
 
 
@@ -544,14 +605,16 @@ def run_clients(address, clients: int, *, timeout: float | None = None, on_done=
     """Start ``clients`` client threads together; each connects, sends one request line and reads
     the reply. Returns (total seconds until the last one finished, [ClientResult, ...]).
 
-    ``on_done(result)`` is called from each client's thread as it finishes (for live progress).
+    ``on_done(result)`` is called from each client's thread as it finishes (for live progress);
+    if it raises, the first such error is raised here once every client has finished.
     """
-    if clients < 1:
-        raise ValueError("clients must be at least 1")
+    _check_run(clients, timeout, on_done)
+    service_time = _service_time(service_time)
     timeout = client_timeout(clients, service_time) if timeout is None else timeout
     go = threading.Event()
     t0 = [0.0]
     results: list = [None] * clients
+    failures: list = []   # errors of on_done (or bugs): raised in the caller, not lost in a thread
 
     def client(i):
         go.wait(timeout)   # start together
@@ -566,7 +629,10 @@ def run_clients(address, clients: int, *, timeout: float | None = None, on_done=
             res = ClientResult(i, None, type(exc).__name__)
         results[i] = res
         if on_done is not None:  # after results[i] is set: a broken progress view loses nothing
-            on_done(res)
+            try:
+                on_done(res)
+            except Exception as exc:
+                failures.append(exc)
 
     threads = [Thread(target=client, args=(i,), name="socklab-load")
                for i in range(clients)]
@@ -579,6 +645,8 @@ def run_clients(address, clients: int, *, timeout: float | None = None, on_done=
     for t in threads:
         t.join(timeout + DEFAULT_TIMEOUT)
     total = time.perf_counter() - t0[0]
+    if failures:
+        raise failures[0]
     return total, [r if r is not None else ClientResult(i, None, "still running")
                    for i, r in enumerate(results)]
 
@@ -588,7 +656,14 @@ def measure(style: str, clients: int, service_time: float = 0.02, *, timeout: fl
     """Start a ``style`` server, run ``clients`` concurrent clients against it, stop it.
 
     ``on_server(server)`` is called once the server runs (a panel keeps it to stop it early).
+    Bad settings raise ConfigError before anything starts; a server that fails while serving
+    raises its explained error.
     """
+    check_style(style)
+    _check_run(clients, timeout, on_done)
+    if on_server is not None and not callable(on_server):
+        raise _bad("on_server must be a function", f"on_server={on_server!r} cannot be called.",
+                   "Pass a function that takes the server, or leave it out.")
     name = f"socklab.concurrency/{style}/{next(_measure_ids)}"  # unique: never stops another run
     srv = make_server(style, service_time, name=name, **server_kw)
     with srv.start():
@@ -596,11 +671,29 @@ def measure(style: str, clients: int, service_time: float = 0.02, *, timeout: fl
             on_server(srv)
         total, results = run_clients(srv.address, clients, timeout=timeout, on_done=on_done,
                                      service_time=service_time)
+        crash = None if srv.stopping.is_set() else srv._crash  # stopped on purpose: not a failure
+    if crash is not None:
+        raise explained(crash, srv.address) from None
     return Measurement(style, clients, service_time, total, results, srv.peak)
 
 
 def compare(clients: int = 20, styles=STYLES, service_time: float = 0.02, **kw) -> list:
-    """measure() every style in turn with the same number of clients."""
+    """measure() every style in turn with the same number of clients.
+
+    ``styles`` is a list of style names; every one is checked before the first run starts."""
+    if isinstance(styles, (str, bytes)):
+        raise _bad("styles must be a list of style names",
+                   f"styles={styles!r} is a single {type(styles).__name__}; it would be read letter "
+                   "by letter.", f"Use styles=[{styles!r}] (a list), or measure({styles!r}, ...).")
+    try:
+        styles = list(styles)
+    except TypeError:
+        raise _bad("styles must be a list of style names", f"styles={styles!r} is not a list.",
+                   f"Use e.g. styles={list(STYLES[:2])!r}, or leave it out for all four.") from None
+    for s in styles:
+        check_style(s)
+    _check_run(clients, kw.get("timeout"), kw.get("on_done"))
+    _service_time(service_time)
     return [measure(s, clients, service_time, **kw) for s in styles]
 
 

@@ -16,6 +16,8 @@ import struct
 import sys
 from dataclasses import dataclass, replace
 
+from .errors import ConfigError, Explanation
+
 TCP_STATES = {
     1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2",
     6: "TIME-WAIT", 7: "CLOSE", 8: "CLOSE-WAIT", 9: "LAST-ACK", 10: "LISTEN", 11: "CLOSING",
@@ -121,11 +123,38 @@ def all_sockets() -> list:
     return out + _read_unix()
 
 
-def socket_inodes(pid: int | str = "self") -> set:
-    """Inodes of the sockets process ``pid`` holds open."""
-    inodes = set()
+_PID_WHY = ("The kernel lists the files a process holds open (its sockets too) under /proc/<pid>/fd, "
+            "only while that process runs, and only to its owner (or root).")
+
+
+def _fd_dir(pid) -> tuple:
+    """(/proc/<pid>/fd, its entries) for ``pid`` ('self' or a positive process id); else a ConfigError."""
+    ok = pid == "self" or (isinstance(pid, str) and pid.isdigit()) or \
+        (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0)
+    if not ok:
+        raise ConfigError(Explanation("Invalid pid", f"pid={pid!r} is not a process id.", _PID_WHY,
+                                      "Use 'self' (this process, the default) or a process id such as "
+                                      "os.getpid()."))
     base = f"/proc/{pid}/fd"
-    for fd in os.listdir(base):
+    try:
+        return base, os.listdir(base)
+    except FileNotFoundError:
+        raise ConfigError(Explanation("No such process", f"No process with pid {pid} is running "
+                                      "(it has exited, or never existed).", _PID_WHY,
+                                      "Use the pid of a running process, e.g. proc.pid of a subprocess "
+                                      "you started, or leave pid out for this process.")) from None
+    except PermissionError:
+        raise ConfigError(Explanation("Not allowed to look at that process", f"Process {pid} belongs "
+                                      "to another user: its open files are hidden from you.", _PID_WHY,
+                                      "Look at your own processes, or leave pid out for this process."
+                                      )) from None
+
+
+def socket_inodes(pid: int | str = "self") -> set:
+    """Inodes of the sockets process ``pid`` holds open (a bad or gone pid raises ConfigError)."""
+    inodes = set()
+    base, fds = _fd_dir(pid)
+    for fd in fds:
         try:
             target = os.readlink(os.path.join(base, fd))
         except OSError:
@@ -139,7 +168,7 @@ def process_sockets(pid: int | str = "self") -> list:
     """The sockets process ``pid`` holds open, with their kernel state."""
     if not available():
         return []
-    mine = socket_inodes(pid)
+    mine = socket_inodes(pid)  # checks pid even before the socket tables are read
     return [s for s in all_sockets() if s.inode in mine]
 
 
@@ -234,6 +263,41 @@ _PSUTIL_STATES = {"SYN_SENT": "SYN-SENT", "SYN_RECV": "SYN-RECV", "FIN_WAIT1": "
                   "LAST_ACK": "LAST-ACK", "NONE": "UNCONN"}
 _KINDS = {"tcp": (socket.IPPROTO_TCP,), "udp": (socket.IPPROTO_UDP,),
           "inet": (socket.IPPROTO_TCP, socket.IPPROTO_UDP)}
+_TARGETS = ("a Server, Client, TracedSocket or socket, a (host, port) pair, a port number, a set of "
+            "ports, or an AF_UNIX path")
+
+
+def _bad_target(title: str, what: str, fix: str) -> ConfigError:
+    return ConfigError(Explanation(title, what, f"The kernel's socket table is looked up by port (TCP, "
+                                   f"UDP) or path (AF_UNIX); a demo's sockets are found from {_TARGETS}.",
+                                   fix))
+
+
+def _check_kind(kind, allowed) -> None:
+    if not isinstance(kind, str) or kind not in allowed:
+        raise _bad_target("Unknown kind of socket", f"kind={kind!r} is not one of {', '.join(allowed)}.",
+                          f"Use kind='tcp' (the default), or one of {', '.join(allowed)}.")
+
+
+def _port_set(ports) -> set:
+    """``ports`` (one port number or an iterable of them) as a set; else a ConfigError."""
+    def bad(what):
+        return _bad_target("Ports must be port numbers", what,
+                           "Pass a port number such as 5000, or a set of them such as {5000, 5001}.")
+    if isinstance(ports, (str, bytes)):
+        raise bad(f"ports={ports!r} is a {type(ports).__name__}; it would be read "
+                  "character by character.")
+    if isinstance(ports, int) and not isinstance(ports, bool):
+        items = [ports]
+    else:
+        try:
+            items = list(ports)
+        except TypeError:
+            raise bad(f"ports={ports!r} is neither a port number nor a collection of them.") from None
+    for p in items:
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 65535:
+            raise bad(f"{p!r} is not a port number from 0 to 65535.")
+    return set(items)
 
 
 def inet_sockets(kind: str = "tcp") -> Rows:
@@ -241,8 +305,7 @@ def inet_sockets(kind: str = "tcp") -> Rows:
 
     Includes sockets no process holds any more (TIME-WAIT) and connections not yet accepted.
     """
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {', '.join(_KINDS)}, not {kind!r}")
+    _check_kind(kind, tuple(_KINDS))
     if sys.platform.startswith("linux"):
         try:
             rows = []
@@ -298,14 +361,19 @@ def sockets_on_ports(ports, kind: str = "tcp") -> Rows:
     This is how a demo finds sockets no fd owns: TIME-WAIT after close, clients stuck in SYN-SENT,
     connections waiting in the accept queue.
     """
-    ports = {ports} if isinstance(ports, int) else set(ports)
+    ports = _port_set(ports)
+    _check_kind(kind, tuple(_KINDS))
     ports.discard(0)
     rows = inet_sockets(kind)
     return Rows([r for r in rows if r.local[1] in ports or r.remote[1] in ports], rows.source, rows.reason)
 
 
 def unix_sockets_at(path: str) -> Rows:
-    """The AF_UNIX listener bound to ``path``, its connections, and the clients at their other end."""
+    """The AF_UNIX listener bound to ``path``, its connections, and the clients at their other end.
+
+    An empty path (an unnamed socket) names nothing: no rows, and ``reason`` says so."""
+    if not path:  # '' would match every unnamed socket of every process in this namespace
+        return Rows([], "", "an unnamed AF_UNIX socket has no path to look up")
     try:
         diag = _diag_unix()
     except OSError as exc:
@@ -321,21 +389,44 @@ def unix_sockets_at(path: str) -> Rows:
     return Rows(rows, "sock_diag")
 
 
+def _unix_name(name) -> str:
+    """An AF_UNIX name as sock_diag shows it (abstract names come from getsockname as bytes)."""
+    return name.decode(errors="replace") if isinstance(name, bytes) else (name or "")
+
+
 def _ports_of(target):
-    """(ports or path, kind, trace, listener side) for a Server, Client, socket, port or ports."""
+    """(ports or path, kind, trace, listener side) for a Server, Client, socket, port or ports.
+
+    An AF_UNIX socket with no name of its own nor a named peer gives kind 'unix-inode' and its
+    inode (None when it is closed): only that socket and its peer are looked up, never every unnamed
+    socket of the namespace. Anything else raises ConfigError."""
+    if target is None or isinstance(target, (float, bool)):
+        raise _bad_target("Nothing to look up", f"{target!r} names no socket.",
+                          f"Pass {_TARGETS}.")
     if isinstance(target, int):
-        return {target}, "tcp", None, ""
+        return _port_set(target), "tcp", None, ""
+    if isinstance(target, bytes):
+        target = _unix_name(target)  # an AF_UNIX name as getsockname() gives it
     if isinstance(target, str):
+        if not target:
+            raise _bad_target("An empty AF_UNIX path", "The path '' names no socket: unnamed AF_UNIX "
+                              "sockets have no path to look up.",
+                              "Pass the socket itself (demo_state(sock)) or the path it is bound to.")
         return target, "unix", None, ""
     if isinstance(target, tuple) and target and isinstance(target[0], str):  # ('127.0.0.1', 5000)
-        return {target[1]}, "tcp", None, ""
+        if len(target) < 2:
+            raise _bad_target("An address needs a port", f"{target!r} has a host but no port.",
+                              "Pass a (host, port) pair such as ('127.0.0.1', 5000).")
+        return _port_set(target[1]), "tcp", None, ""
     config = getattr(target, "config", None)
     if config is not None:  # a socklab Server (has .address) or Client (has .target)
         addr = getattr(target, "address", None) if hasattr(target, "address") else target.target
         kind = "unix" if config.family == "AF_UNIX" else ("tcp" if config.stream else "udp")
         side = target.side if hasattr(target, "address") else ""
         if kind == "unix":
-            return addr, kind, target.trace, side
+            if not addr:  # not bound yet: nothing of it in the kernel's table
+                return None, "unix-inode", target.trace, side
+            return _unix_name(addr), kind, target.trace, side
         return ({addr[1]} if addr else set()), kind, target.trace, side
     sock = getattr(target, "sock", target)  # TracedSocket -> its socket.socket
     if isinstance(sock, socket.socket):
@@ -346,20 +437,44 @@ def _ports_of(target):
                 names.append(fn())
             except OSError:
                 pass  # not connected (or closed): no peer port to add
-        if sock.family == socket.AF_UNIX:
-            return (names[0] if names else ""), "unix", getattr(target, "trace", None), ""
-        ports = {n[1] for n in names}
         side = getattr(target, "side", "")
+        if sock.family == socket.AF_UNIX:
+            named = [_unix_name(n) for n in names if _unix_name(n)]
+            if named:  # its own name, else its peer's (a client of a named server)
+                return named[0], "unix", getattr(target, "trace", None), ""
+            try:
+                inode = os.fstat(sock.fileno()).st_ino  # a socket fd's inode is the kernel's socket id
+            except OSError:
+                inode = None  # closed: it is gone from the kernel's table
+            return inode, "unix-inode", getattr(target, "trace", None), side
+        ports = {n[1] for n in names}
         return ports, kind, getattr(target, "trace", None), side
-    return set(target), "tcp", None, ""
+    return _port_set(target), "tcp", None, ""
+
+
+def unix_socket_by_inode(inode: int | None) -> Rows:
+    """The unnamed AF_UNIX socket with ``inode`` and the socket at its other end (if connected)."""
+    if inode is None:
+        return Rows([], "", "the socket is closed (or not bound yet): the kernel has no row for it")
+    try:
+        diag = _diag_unix()
+    except OSError as exc:
+        return Rows([r for r in _read_unix() if r.inode == inode], "/proc/net",
+                    f"netlink sock_diag is not allowed here ({exc.strerror or exc}): its peer is not shown")
+    peers = {peer for r, peer, _ in diag if r.inode == inode} - {0}
+    rows = [r for r, _, _ in diag if r.inode == inode] + [r for r, _, _ in diag if r.inode in peers]
+    return Rows(rows, "sock_diag")
 
 
 def listener_state(target) -> SockState | None:
     """The LISTEN row (accept queue, backlog in force) for a server, listening socket, port or path."""
     where, kind, _, side = _ports_of(target)
-    rows = unix_sockets_at(where) if kind == "unix" else sockets_on_ports(where, kind)
+    if kind == "unix-inode":
+        rows = unix_socket_by_inode(where)
+    else:
+        rows = unix_sockets_at(where) if kind == "unix" else sockets_on_ports(where, kind)
     for r in rows:
-        if r.state == "LISTEN" and (kind == "unix" or r.local[1] in where):
+        if r.state == "LISTEN" and (kind in ("unix", "unix-inode") or r.local[1] in where):
             return replace(r, side=side)
     return None
 
@@ -400,10 +515,18 @@ def demo_state(target, kind: str | None = None) -> Rows:
     Rows come listener first, then each connection as (client end, server end), in accept order.
     ``side`` names the owner where the trace or a running demo tells it: 'server', 'server/conn1',
     'client2'; '(in accept queue)' for a connection no accept() has taken yet.
+    An unnamed AF_UNIX socket shows only itself and its peer. Bad input raises ConfigError.
     """
+    if kind is not None:
+        _check_kind(kind, tuple(_KINDS) + ("unix",))
     where, guessed, trace, listener = _ports_of(target)
-    kind = kind or guessed
     live = _live_sides()
+    if guessed == "unix-inode":  # no name to look up: this socket (and its peer) only
+        rows = unix_socket_by_inode(where)
+        out = [replace(r, side=(live.get(r.inode) or listener or "this socket") if r.inode == where
+                       else (live.get(r.inode) or "peer")) for r in rows]
+        return Rows(out, rows.source, rows.reason)
+    kind = kind or guessed
     if kind == "unix":
         rows = unix_sockets_at(where)
         out = []

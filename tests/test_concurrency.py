@@ -265,3 +265,95 @@ def test_compare_table_row_and_chart(leakcheck):
                                     [concurrency.ClientResult(0, None, "ConnectionRefusedError")])
     assert "no client got an answer" in concurrency.latency_chart(empty)
     assert empty.answered == 0
+
+
+# ---- bad input is explained before anything starts; caps hold for every style
+
+BAD_RUNS = [
+    ("clients '5'", lambda: measure("threads", "5"), "Invalid clients"),
+    ("clients 2.5", lambda: measure("threads", 2.5), "Invalid clients"),
+    ("clients None", lambda: measure("threads", None), "Invalid clients"),
+    ("clients 0", lambda: measure("threads", 0), "Invalid clients"),
+    ("too many clients", lambda: measure("threads", concurrency.MAX_CLIENTS + 1), "Invalid clients"),
+    ("run_clients too many", lambda: run_clients(("127.0.0.1", 1), 1000), "Invalid clients"),
+    ("service_time None", lambda: measure("threads", 2, None), "Invalid service_time"),
+    ("service_time -1", lambda: measure("threads", 2, -1), "Invalid service_time"),
+    ("timeout '1'", lambda: measure("threads", 2, timeout="1"), "Invalid timeout"),
+    ("timeout 0", lambda: measure("threads", 2, timeout=0), "Invalid timeout"),
+    ("backlog 2**40", lambda: measure("threads", 2, backlog=2 ** 40), "Invalid backlog"),
+    ("backlog 'x'", lambda: measure("threads", 2, backlog="x"), "Invalid backlog"),
+    ("max_connections None", lambda: measure("threads", 2, max_connections=None),
+     "Invalid max_connections"),
+    ("idle_timeout 0", lambda: measure("iterative", 2, idle_timeout=0), "Invalid idle_timeout"),
+    ("port '80'", lambda: measure("threads", 2, port="80"), "Invalid port"),
+    ("style None", lambda: measure(None, 2), "Unknown server style"),
+    ("styles as one str", lambda: concurrency.compare(2, styles="threads"),
+     "styles must be a list of style names"),
+    ("one bad style in the list", lambda: concurrency.compare(2, styles=["threads", "forking"]),
+     "Unknown server style"),
+    ("unknown setting", lambda: measure("threads", 2, bogus=1), "Unknown server setting"),
+    ("on_done not callable", lambda: measure("threads", 2, on_done=5), "on_done must be a function"),
+]
+
+
+@pytest.mark.parametrize("call, title", [pytest.param(c, t, id=i) for i, c, t in BAD_RUNS])
+def test_bad_settings_are_explained_before_anything_runs(call, title, leakcheck):
+    threads = threading.active_count()
+    with pytest.raises(socklab.ConfigError) as info:
+        call()
+    assert info.value.explanation.title == title
+    assert info.value.explanation.fix
+    assert threading.active_count() == threads    # no server, no client thread was started
+    assert runtime.running() == []
+
+
+def test_styles_as_one_str_suggests_a_list():
+    with pytest.raises(socklab.ConfigError) as info:
+        concurrency.compare(2, styles="threads")
+    assert "['threads']" in info.value.explanation.fix
+
+
+@pytest.mark.parametrize("style", ["threads", "selectors", "asyncio"])
+def test_every_concurrent_style_honours_max_connections(style, leakcheck):
+    with make_server(style, 30.0, max_connections=2).start() as srv:
+        held = [socket.create_connection(srv.address, timeout=5) for _ in range(2)]
+        try:
+            for s in held:
+                s.sendall(b"hold\n")
+            deadline = time.monotonic() + 5
+            while srv.peak < 2 and time.monotonic() < deadline:  # both are in their work now
+                threading.Event().wait(0.005)
+            with socket.create_connection(srv.address, timeout=5) as extra:
+                extra.sendall(b"one too many\n")
+                assert recv_or_error(extra) in (b"", "ConnectionResetError")
+            assert srv.rejected == 1 and srv.peak == 2
+        finally:
+            for s in held:
+                s.close()
+
+
+class _BrokenServer(concurrency.ThreadedServer):
+    """A server whose accept loop dies on its first connection (a bug while serving)."""
+
+    def on_connection(self, conn):
+        raise RuntimeError("bug in on_connection")
+
+
+def test_a_server_that_dies_refuses_clients_at_once_and_leaks_nothing(leakcheck):
+    srv = _BrokenServer(0.01).start()
+    try:
+        t0 = time.perf_counter()
+        total, results = run_clients(srv.address, 3, timeout=5)
+        assert time.perf_counter() - t0 < FAST     # refused, not left to time out
+        assert all(r.error for r in results)       # refused, reset or closed: each one failed
+        assert [e.error for e in srv.errors] == ["RuntimeError('bug in on_connection')"]
+    finally:
+        srv.stop()
+
+
+def test_an_error_in_on_done_is_raised_in_the_caller(leakcheck):
+    def on_done(result):
+        raise ZeroDivisionError("progress view broke")
+
+    with pytest.raises(ZeroDivisionError, match="progress view broke"):
+        measure("threads", 2, 0.001, on_done=on_done)

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from socklab import kstate
+from socklab.errors import ConfigError
 from socklab.config import somaxconn
 from socklab.render.state import format_addr, state_html, state_text
 from socklab.servers import Client, Server
@@ -220,3 +221,85 @@ def test_psutil_fallback_has_fewer_columns(listener):
 def test_empty_rows_say_why():
     text = state_text(kstate.Rows([], "none", "no socket table on plan9 without psutil"))
     assert "(no sockets on this port)" in text and "without psutil" in text
+
+
+# ---- unnamed AF_UNIX sockets show only themselves; bad targets are explained
+
+OTHER_PROCESS = """
+import socket, sys
+pairs = [socket.socketpair() for _ in range(3)]   # unnamed AF_UNIX sockets of another process
+print("ready", flush=True)
+sys.stdin.read()                                  # holds them until the test closes stdin
+"""
+
+
+@pytest.fixture
+def foreign_unnamed_sockets():
+    """Unnamed AF_UNIX sockets held by this process and by another one, as any host has."""
+    proc = subprocess.Popen([sys.executable, "-c", OTHER_PROCESS], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        yield
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+def test_unbound_unix_socket_shows_only_itself(foreign_unnamed_sockets):
+    with socket.socket(socket.AF_UNIX) as u:
+        rows = kstate.demo_state(u)
+        assert [r.inode for r in rows] == [os.fstat(u.fileno()).st_ino]
+        assert rows[0].state == "UNCONNECTED" and rows[0].side == "this socket"
+
+
+def test_socketpair_end_shows_itself_and_its_peer(foreign_unnamed_sockets):
+    a, b = socket.socketpair()
+    with a, b:
+        rows = kstate.demo_state(a)
+        assert [(r.inode, r.side) for r in rows] == [(os.fstat(a.fileno()).st_ino, "this socket"),
+                                                     (os.fstat(b.fileno()).st_ino, "peer")]
+
+
+def test_closed_unix_socket_shows_nothing_and_says_why(foreign_unnamed_sockets):
+    u = socket.socket(socket.AF_UNIX)
+    u.close()
+    rows = kstate.demo_state(u)
+    assert list(rows) == [] and "closed" in rows.reason
+    assert list(kstate.unix_sockets_at("")) == []
+
+
+@pytest.mark.parametrize("call, title", [
+    pytest.param(lambda: kstate.demo_state(""), "An empty AF_UNIX path", id="empty path"),
+    pytest.param(lambda: kstate.demo_state(None), "Nothing to look up", id="None"),
+    pytest.param(lambda: kstate.demo_state(3.5), "Nothing to look up", id="float"),
+    pytest.param(lambda: kstate.demo_state(("127.0.0.1",)), "An address needs a port", id="no port"),
+    pytest.param(lambda: kstate.demo_state(("127.0.0.1", "80")), "Ports must be port numbers",
+                 id="port str"),
+    pytest.param(lambda: kstate.demo_state(5000, kind="bogus"), "Unknown kind of socket", id="kind"),
+    pytest.param(lambda: kstate.listener_state(None), "Nothing to look up", id="listener None"),
+    pytest.param(lambda: kstate.sockets_on_ports("5000"), "Ports must be port numbers", id="ports str"),
+    pytest.param(lambda: kstate.sockets_on_ports(None), "Ports must be port numbers", id="ports None"),
+    pytest.param(lambda: kstate.sockets_on_ports(-1), "Ports must be port numbers", id="port -1"),
+    pytest.param(lambda: kstate.sockets_on_ports([80, 1.5]), "Ports must be port numbers",
+                 id="port 1.5"),
+    pytest.param(lambda: kstate.sockets_on_ports(80, kind="x"), "Unknown kind of socket", id="ports kind"),
+    pytest.param(lambda: kstate.listening("abc"), "Invalid pid", id="pid abc"),
+])
+def test_bad_targets_are_explained(call, title):
+    with pytest.raises(ConfigError) as info:
+        call()
+    assert info.value.explanation.title == title and info.value.explanation.fix
+
+
+def test_listening_of_a_process_that_does_not_exist_is_explained():
+    with open("/proc/sys/kernel/pid_max") as f:
+        beyond = int(f.read()) + 1                 # no process can have this pid
+    with pytest.raises(ConfigError) as info:
+        kstate.listening(beyond)
+    assert info.value.explanation.title == "No such process"
