@@ -113,7 +113,7 @@ def test_committed_notebooks_show_every_check_passing():
             if role == "check":
                 assert f"✅ {ex_id} " in output_text(cell), f"{name} {ex_id}: {output_text(cell)[:300]}"
             if role == "hint":
-                assert output_text(cell).startswith(f"💡 Hint 1 of ")
+                assert output_text(cell).startswith("💡 Hint 1 of ")
 
 
 def test_student_version_has_no_solutions_and_no_outputs(student_dir):
