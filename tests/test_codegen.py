@@ -4,38 +4,19 @@ from __future__ import annotations
 
 import ast
 import os
-import selectors
 import socket
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
 import socklab
 from socklab import ConfigError, SocketConfig
+from test_engine import read_line, reap  # waiting for a program's line: selectors, no sleep
 
 needs_unix = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no AF_UNIX")
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract names are Linux")
-
-
-def read_line(proc, timeout: float = 10.0) -> str:
-    """One line of ``proc``'s stdout, waiting at most ``timeout`` seconds (selectors, no sleep)."""
-    fd = proc.stdout.fileno()
-    buf = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                raise AssertionError(f"no line within {timeout} s; got {buf!r}")
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                raise AssertionError(f"process exited early: {buf!r} {proc.stderr.read()!r}")
-            buf += chunk
-    return buf.split(b"\n", 1)[0].decode()
 
 
 def run_pair(cfg: SocketConfig, message, tmp_path):
@@ -57,11 +38,7 @@ def run_pair(cfg: SocketConfig, message, tmp_path):
         assert cli.returncode == 0, cli.stderr
         assert proc.wait(timeout=10) == 0, proc.stderr.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)
     assert os.listdir(scratch) == [], "a temporary directory was left behind"
     return shown, "reply: " + cli.stdout.rsplit("reply: ", 1)[-1].strip()  # after input()'s prompt
 

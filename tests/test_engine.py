@@ -1013,6 +1013,15 @@ def read_line(proc, timeout: float = 10.0) -> str:
     return buf.split(b"\n", 1)[0].decode()
 
 
+def reap(proc) -> None:
+    """End ``proc`` if it still runs, and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 CODEGEN = [pytest.param(f, t, marks=FAMILY_MARKS[f], id=f"{f}-{t}")
            for f in ("AF_INET", "AF_INET6", "AF_UNIX") for t in ("SOCK_STREAM", "SOCK_DGRAM")]
 
@@ -1046,11 +1055,7 @@ def test_generated_code_runs(family, type_, tmp_path):
         if family == "AF_UNIX":
             assert not os.path.exists(path)  # the generated server removes its socket file
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)
 
 
 # ===================================================================== interpreter exit
