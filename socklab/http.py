@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import runtime
 from .servers import DEFAULT_TIMEOUT, Server, _number
-from .trace import Trace, TracedSocket
+from .trace import Trace, TracedSocket, call_before as _before
 from .runtime import Thread
 
 MAX_LINE = 8190           # bytes in the request line or one header line (as many servers allow)
@@ -115,39 +115,6 @@ class Response(_Headers):
 
 
 # ---- reading from a stream
-
-def _real_socket(sock):
-    """The ``socket.socket`` under ``sock`` (a TracedSocket's ``.sock``, a TLSStream's TracedSocket's
-    ``.sock``), or None (bytes, which never block)."""
-    for _ in range(4):
-        if isinstance(sock, socket.socket):
-            return sock
-        sock = getattr(sock, "sock", None)
-    return None
-
-
-def _before(deadline, sock, call, *args):
-    """``call(*args)``, where ``call`` waits on ``sock``, given at most until ``deadline``
-    (a ``time.monotonic()`` value; None: only the socket's own timeout).
-
-    The timeout is set on the real socket, untraced, and put back afterwards: it is bookkeeping,
-    not a call the lesson's trace should show once per recv(). TimeoutError once the deadline passed.
-    """
-    if deadline is None:
-        return call(*args)
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("the time limit passed")
-    real = _real_socket(sock)
-    if real is None:
-        return call(*args)
-    old = real.gettimeout()
-    real.settimeout(left if old is None else min(old, left))
-    try:
-        return call(*args)
-    finally:
-        real.settimeout(old)
-
 
 class Reader:
     """Buffered reading over anything with ``recv(n)`` (a socket, a TracedSocket, a TLSStream).

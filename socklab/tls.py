@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from . import runtime
 from .errors import Explanation
 from .servers import DEFAULT_TIMEOUT, Server, _number
-from .trace import Trace, TracedSocket
+from .trace import Trace, TracedSocket, call_before
 
 CONTENT_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}
 HANDSHAKE_TYPES = {1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket", 8: "EncryptedExtensions",
@@ -152,24 +152,15 @@ class TLSStream:
         return True
 
     def _recv(self) -> bytes:
-        """One recv(), cut short at the handshake deadline. The timeout is set on the real socket
-        (untraced) and put back: bookkeeping the trace should not show once per recv()."""
+        """One recv(), cut short at the handshake deadline (set untraced on the real socket)."""
         if self._deadline is None:
             return self.sock.recv(65536)
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"the TLS handshake was not done within {self._limit:g} s")
-        real = getattr(self.sock, "sock", self.sock)
-        old = real.gettimeout()
-        real.settimeout(left if old is None else min(old, left))
         try:
-            return self.sock.recv(65536)
+            return call_before(self._deadline, self.sock, self.sock.recv, 65536)
         except TimeoutError as exc:
             if time.monotonic() < self._deadline:
                 raise  # the socket's own timeout: the peer went quiet
             raise TimeoutError(f"the TLS handshake was not done within {self._limit:g} s") from exc
-        finally:
-            real.settimeout(old)
 
     def _run(self, fn, *args):
         while True:

@@ -261,6 +261,42 @@ class Trace:
         return [e.call for e in self if side is None or e.side == side]
 
 
+# ---- a call bounded by a deadline (HTTP requests, TLS handshakes)
+
+def _real_socket(sock):
+    """The ``socket.socket`` under ``sock`` (a TracedSocket's ``.sock``, a TLSStream's TracedSocket's
+    ``.sock``), or None (bytes, which never block)."""
+    for _ in range(4):
+        if isinstance(sock, socket.socket):
+            return sock
+        sock = getattr(sock, "sock", None)
+    return None
+
+
+def call_before(deadline, sock, call, *args):
+    """``call(*args)``, where ``call`` waits on ``sock``, given at most until ``deadline``
+    (a ``time.monotonic()`` value; None: only the socket's own timeout).
+
+    The timeout is set on the real socket, untraced, and put back afterwards: it is bookkeeping,
+    not a call the lesson's trace should show once per recv(). TimeoutError once the deadline passed.
+    """
+    if deadline is None:
+        return call(*args)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the time limit passed")
+    real = _real_socket(sock)
+    if real is None:
+        return call(*args)
+    old = real.gettimeout()
+    real.settimeout(left if old is None else min(old, left))
+    try:
+        return call(*args)
+    finally:
+        real.settimeout(old)
+
+
+
 class Shown:
     """A wrong-typed argument as the trace keeps it: a short repr (a 5 MB str must not be kept and
     rendered whole just to show that a str was passed)."""
