@@ -106,12 +106,10 @@ def generation():
     return getattr(_shell(), "execution_count", None)
 
 
-def _current_cell():
-    """(cell id, run) of the cell running in this thread, or (None, None)."""
+def _current_cell() -> str | None:
+    """The id of the cell running in this thread, or None."""
     frame = _cell_frame(sys._getframe(1))
-    if frame is None:
-        return None, None
-    return _cell_id(frame), generation()
+    return None if frame is None else _cell_id(frame)
 
 
 def register(key: str, obj, explicit: bool = True) -> None:
@@ -124,7 +122,7 @@ def register(key: str, obj, explicit: bool = True) -> None:
     (on any line: the cell may have been edited since).
     """
     gen = generation()
-    cell, run = _current_cell()
+    cell = _current_cell()
     with _lock:
         entries = _running.setdefault(key, [])
         if explicit:
@@ -133,9 +131,9 @@ def register(key: str, obj, explicit: bool = True) -> None:
             old = []
         else:
             old = [o for o, g, _ in entries if g != gen and o is not obj]
-        if cell is not None and run is not None:
+        if cell is not None and gen is not None:
             old += [o for others in _running.values() for o, g, c in others
-                    if c == cell and g != run and o is not obj]
+                    if c == cell and g != gen and o is not obj]
         old = list({id(o): o for o in old}.values())
         gone = {id(o) for o in old} | {id(obj)}
         for k in list(_running):
@@ -149,7 +147,7 @@ def register(key: str, obj, explicit: bool = True) -> None:
 
 def track(key: str, obj) -> None:
     """Register ``obj`` under ``key`` again (e.g. a client reopened after close()), stopping nothing."""
-    cell, _ = _current_cell()
+    cell = _current_cell()
     with _lock:
         entries = _running.setdefault(key, [])
         if not any(o is obj for o, _, _ in entries):
