@@ -10,10 +10,17 @@ from .config import SocketConfig
 from .errors import ConfigError, Explanation
 
 
-def _addr_expr(c: SocketConfig) -> str:
+def _addr_expr(c: SocketConfig, port: str | None = None) -> str:
+    """The address as Python source; a zoned IPv6 host ('fe80::1%eth0') becomes the 4-tuple with
+    the interface's index, because a (host, port) pair drops the zone."""
     if c.family == "AF_UNIX":
         return "PATH"
-    return f"({c.host!r}, {c.port})"
+    port = str(c.port) if port is None else port
+    host, _, zone = c.host.partition("%")
+    if c.family == "AF_INET6" and zone:
+        index = zone if zone.isdigit() else f"socket.if_nametoindex({zone!r})"
+        return f"({host!r}, {port}, 0, {index})"
+    return f"({c.host!r}, {port})"
 
 
 def _unix_kind(c: SocketConfig) -> str:
@@ -112,7 +119,7 @@ def client_code(config: SocketConfig | None = None, message: bytes = b"hello") -
     out = _prelude(c, "client")
     if c.family != "AF_UNIX":
         out.insert(1, "PORT = int(input('server port: '))  # the port the server printed")
-        addr = f"({c.host!r}, PORT)"
+        addr = _addr_expr(c, "PORT")
     else:
         addr = "PATH"
     if c.type == "SOCK_RAW" and c.family != "AF_UNIX":

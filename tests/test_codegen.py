@@ -94,3 +94,17 @@ def test_client_code_explains_other_message_types(message):
     with pytest.raises(ConfigError) as info:
         socklab.client_code(SocketConfig(), message=message)
     assert info.value.explanation.title == "A message must be bytes or str"
+
+
+@pytest.mark.parametrize("type_", TYPES)
+def test_code_for_a_link_local_address_with_its_zone_runs(type_, tmp_path):
+    """'fe80::...%eth0' needs the interface's index in a 4-tuple: a (host, port) pair drops it."""
+    from test_engine import _link_local_address
+    found = _link_local_address()
+    if found is None:
+        pytest.skip("no link-local IPv6 address on this machine")
+    addr, iface = found
+    shown, reply = run_pair(SocketConfig(family="AF_INET6", type=type_, host=f"{addr}%{iface}"),
+                            b"zoned", tmp_path)
+    assert ast.literal_eval(shown)[3] == socket.if_nametoindex(iface)
+    assert reply == "reply: b'zoned'"
