@@ -176,15 +176,13 @@ def check_bound(config: "SocketConfig", address) -> None:
     if config.allow_all_interfaces or not isinstance(address, tuple) \
             or address[0] not in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
         return
-    ip = ipaddress.ip_address(address[0])
-    if _unspecified(ip):
-        raise _bad("Binding to all interfaces needs an explicit choice",
-                   f"host={config.host!r} resolved to {ip}, which means every network interface of "
-                   "this machine; the socket was closed again.",
-                   "A server on all interfaces is reachable from other machines on the network "
-                   "(on a shared JupyterHub, by other users). Lab demos only need loopback.",
-                   "Use the default (loopback), or pass allow_all_interfaces=True if you really "
-                   "want to be reachable from elsewhere.")
+    raise _bad("Binding to all interfaces needs an explicit choice",
+               f"host={config.host!r} resolved to {address[0]}, which means every network "
+               "interface of this machine; the socket was closed again.",
+               "A server on all interfaces is reachable from other machines on the network "
+               "(on a shared JupyterHub, by other users). Lab demos only need loopback.",
+               "Use the default (loopback), or pass allow_all_interfaces=True if you really "
+               "want to be reachable from elsewhere.")
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,14 @@ def _current_cell() -> str | None:
     return None if frame is None else _cell_id(frame)
 
 
+def _forget(ids: set) -> None:
+    """Drop the objects whose id() is in ``ids`` from every key (call with _lock held)."""
+    for k in list(_running):
+        _running[k][:] = [e for e in _running[k] if id(e[0]) not in ids]
+        if not _running[k]:
+            del _running[k]
+
+
 def register(key: str, obj, explicit: bool = True) -> None:
     """Remember ``obj`` (anything with ``stop()``) under ``key`` and stop what an earlier run left.
 
@@ -135,12 +143,8 @@ def register(key: str, obj, explicit: bool = True) -> None:
             old += [o for others in _running.values() for o, g, c in others
                     if c == cell and g != gen and o is not obj]
         old = list({id(o): o for o in old}.values())
-        gone = {id(o) for o in old} | {id(obj)}
-        for k in list(_running):
-            _running[k][:] = [e for e in _running[k] if id(e[0]) not in gone]
-            if not _running[k] and k != key:
-                del _running[k]
-        _running[key].append((obj, gen, cell))
+        _forget({id(o) for o in old} | {id(obj)})
+        _running.setdefault(key, []).append((obj, gen, cell))
     for o in old:
         o.stop()
 
@@ -186,10 +190,7 @@ def stop_all() -> int:
             continue
         stopped += 1
         with _lock:  # most demos unregister themselves; this covers the rest
-            for key in list(_running):
-                _running[key][:] = [e for e in _running[key] if e[0] is not obj]
-                if not _running[key]:
-                    del _running[key]
+            _forget({id(obj)})
     remove_stale_sockets()
     if stuck:
         from .errors import Explanation, SocklabError

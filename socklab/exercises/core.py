@@ -643,7 +643,7 @@ NOT_ATTEMPTED = ("Write your solution in the cell above (replace `raise NotImple
 
 # Module attributes the checks use, as they were at import: learner code that assigns to one
 # (socket.socket = None) is told so, and the attribute is put back after each case.
-_SHARED = {(m.__name__, a): getattr(m, a) for m, names in (
+_SHARED = {(m, a): getattr(m, a) for m, names in (
     (socket, ("socket", "create_connection", "socketpair", "getaddrinfo")),
     (threading, ("Thread", "Event", "Lock")),
     (time, ("monotonic", "perf_counter", "sleep")),
@@ -653,12 +653,11 @@ _checking = threading.Lock()  # one check at a time: a solution must not run a c
 
 def _put_back_shared() -> list:
     """Restore every attribute of _SHARED that was replaced; return their names."""
-    mods = {"socket": socket, "threading": threading, "time": time, "os": os}
     replaced = []
     for (mod, attr), value in _SHARED.items():
-        if getattr(mods[mod], attr, None) is not value:
-            setattr(mods[mod], attr, value)
-            replaced.append(f"{mod}.{attr}")
+        if getattr(mod, attr, None) is not value:
+            setattr(mod, attr, value)
+            replaced.append(f"{mod.__name__}.{attr}")
     return replaced
 
 
