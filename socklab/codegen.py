@@ -5,9 +5,15 @@ socklab behind.
 """
 from __future__ import annotations
 
+import socket
+
 from . import runtime
 from .config import SocketConfig
-from .errors import ConfigError, Explanation
+from .errors import LOOPBACK_NAMES, ConfigError, Explanation, explain
+
+# The largest datagram each generated program can carry: UDP's payload limits (IPv4, IPv6), and
+# for AF_UNIX the generated server's recvfrom(65536), which would cut a longer one short.
+_DATAGRAM_MAX = {"AF_INET": 65507, "AF_INET6": 65527, "AF_UNIX": 65536}
 
 
 def _addr_expr(c: SocketConfig, port: str | None = None) -> str:
@@ -21,6 +27,17 @@ def _addr_expr(c: SocketConfig, port: str | None = None) -> str:
         index = zone if zone.isdigit() else f"socket.if_nametoindex({zone!r})"
         return f"({host!r}, {port}, 0, {index})"
     return f"({c.host!r}, {port})"
+
+
+def _check_resolves(c: SocketConfig) -> None:
+    """Refuse a loopback name that has no address of the family here, as the program's bind()
+    would fail (for example 'localhost' with AF_INET6 where /etc/hosts lists only 127.0.0.1)."""
+    if c.family == "AF_UNIX" or c.host.lower() not in LOOPBACK_NAMES:
+        return
+    try:  # a hosts-file name: answered locally, as the generated program's own lookup would be
+        socket.getaddrinfo(c.host, None, getattr(socket, c.family))
+    except socket.gaierror as exc:
+        raise ConfigError(explain(exc, (c.host, c.port), "bind")) from None
 
 
 def _unix_kind(c: SocketConfig) -> str:
@@ -52,21 +69,39 @@ def _prelude(c: SocketConfig, role: str) -> list:
     return lines
 
 
-def _message_literal(message) -> str:
-    """``message`` as a Python bytes literal (a str is sent as UTF-8, as the panels do)."""
+def _message_bytes(message) -> bytes:
+    """``message`` as bytes (a str is sent as UTF-8, as the panels do)."""
     if isinstance(message, str):
-        return repr(message.encode("utf-8"))
+        return message.encode("utf-8")
     if isinstance(message, (bytes, bytearray, memoryview)):
-        return repr(bytes(message))
+        return bytes(message)
     raise ConfigError(Explanation(
         "A message must be bytes or str", f"message={message!r} is of type {type(message).__name__}.",
         "Sockets send bytes; the generated client writes the message as a bytes literal (a str is "
         "encoded as UTF-8).", "Pass bytes such as b\"hello\", or a str."))
 
 
+def _check_datagram(c: SocketConfig, data: bytes) -> None:
+    limit = _DATAGRAM_MAX[c.family]
+    if c.stream or c.type == "SOCK_RAW" or len(data) <= limit:
+        return
+    why = ("The generated server reads one datagram with recvfrom(65536); a longer one would be cut "
+           "short." if c.family == "AF_UNIX" else
+           f"A UDP datagram carries at most {limit} bytes over "
+           f"{'IPv4' if c.family == 'AF_INET' else 'IPv6'}: sendto() would fail with EMSGSIZE "
+           "(Message too long).")
+    raise ConfigError(Explanation(
+        "Message too long for one datagram",
+        f"The message is {len(data)} bytes; one {c.family} datagram in this program holds at most "
+        f"{limit}.", why,
+        "Send a shorter message, split it into several datagrams, or use SOCK_STREAM."))
+
+
 def server_code(config: SocketConfig | None = None) -> str:
-    """A complete echo server for ``config`` (stream: one client served, then exit)."""
+    """A complete echo server for ``config`` (stream: one client served, then exit). ConfigError,
+    explained, for a loopback name without an address of the family here."""
     c = (config or SocketConfig()).validate()
+    _check_resolves(c)
     fam, typ = f"socket.{c.family}", f"socket.{c.type}"
     out = _prelude(c, "server")
     if c.type == "SOCK_RAW" and c.family != "AF_UNIX":
@@ -112,9 +147,13 @@ def server_code(config: SocketConfig | None = None) -> str:
 
 def client_code(config: SocketConfig | None = None, message: bytes = b"hello") -> str:
     """A complete client for ``config`` that sends ``message`` (bytes, or str sent as UTF-8) and
-    prints the reply. Another message type raises ConfigError."""
-    msg = _message_literal(message)
+    prints the reply. ConfigError, explained, for code that could not run: another message type, a
+    datagram longer than one can carry, or a loopback name without an address of the family here."""
+    data = _message_bytes(message)
     c = (config or SocketConfig()).validate()
+    _check_resolves(c)
+    _check_datagram(c, data)
+    msg = repr(data)
     fam, typ = f"socket.{c.family}", f"socket.{c.type}"
     out = _prelude(c, "client")
     if c.family != "AF_UNIX":

@@ -13,7 +13,7 @@ import stat
 import sys
 from dataclasses import dataclass, field, replace
 
-from .errors import ConfigError, Explanation
+from .errors import LOOPBACK_NAMES, ConfigError, Explanation
 from . import runtime
 
 FAMILIES = ("AF_INET", "AF_INET6", "AF_UNIX")
@@ -370,7 +370,7 @@ class SocketConfig:
         ip, zone, short = _numeric(h)
         if ip is None and h:
             check_host_name(h, shown=self.host)
-            if h.lower() not in ("localhost", "ip6-localhost", "ip6-loopback"):
+            if h.lower() not in LOOPBACK_NAMES:
                 warnings.append(f"{h!r} is a name: it must be resolved (hosts file or DNS) first.")
             return h
         if ip is not None and fam == "AF_INET" and ip.version == 6:

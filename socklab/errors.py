@@ -275,6 +275,48 @@ _GAI = {
 }
 
 
+# Names a hosts file maps to loopback; whether each has an IPv4 and an IPv6 entry varies by machine.
+LOOPBACK_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
+
+
+def _hosts_file_versions(name: str, path: str = "/etc/hosts") -> set:
+    """The IP versions (4, 6) the hosts file lists for ``name``; empty if none or unreadable."""
+    found = set()
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.partition("#")[0].split()
+                if len(fields) > 1 and name.lower() in (n.lower() for n in fields[1:]):
+                    try:
+                        found.add(ipaddress.ip_address(fields[0].partition("%")[0]).version)
+                    except ValueError:
+                        continue  # a malformed line: the resolver skips it too
+    except OSError:
+        return set()
+    return found
+
+
+def _loopback_name_one_family(address, short: str, name: str) -> Explanation | None:
+    """'localhost' failing where the hosts file gives it an address of the other family only."""
+    host = address[0] if isinstance(address, tuple) and address else address
+    if not (isinstance(host, str) and host.lower() in LOOPBACK_NAMES):
+        return None
+    versions = _hosts_file_versions(host)
+    if len(versions) != 1:
+        return None
+    has, lacks = (("IPv4", "IPv6"), ("IPv6", "IPv4"))[versions == {6}]
+    need_fam, has_fam, numeric = (("AF_INET6", "AF_INET", "'::1'") if lacks == "IPv6"
+                                  else ("AF_INET", "AF_INET6", "'127.0.0.1'"))
+    return Explanation(
+        f"{host!r} has no {lacks} address on this machine",
+        f"The host name {host!r} could not be resolved for this socket: the hosts file "
+        f"(/etc/hosts) lists only an {has} address for it.",
+        f"An {need_fam} socket needs an {lacks} address. Whether {host!r} has both depends on each "
+        "machine's hosts file, so code that works on one machine can fail on another.",
+        f"Use the numeric loopback address {numeric}, or family {has_fam} with {host!r}.",
+        short, name)
+
+
 def _link_local(address) -> bool:
     if not (isinstance(address, tuple) and address and isinstance(address[0], str)):
         return False
@@ -304,6 +346,9 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
     where = f" in {call}()" if call else ""
 
     if isinstance(exc, socket.gaierror):
+        one = _loopback_name_one_family(address, short, name)
+        if one is not None:
+            return one
         t = _GAI.get(name)
         if t:
             return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)

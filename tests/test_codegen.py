@@ -108,3 +108,41 @@ def test_code_for_a_link_local_address_with_its_zone_runs(type_, tmp_path):
                             b"zoned", tmp_path)
     assert ast.literal_eval(shown)[3] == socket.if_nametoindex(iface)
     assert reply == "reply: b'zoned'"
+
+
+@pytest.mark.parametrize("family, type_, limit", [
+    ("AF_INET", "SOCK_DGRAM", 65507), ("AF_INET6", "SOCK_DGRAM", 65527),
+    pytest.param("AF_UNIX", "SOCK_DGRAM", 65536, marks=needs_unix)])
+def test_datagram_code_carries_the_largest_message_and_refuses_one_more(family, type_, limit, tmp_path):
+    """The largest datagram runs end to end; one byte more is explained instead of generated (it
+    failed with EMSGSIZE, and the generated server then waited out its 60 s timeout)."""
+    cfg = SocketConfig(family=family, type=type_)
+    shown, reply = run_pair(cfg, b"x" * limit, tmp_path)
+    assert reply == "reply: " + repr(b"x" * limit)
+    with pytest.raises(ConfigError) as info:
+        socklab.client_code(cfg, message=b"x" * (limit + 1))
+    e = info.value.explanation
+    assert e.title == "Message too long for one datagram"
+    assert f"{limit + 1} bytes" in e.what and str(limit) in e.what
+
+
+def test_a_stream_message_has_no_datagram_limit(tmp_path):
+    shown, reply = run_pair(SocketConfig(), b"y" * 70_000, tmp_path)
+    assert reply == "reply: " + repr(b"y" * 70_000)
+
+
+@pytest.mark.parametrize("family", ["AF_INET", "AF_INET6"])
+def test_localhost_code_runs_or_is_explained(family, tmp_path):
+    """Whether 'localhost' has an address of each family depends on the hosts file: the generated
+    programs run where it has one, and are refused, explained, where the program would fail."""
+    cfg = SocketConfig(family=family, host="localhost")
+    try:
+        socket.getaddrinfo("localhost", None, getattr(socket, family))
+    except socket.gaierror:
+        for make in (socklab.server_code, lambda c: socklab.client_code(c, b"hi")):
+            with pytest.raises(ConfigError) as info:
+                make(cfg)
+            assert info.value.explanation.title.startswith("'localhost' has no IPv")
+        return
+    shown, reply = run_pair(cfg, b"hi", tmp_path)
+    assert reply == "reply: b'hi'"

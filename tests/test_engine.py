@@ -781,6 +781,42 @@ def test_client_raises_explained_errors(leakcheck):
     socklab.stop_all()
 
 
+@pytest.mark.parametrize("family", ["AF_INET", "AF_INET6"])
+def test_localhost_without_an_address_of_the_family_is_explained(family, leakcheck):
+    """Where the hosts file gives 'localhost' one family only, a server of the other family says
+    so and suggests the numeric address (it used to say 'Unknown host name', 'use localhost')."""
+    try:
+        socket.getaddrinfo("localhost", None, getattr(socket, family))
+    except socket.gaierror:
+        exc = caught(lambda: Server(family=family, host="localhost").start())
+        assert isinstance(exc, socket.gaierror) and isinstance(exc, socklab.SocklabError)
+        e = exc.explanation
+        lacks = "IPv6" if family == "AF_INET6" else "IPv4"
+        assert e.title == f"'localhost' has no {lacks} address on this machine"
+        assert ("'::1'" if family == "AF_INET6" else "'127.0.0.1'") in e.fix
+        assert socklab.running() == []
+        return
+    with Server(family=family, host="localhost") as srv:  # it resolves here: an echo works
+        assert Client(srv).request(b"ok") == b"ok"
+    socklab.stop_all()
+
+
+@pytest.mark.parametrize("lines, versions", [
+    ("127.0.0.1 localhost\n", {4}),
+    ("127.0.0.1\tlocalhost localhost.localdomain\n::1 ip6-localhost ip6-loopback\n", {4}),
+    ("# ::1 localhost\n127.0.0.1 LOCALHOST # a comment\n", {4}),
+    ("127.0.0.1 localhost\n::1 localhost\n", {4, 6}),
+    ("::1 localhost\nnot-an-address localhost\n", {6}),
+    ("", set()),
+])
+def test_hosts_file_versions_reads_a_real_hosts_file(lines, versions, tmp_path):
+    from socklab.errors import _hosts_file_versions
+    hosts = tmp_path / "hosts"
+    hosts.write_text(lines)
+    assert _hosts_file_versions("localhost", str(hosts)) == versions
+    assert _hosts_file_versions("localhost", str(tmp_path / "missing")) == set()
+
+
 # ===================================================================== config validation
 
 BAD_CONFIGS = [
