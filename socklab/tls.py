@@ -152,15 +152,26 @@ class TLSStream:
         return True
 
     def _recv(self) -> bytes:
-        """One recv(), cut short at the handshake deadline (set untraced on the real socket)."""
+        """One recv(), cut short at the deadline (set untraced on the real socket)."""
         if self._deadline is None:
             return self.sock.recv(65536)
         try:
             return call_before(self._deadline, self.sock, self.sock.recv, 65536)
         except TimeoutError as exc:
-            if time.monotonic() < self._deadline:
-                raise  # the socket's own timeout: the peer went quiet
+            if self._limit is None or time.monotonic() < self._deadline:
+                raise  # the socket's own timeout (the peer went quiet), or a caller's deadline
             raise TimeoutError(f"the TLS handshake was not done within {self._limit:g} s") from exc
+
+    def call_before(self, deadline: float, call, *args):
+        """``call(*args)`` (e.g. ``self.recv``) with every recv() under it bounded by ``deadline``, a
+        ``time.monotonic()`` value: one record can take many recv() calls, so a bound set once on
+        the socket would let a peer that drips a record outlast it."""
+        outer = self._deadline
+        self._deadline = deadline if outer is None else min(outer, deadline)
+        try:
+            return call(*args)
+        finally:
+            self._deadline = outer
 
     def _run(self, fn, *args):
         while True:

@@ -282,6 +282,9 @@ def call_before(deadline, sock, call, *args):
     """
     if deadline is None:
         return call(*args)
+    own = getattr(sock, "call_before", None)  # a TLS stream: one read may take several recv() calls
+    if own is not None:
+        return own(deadline, call, *args)
     left = deadline - time.monotonic()
     if left <= 0:
         raise TimeoutError("the time limit passed")

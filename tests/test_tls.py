@@ -6,6 +6,8 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -271,3 +273,30 @@ def test_handshake_deadline_leaves_later_reads_alone(certs):
             assert c.recv() == b"later"
         assert srv.wait_idle()
         assert not srv.errors
+
+
+def test_a_deadline_over_tls_bounds_every_recv_of_a_dripped_record(certs, leakcheck):
+    """http.Reader's deadline over a TLSStream covers each recv() of a record: a peer dripping
+    one record (a byte per 0.05 s) cannot outlast it. It used to be checked between records only."""
+    from socklab import http as H
+
+    stop, sent, record = threading.Event(), [], []
+
+    def drip(conn, server):
+        stream = tls.TLSStream(conn, certs.server_context(), server_side=True)
+        stream.do_handshake(5)
+        stream.obj.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        record.append(stream._out.read())  # one encrypted record, not yet sent
+        for i in range(len(record[0])):
+            if stop.wait(0.05):  # a slow peer on purpose: a bounded pause between bytes
+                return
+            conn.sendall(record[0][i:i + 1])
+            sent.append(i)
+
+    with socklab.Server(handler=drip, name="tls-dripper") as srv:
+        with tls.connect(srv.address, certs.client_context(), timeout=5) as c:
+            with pytest.raises(TimeoutError):
+                H.read_response(H.Reader(c, deadline=time.monotonic() + 0.5), "GET")
+            assert len(sent) < len(record[0]) - 1  # the record was still incomplete
+            stop.set()
+    socklab.stop_all()
