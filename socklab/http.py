@@ -737,20 +737,28 @@ def read_request(conn):
         body += chunk
     return request_line, headers, body[:length]
 
+def answer(conn, request):
+    request_line = request[0]
+    body = f"You sent: {request_line}\\n".encode()
+    head = (b"HTTP/1.1 200 OK\\r\\n"
+            b"Content-Type: text/plain; charset=utf-8\\r\\n"
+            + f"Content-Length: {len(body)}\\r\\n".encode()
+            + b"Connection: close\\r\\n\\r\\n")
+    # HEAD: the same head, no body (Content-Length says what GET would send)
+    conn.sendall(head if request_line.startswith("HEAD ") else head + body)
+
 with socket.create_server(("127.0.0.1", 8080)) as server:
     print("serving on http://127.0.0.1:8080/ (Ctrl-C to stop)")
     while True:
         conn, addr = server.accept()
         with conn:
             conn.settimeout(10)
-            request = read_request(conn)
-            if request is None:
-                continue
-            body = f"You sent: {request[0]}\\n".encode()
-            conn.sendall(b"HTTP/1.1 200 OK\\r\\n"
-                         b"Content-Type: text/plain; charset=utf-8\\r\\n"
-                         + f"Content-Length: {len(body)}\\r\\n".encode()
-                         + b"Connection: close\\r\\n\\r\\n" + body)
+            try:
+                request = read_request(conn)
+                if request is not None:
+                    answer(conn, request)
+            except OSError as exc:  # a silent, vanished or resetting client ends its turn only
+                print("client", addr, "failed:", exc)
 '''
 
 PLAIN_CLIENT = '''\

@@ -541,9 +541,10 @@ context.load_cert_chain("server.pem", "server.key")
 with socket.create_server(("127.0.0.1", 8443)) as listener:
     print("TLS echo server on 127.0.0.1:8443")
     conn, addr = listener.accept()
-    # The TLS handshake runs here, on the accepted socket (do_handshake_on_connect=True).
+    conn.settimeout(10)  # before wrap_socket: a client that never sends a ClientHello must not hang us
+    # The TLS handshake runs here, on the accepted socket (do_handshake_on_connect=True);
+    # the TLS socket keeps conn's timeout.
     with context.wrap_socket(conn, server_side=True) as tls:
-        tls.settimeout(10)
         print("handshake done:", tls.version(), tls.cipher()[0])
         while data := tls.recv(65536):
             tls.sendall(data)

@@ -6,6 +6,7 @@ import http.client
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -250,6 +251,46 @@ def test_plain_code_runs_end_to_end(tmp_path):
             srv.kill()
             srv.wait(5)
         srv.stdout.close()
+
+
+def test_plain_server_survives_silent_and_resetting_clients_and_answers_head(tmp_path):
+    """The printed plain server keeps serving after a client that never speaks (its timeout) and
+    one that resets mid-request, and answers HEAD without a body (RFC 9110 9.3.2)."""
+    from test_engine import read_line, reap
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    src = (H.PLAIN_SERVER.replace("8080", str(port)).replace("while True:", "for _ in range(4):")
+           .replace("conn.settimeout(10)", "conn.settimeout(0.5)"))
+    (tmp_path / "s.py").write_text(src)
+    srv = subprocess.Popen([sys.executable, "-u", str(tmp_path / "s.py")], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    try:
+        assert read_line(srv).startswith("serving on")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as silent:
+            assert silent.recv(100) == b""  # the server gave up on us after its timeout
+        assert read_line(srv).endswith("failed: timed out")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as rude:
+            rude.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert "Connection reset by peer" in read_line(srv)
+        head = raw_request(port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: 26\r\n" in head
+        assert head.endswith(b"\r\n\r\n")  # no body after the blank line
+        get = raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert get.endswith(b"\r\n\r\nYou sent: GET / HTTP/1.1\n")
+        assert srv.wait(20) == 0
+    finally:
+        reap(srv)
+
+
+def raw_request(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
 
 
 def _wakeups(thread) -> int:

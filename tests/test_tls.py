@@ -6,6 +6,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 
@@ -183,7 +184,6 @@ def test_missing_trustme_message(monkeypatch):
 def test_plain_code_runs_end_to_end(tmp_path):
     """The printed plain TLS server and client work, with files from `python -m trustme`."""
     import os
-    import sys
     made = subprocess.run([sys.executable, "-m", "trustme", "-q", "-d", str(tmp_path)], capture_output=True,
                           text=True, timeout=60)
     assert made.returncode == 0, made.stderr
@@ -206,6 +206,32 @@ def test_plain_code_runs_end_to_end(tmp_path):
             srv.kill()
             srv.wait(5)
         srv.stdout.close()
+
+
+def test_plain_server_gives_up_on_a_client_that_never_says_hello(tmp_path):
+    """The printed plain TLS server's timeout covers the handshake: a TCP client that sends no
+    ClientHello ends it with a timeout instead of blocking it for ever (timeout 10 s -> 0.5 s here)."""
+    made = subprocess.run([sys.executable, "-m", "trustme", "-q", "-d", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    src = tls.PLAIN_SERVER.replace("8443", str(port)).replace("settimeout(10)", "settimeout(0.5)")
+    (tmp_path / "s.py").write_text(src)
+    srv = subprocess.Popen([sys.executable, "-u", "s.py"], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().startswith("TLS echo server on")
+        with socket.create_connection(("127.0.0.1", port), timeout=5):  # ... and say nothing
+            assert srv.wait(10) != 0  # it gave up: no hang
+        assert "timed out" in srv.stderr.read()
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait(5)
+        srv.stdout.close()
+        srv.stderr.close()
 
 
 def test_corrupted_record_is_explained_as_tls(certs, srv):
