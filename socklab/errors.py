@@ -166,7 +166,8 @@ _BY_ERRNO = {
     errno.ECONNRESET: (
         "Connection reset by peer",
         "The peer aborted the connection (it sent a TCP RST).",
-        "The other program closed with unread data, crashed, or closed with SO_LINGER set to 0.",
+        "The other program closed (or its process died) with data it had not read yet, or closed with "
+        "SO_LINGER set to 0. (A process that dies with nothing unread closes normally: recv() gets b''.)",
         "Treat it like an end of the connection: close your socket; reconnect if you need to.",
     ),
     errno.EMSGSIZE: (
