@@ -30,7 +30,7 @@ def solution_of(ex, ns):
 
 
 # What the notebooks' first cells import: wrong solutions below use it as a learner's would.
-NOTEBOOK_IMPORTS = "import errno, os, socket, struct, threading\n"
+NOTEBOOK_IMPORTS = "import errno, os, socket, stat, struct, threading\n"
 
 
 def run(exercise_id, src=None):
@@ -243,6 +243,19 @@ WRONG = {
             def bind_unix(path):
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(path); return s
          """, "not listening"),
+        ("refused means stale, even for a regular file", """
+            def bind_unix(path):
+                if os.path.exists(path):
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                        probe.settimeout(1)
+                        try:
+                            probe.connect(path)
+                        except ConnectionRefusedError:
+                            os.unlink(path)
+                        else:
+                            raise OSError(errno.EADDRINUSE, "live", path)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(path); s.listen(); return s
+         """, "regular file, and your bind_unix deleted it"),
     ],
     "03.2": [
         ("no SO_REUSEADDR", """

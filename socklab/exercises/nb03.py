@@ -102,6 +102,31 @@ def _case_live(ctx, bind_unix):
         raise Fail("after your bind_unix, the live server no longer answers.")
 
 
+def _case_regular(ctx, bind_unix):
+    path = _path(ctx)
+    data = b"someone's notes\n"
+    with open(path, "wb") as f:
+        f.write(data)
+    try:
+        value = ctx.call(bind_unix, path, what="your bind_unix")
+    except LearnerRaised:
+        value = None
+    if value is not None:
+        _returned_socket(ctx, value)
+        raise Fail("the path held a regular file, and your bind_unix deleted it to bind there. On "
+                   "Linux, connect() to a file that is not a socket is refused too, so 'refused' "
+                   "does not prove a stale socket: check stat.S_ISSOCK(os.stat(path).st_mode) first, "
+                   "and raise for anything that is not a socket file.")
+    try:
+        with open(path, "rb") as f:
+            kept = f.read()
+    except OSError:
+        kept = None
+    if kept != data:
+        raise Fail("your bind_unix raised (right), but the regular file at the path is gone or "
+                   "changed: only remove a socket file that nobody listens on.")
+
+
 BIND_UNIX = Exercise(
     id="03.1",
     title="bind_unix",
@@ -110,12 +135,18 @@ BIND_UNIX = Exercise(
     limit=3.0,
     task="""**4. Remove only stale files** *(exercise 03.1, checked below)*. Write `bind_unix(path)` that
 binds an `AF_UNIX` stream socket to `path`, calls `listen()` and returns the socket. If the path
-exists, it first tries to connect to it (with a timeout): refused means stale, so unlink and bind;
-connected means a live server owns it, so raise an error instead (and leave its file alone). The
-check tries a free path, a stale file, and the path of a live server.""",
+exists, it must be a socket file (`stat.S_ISSOCK(os.stat(path).st_mode)`); anything else, such as
+a regular file, is not yours to delete: raise an error. For a socket file, first try to connect to
+it (with a timeout): refused means stale, so unlink and bind; connected means a live server owns
+it, so raise an error instead (and leave its file alone). The check tries a free path, a stale file,
+the path of a live server, and a regular file. (On Linux, `connect()` to a file that is not a socket
+is refused too, so "refused" alone does not prove a stale socket.)""",
     hints=[
         "Try the happy path first: `s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)`, "
         "`s.bind(path)`, `s.listen()`, `return s`. Then handle `os.path.exists(path)` before bind().",
+        "An existing path that is not a socket file is someone's data: "
+        "`if not stat.S_ISSOCK(os.stat(path).st_mode): raise FileExistsError(errno.EEXIST, "
+        "'not a socket file', path)`.",
         "To test the file, connect a *second* socket to it: `probe.settimeout(1)`, "
         "`probe.connect(path)`. `ConnectionRefusedError` means nobody listens: `os.unlink(path)`.",
         "If the probe connects, somebody listens there: close the probe and raise, e.g. "
@@ -125,6 +156,7 @@ check tries a free path, a stale file, and the path of a live server.""",
         Case("a free path: bound and listening", _case_free),
         Case("a stale file from a closed socket: removed, then bound", _case_stale),
         Case("a live server's path: an error, and the server keeps its file", _case_live),
+        Case("a regular file at the path: an error, and the file is left as it was", _case_regular),
     ],
 )
 

@@ -144,7 +144,7 @@ and a packet with its checksum filled in must give 0.""",
         Case("odd lengths", _case_odd),
         Case("carries", _case_carries),
         Case("200 random packets of 0..1500 bytes", _case_random),
-        Case("a packet with its checksum filled in sums to 0", _case_verifies),
+        Case("a packet with its checksum filled in checks out: its checksum is 0", _case_verifies),
     ],
 )
 
