@@ -16,7 +16,7 @@ import time
 
 from . import runtime
 from .config import SocketConfig, check_bound
-from .errors import ConfigError, Explanation, explain, explained, explained_as
+from .errors import ConfigError, Explanation, SocklabError, explain, explained, explained_as
 from .trace import Trace, TracedSocket
 from .runtime import Thread
 
@@ -617,11 +617,27 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+# Calls that wait for something to read: Background waits for readability itself, so stopping
+# it needs no shutdown() of a socket that another cell made and may go on using.
+_READING_CALLS = frozenset({"accept", "recv", "recvfrom", "recv_into", "recvfrom_into", "recvmsg",
+                            "recvmsg_into"})
+
+STOPPED = Explanation(
+    "Stopped before it returned",
+    "This background call was stopped (its cell ran again, or stop() or stop_all() was called) "
+    "while it was still waiting.",
+    "Stopping a waiting call ends only the wait: the socket it waited on is left as it was.",
+    "Start a new one, e.g. run its cell again.")
+
+
 class Background(_Stoppable):
     """Run one blocking call (e.g. ``sock.accept``) in a thread, so the next cell can act meanwhile.
 
-    ``result(timeout)`` waits for it (an Event, not polling). ``stop()`` wakes a call blocked on a
-    socket by shutting that socket down.
+    ``result(timeout)`` waits for it (an Event, not polling). For a reading call of a socket
+    (``accept``, ``recv``, ``recvfrom``, ...), the thread waits until the socket is readable and
+    only then calls it, so ``stop()`` (a re-run of the cell) ends the wait through a wake-up socket
+    and leaves the socket listening or connected. Another call blocked on a socket (``connect``,
+    or a function given ``wake=sock``) is woken by shutting that socket down.
     """
 
     def __init__(self, fn, *args, name: str | None = None, wake: TracedSocket | socket.socket | None = None):
@@ -629,17 +645,55 @@ class Background(_Stoppable):
         self.wake = wake if wake is not None else getattr(fn, "__self__", None)
         self._done = threading.Event()
         self._value = self._error = None
+        self._lock = threading.Lock()
+        self._wake_r = self._wake_w = None
+        self._reads = (isinstance(self.wake, (TracedSocket, socket.socket))
+                       and getattr(fn, "__self__", None) is self.wake
+                       and getattr(fn, "__name__", "") in _READING_CALLS)
+        if self._reads:
+            self._wake_r, self._wake_w = socket.socketpair()
         self._register(name)
         self._thread = Thread(target=self._run, name="socklab-background")
         self._thread.start()
 
     def _run(self):
         try:
-            self._value = self.fn(*self.args)
+            if self._wake_r is None or self._readable():
+                self._value = self.fn(*self.args)
         except BaseException as exc:  # handed to whoever calls result()
             self._error = exc
         finally:
+            with self._lock:
+                for s in (self._wake_r, self._wake_w):
+                    if s is not None:
+                        s.close()
+                self._wake_r = self._wake_w = None
             self._done.set()
+
+    def _readable(self) -> bool:
+        """Wait, within the socket's own timeout, until it can be read; False if stopped first.
+        When the timeout passes, the call is made anyway with no time left, so it times out as it
+        would have, in the trace too."""
+        real = self.wake.sock if isinstance(self.wake, TracedSocket) else self.wake
+        timeout = real.gettimeout()
+        with selectors.DefaultSelector() as sel:
+            sel.register(real, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            ready = {key.fileobj for key, _ in sel.select(timeout)}
+        if self._wake_r in ready:
+            self._error = SocklabError(STOPPED)
+            if isinstance(self.wake, TracedSocket):  # the trace says why no call follows
+                self.wake.trace.note(self.wake.side, f"background {self.fn.__name__}() stopped "
+                                     "while waiting; the socket is left as it was")
+            return False
+        if not ready and timeout:
+            real.settimeout(1e-9)  # untraced, like any bookkeeping: the call's own timeout is spent
+            try:
+                self._value = self.fn(*self.args)
+            finally:
+                real.settimeout(timeout)
+            return False
+        return True
 
     def done(self) -> bool:
         return self._done.is_set()
@@ -653,11 +707,16 @@ class Background(_Stoppable):
         return self._value
 
     def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        if not self._done.is_set() and isinstance(self.wake, (TracedSocket, socket.socket)):
-            try:
-                self.wake.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # not connected/listening any more: the call returns on its own
+        if not self._done.is_set():
+            if self._reads:
+                with self._lock:
+                    if self._wake_w is not None:  # None: the call has just returned by itself
+                        self._wake_w.send(b"x")  # a fresh socketpair always has room for one byte
+            elif isinstance(self.wake, (TracedSocket, socket.socket)):
+                try:
+                    self.wake.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # not connected/listening any more: the call returns on its own
         self._done.wait(timeout)
         runtime.unregister(self.key, self)
 
