@@ -331,8 +331,9 @@ UPPER_LINES_LIMITED = Exercise(
     task="""1. **Too long** *(exercise 06.2, checked below)*. Write `upper_lines_limited(conn, server)`: like
 `upper_lines`, it answers every line with the same line in capitals (and `b"\\n"`); but when more
 than 1024 bytes have arrived without a newline, it replies `b"ERROR line too long\\n"` and returns (the
-server closes the connection). The check sends lines split across chunks, 60 lines at once, a
-1000-byte line (fine), 2 KiB of `b"x"` with no newline, and two clients at once.""",
+server closes the connection). The check sends lines split across chunks, 60 lines in random chunks of
+1..700 bytes, 40 short lines in one write (over 1 KiB together), a 1000-byte line (fine), 2 KiB of
+`b"x"` with no newline, and two clients at once.""",
     hints=[
         "Start from `upper_lines`: a buffer `buf`, `buf += data` after each recv(), and an inner "
         "`while b'\\n' in buf:` that splits off one line at a time with `buf.split(b'\\n', 1)`.",
