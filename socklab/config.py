@@ -101,13 +101,14 @@ def can_raw() -> bool:
     return False
 
 
-def unprivileged_port_start() -> int:
-    """Lowest port a normal user may bind (Linux sysctl; 1024 elsewhere, 0 on recent macOS)."""
+def unprivileged_port_start(host: str | None = None) -> int:
+    """Lowest port a normal user may bind on ``host`` (Linux: the sysctl; elsewhere 1024, except
+    on macOS 10.14+ for all interfaces, where any port is allowed; reported, not measured here)."""
     try:
         with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
             return int(f.read())
     except (OSError, ValueError):
-        return 0 if sys.platform == "darwin" else 1024
+        return 0 if sys.platform == "darwin" and host in ("0.0.0.0", "::") else 1024
 
 
 def somaxconn() -> int | None:
@@ -179,8 +180,9 @@ def check_bound(config: "SocketConfig", address) -> None:
     raise _bad("Binding to all interfaces needs an explicit choice",
                f"host={config.host!r} resolved to {address[0]}, which means every network "
                "interface of this machine; the socket was closed again.",
-               "A server on all interfaces is reachable from other machines on the network "
-               "(on a shared JupyterHub, by other users). Lab demos only need loopback.",
+               "A server on all interfaces is reachable from other machines on the network. "
+               "Loopback keeps it on this machine (other users of a shared host can still connect: "
+               "only an AF_UNIX socket's file permissions keep them out). Lab demos only need loopback.",
                "Use the default (loopback), or pass allow_all_interfaces=True if you really "
                "want to be reachable from elsewhere.")
 
@@ -276,7 +278,7 @@ class SocketConfig:
                        "address and a port.",
                        "Pass host and port, or use family AF_UNIX for a path.")
         host = self._host(fam, warnings)
-        port = self._port(warnings) if typ != "SOCK_RAW" else 0
+        port = self._port(warnings, host) if typ != "SOCK_RAW" else 0
         return replace(self, family=fam, type=typ, host=host, port=port, path=None, backlog=backlog,
                        warnings=tuple(warnings))
 
@@ -375,11 +377,13 @@ class SocketConfig:
             return h
         if ip is not None and fam == "AF_INET" and ip.version == 6:
             raise _bad("IPv6 address on an IPv4 socket", f"{h!r} is an IPv6 address but the family "
-                       "is AF_INET; bind/connect would raise socket.gaierror (EAI_FAMILY).",
+                       "is AF_INET; bind/connect would raise socket.gaierror (EAI_ADDRFAMILY on Linux; the "
+                       "code differs between systems).",
                        "AF_INET sockets speak IPv4 only.", "Use '127.0.0.1', or family AF_INET6.")
         if ip is not None and fam == "AF_INET6" and ip.version == 4:
             raise _bad("IPv4 address on an IPv6 socket", f"{h!r} is an IPv4 address but the family "
-                       "is AF_INET6; bind/connect would raise socket.gaierror (EAI_FAMILY).",
+                       "is AF_INET6; bind/connect would raise socket.gaierror (EAI_ADDRFAMILY on Linux; the "
+                       "code differs between systems).",
                        "AF_INET6 takes IPv6 addresses; IPv4 ones appear there only as mapped "
                        "addresses such as '::ffff:127.0.0.1'.", "Use '::1', or family AF_INET.")
         if ip is None or _unspecified(ip):
@@ -388,8 +392,10 @@ class SocketConfig:
                 reads = "" if h in ALL_INTERFACES else f" (the OS reads it as {everywhere})"
                 raise _bad("Binding to all interfaces needs an explicit choice",
                            f"host={self.host!r} means every network interface of this machine{reads}.",
-                           "A server on all interfaces is reachable from other machines on the network "
-                           "(on a shared JupyterHub, by other users). Lab demos only need loopback.",
+                           "A server on all interfaces is reachable from other machines on the network. "
+                           "Loopback keeps it on this machine (other users of a shared host can still "
+                           "connect: only an AF_UNIX socket's file permissions keep them out). Lab demos "
+                           "only need loopback.",
                            "Use the default (loopback), or pass allow_all_interfaces=True if you really "
                            "want to be reachable from elsewhere.")
             warnings.append(f"listening on all interfaces ({everywhere}): reachable from other "
@@ -398,7 +404,7 @@ class SocketConfig:
         if zone is not None and not ip.is_link_local:
             raise _bad("A zone goes only with a link-local address",
                        f"host={self.host!r} adds %{zone} to {ip}, which is not link-local; the "
-                       "resolver would reject it (socket.gaierror).",
+                       "resolver rejects a named zone there (socket.gaierror) and ignores a numeric one.",
                        "The %zone part of an IPv6 address names an interface. Only link-local "
                        "addresses (fe80::/10) need one, because each interface has its own.",
                        f"Drop the zone: host={str(ip)!r}.")
@@ -426,7 +432,7 @@ class SocketConfig:
                             "has that address, and then others can reach it.")
         return h
 
-    def _port(self, warnings):
+    def _port(self, warnings, host):
         p = self.port
         if isinstance(p, str) and p.strip().isdigit():
             raise _bad("Port must be an int", f"port={p!r} is a str.",
@@ -439,12 +445,13 @@ class SocketConfig:
             raise _bad("Port out of range", f"port={p} is outside 0-65535; bind() would raise "
                        "OverflowError.", "Ports are 16-bit numbers.",
                        "Use 0 (the OS picks a free port) or a port from 1024 to 65535.")
-        start = unprivileged_port_start() if p else 0  # port 0 (the default) never needs the sysctl
+        start = unprivileged_port_start(host) if p else 0  # port 0 (the default) never needs it
         if 0 < p < start and not (hasattr(os, "geteuid") and os.geteuid() == 0):
             raise _bad("Privileged port", f"Port {p} is below {start}; bind() would raise "
                        "PermissionError (EACCES) for this user.",
                        f"Ports below {start} are reserved for root (Linux: "
-                       "net.ipv4.ip_unprivileged_port_start; macOS since 10.14 allows them).",
+                       "net.ipv4.ip_unprivileged_port_start; macOS since 10.14 allows them only on all "
+                       "interfaces, 0.0.0.0 or ::, not on 127.0.0.1).",
                        "Use port 0 or a port of 1024 and above.")
         if p:
             warnings.append(f"fixed port {p}: two servers (or two students on one host) cannot both "

@@ -116,13 +116,16 @@ _BY_ERRNO = {
     ),
     errno.EADDRINUSE: (
         "Address already in use",
-        "bind() failed: another socket already holds this address{addr}.",
+        "bind() (or listen()) failed: another socket already holds this address{addr}.",
         "A server from an earlier run (or another program) is still listening there, or the port is in "
-        "TIME_WAIT after a close and the sockets do not both set SO_REUSEADDR. For AF_UNIX, the socket "
-        "file still exists: it outlives close().",
+        "TIME_WAIT after a close and the sockets do not both set SO_REUSEADDR. For AF_UNIX, a file "
+        "already exists at that path: a running server's socket, a stale socket file (it outlives "
+        "close()), or an ordinary file or directory.",
         "Use port 0 to let the OS pick a free port; stop the old server (socklab.stop_all()); set "
-        "SO_REUSEADDR on both old and new sockets for TIME_WAIT; for AF_UNIX, remove the stale file "
-        "with os.unlink(path) before bind().",
+        "SO_REUSEADDR on both old and new sockets for TIME_WAIT. For AF_UNIX, choose another path, or "
+        "remove the file with os.unlink(path) only if it is a socket file (stat.S_ISSOCK) and "
+        "connecting to it is refused: any other file is somebody's data, and a socket that accepts "
+        "belongs to a running server.",
     ),
     errno.EADDRNOTAVAIL: (
         "Cannot assign requested address",
@@ -134,10 +137,13 @@ _BY_ERRNO = {
     ),
     errno.EACCES: (
         "Permission denied",
-        "The operating system refused to let this process use the address{addr}.",
-        "Ports below the unprivileged limit (usually 1024) need root or CAP_NET_BIND_SERVICE; "
-        "ICMP ping sockets are limited by net.ipv4.ping_group_range; broadcast needs SO_BROADCAST.",
-        "Use a port of 1024 or above, or port 0 to let the OS choose one.",
+        "The operating system refused this process access to the address{addr}.",
+        "For a port below the unprivileged limit (usually 1024), bind() needs root or "
+        "CAP_NET_BIND_SERVICE; for an AF_UNIX path, connect() needs write permission on the socket "
+        "file and bind() on its directory; sending to a broadcast address needs SO_BROADCAST.",
+        "Port: use 1024 or above, or port 0 to let the OS choose. AF_UNIX: use a path in a directory "
+        "you own (socklab's default private path); another user's socket is not yours to use. "
+        "Broadcast: sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1) before sendto().",
     ),
     errno.EPERM: (
         "Operation not permitted",
@@ -148,11 +154,12 @@ _BY_ERRNO = {
     ),
     errno.ETIMEDOUT: (
         "Connection timed out",
-        "The operation did not complete before the time limit.",
+        "The kernel gave up: nothing was acknowledged after all its retries.",
         "No answer came back: the peer's accept queue may be full (Linux drops the handshake silently), "
         "the host may be unreachable, or a firewall drops packets.",
-        "Check that the server is running and accepting; make its backlog larger or accept faster; "
-        "use a longer timeout if the peer is just slow.",
+        "Check that the server is running and accepting; make its backlog larger or accept faster. A "
+        "longer settimeout() does not help: this limit is the kernel's (for connect(), "
+        "net.ipv4.tcp_syn_retries, about 2 minutes by default on Linux).",
     ),
     errno.EPIPE: (
         "Broken pipe",
@@ -166,16 +173,21 @@ _BY_ERRNO = {
     errno.ECONNRESET: (
         "Connection reset by peer",
         "The peer aborted the connection (it sent a TCP RST).",
-        "The other program closed (or its process died) with data it had not read yet, or closed with "
-        "SO_LINGER set to 0. (A process that dies with nothing unread closes normally: recv() gets b''.)",
+        "The other side's kernel answered with a reset: its program closed (or died) with data it had "
+        "not read yet, closed with SO_LINGER set to 0, or its listening socket closed while this "
+        "connection still waited in the accept queue (never accept()ed). (An accepted connection whose "
+        "process dies with nothing unread closes normally: recv() gets b''.) On Windows a UDP socket "
+        "also raises this on recvfrom() after an earlier sendto() reached a port where nothing listens.",
         "Treat it like an end of the connection: close your socket; reconnect if you need to.",
     ),
     errno.EMSGSIZE: (
         "Message too long",
         "One datagram was larger than the protocol allows.",
-        "A UDP datagram carries at most 65507 bytes over IPv4 (65527 over IPv6); more cannot be sent in "
-        "one sendto().",
-        "Split the data into smaller datagrams (well under 1500 bytes avoids fragmentation), or use TCP.",
+        "A UDP datagram carries at most 65507 bytes over IPv4 (65527 over IPv6) on Linux; macOS refuses "
+        "more than net.inet.udp.maxdgram (9216 by default). An AF_UNIX datagram is limited by the "
+        "socket's send buffer instead (about 200 KB on Linux).",
+        "Split the data into smaller datagrams (well under 1500 bytes avoids fragmentation), or use a "
+        "stream socket (TCP or AF_UNIX SOCK_STREAM).",
     ),
     errno.EINVAL: (
         "Invalid argument",
@@ -194,9 +206,11 @@ _BY_ERRNO = {
     errno.EPROTONOSUPPORT: (
         "Protocol not supported",
         "The OS has no protocol for that family/type/protocol combination.",
-        "SOCK_RAW needs an explicit protocol such as socket.IPPROTO_ICMP; protocol 0 means "
-        "'the default', and raw IP sockets have none.",
-        "Pass a protocol: socket.socket(AF_INET, SOCK_RAW, socket.IPPROTO_ICMP).",
+        "The protocol does not fit the family and type: SOCK_STREAM carries TCP, SOCK_DGRAM UDP, "
+        "AF_UNIX takes only 0, and a raw IP socket (SOCK_RAW) has no default, so protocol 0 is "
+        "refused there (on Linux).",
+        "Leave the protocol out (0) for SOCK_STREAM, SOCK_DGRAM and AF_UNIX; for SOCK_RAW name one, "
+        "e.g. socket.socket(AF_INET, SOCK_RAW, socket.IPPROTO_ICMP).",
     ),
     errno.EAFNOSUPPORT: (
         "Address family not supported",
@@ -206,10 +220,13 @@ _BY_ERRNO = {
     ),
     errno.ENOTCONN: (
         "Socket is not connected",
-        "The call needs a connected socket.",
+        "The call needs a connected socket, and this one is not (or no longer) connected.",
         "send()/recv() on a stream socket work only after connect() (client) or on the socket "
-        "accept() returned (server), not on the listening socket.",
-        "Call connect() first, or use the connection socket returned by accept().",
+        "accept() returned (server), not on the listening socket. A connection the peer has reset is "
+        "no longer connected, so shutdown() and getpeername() fail too (on macOS shutdown() also fails "
+        "once the peer has closed).",
+        "Call connect() first, or use the socket accept() returned; if the peer already reset or "
+        "closed the connection, just close() your socket (catch OSError around shutdown()).",
     ),
     errno.EISCONN: (
         "Socket is already connected",
@@ -373,6 +390,14 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
             "refuse them); recv() times out when the peer sends nothing; UDP replies may simply be lost.",
             "Check the peer is running and actually sends; accept connections sooner or use a larger "
             "backlog; for UDP, retry after a timeout.", short, "timeout")
+    if isinstance(exc, BlockingIOError) and exc.errno == errno.EALREADY:
+        return Explanation(
+            "Connection attempt already in progress",
+            f"connect() was called again on a socket whose earlier connect() has not finished{addr}.",
+            "A connect() that timed out is not cancelled: the kernel keeps retrying the handshake on "
+            "that socket, so another connect() on it fails at once (EALREADY).",
+            "Close that socket and create a new one for every try (socket.create_connection(address, "
+            "timeout=t) does both).", short, name)
     if isinstance(exc, BlockingIOError):
         return Explanation(
             "Would block", f"The non-blocking call{where} could not complete immediately.",

@@ -55,9 +55,10 @@ def _case_listening(ctx, make_server):
         raise Fail(f"your socket is bound to {(host, port)!r} but not listening: call srv.listen() "
                    "after bind(), or clients are refused.")
     if host == "0.0.0.0":
-        raise Fail("your server listens on all interfaces ('0.0.0.0' or ''): anyone who can reach "
-                   "this machine can connect, including the other users of a shared host. Bind to "
-                   "'127.0.0.1' (loopback).")
+        raise Fail("your server listens on all interfaces ('0.0.0.0' or ''): any machine that can "
+                   "reach this one can connect. Bind to '127.0.0.1' (loopback): then only programs "
+                   "on this machine can connect (on a shared host, that still includes the other "
+                   "users).")
     if host != "127.0.0.1":
         raise Fail(f"your server is bound to {host!r}; bind it to the loopback address '127.0.0.1'.")
 

@@ -67,7 +67,8 @@ def _case_stale(ctx, bind_unix):
     except LearnerRaised as e:
         if isinstance(e.error, OSError) and e.error.errno == errno.EADDRINUSE:
             raise Fail("bind() failed with 'Address already in use': a closed socket left its file "
-                       "behind. Connect to the path first; if that is refused nobody listens, so "
+                       "behind. Check that the path is a socket file (stat.S_ISSOCK(os.stat(path)."
+                       "st_mode)), then connect to it: if that is refused nobody listens, so "
                        "os.unlink(path) and bind again.") from None
         raise Fail(f"nobody listens at the path (connecting there is refused: a stale file), but "
                    f"your bind_unix raised {type(e.error).__name__}. A stale file should be removed "
@@ -239,7 +240,7 @@ def _case_reuse_listening(ctx, reusable_server):
         value = ctx.call(reusable_server, port, what="your reusable_server")
     except LearnerRaised as e:
         if isinstance(e.error, OSError):
-            return  # right: SO_REUSEADDR never lets two sockets listen on one port
+            return  # right: SO_REUSEADDR never lets two sockets listen on one port (Linux, macOS)
         raise
     sock = _returned_socket(ctx, value, "reusable_server(port)")
     got = sock.getsockname()[1]
@@ -248,7 +249,8 @@ def _case_reuse_listening(ctx, reusable_server):
                    f"socket on port {got} instead of raising. Let the OSError reach the caller: a "
                    "server on another port is not what it asked for.")
     raise Fail(f"your socket shares port {port} with a server that is already listening there "
-               "(SO_REUSEPORT?). Use only SO_REUSEADDR, which never allows that.")
+               "(SO_REUSEPORT?). Use only SO_REUSEADDR, which never allows that on Linux and macOS "
+               "(on Windows it does; there SO_EXCLUSIVEADDRUSE prevents it).")
 
 
 REUSABLE_SERVER = Exercise(
@@ -267,7 +269,8 @@ listening on (there it must raise `OSError`).""",
         "Order matters: `socket()`, then `setsockopt(...)`, then `bind(('127.0.0.1', port))`, then "
         "`listen()`. An option set after bind() does not change how bind() went.",
         "Do not catch the OSError of bind(): when someone is listening on the port, the caller must "
-        "learn it (SO_REUSEADDR never lets two sockets listen on one port).",
+        "learn it (on Linux and macOS SO_REUSEADDR never lets two sockets listen on one port; on "
+        "Windows it does, unless the first set SO_EXCLUSIVEADDRUSE).",
     ],
     cases=[
         Case("a free port: listening, with SO_REUSEADDR", _case_reuse_free),

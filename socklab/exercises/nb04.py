@@ -86,8 +86,9 @@ then let the check compare your function with its own measurement. Then predict 
 clients get in with `listen(5)`, and check with the panel:
 `panel.run(backlog=5, clients=8, connect_timeout=0.5)`.""",
     hints=[
-        "Keep the clients in a list (`clients = []`) so they stay connected while you add more: a "
-        "client you close leaves the queue.",
+        "Keep the clients in a list (`clients = []`) so you can close them all at the end. Closing a "
+        "client early would not free its place: the kernel keeps the connection in the accept queue "
+        "until the server accept()s it.",
         "A client that does not get in does not get an error at once on Linux: its connect() waits. "
         "`c.settimeout(timeout)` before `c.connect(...)` turns that into a TimeoutError after "
         "`timeout` seconds; stop counting there.",

@@ -1,0 +1,168 @@
+"""Each explanation is checked against the real error it explains: the error is provoked on real
+loopback sockets, and the text must name the cause that produced it (and not advise what would
+not help, or would harm, there)."""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+import sys
+import tempfile
+
+import pytest
+
+import socklab
+from socklab.errors import explain
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="errno values are Linux's")
+
+
+def provoke(fn):
+    try:
+        fn()
+    except OSError as exc:
+        return exc
+    raise AssertionError("no error")
+
+
+def full_listener():
+    """A listener with backlog 0 whose one queue place is taken: a new SYN is dropped."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    filler = socket.create_connection(srv.getsockname(), timeout=5)
+    return srv, filler
+
+
+def test_connect_again_after_a_timeout_is_ealready(leakcheck):
+    """The typical wrong retry: the same socket's earlier connect() is still being retried."""
+    srv, filler = full_listener()
+    address = srv.getsockname()
+    with srv, filler, socket.socket() as c:
+        c.settimeout(0.1)
+        with pytest.raises(TimeoutError):
+            c.connect(address)
+        exc = provoke(lambda: c.connect(address))
+    assert isinstance(exc, BlockingIOError) and exc.errno == errno.EALREADY
+    e = explain(exc, address, "connect")
+    assert e.title == "Connection attempt already in progress"
+    assert "create a new one for every try" in e.fix
+
+
+def test_unix_address_in_use_does_not_advise_deleting_any_file(leakcheck, tmp_path):
+    """A regular file at the path gives the same EADDRINUSE as a stale socket file."""
+    path = tmp_path / "notes.txt"
+    path.write_text("somebody's data")
+    with socket.socket(socket.AF_UNIX) as s:
+        exc = provoke(lambda: s.bind(str(path)))
+    assert exc.errno == errno.EADDRINUSE
+    e = explain(exc, str(path), "bind")
+    assert "ordinary file" in e.why and "S_ISSOCK" in e.fix and "somebody's data" in e.fix
+
+
+def test_listen_can_be_address_in_use_too(leakcheck):
+    a, b = socket.socket(), socket.socket()
+    with a, b:
+        for s in (a, b):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        a.bind(("127.0.0.1", 0))
+        b.bind(a.getsockname())
+        a.listen()
+        exc = provoke(b.listen)
+    assert exc.errno == errno.EADDRINUSE
+    assert "bind() (or listen()) failed" in explain(exc, call="listen").what
+
+
+def test_broadcast_without_so_broadcast_is_explained_as_such(leakcheck):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        exc = provoke(lambda: s.sendto(b"x", ("255.255.255.255", 9)))
+    assert exc.errno == errno.EACCES
+    e = explain(exc, ("255.255.255.255", 9), "sendto")
+    assert "SO_BROADCAST, 1) before sendto()" in e.fix
+
+
+@pytest.mark.parametrize("family, type_, proto", [
+    (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_UDP),
+    (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_TCP),
+    (socket.AF_UNIX, socket.SOCK_STREAM, socket.IPPROTO_TCP),
+    (socket.AF_INET, socket.SOCK_RAW, 0),
+])
+def test_protocol_mismatch_is_not_sent_to_raw_sockets(family, type_, proto, leakcheck):
+    exc = provoke(lambda: socket.socket(family, type_, proto).close())
+    assert exc.errno == errno.EPROTONOSUPPORT
+    e = explain(exc, call="socket")
+    assert "SOCK_STREAM carries TCP" in e.why and "Leave the protocol out (0)" in e.fix
+
+
+def test_a_queued_client_is_reset_when_the_listener_closes(leakcheck):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    with socket.create_connection(srv.getsockname(), timeout=5) as c:
+        srv.close()  # never accepted
+        exc = provoke(lambda: c.recv(10))
+    assert isinstance(exc, ConnectionResetError)
+    assert "still waited in the accept queue" in explain(exc, call="recv").why
+
+
+def test_shutdown_after_a_reset_is_not_told_to_connect_first(leakcheck):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    with srv, socket.create_connection(srv.getsockname(), timeout=5) as c:
+        conn, _ = srv.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # an RST
+        assert isinstance(provoke(lambda: c.recv(10)), ConnectionResetError)
+        exc = provoke(lambda: c.shutdown(socket.SHUT_RDWR))
+    assert exc.errno == errno.ENOTCONN
+    e = explain(exc, call="shutdown")
+    assert "(or no longer) connected" in e.what and "just close() your socket" in e.fix
+
+
+def test_the_kernels_own_connect_timeout_is_not_fixed_by_settimeout(leakcheck):
+    """errno 110 comes from the kernel's SYN retries (one retry here: about 3 s), not settimeout()."""
+    srv, filler = full_listener()
+    address = srv.getsockname()
+    with srv, filler, socket.socket() as c:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+        c.settimeout(30)
+        exc = provoke(lambda: c.connect(address))
+    assert isinstance(exc, TimeoutError) and exc.errno == errno.ETIMEDOUT
+    e = explain(exc, address, "connect")
+    assert "kernel gave up" in e.what and "longer settimeout() does not help" in e.fix
+
+
+def test_af_unix_datagram_too_long_names_its_own_limit(leakcheck):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "r")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as r, \
+                socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            r.bind(path)
+            exc = provoke(lambda: s.sendto(b"x" * 1_000_000, path))
+    assert exc.errno == errno.EMSGSIZE
+    assert "AF_UNIX datagram is limited by the socket's send buffer" in explain(exc, call="sendto").why
+
+
+def test_family_mismatch_names_the_code_linux_raises(leakcheck):
+    with socket.socket(socket.AF_INET) as s:
+        exc = provoke(lambda: s.bind(("::1", 0)))
+    assert isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_ADDRFAMILY
+    with pytest.raises(socklab.ConfigError) as info:
+        socklab.SocketConfig(family="AF_INET", host="::1").validate()
+    assert "EAI_ADDRFAMILY" in info.value.explanation.what
+
+
+def test_a_numeric_zone_on_a_non_link_local_address_is_ignored_not_rejected(leakcheck):
+    """The zone check's text: the resolver rejects '::1%lo' but binds '::1%1'."""
+    if not socklab.runtime.has_ipv6():
+        pytest.skip("no IPv6 loopback here")
+    with socket.socket(socket.AF_INET6) as s:
+        assert isinstance(provoke(lambda: s.bind(("::1%lo", 0))), socket.gaierror)
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1%1", 0))
+    with pytest.raises(socklab.ConfigError) as info:
+        socklab.SocketConfig(family="AF_INET6", host="::1%lo").validate()
+    assert "rejects a named zone there (socket.gaierror) and ignores a numeric one" in \
+        info.value.explanation.what
