@@ -677,7 +677,10 @@ class Background(_Stoppable):
         real = self.wake.sock if isinstance(self.wake, TracedSocket) else self.wake
         timeout = real.gettimeout()
         with selectors.DefaultSelector() as sel:
-            sel.register(real, selectors.EVENT_READ)
+            try:
+                sel.register(real, selectors.EVENT_READ)
+            except ValueError:  # closed already (fd -1): the call itself raises the socket's error
+                return True
             sel.register(self._wake_r, selectors.EVENT_READ)
             ready = {key.fileobj for key, _ in sel.select(timeout)}
         if self._wake_r in ready:

@@ -104,3 +104,14 @@ def test_other_calls_are_still_woken_by_shutdown(leakcheck):
         job = socklab.Background(lambda: a.recv(100), name="bg-test/wake", wake=a)
         job.stop(timeout=5)
         assert job.result(timeout=1) == b""  # shutdown(SHUT_RDWR) ended the recv with EOF
+
+
+def test_a_closed_socket_gives_its_own_error(leakcheck):
+    """Out of order in a notebook: the socket was closed before the cell ran."""
+    srv = listener()
+    srv.close()
+    pending = socklab.Background(srv.accept, name="bg-test/closed")
+    with pytest.raises(OSError) as info:
+        pending.result(timeout=5)
+    assert info.value.errno == 9  # EBADF, as accept() on a closed socket gives
+    pending.stop()
