@@ -2,7 +2,9 @@
 
 Client sides stand left, each server side right with its accepted connections ('server/conn1')
 beside it. connect -> accept is the handshake, send/recv are arrows with a byte count and a
-preview, shutdown/close of a connected stream carry the FIN, errors are red ('!!' in text).
+preview, shutdown/close of a connected stream carry the FIN, errors are red and dashed and say
+'!! TimeoutError: ...' (never colour alone). The SVG is an image (role="img") whose <title> names
+the lifelines and whose <desc> tells every row in words, for screen readers.
 Rows are capped (``last``): a '... K earlier events' row stands for the rest.
 
 Who talks to whom is inferred from the trace: the k-th successful connect to a listener pairs
@@ -15,14 +17,15 @@ import re
 from dataclasses import dataclass
 
 from ..trace import Data, Sym, Trace
-from .html import CSS, side_colour
+from .html import CSS, SIDE_COLOURS, side_slots
 from .text import format_call, format_result
 
 LAST = 200           # rows drawn by default
 PREVIEW = 16         # bytes of payload shown on an arrow
 RECV_CALLS = ("recv", "recvfrom", "recv_into")
 SEND_CALLS = ("send", "sendall", "sendto")
-RED, INK, GREY = "#cf222e", "#1f2328", "#8c959f"
+# on the SVG's own white background: text reaches 4.5:1 (GREY, 3:1, draws lines and dots only)
+RED, INK, MUTED, GREY = "#cf222e", "#1f2328", "#57606a", "#8c959f"
 SVG_LABELS = {"connect": "connect: SYN, SYN-ACK, ACK", "accept": "accept: new socket"}  # room to explain
 
 
@@ -199,6 +202,26 @@ def _line(r: Row) -> str:
     return f"{r.src} ──{r.label}──▶ {r.dst}{err}"
 
 
+def _spoken(r: Row) -> str:
+    """One row in words for a screen reader: no arrows or box-drawing characters."""
+    label = r.label if len(r.label) <= 90 else r.label[:87] + "..."
+    err = f", error: {r.error.removeprefix('!! ')}" if r.error else ""
+    if r.dst is None:
+        return f"{r.src} {'note' if r.note else 'calls'}: {label}{err}"
+    if r.label.startswith(RECV_CALLS):
+        return f"{r.dst} receives from {r.src}: {label}{err}"
+    return f"{r.src} to {r.dst}: {label}{err}"
+
+
+def _desc(rows, sides, skipped) -> str:
+    if not rows:
+        return "no socket calls yet"
+    head = f"{len(rows)} events on {len(sides)} lifelines"
+    if skipped:
+        head += f", after {skipped} earlier events not drawn"
+    return head + ". " + "; ".join(_spoken(r) for r in rows) + "."
+
+
 def diagram_text(trace: Trace, last: int | None = LAST, peers=None) -> str:
     """The diagram as text, one event per line in order, e.g. 'client ──connect──▶ server'.
 
@@ -234,19 +257,21 @@ def diagram_svg(trace: Trace, last: int | None = LAST, peers=None) -> str:
     marks = [x[r.src] + 10 + 6.5 * (min(len(r.label), 90) + len(r.error) + 4) for r in rows if r.dst is None]
     width = int(max([pad * 2 + col * len(sides), 320] + marks))  # room for marks on the last lifeline
     height = y0 + step * len(rows) + 10
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="socklab-diagram" width="{width}" '
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="socklab-diagram" role="img" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
            f"<title>sequence diagram: {e(', '.join(sides))}</title>",
+           f"<desc>{e(_desc(rows, sides, skipped))}</desc>",
            f'<rect width="{width}" height="{height}" fill="#ffffff"/>']
+    slots = side_slots(sides)
     for s in sides:
-        c = side_colour(s, sides)
+        c = SIDE_COLOURS[slots[s]]
         out.append(f'<g class="side" data-side="{e(s)}"><rect x="{x[s] - col // 2 + 6}" y="8" '
                    f'width="{col - 12}" height="24" rx="4" fill="#ffffff" stroke="{c}" stroke-width="1.5"/>'
                    f'<text x="{x[s]}" y="24" text-anchor="middle" fill="{c}" font-weight="bold">{e(s)}</text>'
                    f'<line class="lifeline" data-side="{e(s)}" x1="{x[s]}" y1="32" x2="{x[s]}" '
                    f'y2="{height - 4}" stroke="{GREY}" stroke-dasharray="4 3"/></g>')
     if skipped:
-        out.append(f'<text x="{pad}" y="{top + 14}" fill="{GREY}" font-style="italic">'
+        out.append(f'<text x="{pad}" y="{top + 14}" fill="{MUTED}" font-style="italic">'
                    f"... {skipped} earlier events</text>")
     halo = 'paint-order="stroke" stroke="#ffffff" stroke-width="3"'  # stays legible over lifelines
     for i, r in enumerate(rows):
@@ -258,7 +283,7 @@ def diagram_svg(trace: Trace, last: int | None = LAST, peers=None) -> str:
         if r.dst is None or r.dst == r.src:
             x1 = x[r.src]
             text = f"[{label}]" if r.note else label + (f"  {r.error}" if r.error else "")
-            style = f'fill="{GREY}" font-style="italic"' if r.note else f'fill="{ink}"'
+            style = f'fill="{MUTED}" font-style="italic"' if r.note else f'fill="{ink}"'
             out.append(f'<g class="row{" error" if r.error else ""}">{tip}'
                        f'<circle cx="{x1}" cy="{y - 4}" r="3" fill="{GREY if r.note else ink}"/>'
                        f'<text x="{x1 + 7}" y="{y}" {style} {halo}>{e(text)}</text></g>')
@@ -278,12 +303,13 @@ def diagram_svg(trace: Trace, last: int | None = LAST, peers=None) -> str:
                    f'<text x="{(x1 + x2) / 2:g}" y="{y - 4}" text-anchor="middle" fill="{ink}" {halo}>'
                    f"{e(text)}</text></g>")
     if not rows:
-        out.append(f'<text x="{pad}" y="{top}" fill="{GREY}">(no socket calls yet)</text>')
+        out.append(f'<text x="{pad}" y="{top}" fill="{MUTED}">(no socket calls yet)</text>')
     out.append("</svg>")
     return "".join(out)
 
 
 def diagram_html(trace: Trace, last: int | None = LAST, peers=None, max_height: int = 600) -> str:
-    """The SVG in a scrolling box for JupyterLab (HTML output; no JavaScript)."""
+    """The SVG in a scrolling box for JupyterLab (HTML output; no JavaScript). The box stays white
+    in a dark theme: SVG presentation attributes cannot follow the theme's colours."""
     return (f'{CSS}<div class="socklab-box" style="overflow:auto;max-height:{max_height}px;'
-            f'background:#ffffff">{diagram_svg(trace, last, peers)}</div>')
+            f'color:{INK};background:#ffffff">{diagram_svg(trace, last, peers)}</div>')

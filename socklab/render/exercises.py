@@ -6,15 +6,18 @@ import re
 
 from .html import CSS
 
+# The headline says passed / not yet / not attempted; the colours (theme-aware, from
+# render.html.PALETTE via CSS) only repeat it.
 EX_CSS = """<style>
-.socklab-ex{border-left:4px solid #8c959f;background:#f6f8fa;padding:6px 10px;margin:4px 0;color:#1f2328}
-.socklab-ex.pass{border-left-color:#1a7f37;background:#f0fff4}
-.socklab-ex.fail{border-left-color:#cf222e;background:#fff5f5}
-.socklab-ex.todo{border-left-color:#bf8700;background:#fff8e5}
-.socklab-ex.hint{border-left-color:#8250df;background:#fbf8ff}
+.socklab-ex{border-left:4px solid var(--socklab-muted);background:var(--socklab-note-bg);padding:6px 10px;margin:4px 0}
+.socklab-ex.pass{border-left-color:var(--socklab-ok);background:var(--socklab-ok-bg)}
+.socklab-ex.fail{border-left-color:var(--socklab-bad);background:var(--socklab-err-bg)}
+.socklab-ex.todo{border-left-color:var(--socklab-warn);background:var(--socklab-warn-bg)}
+.socklab-ex.hint{border-left-color:var(--socklab-purple);background:var(--socklab-hint-bg)}
 .socklab-ex ul{margin:2px 0 2px 0;padding-left:20px}
-.socklab-ex .fb{color:#1f2328;margin-left:18px}
+.socklab-ex .fb{margin-left:18px}
 </style>"""
+MARKS = {"passed": "✓", "failed": "✗", "not run": "·"}
 
 
 def _inline(text: str) -> str:
@@ -35,7 +38,8 @@ def result_html(result) -> str:
     general = "".join(f"<div>{_inline(ln)}</div>" for ln in result.lines)
     rows = []
     for c in result.cases:
-        mark = {"passed": "✓", "failed": "✗", "not run": "·"}[c.status]
+        # a screen reader says the status, not 'check mark' (or nothing, for the dot)
+        mark = f'<span role="img" aria-label="{c.status}:">{MARKS[c.status]}</span>'
         suffix = " <i>(not run)</i>" if c.status == "not run" else ""
         fb = "".join(f'<div class="fb">{_inline(ln)}</div>' for ln in c.lines)
         rows.append(f"<li>{mark} {_inline(c.name)}{suffix}{fb}</li>")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 
 from .. import runtime
-from .html import CSS
+from .html import CSS, PALETTE, colour, table_html
 
 COLUMNS = ("side", "proto", "local", "remote", "state", "recv-q", "send-q", "note")
 NOTES = {
@@ -22,9 +22,8 @@ NOTES = {
     "TIME-WAIT": "closed first; no fd any more, the kernel keeps it ~60 s",
     "CLOSE": "not listening or connected (e.g. only bound); ss -ta hides it",
 }
-STATE_COLOURS = {"LISTEN": "#1f6feb", "ESTABLISHED": "#1a7f37", "CONNECTED": "#1a7f37",
-                 "TIME-WAIT": "#8250df", "SYN-SENT": "#bf8700", "SYN-RECV": "#bf8700"}
-_CLOSING = "#b35900"  # FIN-WAIT-*, CLOSE-WAIT, LAST-ACK, CLOSING
+STATE_ROLES = {"LISTEN": "info", "ESTABLISHED": "ok", "CONNECTED": "ok",  # render.html.PALETTE
+               "TIME-WAIT": "purple", "SYN-SENT": "warn", "SYN-RECV": "warn"}
 
 
 def format_addr(a) -> str:
@@ -81,26 +80,28 @@ def state_text(rows) -> str:
     return "\n".join(lines + _footer(rows))
 
 
-def _state_colour(state: str) -> str:
-    return STATE_COLOURS.get(state) or (_CLOSING if "WAIT" in state or state in ("LAST-ACK", "CLOSING")
-                                        else "#1f2328")
+def _state_colour(state: str) -> str | None:
+    """The inline colour of a state's name, or None (the text's own colour)."""
+    role = STATE_ROLES.get(state) or ("closing" if "WAIT" in state or state in ("LAST-ACK", "CLOSING")
+                                      else None)
+    return colour(role) if role else None
 
 
 def state_html(rows) -> str:
-    """The rows as an HTML table, states coloured; readable in JupyterLab's light theme."""
+    """The rows as an HTML table; each state is named, and coloured in the theme's colours."""
     e = html.escape
     body = []
     for r in rows:
         c = _cells(r)
+        ink = _state_colour(r.state)
         body.append("<tr>" + "".join(f"<td><code>{e(x)}</code></td>" for x in c[:4])
-                    + f'<td style="color:{_state_colour(r.state)}"><b>{e(c[4])}</b></td>'
+                    + (f'<td style="color:{ink}">' if ink else "<td>") + f"<b>{e(c[4])}</b></td>"
                     + "".join(f"<td>{e(x)}</td>" for x in c[5:]) + "</tr>")
     if not body:
         body.append(f'<tr><td colspan="{len(COLUMNS)}">(no sockets on this port)</td></tr>')
     foot = "".join(f"<div>{e(line)}</div>" for line in _footer(rows))
-    head = "".join(f"<th>{e(c)}</th>" for c in COLUMNS)
-    return (f'{CSS}<div class="socklab-box" style="color:#1f2328;background:#fff"><table><tr>{head}</tr>'
-            + "".join(body) + f"</table>{foot}</div>")
+    return (f'{CSS}<div class="socklab-box">{table_html("kernel socket state", COLUMNS, body)}'
+            f"{foot}</div>")
 
 
 # ---- the accept-queue gauge of a backlog experiment (socklab.backlog.BacklogResult)
@@ -142,7 +143,8 @@ def queue_gauge_text(result) -> str:
 
 
 def queue_gauge_html(result) -> str:
-    """The gauge as inline SVG: queue places filling up, the clients turned away beside them."""
+    """The gauge as inline SVG: queue places filling up, the clients turned away beside them.
+    An image for screen readers, described by the text form; a white card in any theme."""
     e = lambda s: html.escape(str(s), quote=True)  # noqa: E731
     queued, late, away = _groups(result)
     cap, filled = _slots(result, queued)
@@ -151,8 +153,10 @@ def queue_gauge_html(result) -> str:
     outside = away + [c for c in result.clients if c.outcome == "connected after accept"]
     width = 20 + (shown + (1 if cap > shown else 0)) * (box + gap) + (40 + len(outside) * (box + gap)
                                                                        if outside else 0)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{max(width, 300)}" height="104" '
-             f'font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="#ffffff"/>'
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{max(width, 300)}" height="104" '
+             f'font-family="sans-serif" font-size="11"><title>accept queue gauge</title>'
+             f"<desc>{e(queue_gauge_text(result))}</desc>"
+             f'<rect width="100%" height="100%" fill="#ffffff"/>'
              f'<text x="10" y="16" fill="#1f2328">accept queue: {cap} places'
              + ("" if result.backlog_in_force is None else f" (backlog {result.backlog_in_force} + 1)")
              + "</text>"]
@@ -173,13 +177,13 @@ def queue_gauge_html(result) -> str:
         x += 30
         parts.append(f'<text x="{x}" y="88" fill="#57606a">outside the queue</text>')
         for c in outside:
-            colour = "#1f6feb" if c.connected else "#cf222e"
+            ink = PALETTE["info" if c.connected else "bad"][0]  # light values: the card is white
             what = "got in" if c.connected else c.outcome
             parts.append(f'<rect x="{x}" y="28" width="{box}" height="40" rx="4" fill="#ffffff" '
-                         f'stroke="{colour}" stroke-dasharray="4 3"/>'
+                         f'stroke="{ink}" stroke-dasharray="4 3"/>'
                          f'<text x="{x + box / 2:g}" y="45" text-anchor="middle" fill="#1f2328">'
                          f'{e(c.side)}</text><text x="{x + box / 2:g}" y="60" text-anchor="middle" '
-                         f'fill="{colour}">{e(what)}</text>')
+                         f'fill="{ink}">{e(what)}</text>')
             x += box + gap
     parts.append("</svg>")
     caption = html.escape(queue_gauge_text(result).splitlines()[0])

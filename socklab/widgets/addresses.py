@@ -18,7 +18,7 @@ from .. import runtime
 from ..config import ALL_INTERFACES, SocketConfig
 from ..errors import ConfigError, Explanation, explain
 from ..notebook import Rich, show
-from ..render.html import explanation_html, warnings_html
+from ..render.html import colour, explanation_html, warnings_html
 from ..trace import Trace, TracedSocket
 from .base import Panel, check_choice, family_name, type_name
 
@@ -105,7 +105,7 @@ class BindExplorer(Panel):
         self.release_button.add_class("socklab-release")
         self.try_button.on_click(lambda _b: self.try_bind())
         self.release_button.on_click(lambda _b: self.release())
-        self.result = self._view("socklab-result", "<i>nothing tried yet</i>")
+        self.result = self._view("socklab-result", "<i>nothing tried yet</i>", live=True)
         self.held = self._view("socklab-held")
         self.events = self._event_log("220px")
         self.family.observe(self._family_changed, names="value")
@@ -246,7 +246,7 @@ class BindExplorer(Panel):
     def _show_result(self, att: Attempt):
         e = _html.escape
         if att.ok:
-            body = (f'<div class="socklab-box" style="border-left:4px solid #1a7f37;padding:6px 10px">'
+            body = (f'<div class="socklab-box" style="border-left:4px solid {colour("ok")};padding:6px 10px">'
                     f"<b>{e(att.side)}</b>: <code>bind({e(_show(att.address))})</code> worked: bound to "
                     f"<code>{e(_show(att.bound))}</code>{' and kept' if att.kept else ', then closed'}.</div>")
             body += warnings_html(att.warnings)

@@ -28,7 +28,7 @@ from ..backlog import BacklogResult, ClientOutcome, Sample, run_backlog_experime
 from ..errors import ConfigError
 from ..kstate import Rows, demo_state
 from ..notebook import Rich
-from ..render.html import CSS
+from ..render.html import CSS, colour, table_html
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
 from ..trace import Trace
 from .base import BackgroundPanel, bad_setting, check_choice, check_range, family_name
@@ -220,18 +220,17 @@ def _check_range(name, value, lo, hi, kinds=(int,)):
 def results_html(result: BacklogResult, times: bool = False) -> str:
     """The per-client table; ``times`` adds how long each connect() took (live view only)."""
     e = _html.escape
-    colours = {"connected": "#1a7f37", "connected after accept": "#1f6feb"}
+    roles = {"connected": "ok", "connected after accept": "info"}  # the outcome is written out too
     rows = []
     for c in result.clients:
-        colour = colours.get(c.outcome, "#cf222e")
         took = f"<td>{c.seconds:.2f} s</td>" if times and c.seconds is not None else ""
-        rows.append(f"<tr><td><code>{e(c.side)}</code></td><td style=\"color:{colour}\"><b>"
+        rows.append(f"<tr><td><code>{e(c.side)}</code></td>"
+                    f'<td style="color:{colour(roles.get(c.outcome, "bad"))}"><b>'
                     f"{e(OUTCOMES.get(c.outcome, c.outcome))}</b></td><td>{e(c.error)}</td>"
                     f"<td>{e(c.accepted_as)}</td>{took}</tr>")
-    head = "<th>client</th><th>connect()</th><th>exception</th><th>accepted as</th>" + \
-        ("<th>connect() took</th>" if times else "")
-    return (f'{CSS}<div class="socklab-box" style="color:#1f2328;background:#fff"><table>'
-            f"<tr>{head}</tr>{''.join(rows)}</table><div>{e(_summary(result))}</div></div>")
+    head = ["client", "connect()", "exception", "accepted as"] + (["connect() took"] if times else [])
+    return (f'{CSS}<div class="socklab-box">{table_html("clients of the backlog run", head, rows)}'
+            f"<div>{e(_summary(result))}</div></div>")
 
 
 def _summary(result: BacklogResult) -> str:
@@ -268,14 +267,17 @@ def chart_text(history: dict) -> str:
 
 
 def chart_svg(history: dict) -> str:
-    """The same as stacked bars (inline SVG): one bar per backlog, a dashed line at 'backlog'."""
+    """The same as stacked bars (inline SVG): one bar per backlog, a dashed line at 'backlog'.
+    An image for screen readers, described by ``chart_text``; a white card in any theme."""
     e = lambda s: _html.escape(str(s), quote=True)  # noqa: E731
     backlogs = sorted(history)
     top = max([len(history[b].clients) for b in backlogs] + [b + 1 for b in backlogs] + [1])
     unit, bar_w, step, left, base = min(18, 160 // top), 34, 74, 44, 30 + min(18, 160 // top) * top
     width, height = max(left + step * max(len(backlogs), 1) + 150, 440), base + 44
-    p = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-         'font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="#ffffff"/>',
+    p = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
+         'font-family="sans-serif" font-size="11"><title>clients connected vs backlog</title>'
+         f"<desc>{e(chart_text(history))}</desc>"
+         '<rect width="100%" height="100%" fill="#ffffff"/>',
          '<text x="6" y="14" fill="#1f2328">clients connected vs backlog</text>',
          f'<line x1="{left - 6}" y1="{base}" x2="{left + step * len(backlogs)}" y2="{base}" '
          'stroke="#8c959f"/>']
@@ -311,14 +313,15 @@ def chart_svg(history: dict) -> str:
     p.append(f'<line x1="{lx}" y1="{30 + 3 * 16 + 5}" x2="{lx + 10}" y2="{30 + 3 * 16 + 5}" '
              f'stroke="#1f2328" stroke-dasharray="3 2"/><text x="{lx + 14}" y="{30 + 3 * 16 + 9}" '
              'fill="#1f2328">the backlog value</text>')
-    p.append(f'<text x="6" y="{base + 34}" fill="#57606a">A full queue: green ends one above the '
-             'dashed line (backlog + 1, Linux).</text>')
+    p.append(f'<text x="6" y="{base + 34}" fill="#57606a">A full queue: "in the queue" ends one '
+             'above the dashed line (backlog + 1, Linux).</text>')
     return "".join(p) + "</svg>"
 
 
 def chart_html(history: dict) -> str:
     if not history:
         return ""
+    # stays white in a dark theme: SVG presentation attributes cannot follow the theme's colours
     return f'{CSS}<div class="socklab-box" style="color:#1f2328;background:#fff">{chart_svg(history)}</div>'
 
 
@@ -334,13 +337,11 @@ def sweep_text(results) -> str:
 
 def sweep_html(results) -> str:
     e = _html.escape
-    head = "".join(f"<th>{h}</th>" for h in ("backlog", "clients", "connected", "timed out",
-                                            "backlog in force", "queue holds"))
-    rows = "".join("<tr>" + "".join(f"<td>{e(str('?' if v is None else v))}</td>" for v in
-                                    (r.backlog, len(r.clients), r.connected, r.count("timed out"),
-                                     r.backlog_in_force, r.capacity)) + "</tr>" for r in results)
-    return f'{CSS}<div class="socklab-box" style="color:#1f2328;background:#fff"><table><tr>{head}</tr>' \
-        f"{rows}</table></div>"
+    head = ("backlog", "clients", "connected", "timed out", "backlog in force", "queue holds")
+    rows = ["<tr>" + "".join(f"<td>{e(str('?' if v is None else v))}</td>" for v in
+                             (r.backlog, len(r.clients), r.connected, r.count("timed out"),
+                              r.backlog_in_force, r.capacity)) + "</tr>" for r in results]
+    return f'{CSS}<div class="socklab-box">{table_html("backlog sweep", head, rows)}</div>'
 
 
 class BacklogPanel(BackgroundPanel):
@@ -380,7 +381,9 @@ class BacklogPanel(BackgroundPanel):
                                   indent=False)
         self.accept_after = W.FloatSlider(value=0.2 if accept_after is None else accept_after,
                                           min=ACCEPT_RANGE[0], max=ACCEPT_RANGE[1], step=0.1,
-                                          description="(s)", readout_format=".1f",
+                                          description="delay (s)", readout_format=".1f",
+                                          tooltip="seconds after the last client started until "
+                                                  "the server calls accept()",
                                           disabled=accept_after is None)
         self.accepts.observe(lambda ch: setattr(self.accept_after, "disabled", not ch["new"]),
                              names="value")

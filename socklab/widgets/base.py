@@ -9,11 +9,12 @@ import socket
 import threading
 
 import ipywidgets as W
+import traitlets
 
 from .. import runtime
 from ..config import SocketConfig
 from ..errors import ConfigError, Explanation, explain
-from ..render.html import CSS, explanation_html
+from ..render.html import explanation_html, warning_html
 from ..render.text import format_call, format_result
 
 
@@ -92,6 +93,23 @@ class Timeout:
         setattr(obj, self.slot, check_timeout(self.name, value))
 
 
+def _live_region(value: str, widget=None) -> str:
+    """``value`` as the browser gets it: inside a polite ARIA live region, so a screen reader reads
+    a new status or explanation without the learner moving there. (The HTML widget's own element
+    takes no ARIA attributes from Python: the region is the first element of its content.)"""
+    if not value:
+        return value
+    return f'<div role="status" aria-live="polite" aria-atomic="true">{value}</div>'
+
+
+class LiveHTML(W.HTML):
+    """An HTML view whose content is announced by screen readers when it changes. ``value`` in
+    Python stays what was set; only the copy sent to the browser is wrapped (``_live_region``)."""
+
+    value = traitlets.Unicode(help="HTML shown, announced when it changes").tag(
+        sync=True, to_json=_live_region)
+
+
 class Panel(W.VBox):
     """A VBox whose text/plain form says what the panel is, instead of ipywidgets' repr.
 
@@ -118,17 +136,20 @@ class Panel(W.VBox):
         return out
 
     def _status_alert_log(self, status: str, log_height: str | None = "240px") -> None:
-        """Make ``status`` (an HTML line, at first ``status``), ``alert`` (explanations, warnings)
-        and, unless ``log_height`` is None, ``events``: the live event log."""
-        self.status = self._view("socklab-status", status)
-        self.alert = self._view("socklab-alert")
+        """Make ``status`` (an HTML line, at first ``status``), ``alert`` (explanations, warnings),
+        both announced to screen readers when they change, and, unless ``log_height`` is None,
+        ``events``: the live event log."""
+        self.status = self._view("socklab-status", status, live=True)
+        self.alert = self._view("socklab-alert", live=True)
         if log_height is not None:
             self.events = self._event_log(log_height)
 
     @staticmethod
-    def _view(css: str, value: str = "") -> W.HTML:
-        """An HTML view with CSS class ``css`` (how tests and the browser tests find it)."""
-        view = W.HTML(value=value)
+    def _view(css: str, value: str = "", live: bool = False) -> W.HTML:
+        """An HTML view with CSS class ``css`` (how tests and the browser tests find it); ``live``:
+        a ``LiveHTML``, for what a click answers (status, alert, result). Diagrams, gauges and
+        tables are not live: read aloud on every redraw they would drown the answer."""
+        view = (LiveHTML if live else W.HTML)(value=value)
         view.add_class(css)
         return view
 
@@ -143,7 +164,8 @@ class Panel(W.VBox):
     @staticmethod
     def _event_log(height: str = "240px") -> W.Output:
         """An Output that scrolls beyond ``height``, with CSS class 'socklab-log'."""
-        log = W.Output(layout=W.Layout(max_height=height, overflow="auto", border="1px solid #ddd"))
+        log = W.Output(layout=W.Layout(max_height=height, overflow="auto",
+                                       border="1px solid var(--jp-border-color2,#e0e0e0)"))
         log.add_class("socklab-log")
         return log
 
@@ -254,7 +276,7 @@ class BackgroundPanel(Panel):
     def _refuse_if_busy(self, why: str) -> bool:
         """While a run goes on: ``why`` in the alert box, and True (the button then does nothing)."""
         if self.busy:
-            self.alert.value = f'{CSS}<div class="socklab-box socklab-warn">{_html.escape(why)}</div>'
+            self.alert.value = warning_html(_html.escape(why))
             return True
         return False
 

@@ -17,7 +17,7 @@ import ipywidgets as W
 
 from .. import framing
 from ..notebook import Rich, show
-from ..render.html import CSS
+from ..render.html import CSS, colour, table_html
 from ..servers import Client, Server
 from ..trace import Trace
 from .base import Panel, ServerPanel, check_choice, check_range
@@ -189,7 +189,7 @@ class FramingPanel(ServerPanel):
         e = _html.escape
         chunks = "".join(f"<li><code>{e(repr(c))}</code></li>" for c in r["chunks"])
         msgs = "".join(f"<li><code>{e(repr(m))}</code></li>" for m in r["messages"])
-        err = f'<div class="socklab-bad">{e(r["error"])}</div>' if r["error"] else ""
+        err = f'<div class="socklab-bad">error: {e(r["error"])}</div>' if r["error"] else ""
         self.result.value = (f'{CSS}<div class="socklab-box"><b>server recv() chunks</b><ol>{chunks}</ol>'
                              f"<b>messages decoded</b><ol>{msgs}</ol>{err}</div>")
 
@@ -223,8 +223,8 @@ class NaglePanel(Panel):
         self.buttons = self._buttons((("Run", self.run, "info"), ("Compare", self.compare, "success")))
         self.progress = W.IntProgress(value=0, min=0, max=rounds, description="round")
         self.table = self._view("socklab-nagle-table")
-        self.verdict_view = self._view("socklab-nagle-verdict")
-        self.alert = self._view("socklab-alert")
+        self.verdict_view = self._view("socklab-nagle-verdict", live=True)
+        self.alert = self._view("socklab-alert", live=True)
         super().__init__([W.HBox([self.rounds, self.size]), W.HBox([self.nodelay, self.split]),
                           W.HBox(list(self.buttons.values())), self.progress, self.alert, self.table,
                           self.verdict_view])
@@ -279,9 +279,10 @@ class NaglePanel(Panel):
             width = max(1, min(300, int(300 * m / max(framing.median(t) for t in self.results.values()))))
             rows.append(f"<tr><td>{_html.escape(label)}</td><td>{framing.fmt_time(m)}</td>"
                         f"<td>{framing.fmt_time(sum(times))}</td>"
-                        f'<td><div style="background:#1f6feb;height:10px;width:{width}px"></div></td></tr>')
-        self.table.value = (f'{CSS}<div class="socklab-box"><table><tr><th>case</th><th>median round trip'
-                            f"</th><th>all rounds</th><th></th></tr>{''.join(rows)}</table></div>")
+                        f'<td><div aria-hidden="true" style="background:{colour("info")};height:10px;'
+                        f'width:{width}px"></div></td></tr>')  # the bar repeats the median: hidden
+        head = ("case", "median round trip", "all rounds", "median, to scale")
+        self.table.value = f'{CSS}<div class="socklab-box">{table_html("round trips", head, rows)}</div>'
         self.verdict_view.value = "<br>".join(_html.escape(line) for line in self.verdicts(best))
 
     def verdicts(self, best: float | None = None) -> list:

@@ -12,6 +12,7 @@ import ipywidgets as W
 
 from ..http import Handler, request, show_bytes
 from ..notebook import Rich, show
+from ..render.html import CSS, colour
 from ..servers import Server
 from ..trace import Trace
 from .base import ServerPanel, check_choice
@@ -70,8 +71,8 @@ class HTTPPanel(ServerPanel):
             parts.append(f"--- {ex.summary()}\n>>> request\n{req}\n<<< response\n{resp}")
             html.append(f"<div><b>{_html.escape(ex.summary())}</b></div>"
                         f"<pre style='margin:2px 0'>{_html.escape(req)}</pre>"
-                        f"<pre style='margin:2px 0 8px 0;color:#05a'>{_html.escape(resp)}</pre>")
-        return Rich("\n".join(parts), "".join(html))
+                        f"<pre style='margin:2px 0 8px 0;color:{colour('info')}'>{_html.escape(resp)}</pre>")
+        return Rich("\n".join(parts), f'{CSS}<div class="socklab-box">{"".join(html)}</div>')
 
     # ---- plumbing
     def _redraw(self):

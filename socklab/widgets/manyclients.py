@@ -14,7 +14,7 @@ import ipywidgets as W
 from .. import concurrency
 from ..concurrency import STYLES
 from ..notebook import Rich
-from ..render.html import CSS
+from ..render.html import CSS, colour, table_html
 from .base import BackgroundPanel, check_choice, check_range
 from ..runtime import Thread
 
@@ -174,9 +174,8 @@ class ManyClientsPanel(BackgroundPanel):
                 f"<td>{m.mean * 1000:.1f} ms</td><td>{m.max * 1000:.1f} ms</td>"
                 f"<td>{'overlapped' if m.overlapped else 'one at a time'}"
                 f"{' (stopped early)' if m.stopped else ''}</td>"
-                + (f'<td><div style="background:#1f6feb;height:10px;width:{width}px"></div></td>'
-                   if bars else "") + "</tr>")
-        return (f'{CSS}<div class="socklab-box"><table><tr><th>style</th><th>clients</th>'
-                "<th>answered</th><th>total</th><th>mean latency</th><th>max latency</th>"
-                "<th>requests</th>" + ("<th>total time</th>" if bars else "") + "</tr>"
-                + "".join(rows) + "</table></div>")
+                + (f'<td><div aria-hidden="true" style="background:{colour("info")};height:10px;'
+                   f'width:{width}px"></div></td>' if bars else "") + "</tr>")  # the bar repeats 'total'
+        head = ["style", "clients", "answered", "total", "mean latency", "max latency", "requests"] + \
+            (["total time"] if bars else [])
+        return f'{CSS}<div class="socklab-box">{table_html("runs", head, rows)}</div>'

@@ -24,7 +24,7 @@ from .. import kstate, runtime
 from ..config import FAMILIES, SocketConfig
 from ..errors import explain
 from ..notebook import Rich, show
-from ..render.html import CSS, explanation_html
+from ..render.html import CSS, explanation_html, table_html, warning_html
 from ..trace import Trace, TracedSocket
 from .base import Panel, Timeout, check_choice, check_range, family_name, type_name
 from ..runtime import Thread
@@ -273,7 +273,7 @@ class StepPanel(Panel):
                            (self.reset_button, "reset", self.reset)):
             b.add_class("socklab-" + cls)
             b.on_click(lambda _b, fn=fn: fn())
-        self.alert = self._view("socklab-alert")
+        self.alert = self._view("socklab-alert", live=True)
         self.server_code = W.HTML(value="")
         self.client_code = W.HTML(value="")
         self.state_view = self._view("socklab-state")
@@ -432,7 +432,7 @@ class StepPanel(Panel):
 
     # ---- the machinery
     def _say(self, html_text: str):
-        self.alert.value = f'{CSS}<div class="socklab-box socklab-warn">{html_text}</div>'
+        self.alert.value = warning_html(html_text)
 
     def _step(self, side: str):
         with self._lock:
@@ -682,15 +682,15 @@ class StepPanel(Panel):
 
     def _history_html(self) -> str:
         e = _html.escape
-        bad = '<span class="socklab-bad">{}</span>'
+        bad = '<span class="socklab-bad">!! {}</span>'  # as the text form: not colour alone
         rows = "".join(
             f"<tr><td>{s.n}</td><td><b>{e(s.side)}</b></td><td><pre>{e(s.code)}</pre></td>"
             f"<td>{bad.format(e(s.error)) if s.error else e(s.result)}</td>"
             f"<td>{e(s.state)}</td></tr>" for s in self.steps)
         if not rows:
             rows = '<tr><td colspan="5"><i>no steps yet</i></td></tr>'
-        return (f'{CSS}<div class="socklab-box"><table><tr><th>#</th><th>side</th><th>Python</th>'
-                f"<th>result</th><th>kernel state after it</th></tr>{rows}</table></div>")
+        head = ("#", "side", "Python", "result", "kernel state after it")
+        return f'{CSS}<div class="socklab-box">{table_html("steps so far", head, [rows])}</div>'
 
     def _refresh(self):
         """Redraw buttons, code and state (from any thread: widget traits only)."""
