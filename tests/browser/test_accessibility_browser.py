@@ -9,31 +9,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
+from live_expect import expect
 
 TEST_DIR_IN_LAB = "_browser_tests"  # where conftest.py copies tests/browser/notebooks/
-LIVE_TIMEOUT = 20_000  # ms for a key press's result to show up in the page
 AA = 4.5
 BUTTONS = ("Start server", "Connect", "Send", "Close client", "Stop server")
-
-
-def _expect():
-    try:
-        from playwright.sync_api import expect
-    except ImportError:  # conftest's `browser` fixture pip-installs it, then skips if that failed
-        return None
-    expect.set_options(timeout=LIVE_TIMEOUT)
-    return expect
-
-
-expect = _expect()
-
-
-@pytest.fixture(autouse=True)
-def _playwright_expect(browser):
-    """Once the browser fixture has found (or installed) Playwright, make sure ``expect`` is bound."""
-    global expect
-    expect = expect or _expect()
 
 
 def open_and_run(lab, path: str):

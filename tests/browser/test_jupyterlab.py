@@ -14,31 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from live_expect import expect
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 DOCS_SCREENSHOT = ROOT / "docs" / "panel.png"
 TEST_DIR_IN_LAB = "_browser_tests"  # where conftest.py copies tests/browser/notebooks/
-LIVE_TIMEOUT = 20_000  # ms for a click's result to show up in the page
-
-
-def _expect():
-    try:
-        from playwright.sync_api import expect
-    except ImportError:  # conftest's `browser` fixture pip-installs it, then skips if that failed
-        return None
-    expect.set_options(timeout=LIVE_TIMEOUT)
-    return expect
-
-
-expect = _expect()
-
-
-@pytest.fixture(autouse=True)
-def _playwright_expect(browser):
-    """Once the browser fixture has found (or installed) Playwright, make sure ``expect`` is bound."""
-    global expect
-    expect = expect or _expect()
 
 
 # ---------------------------------------------------------------- driving an ipywidgets panel
