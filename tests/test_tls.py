@@ -181,16 +181,20 @@ def test_missing_trustme_message(monkeypatch):
         tls.Certificates()
 
 
-def test_plain_code_runs_end_to_end(tmp_path):
-    """The printed plain TLS server and client work, with files from `python -m trustme`."""
-    import os
+def trustme_files_and_port(tmp_path) -> int:
+    """`python -m trustme` in ``tmp_path`` (server.pem, server.key, client.pem); a free port."""
     made = subprocess.run([sys.executable, "-m", "trustme", "-q", "-d", str(tmp_path)], capture_output=True,
                           text=True, timeout=60)
     assert made.returncode == 0, made.stderr
-    assert {"server.pem", "server.key", "client.pem"} <= set(os.listdir(tmp_path))
+    assert {"server.pem", "server.key", "client.pem"} <= {p.name for p in tmp_path.iterdir()}
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def test_plain_code_runs_end_to_end(tmp_path):
+    """The printed plain TLS server and client work, with files from `python -m trustme`."""
+    port = trustme_files_and_port(tmp_path)
     (tmp_path / "s.py").write_text(tls.PLAIN_SERVER.replace("8443", str(port)))
     (tmp_path / "c.py").write_text(tls.PLAIN_CLIENT.replace("8443", str(port)))
     srv = subprocess.Popen([sys.executable, "-u", "s.py"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
@@ -211,12 +215,7 @@ def test_plain_code_runs_end_to_end(tmp_path):
 def test_plain_server_gives_up_on_a_client_that_never_says_hello(tmp_path):
     """The printed plain TLS server's timeout covers the handshake: a TCP client that sends no
     ClientHello ends it with a timeout instead of blocking it for ever (timeout 10 s -> 0.5 s here)."""
-    made = subprocess.run([sys.executable, "-m", "trustme", "-q", "-d", str(tmp_path)], capture_output=True,
-                          text=True, timeout=60)
-    assert made.returncode == 0, made.stderr
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = trustme_files_and_port(tmp_path)
     src = tls.PLAIN_SERVER.replace("8443", str(port)).replace("settimeout(10)", "settimeout(0.5)")
     (tmp_path / "s.py").write_text(src)
     srv = subprocess.Popen([sys.executable, "-u", "s.py"], cwd=tmp_path, stdout=subprocess.PIPE,

@@ -76,20 +76,26 @@ def _case_stale(ctx, bind_unix):
     _check_bound(ctx, value, path)
 
 
+def _must_raise(ctx, bind_unix, path, took_over: str) -> None:
+    """bind_unix(path) must raise: Fail with ``took_over`` if it returned a socket."""
+    try:
+        value = ctx.call(bind_unix, path, what="your bind_unix")
+    except LearnerRaised:
+        return
+    if value is not None:
+        _returned_socket(ctx, value)
+        raise Fail(took_over)
+
+
 def _case_live(ctx, bind_unix):
     path = _path(ctx)
     live = Server(family="AF_UNIX", path=path, name=f"exercise-live-{id(ctx)}", lifetime=60)
     live.start()
     ctx.later(live.stop)
-    try:
-        value = ctx.call(bind_unix, path, what="your bind_unix")
-    except LearnerRaised:
-        value = None
-    if value is not None:
-        _returned_socket(ctx, value)
-        raise Fail("a live server was listening at the path, and your bind_unix took it over: it "
-                   "removed the server's file and bound its own, so that server's clients can no "
-                   "longer reach it. When connect() succeeds, raise an error instead.")
+    _must_raise(ctx, bind_unix, path,
+                "a live server was listening at the path, and your bind_unix took it over: it "
+                "removed the server's file and bound its own, so that server's clients can no "
+                "longer reach it. When connect() succeeds, raise an error instead.")
     if not os.path.exists(path) or not stat.S_ISSOCK(os.stat(path).st_mode):
         raise Fail("your bind_unix raised (right), but the live server's socket file is gone: only "
                    "remove the file when connecting to it was refused.")
@@ -108,16 +114,11 @@ def _case_regular(ctx, bind_unix):
     data = b"someone's notes\n"
     with open(path, "wb") as f:
         f.write(data)
-    try:
-        value = ctx.call(bind_unix, path, what="your bind_unix")
-    except LearnerRaised:
-        value = None
-    if value is not None:
-        _returned_socket(ctx, value)
-        raise Fail("the path held a regular file, and your bind_unix deleted it to bind there. On "
-                   "Linux, connect() to a file that is not a socket is refused too, so 'refused' "
-                   "does not prove a stale socket: check stat.S_ISSOCK(os.stat(path).st_mode) first, "
-                   "and raise for anything that is not a socket file.")
+    _must_raise(ctx, bind_unix, path,
+                "the path held a regular file, and your bind_unix deleted it to bind there. On "
+                "Linux, connect() to a file that is not a socket is refused too, so 'refused' "
+                "does not prove a stale socket: check stat.S_ISSOCK(os.stat(path).st_mode) first, "
+                "and raise for anything that is not a socket file.")
     try:
         with open(path, "rb") as f:
             kept = f.read()
