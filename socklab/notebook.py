@@ -4,12 +4,14 @@ Everything shown has a text/plain form too, so notebooks read well on GitHub and
 """
 from __future__ import annotations
 
+import html
+
 from IPython import get_ipython
 from IPython.display import display
 
 from . import envcheck
 from .errors import SocklabError, explain
-from .render.html import code_html, explanation_html, transcript_html, warnings_html
+from .render.html import CSS, code_html, explanation_html, table_html, transcript_html, warnings_html
 from .render.text import side_by_side, transcript
 from .trace import Trace
 
@@ -51,9 +53,11 @@ def setup(check: bool = True):
 def environment() -> Rich:
     """What this machine allows (IPv6, AF_UNIX, raw sockets, privileged ports, backlog cap)."""
     text = envcheck.report()
-    rows = "".join(f"<tr><td>{'✅' if c.ok else '➖'}</td><td>{c.name}</td><td>{c.detail}</td></tr>"
-                   for c in envcheck.checks())
-    return Rich(text, f'<table class="socklab-box">{rows}</table>')
+    e = html.escape
+    rows = [f'<tr><td><span aria-hidden="true">{"✅" if c.ok else "➖"}</span> {"yes" if c.ok else "no"}'
+            f"</td><td>{e(c.name)}</td><td>{e(c.detail)}</td></tr>" for c in envcheck.checks()]
+    table = table_html("what this machine allows", ("allowed", "what", "details"), rows)
+    return Rich(text, f'{CSS}<div class="socklab-box">{table}</div>')
 
 
 def show(trace: Trace, order: str = "time", times: bool = False) -> Rich:

@@ -696,3 +696,13 @@ def test_side_order_is_the_old_order(leakcheck, times, last):
         assert fallback(_style(td)["color"]) == old_side_colour(side, sides), side
         seen += 1
     assert seen == len(events)
+
+
+def test_environment_report_is_a_named_table_in_words():
+    """The environment check of notebook 00: a yes/no word beside each mark (was marks only, no
+    headers, no name)."""
+    from socklab.notebook import environment
+    page = environment()._repr_mimebundle_()["text/html"]
+    assert html_problems(page) == []
+    cells = [n.text().strip() for n in dom(page).iter() if n.tag == "td"]
+    assert cells[0].endswith(("yes", "no")) and len(cells) % 3 == 0
