@@ -88,27 +88,30 @@ def _name(value, table, kind) -> str:
 
 
 def can_raw() -> bool:
-    """True when this process may open raw IP sockets (root or CAP_NET_RAW)."""
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return True
+    """True when this process may open raw IP sockets: on Linux, when it has CAP_NET_RAW (root in
+    a container that drops it has not); elsewhere, when it is root."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("CapEff:"):
                     return bool(int(line.split()[1], 16) & (1 << 13))  # CAP_NET_RAW
     except OSError:
-        return False
+        pass  # no /proc (macOS): root is what counts there
+    return hasattr(os, "geteuid") and os.geteuid() == 0
     return False
 
 
 def unprivileged_port_start(host: str | None = None) -> int:
-    """Lowest port a normal user may bind on ``host`` (Linux: the sysctl; elsewhere 1024, except
-    on macOS 10.14+ for all interfaces, where any port is allowed; reported, not measured here)."""
+    """Lowest port a normal user may bind on ``host`` (Linux: the sysctl; Windows: 0, it has no
+    privileged ports; macOS 10.14+: 0 on all interfaces, else 1024; the last two reported, not
+    measured here)."""
     try:
         with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
             return int(f.read())
     except (OSError, ValueError):
-        return 0 if sys.platform == "darwin" and host in ("0.0.0.0", "::") else 1024
+        if sys.platform == "win32" or (sys.platform == "darwin" and host in ("0.0.0.0", "::")):
+            return 0
+        return 1024
 
 
 def somaxconn() -> int | None:

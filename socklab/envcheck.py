@@ -37,23 +37,28 @@ def checks() -> list:
     out.append(Check("AF_UNIX sockets", unix, "available" if unix else
                      f"not exposed by Python on {sys.platform}: the AF_UNIX lesson needs Linux or macOS"))
     raw = can_raw()
-    out.append(Check("raw sockets (SOCK_RAW)", raw, "allowed: running as root or with CAP_NET_RAW" if raw
-                     else "not allowed for this user (normal on JupyterHub/Binder): lesson 13 explains "
-                          "instead of running"))
+    out.append(Check("raw sockets (SOCK_RAW)", raw, "allowed: this process has CAP_NET_RAW (or is root)"
+                     if raw else "not allowed: this process lacks CAP_NET_RAW (normal for learners on "
+                     "JupyterHub/Binder, and for root in containers that drop it): lesson 13 explains "
+                     "instead of running"))
     start = unprivileged_port_start()
     root = hasattr(os, "geteuid") and os.geteuid() == 0
     out.append(Check("ports below 1024", root or start == 0,
                      f"unprivileged ports start at {start}" + ("; you are root, so all are allowed"
                                                                if root else "")))
     cap = somaxconn()
-    out.append(Check("listen() backlog cap", True, f"net.core.somaxconn = {cap}" if cap else "unknown"))
+    from_proc = os.path.exists("/proc/sys/net/core/somaxconn")
+    out.append(Check("listen() backlog cap", True, "unknown" if not cap else
+                     f"net.core.somaxconn = {cap}" if from_proc else
+                     f"socket.SOMAXCONN = {cap} (a constant, not this system's limit; macOS: sysctl "
+                     "kern.ipc.somaxconn)"))
     pg = _ping_group_range()
     if pg is not None:
         lo, hi = (int(x) for x in pg.split())
-        allowed = lo <= os.getgid() <= hi
+        allowed = any(lo <= g <= hi for g in {os.getegid(), *os.getgroups()})  # any group counts
         out.append(Check("unprivileged ping sockets", allowed,
                          f"net.ipv4.ping_group_range = {pg}" + ("" if allowed else
-                                                               " (your group is outside it)")))
+                                                               " (none of your groups is inside it)")))
     return out
 
 

@@ -394,6 +394,14 @@ def _unix_name(name) -> str:
     return name.decode(errors="replace") if isinstance(name, bytes) else (name or "")
 
 
+def server_end_name(row) -> str:
+    """A server-side row with no known owner: queued for accept() (ESTABLISHED, no fd yet),
+    half-open (SYN-RECV: still in the SYN queue), or just a server end."""
+    if row.inode == 0 and row.state == "ESTABLISHED":
+        return "(in accept queue)"
+    return "(half-open)" if row.state == "SYN-RECV" else "server end"
+
+
 def _ports_of(target):
     """(ports or path, kind, trace, listener side) for a Server, Client, socket, port or ports.
 
@@ -552,8 +560,7 @@ def demo_state(target, kind: str | None = None) -> Rows:
             side, order = listener or "listener", (-1,)
         elif server_end:
             n, conn = accepted.get(peer, (None, None))
-            side = live.get(r.inode) or conn or ("(in accept queue)" if r.inode == 0 and
-                                                  r.state in ("ESTABLISHED", "SYN-RECV") else "server end")
+            side = live.get(r.inode) or conn or server_end_name(r)
             order = (n if n is not None else 1 << 20, peer, 1)
         else:
             n = accepted.get(peer, (None,))[0]

@@ -41,6 +41,15 @@ def test_waiting_clients_get_in_when_the_server_accepts(leakcheck):
     assert "client3 ──connect──▶ server" in lines
 
 
+def test_a_client_that_fitted_at_once_is_not_called_late(leakcheck):
+    """Room for all, accept() at once: a client finishing its handshake just after accept() began
+    got in on its first SYN, not on a retried one (it used to be counted 'late')."""
+    for _ in range(3):
+        r = run_backlog_experiment(3, clients=2, connect_timeout=3.0, accept_after=0)
+        assert [c.outcome for c in r.clients] == ["connected", "connected"]
+        assert "let in after accept()" not in queue_gauge_text(r)
+
+
 def test_listen_without_argument_uses_128(leakcheck):
     r = run_backlog_experiment(None, clients=2, connect_timeout=0.5)
     assert r.backlog_in_force == min(socket.SOMAXCONN, 128) == 128
@@ -66,6 +75,17 @@ def test_gauge_views(leakcheck):
     root = ET.fromstring(svg)
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "client1" in texts and "client2" in texts and "timed out" in texts
+
+
+def test_gauge_without_a_known_queue_size_does_not_call_it_full(leakcheck):
+    """Where the kernel state comes from psutil (macOS, Windows) the queue's size is unknown: the
+    gauge says so instead of drawing as many places as were filled and calling them full."""
+    import dataclasses
+    r = dataclasses.replace(run_backlog_experiment(5, clients=2, connect_timeout=0.5),
+                            backlog_in_force=None)  # capacity follows it
+    first = queue_gauge_text(r).splitlines()[0]
+    assert first == "accept queue (its size is not shown on this system): 2 waiting"
+    assert "accept queue (size not known here)" in queue_gauge_html(r)
 
 
 def test_bad_settings_are_explained():

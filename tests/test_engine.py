@@ -10,6 +10,7 @@ import io
 import ipaddress
 import json
 import os
+import shutil
 import pathlib
 import re
 import selectors
@@ -1199,3 +1200,22 @@ def test_servers_sharing_a_trace_get_their_own_side_names(leakcheck):
     again = Server(trace=t).start()  # both stopped: a new one is 'server' again (a panel's Start)
     assert again.side == "server"
     again.stop()
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root and setpriv (util-linux) to drop CAP_NET_RAW")
+def test_root_without_cap_net_raw_is_not_told_raw_sockets_are_allowed():
+    """Root in a container that drops CAP_NET_RAW (Podman's default) cannot open raw sockets:
+    socklab's check and the environment report say so (they used to trust euid 0)."""
+    code = ("import socket, socklab.config, socklab.envcheck\n"
+            "print(socklab.config.can_raw())\n"
+            "try:\n"
+            "    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()\n"
+            "    print('opened')\n"
+            "except PermissionError:\n"
+            "    print('refused')\n"
+            "print(next(c.ok for c in socklab.envcheck.checks() if c.name.startswith('raw')))\n")
+    out = subprocess.run(["setpriv", "--inh-caps=-net_raw", "--bounding-set=-net_raw", sys.executable,
+                          "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "refused", "False"]

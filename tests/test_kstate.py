@@ -303,3 +303,20 @@ def test_listening_of_a_process_that_does_not_exist_is_explained():
     with pytest.raises(ConfigError) as info:
         kstate.listening(beyond)
     assert info.value.explanation.title == "No such process"
+
+
+def test_a_half_open_connection_is_not_called_queued():
+    """TCP_DEFER_ACCEPT keeps the server end in SYN-RECV (SYN queue) although the client's
+    connect() returned: that row is '(half-open)', not '(in accept queue)'."""
+    from socklab.render.state import NOTES, note
+    with socket.socket() as srv:
+        srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        with socket.create_connection(srv.getsockname(), timeout=5):
+            rows = kstate.demo_state(srv.getsockname()[1])
+            half = [r for r in rows if r.state == "SYN-RECV"]
+            assert len(half) == 1 and half[0].side == "(half-open)"
+            assert note(half[0]) == NOTES["SYN-RECV"] and "SYN queue" in note(half[0])
+            listen = next(r for r in rows if r.state == "LISTEN")
+            assert listen.recv_q == 0  # the accept queue is empty: nothing waits for accept() yet

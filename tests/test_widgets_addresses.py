@@ -48,6 +48,21 @@ def test_reuseaddr_never_shares_a_listening_port(leakcheck):
     p.stop()
 
 
+def test_fixed_port_warning_matches_what_bind_does(leakcheck):
+    """The warning on a fixed port says what the explorer itself shows: two SO_REUSEADDR sockets
+    that do not listen share a TCP port, and UDP's port of the same number is separate (it used to
+    say only one socket at a time can use a port)."""
+    p = BindExplorer(name="t-bind")
+    first = p.try_bind(reuse=True)
+    port = first.bound[1]
+    second = p.try_bind(port=port, reuse=True)
+    third = p.try_bind(port=port, type="SOCK_DGRAM")
+    assert second.ok and third.ok and [a.bound[1] for a in (second, third)] == [port, port]
+    assert "SO_REUSEADDR or SO_REUSEPORT can allow sharing" in " ".join(second.warnings)
+    assert "TCP and UDP ports are separate" in " ".join(third.warnings)
+    p.stop()
+
+
 def test_all_interfaces_needs_the_checkbox(leakcheck):
     p = BindExplorer(name="t-bind")
     blocked = p.try_bind(host="0.0.0.0")

@@ -79,6 +79,17 @@ def test_transcript_is_stable_and_has_no_times(leakcheck):
     assert "connect() took" in panel.table.value  # the live table shows them
 
 
+def test_sweep_counts_every_client_turned_away_not_only_timeouts(leakcheck):
+    """AF_UNIX: the extra client is turned away with 'would block', not a timeout; the table's
+    'turned away' column counts it (a 'timed out' column showed 0 and lost that client)."""
+    panel = BacklogPanel(family="AF_UNIX", name="t-bl-unix-sweep")
+    results = panel.sweep(backlogs=(0, 1), connect_timeout=0.3)
+    assert [[c.outcome for c in r.clients] for r in results] == [
+        ["connected", "would block"], ["connected", "connected", "would block"]]
+    assert [ln.split()[:4] for ln in sweep_text(results).splitlines()[1:]] == [
+        ["0", "2", "1", "1"], ["1", "3", "2", "1"]]
+
+
 def test_sweep_tabulates_capacity_vs_backlog(leakcheck):
     panel = BacklogPanel(name="t-bl3")
     results = panel.sweep(connect_timeout=0.3)
@@ -87,7 +98,7 @@ def test_sweep_tabulates_capacity_vs_backlog(leakcheck):
     assert [r.connected for r in results] == [1, 2, 3, 4]
     assert all(r.count("timed out") == 1 for r in results)
     lines = sweep_text(results).splitlines()
-    assert lines[0].split() == ["backlog", "clients", "connected", "timed", "out", "backlog", "in",
+    assert lines[0].split() == ["backlog", "clients", "connected", "turned", "away", "backlog", "in",
                                 "force", "queue", "holds"]
     assert [ln.split() for ln in lines[1:]] == [
         ["0", "2", "1", "1", "0", "1"], ["1", "3", "2", "1", "1", "2"],
@@ -103,7 +114,7 @@ def test_server_accepting_lets_a_waiting_client_in(leakcheck):
     r = panel.run(backlog=0, clients=2, connect_timeout=2.5, accept_after=0.0)
     assert [c.outcome for c in r.clients] == ["connected", "connected after accept"]
     assert panel.accepts.value and panel.accept_after.value == 0.0
-    assert "got in late: a retried SYN, after accept()" in panel.table.value
+    assert "got in late: connect() waited for room (a retried SYN, about 1 s)" in panel.table.value
     assert "listen(0)  #+" in panel.transcript().text
     r2 = panel.run(accept_after=None, connect_timeout=0.3)  # None: never accept again
     assert not panel.accepts.value

@@ -13,13 +13,14 @@ from .html import CSS, PALETTE, colour, table_html
 COLUMNS = ("side", "proto", "local", "remote", "state", "recv-q", "send-q", "note")
 NOTES = {
     "SYN-SENT": "SYN sent, no answer yet",
-    "SYN-RECV": "half-open: SYN-ACK sent, waiting for the ACK",
+    "SYN-RECV": "half-open: SYN-ACK sent, handshake not complete (SYN queue, not yet in the accept queue)",
     "FIN-WAIT-1": "closed; its FIN is not acknowledged yet",
     "FIN-WAIT-2": "closed first; waiting for the peer to close",
     "CLOSE-WAIT": "peer closed (recv() gives b''); this side must close()",
     "LAST-ACK": "closed second; waiting for the last ACK",
     "CLOSING": "both sides closed at the same time",
-    "TIME-WAIT": "closed first; no fd any more, the kernel keeps it ~60 s",
+    "TIME-WAIT": "closed first; no fd any more, the kernel keeps it 2 x MSL (60 s on Linux; about 30 s "
+                 "on macOS, 120 s by default on Windows)",
     "CLOSE": "not listening or connected (e.g. only bound); ss -ta hides it",
 }
 STATE_ROLES = {"LISTEN": "info", "ESTABLISHED": "ok", "CONNECTED": "ok",  # render.html.PALETTE
@@ -46,7 +47,7 @@ def note(row) -> str:
         if row.backlog is None:
             return f"accept queue {row.recv_q}"
         return f"accept queue {row.recv_q} of {row.backlog + 1} (backlog {row.backlog}, holds backlog+1)"
-    if row.state in ("ESTABLISHED", "SYN-RECV") and row.inode == 0:
+    if row.state == "ESTABLISHED" and row.inode == 0:  # SYN-RECV rows have no fd either: not queued yet
         return "waiting in the accept queue: no fd until accept()"
     if "(in accept queue)" in row.side:
         return "connected; its server end waits for accept()"
@@ -130,8 +131,12 @@ def queue_gauge_text(result) -> str:
     held = "" if result.backlog_in_force is None else \
         f" (backlog {result.backlog_in_force} in force, holds {cap})"
     full = " (full)" if filled >= cap else ""
-    lines = [f"accept queue{held}: [{'#' * min(filled, shown)}{'.' * (shown - min(filled, shown))}]"
-             f"{more}  at most {filled} waiting{full}",
+    if result.capacity is None:  # psutil and /proc fallbacks: the queue's size cannot be read
+        first = f"accept queue (its size is not shown on this system): {filled} waiting"
+    else:
+        first = (f"accept queue{held}: [{'#' * min(filled, shown)}{'.' * (shown - min(filled, shown))}]"
+                 f"{more}  at most {filled} waiting{full}")
+    lines = [first,
              f"  in the queue (connect() succeeded, not yet accepted): {', '.join(queued) or '(none)'}"]
     if late:
         lines.append(f"  let in after accept() (a retried SYN got in): {', '.join(late)}")
@@ -157,8 +162,10 @@ def queue_gauge_html(result) -> str:
              f'font-family="sans-serif" font-size="11"><title>accept queue gauge</title>'
              f"<desc>{e(queue_gauge_text(result))}</desc>"
              f'<rect width="100%" height="100%" fill="#ffffff"/>'
-             f'<text x="10" y="16" fill="#1f2328">accept queue: {cap} places'
-             + ("" if result.backlog_in_force is None else f" (backlog {result.backlog_in_force} + 1)")
+             f'<text x="10" y="16" fill="#1f2328">'
+             + ("accept queue (size not known here)" if result.capacity is None else
+                f"accept queue: {cap} places"
+                + ("" if result.backlog_in_force is None else f" (backlog {result.backlog_in_force} + 1)"))
              + "</text>"]
     names = queued + ["?"] * filled  # the kernel may count more than we can name
     for i in range(shown):

@@ -167,8 +167,10 @@ class BindExplorer(Panel):
             return None, ()  # anything else: let the OS answer
         warnings = list(cfg.warnings)
         if isinstance(port, int) and port:
-            warnings.append(f"fixed port {port}: only one socket at a time can use it (port 0 lets the "
-                            "OS pick a free one).")
+            warnings.append(f"fixed port {port}: while a socket of the same protocol holds this address "
+                            "and port, another bind() usually fails with EADDRINUSE (SO_REUSEADDR or "
+                            "SO_REUSEPORT can allow sharing; TCP and UDP ports are separate); port 0 lets "
+                            "the OS pick a free one.")
         return None, tuple(warnings)
 
     # ---- buttons

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import ipywidgets as W
 
 from .. import runtime
-from ..backlog import BacklogResult, ClientOutcome, Sample, run_backlog_experiment
+from ..backlog import LATE, BacklogResult, ClientOutcome, Sample, run_backlog_experiment
 from ..errors import ConfigError
 from ..kstate import Rows, demo_state
 from ..notebook import Rich
@@ -45,9 +45,11 @@ _BUSY = "A run is in progress: it ends by itself within the timeout."
 
 OUTCOMES = {  # outcome of socklab.backlog -> what it means, for the results table
     "connected": "connected: waits in the accept queue",
-    "connected after accept": "got in late: a retried SYN, after accept()",
+    "connected after accept": "got in late: connect() waited for room (a retried SYN, about 1 s) "
+                              "until accept() made some",
     "timed out": "timed out: its SYN was dropped (not refused)",
-    "refused": "refused: the server answered with RST",
+    "refused": "refused: ConnectionRefusedError (TCP: the server answered with RST; AF_UNIX on "
+               "macOS/BSD: the queue was full)",
     "would block": "BlockingIOError: AF_UNIX queue full",
     "error": "error",
     "waiting": "waiting (SYN-SENT)",
@@ -327,19 +329,19 @@ def chart_html(history: dict) -> str:
 
 def sweep_text(results) -> str:
     """Capacity vs backlog, one line per run of a sweep."""
-    lines = ["backlog  clients  connected  timed out  backlog in force  queue holds"]
+    lines = ["backlog  clients  connected  turned away  backlog in force  queue holds"]
     for r in results:
         q = lambda v: "?" if v is None else str(v)  # noqa: E731 - unknown off Linux
         lines.append(f"{q(r.backlog):>7}  {len(r.clients):>7}  {r.connected:>9}  "
-                     f"{r.count('timed out'):>9}  {q(r.backlog_in_force):>16}  {q(r.capacity):>11}")
+                     f"{len(r.clients) - r.connected:>11}  {q(r.backlog_in_force):>16}  {q(r.capacity):>11}")
     return "\n".join(lines)
 
 
 def sweep_html(results) -> str:
     e = _html.escape
-    head = ("backlog", "clients", "connected", "timed out", "backlog in force", "queue holds")
+    head = ("backlog", "clients", "connected", "turned away", "backlog in force", "queue holds")
     rows = ["<tr>" + "".join(f"<td>{e(str('?' if v is None else v))}</td>" for v in
-                             (r.backlog, len(r.clients), r.connected, r.count("timed out"),
+                             (r.backlog, len(r.clients), r.connected, len(r.clients) - r.connected,
                               r.backlog_in_force, r.capacity)) + "</tr>" for r in results]
     return f'{CSS}<div class="socklab-box">{table_html("backlog sweep", head, rows)}</div>'
 
@@ -612,7 +614,8 @@ class BacklogPanel(BackgroundPanel):
                 if live["address"] is None and ev.args:
                     live["address"] = ev.args[0]
                 if ev.error is None:
-                    outcomes[ev.side] = "connected after accept" if live["accepting"] else "connected"
+                    late = live["accepting"] and ev.dt is not None and ev.dt >= LATE
+                    outcomes[ev.side] = "connected after accept" if late else "connected"
                     moment = not live["accepting"] and len(outcomes) == n and \
                         all(o == "connected" for o in outcomes.values())
                 else:

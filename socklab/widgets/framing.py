@@ -289,6 +289,9 @@ class NaglePanel(Panel):
         """One line per case, compared with the fastest: stable words, no raw times."""
         if not self.results:
             return []
+        if len(self.results) == 1:  # its own baseline: 'fast' would say nothing true
+            return [f"{label}: measured alone: press Compare (or Run another setting) to compare it"
+                    for label in self.results]
         if best is None:
             best = min(framing.median(t) for t in self.results.values())
         return [f"{label}: {ratio_words(framing.median(times), best)}" for label, times in self.results.items()]

@@ -50,8 +50,8 @@ class PingPanel(Panel):
 
     @staticmethod
     def _privilege_text() -> str:
-        return ("raw sockets: <b>allowed</b> (root or CAP_NET_RAW)" if can_raw() else
-                "raw sockets: <b>not allowed</b> for this user (no root, no CAP_NET_RAW): Ping explains why")
+        return ("raw sockets: <b>allowed</b> (this process has CAP_NET_RAW, or is root)" if can_raw() else
+                "raw sockets: <b>not allowed</b> for this process (no CAP_NET_RAW): Ping explains why")
 
     def _plain_text(self) -> str:
         return "socklab ping panel: interactive in JupyterLab; the transcript below shows a run."

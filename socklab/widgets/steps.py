@@ -120,8 +120,7 @@ def kernel_rows(where, kind: str, *, server=None, sides: dict | None = None,
         elif lport == server and r.state in _LISTENER_STATES:
             side = "server"
         elif lport == server:
-            side = conns.get(rport) or ("(in accept queue)" if r.inode == 0 and
-                                       r.state in ("ESTABLISHED", "SYN-RECV") else "server end")
+            side = conns.get(rport) or kstate.server_end_name(r)
         else:
             side = ends.get(lport, "client")
         if lport == server and (rport == 0 or r.state in _LISTENER_STATES):
