@@ -456,6 +456,10 @@ def _ports_of(target):
                 inode = None  # closed: it is gone from the kernel's table
             return inode, "unix-inode", getattr(target, "trace", None), side
         ports = {n[1] for n in names}
+        if kind == "tcp" and len(names) == 2:  # connected: seen from the server's port, one end each
+            own, peer = names[0][1], names[1][1]
+            listening = {r.local[1] for r in sockets_on_ports({own, peer}, "tcp") if r.state == "LISTEN"}
+            ports = {own} if own in listening else {peer} if peer in listening else ports
         return ports, kind, getattr(target, "trace", None), side
     return _port_set(target), "tcp", None, ""
 

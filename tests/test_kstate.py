@@ -320,3 +320,18 @@ def test_a_half_open_connection_is_not_called_queued():
             assert note(half[0]) == NOTES["SYN-RECV"] and "SYN queue" in note(half[0])
             listen = next(r for r in rows if r.state == "LISTEN")
             assert listen.recv_q == 0  # the accept queue is empty: nothing waits for accept() yet
+
+
+def test_demo_state_of_a_client_socket_names_each_end(listener):
+    """A connected client socket: its own row is the client, the accepted end the server's (both
+    rows used to be labelled 'server end')."""
+    srv = listener(1)
+    with socket.create_connection(srv.getsockname(), timeout=5) as c:
+        conn, _ = srv.accept()
+        with conn:
+            for target, mine in ((c, c.getsockname()[1]), (conn, conn.getpeername()[1])):
+                rows = kstate.demo_state(target)
+                by_local = {r.local[1]: r.side for r in rows if r.state == "ESTABLISHED"}
+                assert by_local[mine] == "client"
+                assert by_local[srv.getsockname()[1]] == "server end"
+                assert any(r.state == "LISTEN" for r in rows)
