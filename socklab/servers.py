@@ -314,6 +314,8 @@ class Server(_Stoppable):
             self._reap()
             if len(self._conns) >= self.max_connections or self._stop_flag:
                 self.trace.note(conn.side, f"over max_connections={self.max_connections}: closed")
+                if not self._stop_flag and (not self.errors or self.errors[-1][1].title != _OVER_CAP):
+                    self.errors.append((conn.side, self._over_cap()))  # once per burst, for the panel
                 conn.close()
                 return
             self.connections_served += 1
@@ -322,6 +324,17 @@ class Server(_Stoppable):
             self._conns[conn] = t
             self._threads.append(t)
         t.start()
+
+    def _over_cap(self) -> Explanation:
+        return Explanation(
+            _OVER_CAP,
+            f"The server already serves max_connections={self.max_connections} clients at once; it "
+            "closed each new connection at once (such a client's recv() gets b'', or a reset if it "
+            "had sent data).",
+            "socklab's demo servers cap their connections (one thread each), so that a shared "
+            "classroom host stays usable.",
+            "Close the clients you no longer need (a `with` block does it), or start the server with "
+            "a larger max_connections.")
 
     def _serve_conn(self, conn: TracedSocket):
         try:
@@ -621,6 +634,8 @@ def _checksum(data: bytes) -> int:
 # it needs no shutdown() of a socket that another cell made and may go on using.
 _READING_CALLS = frozenset({"accept", "recv", "recvfrom", "recv_into", "recvfrom_into", "recvmsg",
                             "recvmsg_into"})
+
+_OVER_CAP = "Too many connections at once"
 
 STOPPED = Explanation(
     "Stopped before it returned",

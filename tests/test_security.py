@@ -116,6 +116,8 @@ def test_connection_over_max_connections_is_closed(leakcheck):
         notes = [e.args[0] for e in srv.trace if e.call == "note" and "max_connections" in e.args[0]]
         assert notes == ["over max_connections=2: closed"], list(srv.trace)
         assert srv.connections_served == 2
+        side, exp = srv.errors[-1]  # what a panel shows: the refusal explained, once per burst
+        assert exp.title == "Too many connections at once" and "max_connections=2" in exp.what
         c3.close()
         freed = threading.Event()  # set when the server has closed its end of c1's connection
         watch = lambda ev: freed.set() if ev.side == "server/conn1" and ev.call == "close" else None  # noqa: E731
