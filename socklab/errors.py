@@ -316,6 +316,8 @@ def _hosts_file_versions(name: str, path: str = "/etc/hosts") -> set:
 
 def _loopback_name_one_family(address, short: str, name: str) -> Explanation | None:
     """'localhost' failing where the hosts file gives it an address of the other family only."""
+    if name not in ("EAI_NONAME", "EAI_ADDRFAMILY", "EAI_NODATA"):
+        return None  # e.g. a bad port string: the name itself was fine
     host = address[0] if isinstance(address, tuple) and address else address
     if not (isinstance(host, str) and host.lower() in LOOPBACK_NAMES):
         return None

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import ssl
 import struct
 import threading
 import time
+import weakref
 
 from . import runtime
 from .config import SocketConfig, check_bound
@@ -637,6 +639,15 @@ _READING_CALLS = frozenset({"accept", "recv", "recvfrom", "recv_into", "recvfrom
 
 _OVER_CAP = "Too many connections at once"
 
+_quick_locks: "weakref.WeakKeyDictionary[socket.socket, threading.Lock]" = weakref.WeakKeyDictionary()
+_quick_locks_lock = threading.Lock()
+
+
+def _quick_call_lock(sock: socket.socket) -> threading.Lock:
+    """The lock under which Background makes its no-wait call on ``sock``."""
+    with _quick_locks_lock:
+        return _quick_locks.setdefault(sock, threading.Lock())
+
 STOPPED = Explanation(
     "Stopped before it returned",
     "This background call was stopped (its cell ran again, or stop() or stop_all() was called) "
@@ -663,6 +674,7 @@ class Background(_Stoppable):
         self._lock = threading.Lock()
         self._wake_r = self._wake_w = None
         self._reads = (isinstance(self.wake, (TracedSocket, socket.socket))
+                       and not isinstance(self.wake, ssl.SSLSocket)  # readable TCP is not TLS data
                        and getattr(fn, "__self__", None) is self.wake
                        and getattr(fn, "__name__", "") in _READING_CALLS)
         if self._reads:
@@ -673,8 +685,7 @@ class Background(_Stoppable):
 
     def _run(self):
         try:
-            if self._wake_r is None or self._readable():
-                self._value = self.fn(*self.args)
+            self._value = self._when_readable() if self._reads else self.fn(*self.args)
         except BaseException as exc:  # handed to whoever calls result()
             self._error = exc
         finally:
@@ -685,33 +696,44 @@ class Background(_Stoppable):
                 self._wake_r = self._wake_w = None
             self._done.set()
 
-    def _readable(self) -> bool:
-        """Wait, within the socket's own timeout, until it can be read; False if stopped first.
-        When the timeout passes, the call is made anyway with no time left, so it times out as it
-        would have, in the trace too."""
+    def _when_readable(self):
+        """The call, made only once the socket is readable and then without waiting, so the thread
+        never blocks inside it and stop() always ends it. Another waiter on the same socket may take
+        the data first: then the call times out at once and the wait goes on. Within the socket's own
+        timeout; once that is spent, the call is made with no time left, so it times out as it would
+        have, in the trace too."""
         real = self.wake.sock if isinstance(self.wake, TracedSocket) else self.wake
         timeout = real.gettimeout()
+        if timeout == 0:  # non-blocking already: the call answers at once
+            return self.fn(*self.args)
+        deadline = None if timeout is None else time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
             try:
                 sel.register(real, selectors.EVENT_READ)
             except ValueError:  # closed already (fd -1): the call itself raises the socket's error
-                return True
+                return self.fn(*self.args)
             sel.register(self._wake_r, selectors.EVENT_READ)
-            ready = {key.fileobj for key, _ in sel.select(timeout)}
-        if self._wake_r in ready:
-            self._error = SocklabError(STOPPED)
-            if isinstance(self.wake, TracedSocket):  # the trace says why no call follows
-                self.wake.trace.note(self.wake.side, f"background {self.fn.__name__}() stopped "
-                                     "while waiting; the socket is left as it was")
-            return False
-        if not ready and timeout:
-            real.settimeout(1e-9)  # untraced, like any bookkeeping: the call's own timeout is spent
-            try:
-                self._value = self.fn(*self.args)
-            finally:
-                real.settimeout(timeout)
-            return False
-        return True
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready = {key.fileobj for key, _ in sel.select(left)}
+                if self._wake_r in ready:
+                    if isinstance(self.wake, TracedSocket):  # the trace says why no call follows
+                        self.wake.trace.note(self.wake.side, f"background {self.fn.__name__}() "
+                                             "stopped while waiting; the socket is left as it was")
+                    raise SocklabError(STOPPED)
+                # untraced, like any bookkeeping: a timeout of ~0 makes the call answer at once (a
+                # tiny timeout rather than 0 keeps accept()'s new socket blocking, as usual). The
+                # timeout is the socket's, shared by every thread: one such call at a time per socket.
+                with _quick_call_lock(real):
+                    real.settimeout(1e-9)
+                    try:
+                        return self.fn(*self.args)
+                    except TimeoutError:
+                        if ready and (deadline is None or time.monotonic() < deadline):
+                            continue  # another waiter took it first: wait again
+                        raise
+                    finally:
+                        real.settimeout(timeout)
 
     def done(self) -> bool:
         return self._done.is_set()
@@ -735,7 +757,9 @@ class Background(_Stoppable):
                     self.wake.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass  # not connected/listening any more: the call returns on its own
-        self._done.wait(timeout)
+        if not self._done.wait(timeout):
+            raise RuntimeError(f"background {getattr(self.fn, '__name__', 'call')}() still running after "
+                               f"{timeout} s (its socket was shut down; it ends when the call returns)")
         runtime.unregister(self.key, self)
 
 

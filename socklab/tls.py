@@ -131,7 +131,8 @@ class TLSStream:
         self.handshake_done = False
         self.key = None
         self._limit = None     # seconds the handshake may take from the peer's first byte
-        self._deadline = None  # time.monotonic() by which it must be done, once that byte came
+        self._own = None       # time.monotonic() by which the handshake must be done, once that byte came
+        self._deadline = None  # the nearest deadline for each recv(): the handshake's or a caller's
 
     # moving records
     def _flush(self):
@@ -145,8 +146,9 @@ class TLSStream:
         if not data:
             self._in.write_eof()
             return False
-        if self._limit is not None and self._deadline is None:
-            self._deadline = time.monotonic() + self._limit  # the peer's first byte: the clock starts
+        if self._limit is not None and self._own is None:
+            self._own = time.monotonic() + self._limit  # the peer's first byte: the clock starts
+            self._deadline = self._own if self._deadline is None else min(self._deadline, self._own)
         self._in.write(data)
         self.received += data
         return True
@@ -158,7 +160,7 @@ class TLSStream:
         try:
             return call_before(self._deadline, self.sock, self.sock.recv, 65536)
         except TimeoutError as exc:
-            if self._limit is None or time.monotonic() < self._deadline:
+            if self._own is None or time.monotonic() < self._own:
                 raise  # the socket's own timeout (the peer went quiet), or a caller's deadline
             raise TimeoutError(f"the TLS handshake was not done within {self._limit:g} s") from exc
 
@@ -195,11 +197,12 @@ class TLSStream:
         """Run the TLS handshake. With ``timeout``, it must be done within that many seconds of
         the peer's first byte (TimeoutError if not), so a peer that drips bytes cannot stall it;
         each wait is also bounded by the socket's own timeout."""
-        self._limit, self._deadline = timeout, None
+        outer = self._deadline  # a caller's deadline (call_before) still holds during the handshake
+        self._limit, self._own, self._deadline = timeout, None, outer
         try:
             self._run(self.obj.do_handshake)
         finally:
-            self._limit = self._deadline = None
+            self._limit, self._own, self._deadline = None, None, outer
         self.handshake_done = True
 
     def sendall(self, data) -> None:

@@ -115,3 +115,50 @@ def test_a_closed_socket_gives_its_own_error(leakcheck):
         pending.result(timeout=5)
     assert info.value.errno == 9  # EBADF, as accept() on a closed socket gives
     pending.stop()
+
+
+def test_two_waiters_on_one_socket_both_end(leakcheck):
+    """Readable is not 'mine': when another waiter takes the data first, this one waits again and
+    still stops at once (it used to block inside recv() where stop() could not reach it)."""
+    import threading
+    for _ in range(10):
+        a, b = socket.socketpair()
+        with a, b:
+            t = socklab.trace.Trace()
+            tb = socklab.trace.TracedSocket(b, trace=t, side="b")
+            tb.settimeout(5)
+            got = threading.Event()
+            t.subscribe(lambda ev: got.set() if ev.call == "recv" and ev.error is None else None)
+            jobs = [socklab.Background(tb.recv, 100, name=f"bg-test/{n}") for n in ("one", "two")]
+            a.sendall(b"only one message")
+            assert got.wait(5)
+            for job in jobs:
+                job.stop(timeout=2)  # raises if its thread did not end
+            outcomes = []
+            for job in jobs:
+                try:
+                    outcomes.append(job.result(timeout=0))
+                except SocklabError as exc:
+                    outcomes.append(exc.explanation.title)
+            assert sorted(outcomes, key=str) == ["Stopped before it returned", b"only one message"]
+
+
+def test_a_tls_socket_is_not_waited_on_by_readability(leakcheck):
+    """An SSLSocket may hold decrypted data while its TCP socket is not readable (and be readable
+    with no data for the program): its recv() is called directly, as a plain call would be."""
+    import ssl
+    trustme = pytest.importorskip("trustme", reason="socklab.tls needs trustme")
+    from socklab import tls
+    certs = tls.Certificates()
+    with tls.echo_server(certs) as srv:
+        raw = socket.create_connection(srv.address, timeout=5)
+        with certs.client_context().wrap_socket(raw, server_hostname="localhost") as cli:
+            cli.sendall(b"hello world")
+            got = b""
+            while len(got) < 5:
+                got += cli.recv(5 - len(got))
+            assert got == b"hello"
+            rest = socklab.Background(cli.recv, 100, name="bg-test/tls")
+            assert rest.result(timeout=2) == b" world"  # already decrypted, inside the SSL object
+            rest.stop()
+    assert trustme and ssl

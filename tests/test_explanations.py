@@ -166,3 +166,10 @@ def test_a_numeric_zone_on_a_non_link_local_address_is_ignored_not_rejected(leak
         socklab.SocketConfig(family="AF_INET6", host="::1%lo").validate()
     assert "rejects a named zone there (socket.gaierror) and ignores a numeric one" in \
         info.value.explanation.what
+
+
+def test_a_bad_port_string_with_localhost_is_not_blamed_on_the_hosts_file(leakcheck):
+    """gaierror for a port typed with a space: the name 'localhost' was fine."""
+    exc = provoke(lambda: socket.create_connection(("localhost", "8080 "), timeout=1).close())
+    assert isinstance(exc, socket.gaierror) and exc.errno not in (socket.EAI_NONAME,)
+    assert "has no IPv" not in explain(exc, ("localhost", "8080 "), "connect").title

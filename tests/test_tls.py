@@ -325,3 +325,33 @@ def test_a_deadline_over_tls_bounds_every_recv_of_a_dripped_record(certs, leakch
             assert len(sent) < len(record[0]) - 1  # the record was still incomplete
             stop.set()
     socklab.stop_all()
+
+
+def test_a_callers_deadline_holds_through_a_handshake(certs):
+    """call_before(deadline, do_handshake) with a server that never speaks TLS, on a socket with no
+    timeout of its own: only the caller's deadline can end the handshake (it used to be dropped)."""
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1)  # accepts in the kernel, never speaks TLS
+        t = socklab.trace.Trace()
+        sock = socklab.trace.TracedSocket.create(trace=t, side="client")
+        sock.connect(lsock.getsockname())  # no timeout: blocking
+        stream = tls.TLSStream(sock, certs.client_context(), server_side=False, server_hostname="localhost")
+        outcome = []
+
+        def handshake():
+            try:
+                stream.call_before(time.monotonic() + 0.3, stream.do_handshake, 2.0)
+            except TimeoutError as exc:
+                outcome.append(exc)
+
+        th = threading.Thread(target=handshake, daemon=True)
+        th.start()
+        th.join(10)
+        if th.is_alive():
+            sock.sock.shutdown(socket.SHUT_RDWR)  # let the thread end before failing
+            th.join(10)
+            pytest.fail("the handshake ignored the caller's deadline")
+        assert len(outcome) == 1 and "handshake was not done" not in str(outcome[0])
+        assert sock.gettimeout() is None  # put back
+        sock.close()
