@@ -10,24 +10,10 @@ from __future__ import annotations
 import re
 
 from live_expect import expect
+from test_jupyterlab import TEST_DIR_IN_LAB, lab_panel, open_and_run
 
-TEST_DIR_IN_LAB = "_browser_tests"  # where conftest.py copies tests/browser/notebooks/
 AA = 4.5
 BUTTONS = ("Start server", "Connect", "Send", "Close client", "Stop server")
-
-
-def open_and_run(lab, path: str):
-    lab.open(path)
-    lab.run_all()
-    errors = lab.errors()
-    assert not errors, f"{path}: cells raised in JupyterLab:\n" + "\n".join(errors)
-
-
-def lab_panel(page):
-    """The first LabPanel on the page (it has the Start server button)."""
-    panel = page.locator(".socklab-panel", has=page.locator("button.socklab-start-server")).first
-    expect(panel).to_be_visible()
-    return panel
 
 
 # For each element inside a .socklab-box (SVG images aside: their colours are checked in
