@@ -648,6 +648,7 @@ def _quick_call_lock(sock: socket.socket) -> threading.Lock:
     with _quick_locks_lock:
         return _quick_locks.setdefault(sock, threading.Lock())
 
+
 STOPPED = Explanation(
     "Stopped before it returned",
     "This background call was stopped (its cell ran again, or stop() or stop_all() was called) "
@@ -663,7 +664,8 @@ class Background(_Stoppable):
     (``accept``, ``recv``, ``recvfrom``, ...), the thread waits until the socket is readable and
     only then calls it, so ``stop()`` (a re-run of the cell) ends the wait through a wake-up socket
     and leaves the socket listening or connected. Another call blocked on a socket (``connect``,
-    or a function given ``wake=sock``) is woken by shutting that socket down.
+    a TLS socket's ``recv``, or a function given ``wake=sock``) is woken by shutting that socket
+    down; ``stop()`` raises RuntimeError if the call still runs after its timeout.
     """
 
     def __init__(self, fn, *args, name: str | None = None, wake: TracedSocket | socket.socket | None = None):
