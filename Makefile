@@ -13,8 +13,10 @@ $(BIN)/.socklab-installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# As root (a container, a CI machine) JupyterLab refuses to start without --allow-root.
+# LAB_ARGS: more options, e.g. LAB_ARGS="--no-browser --ServerApp.port=8899".
 lab: $(BIN)/.socklab-installed
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $$(test "$$(id -u)" = 0 && echo --allow-root) $(LAB_ARGS)
 
 test: $(BIN)/.socklab-installed
 	bash tools/system-deps.sh

@@ -201,3 +201,68 @@ def test_notebook_cells_profile_runs_a_notebook():
     assert n_cells > 10 and next(ln for ln in lines if ln.startswith("all ")).split()[1] == str(n_cells)
     slowest = lines[lines.index(next(ln for ln in lines if ln.startswith("the 3 slowest"))) + 1:]
     assert len(slowest) == 3 and all(re.match(r"\s+\d+\.\d{3}s  01\[\d+\]", ln) for ln in slowest), slowest
+
+
+def test_make_lab_starts_jupyterlab_on_the_notebooks():
+    """The README's first command, run for real (also as root, where JupyterLab needs
+    --allow-root): the server comes up and lists the notebooks."""
+    import json
+    import selectors
+    import socket
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    import psutil
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} --ServerApp.port_retries=0 " \
+           "--IdentityProvider.token=socklab-test"
+    proc = subprocess.Popen(["make", "--no-print-directory", "lab", f"LAB_ARGS={args}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 120
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while f"127.0.0.1:{port}/lab".encode() not in seen:
+                left = deadline - time.monotonic()
+                assert left > 0 and sel.select(left), f"JupyterLab did not start: {seen[-2000:]!r}"
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, f"make lab ended: {seen[-2000:]!r}"
+                seen += chunk
+            # jupyter_server prints its URL one event-loop turn before it binds the port
+            # (serverapp.py: _bind_http_server is an io_loop callback), and binding prints nothing:
+            # a refused first request is retried, each wait also ending on the server's next output.
+            url = f"http://127.0.0.1:{port}/api/contents?token=socklab-test"
+            no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, direct
+            while True:
+                try:
+                    with no_proxy.open(url, timeout=30) as r:
+                        names = {item["name"] for item in json.load(r)["content"]}
+                    break
+                except urllib.error.URLError as exc:
+                    if not isinstance(exc.reason, ConnectionRefusedError) or time.monotonic() > deadline:
+                        raise
+                    if sel.select(0.05):
+                        chunk = os.read(proc.stdout.fileno(), 65536)
+                        assert chunk, f"make lab ended: {seen[-2000:]!r}"
+                        seen += chunk
+        assert "00-using-the-lab.ipynb" in names and "13-raw-sockets-and-icmp.ipynb" in names
+    finally:
+        # make, and jupyter under it: SIGTERM lets jupyter shut down; the wait is on the processes
+        tree = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
+        for p in tree:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                continue  # already gone
+        _, alive = psutil.wait_procs(tree, timeout=30)
+        for p in alive:
+            p.kill()
+        psutil.wait_procs(alive, timeout=10)
+        proc.wait(10)
+        proc.stdout.close()
