@@ -114,10 +114,13 @@ def unprivileged_port_start(host: str | None = None) -> int:
         return 1024
 
 
+SOMAXCONN_SYSCTL = "/proc/sys/net/core/somaxconn"  # Linux; elsewhere only socket.SOMAXCONN
+
+
 def somaxconn() -> int | None:
     """The kernel's cap on listen() backlogs, where it can be read."""
     try:
-        with open("/proc/sys/net/core/somaxconn") as f:
+        with open(SOMAXCONN_SYSCTL) as f:
             return int(f.read())
     except (OSError, ValueError):
         return getattr(socket, "SOMAXCONN", None)

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 
 from . import runtime
-from .config import can_raw, somaxconn, unprivileged_port_start
+from .config import SOMAXCONN_SYSCTL, can_raw, somaxconn, unprivileged_port_start
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def checks() -> list:
                      f"unprivileged ports start at {start}" + ("; you are root, so all are allowed"
                                                                if root else "")))
     cap = somaxconn()
-    from_proc = os.path.exists("/proc/sys/net/core/somaxconn")
+    from_proc = os.path.exists(SOMAXCONN_SYSCTL)
     out.append(Check("listen() backlog cap", True, "unknown" if not cap else
                      f"net.core.somaxconn = {cap}" if from_proc else
                      f"socket.SOMAXCONN = {cap} (a constant, not this system's limit; macOS: sysctl "
