@@ -22,14 +22,21 @@ def listening(sock) -> bool:
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
 
 
+def connect_and_collect(srv, job):
+    """A client connects to ``srv``; ``job`` (a background accept) returns its connection, which is
+    closed here. Returns (the address accept() gave, the client's own address)."""
+    with socket.create_connection(srv.getsockname(), timeout=5) as c:
+        conn, addr = job.result(timeout=5)
+        conn.close()
+        return addr, c.getsockname()
+
+
 def test_accept_in_the_background_returns_the_connection(leakcheck):
     srv = listener()
     pending = socklab.Background(srv.accept, name="bg-test/accept")
     assert not pending.done()
-    with socket.create_connection(srv.getsockname(), timeout=5) as c:
-        conn, addr = pending.result(timeout=5)
-        assert addr == c.getsockname()
-        conn.close()
+    addr, client = connect_and_collect(srv, pending)
+    assert addr == client
     pending.stop()
     srv.close()
 
@@ -48,9 +55,7 @@ def test_stopping_a_waiting_accept_leaves_the_listener_listening(leakcheck):
                                                                   "note"]
     assert "stopped while waiting" in list(srv.trace)[-1].args[0]
     new = socklab.Background(srv.accept, name="bg-test/accept")  # what re-running the cell does
-    with socket.create_connection(srv.getsockname(), timeout=5):
-        conn, _ = new.result(timeout=5)
-        conn.close()
+    connect_and_collect(srv, new)
     new.stop()
     srv.close()
 
@@ -60,9 +65,7 @@ def test_rerunning_registers_stops_the_old_wait_only(leakcheck):
     first = socklab.Background(srv.accept, name="bg-test/same-cell")
     second = socklab.Background(srv.accept, name="bg-test/same-cell")  # the registry stops `first`
     assert first.done() and not second.done() and listening(srv)
-    with socket.create_connection(srv.getsockname(), timeout=5):
-        conn, _ = second.result(timeout=5)
-        conn.close()
+    connect_and_collect(srv, second)
     second.stop()
     srv.close()
 
