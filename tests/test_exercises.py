@@ -646,6 +646,14 @@ def recv_msg(sock):
             "context = ssl.create_default_context(cafile=ca_file)   # verifies the chain and the name",
             "context = ssl.create_default_context(cafile=ca_file)\n    context.check_hostname = False"),
          "did not check the name"),
+        ("wraps the verification error", source("12.1").replace(
+            "        with context.wrap_socket(raw, server_hostname=hostname) as tls:",
+            "        try:\n"
+            "            tls = context.wrap_socket(raw, server_hostname=hostname)\n"
+            "        except ssl.SSLCertVerificationError as e:\n"
+            "            raise ssl.SSLError('could not connect securely') from e\n"
+            "        with tls:"),
+         "let that exception through"),
     ],
     "13.1": [
         ("no complement", source("13.1").replace("return ~total & 0xFFFF", "return total"),
