@@ -159,10 +159,10 @@ def _write_settings(settings_dir: Path, config_dir: Path):
 
 def _stop_process_tree(proc: subprocess.Popen):
     """SIGTERM jupyter (it shuts its kernels down), then kill whatever of its tree is left."""
+    import psutil
     try:
-        import psutil
         tree = psutil.Process(proc.pid).children(recursive=True)
-    except Exception:  # psutil missing or the process already gone: plain terminate/kill below
+    except psutil.NoSuchProcess:  # jupyter already exited: its children cannot be found through it
         tree = []
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -171,13 +171,15 @@ def _stop_process_tree(proc: subprocess.Popen):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(STOP_DEADLINE)
-    for child in tree:
+    _, alive = psutil.wait_procs(tree, timeout=0)
+    for child in alive:
         try:
-            if child.is_running():
-                child.kill()
-                child.wait(STOP_DEADLINE)
-        except Exception:
-            pass  # it exited between the check and the kill
+            child.kill()
+        except psutil.NoSuchProcess:  # it exited between the check and the kill
+            continue
+    _, alive = psutil.wait_procs(alive, timeout=STOP_DEADLINE)
+    if alive:
+        raise RuntimeError(f"processes left behind by jupyter lab survived SIGKILL: {alive}")
 
 
 @pytest.fixture(scope="module")
