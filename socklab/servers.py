@@ -7,6 +7,8 @@ removed). Both are context managers. Knows nothing of Jupyter.
 """
 from __future__ import annotations
 
+import collections
+import dataclasses
 import os
 import selectors
 import socket
@@ -166,6 +168,8 @@ class Server(_Stoppable):
         self._conn_done = threading.Condition(self._lock)
         self._bound_path: str | None = None
         self.connections_served = 0
+        # (when, peer address) of connections closed over max_connections, for the clients' side
+        self._turned_away: collections.deque = collections.deque(maxlen=64)
 
     @property
     def warnings(self):
@@ -316,6 +320,7 @@ class Server(_Stoppable):
             self._reap()
             if len(self._conns) >= self.max_connections or self._stop_flag:
                 self.trace.note(conn.side, f"over max_connections={self.max_connections}: closed")
+                self._turned_away.append((time.monotonic(), addr))  # before the close the client sees
                 if not self._stop_flag and (not self.errors or self.errors[-1][1].title != _OVER_CAP):
                     self.errors.append((conn.side, self._over_cap()))  # once per burst, for the panel
                 conn.close()
@@ -337,6 +342,18 @@ class Server(_Stoppable):
             "classroom host stays usable.",
             "Close the clients you no longer need (a `with` block does it), or start the server with "
             "a larger max_connections.")
+
+    def turned_away(self, address, since: float = 0.0) -> bool:
+        """Whether this server closed, over max_connections, the connection from ``address`` (a
+        client's local address). An unbound AF_UNIX client has no address: then any connection it
+        closed after ``since`` (a ``time.monotonic()`` value) counts."""
+        for when, peer in list(self._turned_away):
+            if peer or address:
+                if _same_address(peer, address):
+                    return True
+            elif when >= since:
+                return True
+        return False
 
     def _serve_conn(self, conn: TracedSocket):
         try:
@@ -417,6 +434,9 @@ class Client(_Stoppable):
     def __init__(self, target=None, config: SocketConfig | None = None, *, trace: Trace | None = None,
                  name: str | None = None, side: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                  **config_kw):
+        self._server = target if isinstance(target, Server) else None
+        self._connect_started = 0.0
+        self._said_turned_away = False
         if isinstance(target, Server):
             config = config or target.config
             trace = trace if trace is not None else target.trace
@@ -439,7 +459,44 @@ class Client(_Stoppable):
         try:
             return fn(*args, **kw)
         except Exception as exc:
+            if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and self._was_turned_away():
+                own = explain(exc, call=call)
+                raise explained_as(exc, dataclasses.replace(self._turned_away_explanation(),
+                                                            error=own.error, code=own.code)) from None
             raise explained(exc, self.target if call in ("connect", "sendto") else None, call) from None
+
+    def _was_turned_away(self) -> bool:
+        """Whether the socklab server this client targets closed its connection over max_connections."""
+        if self._server is None or self.sock is None or not self.config.stream:
+            return False
+        try:
+            local = self.sock.getsockname()
+        except OSError:  # already closed: nothing more to explain
+            return False
+        return self._server.turned_away(local, self._connect_started)
+
+    def _turned_away_explanation(self) -> Explanation:
+        n = self._server.max_connections
+        return Explanation(
+            _OVER_CAP,
+            f"The server already served max_connections={n} clients at once, so it closed this "
+            "connection as soon as it accepted it: connect() succeeded (the kernel completed the "
+            "handshake), then recv() got b'' (or a reset, where data was sent and never read).",
+            "socklab's demo servers cap their connections (one thread each) so that a shared "
+            "classroom host stays usable. With plain sockets a client cannot tell this from any other "
+            "close: socklab knows only because it runs the server too.",
+            "Close the clients you no longer need (a `with` block does it), or start the server with "
+            "a larger max_connections.")
+
+    def _note_turned_away(self) -> bool:
+        """On an end of stream: say once, in the trace, why the server closed (if it was the cap)."""
+        if not self._was_turned_away():
+            return False
+        if not self._said_turned_away:
+            self._said_turned_away = True
+            self.trace.note(self.side, f"the server closed this connection at once: it already served "
+                                       f"max_connections={self._server.max_connections} clients")
+        return True
 
     def open(self) -> "Client":
         """Create the socket and set its timeout (no connect yet)."""
@@ -459,6 +516,7 @@ class Client(_Stoppable):
     def connect(self) -> "Client":
         """socket() + settimeout() + connect(). For datagram sockets connect() only fixes the peer."""
         self.open()
+        self._connect_started = time.monotonic()  # the server may turn it away before connect returns
         self._call("connect", self.sock.connect, self.target)
         return self
 
@@ -472,14 +530,18 @@ class Client(_Stoppable):
         return self._call("sendto", self._sock().sendto, data, address or self.target)
 
     def recv(self, bufsize: int = 65536) -> bytes:
-        return self._call("recv", self._sock().recv, bufsize)
+        data = self._call("recv", self._sock().recv, bufsize)
+        if not data and self.config.stream:
+            self._note_turned_away()
+        return data
 
     def recvfrom(self, bufsize: int = 65536):
         return self._call("recvfrom", self._sock().recvfrom, bufsize)
 
     def request(self, data: bytes, expect: int | None = None) -> bytes:
         """Send ``data`` and read the reply: for streams, until ``expect`` bytes (default: as many as
-        were sent, right for echo) or end of stream; for datagrams, one datagram."""
+        were sent, right for echo) or end of stream; for datagrams, one datagram. A socklab server
+        that closed the connection over its max_connections raises ConnectionError, explained."""
         if isinstance(data, str):
             data = self._call("encode", data.encode, "utf-8")
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -514,11 +576,12 @@ class Client(_Stoppable):
             sender = Thread(target=send, name=f"socklab-{self.side}-send")
             sender.start()
         want = len(data) if expect is None else expect
-        parts, got = [], 0
+        parts, got, ended = [], 0, False
         try:
             while got < want:
                 chunk = self.recv(65536)
                 if not chunk:
+                    ended = True
                     break
                 parts.append(chunk)
                 got += len(chunk)
@@ -533,6 +596,9 @@ class Client(_Stoppable):
                 sender.join(self.timeout + 1)
         if failed:
             raise failed[0]
+        if ended and got < want and self._was_turned_away():
+            raise explained_as(ConnectionError("the server closed the connection without replying"),
+                               self._turned_away_explanation())
         return b"".join(parts)
 
     def shutdown(self, how=socket.SHUT_WR) -> None:
@@ -638,6 +704,12 @@ _READING_CALLS = frozenset({"accept", "recv", "recvfrom", "recv_into", "recvfrom
                             "recvmsg_into"})
 
 _OVER_CAP = "Too many connections at once"
+
+
+def _same_address(a, b) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return a[:2] == b[:2]  # an IPv6 address adds flow info and scope id
+    return a == b
 
 _quick_locks: "weakref.WeakKeyDictionary[socket.socket, threading.Lock]" = weakref.WeakKeyDictionary()
 _quick_locks_lock = threading.Lock()

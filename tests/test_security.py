@@ -19,6 +19,7 @@ import json
 import os
 import pathlib
 import pickle
+import select
 import selectors
 import signal
 import socket
@@ -113,7 +114,7 @@ def test_connection_over_max_connections_is_closed(leakcheck):
         c3 = Client(srv)
         c3.connect()  # the kernel completes the handshake; the server then accepts and closes
         assert c3.recv() == b""  # end of stream, within the client's timeout
-        notes = [e.args[0] for e in srv.trace if e.call == "note" and "max_connections" in e.args[0]]
+        notes = [e.args[0] for e in srv.trace if e.call == "note" and e.side.startswith("server")]
         assert notes == ["over max_connections=2: closed"], list(srv.trace)
         assert srv.connections_served == 2
         side, exp = srv.errors[-1]  # what a panel shows: the refusal explained, once per burst
@@ -130,6 +131,54 @@ def test_connection_over_max_connections_is_closed(leakcheck):
         assert srv.connections_served == 3
         for c in (c2, c4):
             c.close()
+
+
+def _client_notes(srv, client):
+    return [e.args[0] for e in srv.trace if e.side == client.side and e.call == "note"]
+
+
+def test_a_client_over_max_connections_is_told_why(leakcheck):
+    turned_away = "the server closed this connection at once: it already served max_connections=1 clients"
+    with Server(max_connections=1, name="sec-cap-client") as srv, Client(srv) as c1:
+        assert c1.request(b"one") == b"one"
+        c2 = Client(srv)
+        with pytest.raises(ConnectionError) as info:  # b'' or a reset: "two" may be unread at the close
+            c2.request(b"two")
+        exp = info.value.explanation
+        assert exp.title == "Too many connections at once" and "max_connections=1" in exp.what
+        assert "connect() succeeded" in exp.what and "larger max_connections" in exp.fix
+        c2.close()
+        c3 = Client(srv)
+        c3.connect()
+        assert c3.recv() == b""  # end of stream, as the OS says; the trace says why
+        assert _client_notes(srv, c3) == [turned_away]
+        c3.send(b"late")  # accepted by this kernel; the peer's, whose socket is gone, answers with RST
+        hangup = select.poll()
+        hangup.register(c3.sock.fileno(), 0)  # no events asked for: wakes on POLLERR/POLLHUP only
+        assert hangup.poll(TIMEOUT * 1000), "the reset never came"
+        with pytest.raises((BrokenPipeError, ConnectionResetError)) as info:
+            c3.send(b"again")
+        assert info.value.explanation.title == "Too many connections at once"
+        assert info.value.explanation.code in ("EPIPE", "ECONNRESET")
+        assert _client_notes(srv, c3) == [turned_away]  # said once
+        c3.close()
+        assert c1.request(b"still served") == b"still served"
+        assert _client_notes(srv, c1) == []
+
+
+def test_a_client_over_max_connections_is_told_why_over_af_unix(leakcheck):
+    with Server(family="AF_UNIX", max_connections=1, name="sec-cap-unix") as srv, Client(srv) as c1:
+        assert c1.request(b"one") == b"one"
+        with Client(srv) as c2:
+            with pytest.raises(ConnectionError) as info:
+                c2.request(b"two")
+            assert info.value.explanation.title == "Too many connections at once"
+
+
+def test_a_server_that_closes_by_itself_is_not_blamed_on_max_connections(leakcheck):
+    with Server(handler=lambda conn, server: conn.recv(100), name="sec-closes") as srv, Client(srv) as c:
+        assert c.request(b"hello") == b""  # the handler read and returned: an ordinary close
+        assert _client_notes(srv, c) == [] and srv.errors == []
 
 
 def test_idle_connection_is_closed_after_idle_timeout(leakcheck):
