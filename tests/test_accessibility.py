@@ -1,7 +1,8 @@
 """Accessibility of every panel and rendered view, on real objects and real sockets.
 
-* every control a learner can operate has a name (ipywidgets ``description`` or ``tooltip``),
-  every button has text, every tab a title;
+* every control a learner can operate has a name (its ipywidgets ``description``, which the browser
+  ties to the input; a button may be named by its ``tooltip``), every tab a title, and no control
+  is a slider (ipywidgets gives a slider's handle no accessible name);
 * what a click answers (status line, alert box, result) is an ARIA live region in the browser;
 * state is never shown by colour alone: an error says "!!", "✗" or "error", a warning "Warning";
 * tables have column headers (<th scope>) and a name; SVG images have role="img", <title>, <desc>;
@@ -324,6 +325,10 @@ def test_the_checks_refuse_what_they_should():
 
 INTERACTIVE_SKIP = (W.HTML, W.HTMLMath, W.Label, W.IntProgress, W.FloatProgress, W.Valid)
 NAME = re.compile(r"[A-Za-z]{2,}")  # '(s)' names nothing: a screen reader says "s"
+# Measured in JupyterLab: the handle (role=slider) gets no aria-label; the description's <label> is
+# tied to nothing, so a screen reader says only "slider, 3".
+NAMELESS_IN_BROWSER = (W.IntSlider, W.FloatSlider, W.FloatLogSlider, W.IntRangeSlider,
+                       W.FloatRangeSlider, W.SelectionSlider, W.SelectionRangeSlider)
 
 
 def walk(widget):
@@ -346,7 +351,11 @@ def name_problems(panel) -> list:
                 problems.append(f"Tab titles {titles}")
         if not interactive(w):
             continue
-        name = " ".join(s for s in (getattr(w, "description", ""), getattr(w, "tooltip", None) or "") if s)
+        if isinstance(w, NAMELESS_IN_BROWSER):
+            problems.append(f"{type(w).__name__} {w.description!r}: a slider's handle has no "
+                            "accessible name; use a Bounded*Text box")
+        # A tooltip is the title of the widget's outer box: it names a button, not an input.
+        name = w.description + (" " + (w.tooltip or "") if isinstance(w, W.Button) else "")
         if not NAME.search(name):
             problems.append(f"{type(w).__name__} named {name!r}")
         if isinstance(w, W.Button) and not w.description.strip() and not w.tooltip:
@@ -380,6 +389,16 @@ def live_problems(panel) -> list:
 
 def html_views(panel) -> list:
     return [(w._dom_classes, w.value) for w in walk(panel) if isinstance(w, W.HTML) and w.value]
+
+
+def test_the_name_check_refuses_sliders_and_tooltip_only_names():
+    box = W.VBox([W.IntSlider(description="backlog"), W.BoundedIntText(tooltip="port number"),
+                  W.BoundedFloatText(description="(s)"), W.Button(tooltip="stop the server"),
+                  W.BoundedIntText(description="clients")])
+    found = "\n".join(name_problems(box))
+    assert "IntSlider 'backlog': a slider's handle has no accessible name" in found, found
+    assert "BoundedIntText named ''" in found and "BoundedFloatText named '(s)'" in found, found
+    assert "Button" not in found and "clients" not in found, found
 
 
 # ---- every panel class, made and driven on real sockets

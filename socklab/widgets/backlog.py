@@ -373,20 +373,21 @@ class BacklogPanel(BackgroundPanel):
         families = ("AF_INET",) + (("AF_INET6",) if runtime.has_ipv6() else ()) + \
             (("AF_UNIX",) if hasattr(socket, "AF_UNIX") else ())
         family = check_choice("family", family, families, normalise=family_name)
-        self.backlog = W.IntSlider(value=backlog, min=BACKLOG_RANGE[0], max=BACKLOG_RANGE[1],
-                                   description="backlog")
-        self.clients = W.IntSlider(value=clients, min=CLIENT_RANGE[0], max=CLIENT_RANGE[1],
-                                   description="clients")
-        self.timeout = W.FloatSlider(value=connect_timeout, min=TIMEOUT_RANGE[0], max=TIMEOUT_RANGE[1],
-                                     step=0.1, description="timeout (s)", readout_format=".1f")
+        # Number boxes, not sliders: an ipywidgets slider's handle has no accessible name.
+        self.backlog = W.BoundedIntText(value=backlog, min=BACKLOG_RANGE[0], max=BACKLOG_RANGE[1],
+                                        description="backlog")
+        self.clients = W.BoundedIntText(value=clients, min=CLIENT_RANGE[0], max=CLIENT_RANGE[1],
+                                        description="clients")
+        self.timeout = W.BoundedFloatText(value=connect_timeout, min=TIMEOUT_RANGE[0],
+                                          max=TIMEOUT_RANGE[1], step=0.1, description="timeout (s)")
         self.accepts = W.Checkbox(value=accept_after is not None, description="server accepts after",
                                   indent=False)
-        self.accept_after = W.FloatSlider(value=0.2 if accept_after is None else accept_after,
-                                          min=ACCEPT_RANGE[0], max=ACCEPT_RANGE[1], step=0.1,
-                                          description="delay (s)", readout_format=".1f",
-                                          tooltip="seconds after the last client started until "
-                                                  "the server calls accept()",
-                                          disabled=accept_after is None)
+        self.accept_after = W.BoundedFloatText(value=0.2 if accept_after is None else accept_after,
+                                               min=ACCEPT_RANGE[0], max=ACCEPT_RANGE[1], step=0.1,
+                                               description="delay (s)",
+                                               tooltip="seconds after the last client started until "
+                                                       "the server calls accept()",
+                                               disabled=accept_after is None)
         self.accepts.observe(lambda ch: setattr(self.accept_after, "disabled", not ch["new"]),
                              names="value")
         if family not in families:

@@ -215,8 +215,8 @@ class NaglePanel(Panel):
         check_range("rounds", rounds, *ROUNDS_RANGE)
         check_range("size", size, 1, 60000)
         self.results: dict = {}
-        self.rounds = W.IntSlider(value=rounds, min=ROUNDS_RANGE[0], max=ROUNDS_RANGE[1],
-                                  description="rounds")
+        self.rounds = W.BoundedIntText(value=rounds, min=ROUNDS_RANGE[0], max=ROUNDS_RANGE[1],
+                                       description="rounds")  # a slider's handle would have no name
         self.size = W.BoundedIntText(value=size, min=1, max=60000, description="body bytes")
         self.nodelay = W.Checkbox(value=nodelay, description="TCP_NODELAY", indent=False)
         self.split = W.Checkbox(value=split, description="header and body in two writes", indent=False)

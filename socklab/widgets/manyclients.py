@@ -37,9 +37,10 @@ class ManyClientsPanel(BackgroundPanel):
         self._server = None
         self._cancel = threading.Event()
         self._done = 0
-        self.clients = W.IntSlider(value=clients, min=1, max=50, description="clients")
+        # Number boxes, not sliders: an ipywidgets slider's handle has no accessible name.
+        self.clients = W.BoundedIntText(value=clients, min=1, max=50, description="clients")
         self.style = W.Dropdown(options=(ALL,) + STYLES, value=style, description="style")
-        self.service = W.IntSlider(value=service_ms, min=1, max=100, description="work (ms)")
+        self.service = W.BoundedIntText(value=service_ms, min=1, max=100, description="work (ms)")
         self.buttons = self._buttons((("Run", self._click_run, "success"), ("Stop", self.stop, "danger"),
                                       ("Clear", self.clear, "")))
         self.progress = W.IntProgress(value=0, min=0, max=clients, description="answered")

@@ -258,14 +258,12 @@ def drive_step_panel(panel):
     expect(area(panel, "alert")).to_have_text("")
 
 
-def set_slider(panel, label: str, value: str):
-    """Type a value into an ipywidgets slider's readout (it is editable) and press Enter."""
-    readout = control(panel, label).locator(".widget-readout")
-    readout.click()
-    readout.press("Control+a")
-    readout.type(value)
-    readout.press("Enter")
-    expect(readout).to_have_text(value)
+def set_number(panel, name: str, value: str):
+    """Type into a number box found as a screen reader finds it (role and accessible name)."""
+    box = panel.get_by_role("spinbutton", name=name, exact=True)
+    box.fill(value)
+    box.press("Tab")  # the change event: ipywidgets syncs number boxes on change
+    expect(box).to_have_value(value)
 
 
 def test_notebook_04_backlog_panel(lab):
@@ -273,11 +271,12 @@ def test_notebook_04_backlog_panel(lab):
     page = lab.page
     panel = page.locator(".socklab-panel", has=page.locator("button.socklab-run-backlog")).first
     expect(panel).to_be_visible()
-    set_slider(panel, "backlog", "1")
-    set_slider(panel, "clients", "4")
-    set_slider(panel, "timeout (s)", "2.0")
-    accepts = panel.locator("label", has_text="server accepts after").locator("input[type=checkbox]")
+    set_number(panel, "backlog", "1")
+    set_number(panel, "clients", "4")
+    set_number(panel, "timeout (s)", "2")
+    accepts = panel.get_by_role("checkbox", name="server accepts after", exact=True)
     accepts.uncheck()                                # the server never accept()s
+    expect(panel.get_by_role("spinbutton", name="delay (s)", exact=True)).to_be_disabled()
     status = area(panel, "status")
     click(panel, "socklab-run-backlog")              # returns at once: the run is a background thread
     expect(status).to_contain_text("running")        # live, from the panel's thread
