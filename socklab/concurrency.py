@@ -240,7 +240,9 @@ class StyleServer:
     def _track(self, conn, thread=None) -> bool:
         """Remember a connection (so stop() can end it); False when over max_connections."""
         with self._lock:
-            if len(self._conns) >= self.max_connections or self.stopping.is_set():
+            if self.stopping.is_set():
+                return False
+            if len(self._conns) >= self.max_connections:
                 self.rejected += 1
                 return False
             self._conns[conn] = thread
@@ -559,6 +561,8 @@ class Measurement:
     results: list = field(default_factory=list)
     peak: int = 0
     stopped: bool = False    # the run was cut short (its server stopped before every client was served)
+    turned_away: int = 0     # connections the server closed at once, over its max_connections
+    max_connections: int = 0
 
     @property
     def answered(self) -> int:
@@ -592,7 +596,9 @@ class Measurement:
                 f"total {self.total * 1000:.1f} ms  mean latency {self.mean * 1000:.1f} ms  "
                 f"max latency {self.max * 1000:.1f} ms  "
                 f"{'overlapped requests' if self.overlapped else 'one request at a time'}"
-                + ("  (stopped early)" if self.stopped else ""))
+                + ("  (stopped early)" if self.stopped else "")
+                + (f"  ({self.turned_away} closed at once by the server: over its "
+                   f"max_connections={self.max_connections})" if self.turned_away else ""))
 
 
 def client_timeout(clients: int, service_time: float) -> float:
@@ -674,7 +680,8 @@ def measure(style: str, clients: int, service_time: float = 0.02, *, timeout: fl
         crash = None if srv.stopping.is_set() else srv._crash  # stopped on purpose: not a failure
     if crash is not None:
         raise explained(crash, srv.address) from None
-    return Measurement(style, clients, service_time, total, results, srv.peak)
+    return Measurement(style, clients, service_time, total, results, srv.peak,
+                       turned_away=srv.rejected, max_connections=srv.max_connections)
 
 
 def compare(clients: int = 20, styles=STYLES, service_time: float = 0.02, **kw) -> list:

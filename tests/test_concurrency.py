@@ -332,6 +332,17 @@ def test_every_concurrent_style_honours_max_connections(style, leakcheck):
                 s.close()
 
 
+@pytest.mark.parametrize("style", ["threads", "asyncio"])
+def test_a_measurement_says_how_many_clients_the_cap_turned_away(style, leakcheck):
+    # Each request holds its connection for 0.5 s: the clients that start with the first find the
+    # one place taken.
+    m = concurrency.measure(style, 3, service_time=0.5, max_connections=1)
+    failed = [r for r in m.results if not r.ok]
+    assert m.turned_away == len(failed) >= 1 and m.max_connections == 1
+    assert f"({len(failed)} closed at once by the server: over its max_connections=1)" in m.row()
+    assert "closed at once" not in concurrency.measure(style, 2, service_time=0.001).row()
+
+
 class _BrokenServer(concurrency.ThreadedServer):
     """A server whose accept loop dies on its first connection (a bug while serving)."""
 
