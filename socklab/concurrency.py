@@ -130,6 +130,7 @@ class StyleServer:
         self.key: str | None = None
         self._inflight = 0
         self._lock = threading.Lock()
+        self._work_changed = threading.Condition(self._lock)
         self._conns: dict = {}              # connection socket -> its thread (or None)
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = None
@@ -228,6 +229,12 @@ class StyleServer:
         with self._lock:
             self._inflight += 1
             self.peak = max(self.peak, self._inflight)
+            self._work_changed.notify_all()
+
+    def wait_working(self, n: int = 1, timeout: float = 5.0) -> bool:
+        """Wait until ``n`` requests are in their simulated work at once; False after ``timeout`` s."""
+        with self._lock:
+            return self._work_changed.wait_for(lambda: self._inflight >= n, timeout)
 
     def _end_work(self):
         with self._lock:

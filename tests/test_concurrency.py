@@ -80,9 +80,7 @@ def test_stop_is_prompt_during_long_work(style, leakcheck):
     srv = make_server(style, 30.0).start()
     with socket.create_connection(srv.address, timeout=5) as c:
         c.sendall(b"slow\n")
-        deadline = time.monotonic() + 5
-        while srv.peak == 0 and time.monotonic() < deadline:  # wait until its work has started
-            threading.Event().wait(0.005)
+        assert srv.wait_working(1), "the request never started its work"
         assert srv.peak == 1
         t0 = time.perf_counter()
         srv.stop()
@@ -230,16 +228,19 @@ def test_measure_reports_progress_from_client_threads(leakcheck):
 def test_stopping_the_server_mid_measurement_ends_it_promptly(leakcheck):
     servers = []
     result = {}
+    server_up = threading.Event()
+
+    def on_server(srv):
+        servers.append(srv)
+        server_up.set()
 
     def run():
-        result["m"] = measure("iterative", 20, 0.5, on_server=servers.append)
+        result["m"] = measure("iterative", 20, 0.5, on_server=on_server)
 
     t = threading.Thread(target=run)
     t0 = time.perf_counter()
     t.start()
-    deadline = time.monotonic() + 5
-    while not (servers and servers[0].peak) and time.monotonic() < deadline:
-        threading.Event().wait(0.005)
+    assert server_up.wait(5) and servers[0].wait_working(1)
     servers[0].stop()
     t.join(5)
     assert not t.is_alive()
@@ -320,9 +321,7 @@ def test_every_concurrent_style_honours_max_connections(style, leakcheck):
         try:
             for s in held:
                 s.sendall(b"hold\n")
-            deadline = time.monotonic() + 5
-            while srv.peak < 2 and time.monotonic() < deadline:  # both are in their work now
-                threading.Event().wait(0.005)
+            assert srv.wait_working(2), "the two held requests never were in their work together"
             with socket.create_connection(srv.address, timeout=5) as extra:
                 extra.sendall(b"one too many\n")
                 assert recv_or_error(extra) in (b"", "ConnectionResetError")
