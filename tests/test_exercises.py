@@ -653,7 +653,7 @@ def recv_msg(sock):
             "        except ssl.SSLCertVerificationError as e:\n"
             "            raise ssl.SSLError('could not connect securely') from e\n"
             "        with tls:"),
-         "let that exception through"),
+         "with SSLError: could not connect securely. The handshake raises"),
     ],
     "13.1": [
         ("no complement", source("13.1").replace("return ~total & 0xFFFF", "return total"),

@@ -72,7 +72,8 @@ def _expect_verification_error(e: LearnerRaised):
     if isinstance(e.error, ssl.SSLCertVerificationError):
         return
     if isinstance(e.error, ssl.SSLError):
-        raise Fail(f"your client refused, but with {type(e.error).__name__}: {e.error}. The handshake "
+        said = e.error.strerror or (e.error.args[0] if len(e.error.args) == 1 else str(e.error))
+        raise Fail(f"your client refused, but with {type(e.error).__name__}: {said}. The handshake "
                    "raises ssl.SSLCertVerificationError when a certificate does not verify: let that "
                    "exception through as it is (its verify_message says what was wrong).") from None
     raise e
