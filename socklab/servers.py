@@ -318,10 +318,14 @@ class Server(_Stoppable):
         conn = _CappedSocket.of(conn, self.max_message)
         with self._lock:
             self._reap()
-            if len(self._conns) >= self.max_connections or self._stop_flag:
+            if self._stop_flag:
+                self.trace.note(conn.side, "the server is stopping: closed")
+                conn.close()
+                return
+            if len(self._conns) >= self.max_connections:
                 self.trace.note(conn.side, f"over max_connections={self.max_connections}: closed")
                 self._turned_away.append((time.monotonic(), addr))  # before the close the client sees
-                if not self._stop_flag and (not self.errors or self.errors[-1][1].title != _OVER_CAP):
+                if not self.errors or self.errors[-1][1].title != _OVER_CAP:
                     self.errors.append((conn.side, self._over_cap()))  # once per burst, for the panel
                 conn.close()
                 return
@@ -343,17 +347,13 @@ class Server(_Stoppable):
             "Close the clients you no longer need (a `with` block does it), or start the server with "
             "a larger max_connections.")
 
-    def turned_away(self, address, since: float = 0.0) -> bool:
-        """Whether this server closed, over max_connections, the connection from ``address`` (a
-        client's local address). An unbound AF_UNIX client has no address: then any connection it
-        closed after ``since`` (a ``time.monotonic()`` value) counts."""
-        for when, peer in list(self._turned_away):
-            if peer or address:
-                if _same_address(peer, address):
-                    return True
-            elif when >= since:
-                return True
-        return False
+    def turned_away(self, address, since: float = 0.0) -> int:
+        """How many connections this server closed over max_connections after ``since`` (a
+        ``time.monotonic()`` value) that came from ``address``, a client's local address. An
+        unbound AF_UNIX client has no address (''): that counts every such connection from an
+        unbound client, which may be others'."""
+        return sum(1 for when, peer in list(self._turned_away)
+                   if when >= since and _same_address(peer, address))
 
     def _serve_conn(self, conn: TracedSocket):
         try:
@@ -437,6 +437,7 @@ class Client(_Stoppable):
         self._server = target if isinstance(target, Server) else None
         self._connect_started = 0.0
         self._said_turned_away = False
+        self._received = False  # any data since connect(): a turned-away connection gets none
         if isinstance(target, Server):
             config = config or target.config
             trace = trace if trace is not None else target.trace
@@ -459,44 +460,51 @@ class Client(_Stoppable):
         try:
             return fn(*args, **kw)
         except Exception as exc:
-            if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and self._was_turned_away():
+            if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and self._note_turned_away() == "yes":
                 own = explain(exc, call=call)
                 raise explained_as(exc, dataclasses.replace(self._turned_away_explanation(),
                                                             error=own.error, code=own.code)) from None
             raise explained(exc, self.target if call in ("connect", "sendto") else None, call) from None
 
-    def _was_turned_away(self) -> bool:
-        """Whether the socklab server this client targets closed its connection over max_connections."""
-        if self._server is None or self.sock is None or not self.config.stream:
-            return False
+    def _turned_away(self) -> str:
+        """'yes' when the socklab server this client targets closed this connection over its
+        max_connections; 'maybe' for an unbound AF_UNIX client that got no data while the server
+        closed connections from unbound clients (it cannot tell which); '' otherwise."""
+        if self._server is None or self.sock is None or not self.config.stream or self._received:
+            return ""
         try:
             local = self.sock.getsockname()
         except OSError:  # already closed: nothing more to explain
-            return False
-        return self._server.turned_away(local, self._connect_started)
+            return ""
+        if not self._server.turned_away(local, self._connect_started):
+            return ""
+        return "yes" if local else "maybe"
 
     def _turned_away_explanation(self) -> Explanation:
         n = self._server.max_connections
         return Explanation(
             _OVER_CAP,
-            f"The server already served max_connections={n} clients at once, so it closed this "
-            "connection as soon as it accepted it: connect() succeeded (the kernel completed the "
-            "handshake), then recv() got b'' (or a reset, where data was sent and never read).",
+            f"The server was already serving max_connections={n} clients, so it closed this "
+            "connection as soon as it accepted it: connect() succeeded (the kernel queued the "
+            "connection for accept()), then recv() got b'' (or a reset, where data was sent and never "
+            "read).",
             "socklab's demo servers cap their connections (one thread each) so that a shared "
             "classroom host stays usable. With plain sockets a client cannot tell this from any other "
             "close: socklab knows only because it runs the server too.",
             "Close the clients you no longer need (a `with` block does it), or start the server with "
             "a larger max_connections.")
 
-    def _note_turned_away(self) -> bool:
+    def _note_turned_away(self) -> str:
         """On an end of stream: say once, in the trace, why the server closed (if it was the cap)."""
-        if not self._was_turned_away():
-            return False
-        if not self._said_turned_away:
+        verdict = self._turned_away()
+        if verdict and not self._said_turned_away:
             self._said_turned_away = True
-            self.trace.note(self.side, f"the server closed this connection at once: it already served "
-                                       f"max_connections={self._server.max_connections} clients")
-        return True
+            n = self._server.max_connections
+            self.trace.note(self.side, f"the server closed this connection at once: it was already "
+                                       f"serving max_connections={n} clients" if verdict == "yes" else
+                            f"the server closed connections over max_connections={n} while this one "
+                            "waited, and this one ended before any data: most likely it was one of them")
+        return verdict
 
     def open(self) -> "Client":
         """Create the socket and set its timeout (no connect yet)."""
@@ -517,6 +525,7 @@ class Client(_Stoppable):
         """socket() + settimeout() + connect(). For datagram sockets connect() only fixes the peer."""
         self.open()
         self._connect_started = time.monotonic()  # the server may turn it away before connect returns
+        self._said_turned_away = self._received = False
         self._call("connect", self.sock.connect, self.target)
         return self
 
@@ -531,7 +540,9 @@ class Client(_Stoppable):
 
     def recv(self, bufsize: int = 65536) -> bytes:
         data = self._call("recv", self._sock().recv, bufsize)
-        if not data and self.config.stream:
+        if data:
+            self._received = True
+        elif self.config.stream:
             self._note_turned_away()
         return data
 
@@ -541,7 +552,8 @@ class Client(_Stoppable):
     def request(self, data: bytes, expect: int | None = None) -> bytes:
         """Send ``data`` and read the reply: for streams, until ``expect`` bytes (default: as many as
         were sent, right for echo) or end of stream; for datagrams, one datagram. A socklab server
-        that closed the connection over its max_connections raises ConnectionError, explained."""
+        that closed the connection over its max_connections raises ConnectionError, explained (when
+        the client has an address to tell its connection apart: not an unbound AF_UNIX client)."""
         if isinstance(data, str):
             data = self._call("encode", data.encode, "utf-8")
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -596,7 +608,7 @@ class Client(_Stoppable):
                 sender.join(self.timeout + 1)
         if failed:
             raise failed[0]
-        if ended and got < want and self._was_turned_away():
+        if ended and got < want and self._turned_away() == "yes":
             raise explained_as(ConnectionError("the server closed the connection without replying"),
                                self._turned_away_explanation())
         return b"".join(parts)
