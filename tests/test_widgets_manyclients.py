@@ -120,3 +120,16 @@ def test_manyclientspanel_refuses_numbers_outside_its_controls(kwargs):
     with pytest.raises(socklab.ConfigError) as err:
         ManyClientsPanel(name="t-range", **kwargs)
     assert "outside this panel's range" in err.value.explanation.what
+
+
+@pytest.mark.parametrize("kwargs", [dict(clients=500), dict(clients=2.9), dict(clients=True),
+                                    dict(service_ms=0.5), dict(service_ms=101)])
+def test_run_refuses_what_its_boxes_would_clamp_or_cast(kwargs, leakcheck):
+    p = ManyClientsPanel(clients=3, service_ms=5, name="t-mc-run-range")
+    try:
+        with pytest.raises(socklab.ConfigError) as err:
+            p.run(**kwargs)
+        assert "outside this panel's range" in err.value.explanation.what
+        assert (p.clients.value, p.service.value) == (3, 5) and p.measurements == [] and not p.busy
+    finally:
+        p.stop()

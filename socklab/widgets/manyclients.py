@@ -75,9 +75,13 @@ class ManyClientsPanel(BackgroundPanel):
             wait: bool = True):
         """Measure ``style`` (default: the dropdown; 'all four' runs each in turn) with ``clients``
         concurrent clients. With ``wait`` (the default from code) returns the new measurements.
-        An unknown ``style`` raises ConfigError naming the styles; nothing runs."""
+        An unknown ``style`` or an out-of-range setting raises ConfigError; nothing runs."""
         if style is not None:
             check_choice("style", style, (ALL,) + STYLES)
+        if clients is not None:  # checked like the constructor's: a number box would clamp silently
+            check_range("clients", clients, 1, 50)
+        if service_ms is not None:
+            check_range("service_ms", service_ms, 1, 100)
         self.stop()
         if style is not None:
             self.style.value = style
