@@ -96,10 +96,12 @@ class BackgroundClient:
         except Exception as exc:  # kept for the learner: shown by wait() / the panel
             self.error = explain(exc, self.address)
         finally:
-            with self._lock:
+            with self._lock:  # stop() sends its wake-up under this lock: never to a closed pair
                 if self.sock is not None:
                     self.sock.close()
-            self.done.set()
+                self._wake_r.close()  # finished: a client left unstopped holds no fds
+                self._wake_w.close()
+                self.done.set()
 
     def _wait_readable(self) -> bool:
         """Wait for a reply or for stop(); a silent peer still ends in a timeout (recv raises)."""
@@ -110,7 +112,11 @@ class BackgroundClient:
         if self._wake_r in ready:
             self.trace.note(self.side, "stopped while waiting for a reply")
             return False
-        return True  # readable, or timed out: the recv that follows reports which
+        if not ready:
+            # The timeout has been waited already: the recv that follows (traced, so the learner
+            # sees it time out) must not wait it a second time.
+            self.sock.sock.settimeout(1e-9)
+        return True
     def wait(self, timeout: float | None = None) -> list:
         """Wait until the client has finished; return the replies (raises TimeoutError if not done)."""
         if not self.done.wait(self.timeout * (len(self.messages) + 2) if timeout is None else timeout):
@@ -120,8 +126,9 @@ class BackgroundClient:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Wake the client if it waits for a reply, join its thread, release its sockets."""
-        if not self.done.is_set():
-            self._wake_w.send(b"x")
+        with self._lock:
+            if not self.done.is_set():
+                self._wake_w.send(b"x")
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise RuntimeError(f"background client did not stop within {timeout} s (blocked in "

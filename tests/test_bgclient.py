@@ -1,11 +1,15 @@
 """BackgroundClient on real sockets: bad arguments are explained up front and leave nothing behind."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 import socklab
 from socklab import runtime
 from socklab.bgclient import BackgroundClient
+
+from conftest import snapshot
 
 
 @pytest.fixture
@@ -46,3 +50,31 @@ def test_str_and_bytes_like_messages_are_sent_as_bytes(echo_server, leakcheck):
         assert bg.error is None
     finally:
         bg.stop()
+
+
+def test_a_finished_client_holds_no_fds_before_stop(echo_server, leakcheck):
+    before = snapshot().fds
+    clients = [BackgroundClient(echo_server.address, [b"hi"], name=f"bg-finished-{i}", timeout=5)
+               for i in range(20)]
+    try:
+        for bg in clients:
+            assert bg.wait(10) == [b"hi"] and bg.error is None
+            bg._thread.join(5)  # done is set inside the clean-up; the thread ends just after
+        assert snapshot().fds == before  # not 2 per finished client (its wake-up pair) until stop()
+    finally:
+        for bg in clients:
+            bg.stop()  # still fine after it closed its own sockets
+
+
+def test_a_silent_server_costs_one_timeout_not_two(leakcheck):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (in the kernel), never replies
+        bg = BackgroundClient(silent.getsockname(), [b"hi"], name="bg-silent", timeout=0.5)
+        try:
+            assert bg.done.wait(10)
+            assert bg.error is not None and "timed out" in bg.error.error
+            recv = [e for e in bg.trace if e.call == "recv"]
+            assert len(recv) == 1 and not recv[0].ok
+            # The wait for a reply took the timeout; the recv that reports it must not wait again.
+            assert recv[0].dt < 0.25, recv[0]
+        finally:
+            bg.stop()
