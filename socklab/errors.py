@@ -11,6 +11,8 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
+from .runtime import display_path
+
 
 @dataclass(frozen=True)
 class Explanation:
@@ -101,6 +103,9 @@ def _short(exc: BaseException) -> str:
         return f"{type(exc).__name__}({exc.errno}, {exc.strerror!r})"
     return f"{type(exc).__name__}({str(exc)!r})" if str(exc) else type(exc).__name__
 
+
+_UNIX_REFUSED = (" For AF_UNIX: a file exists at the path, but no socket listens on it (a stale socket "
+                 "file, which outlives close(), or a file that is not a socket).")
 
 # errno -> (title, what, why, fix).  The {addr} placeholder is filled when known.
 _BY_ERRNO = {
@@ -360,7 +365,12 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
             "in net.ipv4.ping_group_range ('1 0' means nobody); raw sockets need root or CAP_NET_RAW.",
             "Run where you have the privilege, or ask the administrator to widen ping_group_range.",
             _short(exc), "EACCES")
-    addr = f" {address!r}" if address is not None else ""  # templates read well with or without it
+    # Templates read well with or without it; a path in socklab's private directory shows as
+    # '<rundir>/...', so no absolute path ends up in a notebook.
+    if isinstance(address, (str, bytes)) and address[:1] not in ("\0", b"\0"):
+        addr = f" {display_path(address)!r}"
+    else:
+        addr = f" {address!r}" if address is not None else ""
     short = _short(exc)
     name = _errname(exc)
     where = f" in {call}()" if call else ""
@@ -400,13 +410,41 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
             "that socket, so another connect() on it fails at once (EALREADY).",
             "Close that socket and create a new one for every try (socket.create_connection(address, "
             "timeout=t) does both).", short, name)
+    if isinstance(exc, BlockingIOError) and call == "connect" and isinstance(address, (str, bytes)):
+        return Explanation(
+            "Accept queue full (AF_UNIX)",
+            f"connect() to the AF_UNIX address{addr} failed at once: the listener's accept queue is full.",
+            "The server has not accept()ed the connections already waiting (Linux lets backlog + 1 "
+            "wait). A socket with a timeout is non-blocking underneath, and a non-blocking AF_UNIX "
+            "connect() to a full queue fails at once with EAGAIN instead of waiting for its timeout. "
+            "(Only a socket without any timeout would wait, for as long as it takes.)",
+            "Make the server accept() sooner (or give it a larger backlog), or try to connect again "
+            "a little later.", short, name)
     if isinstance(exc, BlockingIOError):
         return Explanation(
-            "Would block", f"The non-blocking call{where} could not complete immediately.",
-            "In non-blocking mode (setblocking(False) or settimeout(0)) a call that would wait raises "
-            "BlockingIOError instead; for AF_UNIX with a timeout, a full accept queue is reported this way.",
-            "Wait for readiness with selectors/select and try again, or use a blocking socket with a "
-            "timeout.", short, name)
+            "Would block", f"The call{where} could not complete immediately, and this socket does not wait.",
+            "A non-blocking socket (setblocking(False) or settimeout(0)) raises BlockingIOError where "
+            "a call would have to wait. A socket with a timeout is non-blocking underneath too: an "
+            "AF_UNIX connect() to a full accept queue fails this way at once, timeout or not.",
+            "For a non-blocking socket, wait for readiness with selectors/select and try again. For "
+            "a connect() to a full AF_UNIX queue, let the server accept() sooner, or retry later.",
+            short, name)
+    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED and isinstance(address, (str, bytes)):
+        abstract = address[:1] in ("\0", b"\0")
+        if abstract:
+            return Explanation(
+                "Connection refused", "Nothing listens on this abstract AF_UNIX name.",
+                "An abstract name (it starts with a NUL byte) has no file: it exists only while a socket "
+                "is bound to it, and is released when that socket closes. No socket bound to it listens now.",
+                "Start the server first, and connect to the name it bound.", short, name)
+        return Explanation(
+            "Connection refused", f"A file exists at the AF_UNIX path{addr}, but no socket listens on it.",
+            "This is a stale socket file (a server bound it and closed: close() does not remove the "
+            "file), a socket that is bound but not listening, or a file that is not a socket at all. "
+            "(A path with no file at all gives FileNotFoundError instead.)",
+            "Start the server first, and connect to the path it bound. To reuse the path for a new "
+            "server, remove the file before bind(), but only if it is a socket file (stat.S_ISSOCK) "
+            "that refuses connections.", short, name)
     if isinstance(exc, OSError) and "AF_UNIX path too long" in str(exc):
         return Explanation(
             "AF_UNIX path too long", "The socket file path is longer than the OS allows.",
@@ -427,6 +465,9 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
             "after '%' must name an interface that exists and, for bind(), has that address.",
             "Look up the interface's fe80:: address with `ip -6 addr` and use it with its zone "
             "(e.g. 'fe80::1%eth0'), or use '::1' for this machine.", short, name)
+    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED and address is None:
+        t = _BY_ERRNO[exc.errno]  # the address is not known: it may have been an AF_UNIX path
+        return Explanation(t[0], t[1].format(addr=addr), t[2] + _UNIX_REFUSED, t[3], short, name)
     if isinstance(exc, OSError) and exc.errno in _BY_ERRNO:
         t = _BY_ERRNO[exc.errno]
         return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)
@@ -494,5 +535,13 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
                            f"{exc.strerror or exc}.", "The operating system reported this error.",
                            "Look up the error name in `man 7 socket` / `man 2 " + (call or "socket") + "`.",
                            short, name)
+    if isinstance(exc, NameError):
+        missing = f"'{exc.name}'" if getattr(exc, "name", None) else "A name"
+        return Explanation(
+            "Name not defined yet", f"{missing} is used here but was never assigned in this kernel.",
+            "In a notebook, a name exists only once the cell that assigns it has run in this kernel: "
+            "that cell has not run yet, or the kernel was restarted since.",
+            "Run the cells above this one first (in JupyterLab: Run > Run All Above Selected Cell), "
+            "or run the cell that makes it.", short)
     return Explanation(type(exc).__name__, f"The call{where} raised {short}.",
                        "This is not a socket error from the OS.", "Check the arguments of the call.", short)

@@ -173,3 +173,63 @@ def test_a_bad_port_string_with_localhost_is_not_blamed_on_the_hosts_file(leakch
     exc = provoke(lambda: socket.create_connection(("localhost", "8080 "), timeout=1).close())
     assert isinstance(exc, socket.gaierror) and exc.errno not in (socket.EAI_NONAME,)
     assert "has no IPv" not in explain(exc, ("localhost", "8080 "), "connect").title
+
+
+def test_a_full_af_unix_queue_with_a_timeout_is_not_told_to_add_a_timeout(leakcheck, tmp_path):
+    """Linux: a socket with a timeout is non-blocking underneath, so connect() to a full AF_UNIX
+    accept queue fails at once with EAGAIN; the cure is on the server's side."""
+    path = str(tmp_path / "q.sock")
+    with socket.socket(socket.AF_UNIX) as srv:
+        srv.bind(path)
+        srv.listen(0)
+        waiting = []
+        try:
+            for _ in range(4):
+                c = socket.socket(socket.AF_UNIX)
+                waiting.append(c)
+                c.settimeout(1)
+                try:
+                    c.connect(path)
+                except BlockingIOError as exc:
+                    error = exc
+                    break
+            else:
+                raise AssertionError("the queue never filled")
+        finally:
+            for c in waiting:
+                c.close()
+    assert error.errno == errno.EAGAIN
+    e = explain(error, path, "connect")
+    assert e.title == "Accept queue full (AF_UNIX)" and "accept() sooner" in e.fix
+    assert "timeout" not in e.fix
+    generic = explain(error)  # no call or address known: it still names this case
+    assert "full accept queue" in generic.why and "use a blocking socket" not in generic.fix
+
+
+def test_af_unix_refused_names_the_stale_file_not_ports(leakcheck, tmp_path):
+    path = str(tmp_path / "stale.sock")
+    with socket.socket(socket.AF_UNIX) as old:
+        old.bind(path)                    # and closed: the file stays, nobody behind it
+    with socket.socket(socket.AF_UNIX) as c:
+        exc = provoke(lambda: c.connect(path))
+    assert isinstance(exc, ConnectionRefusedError)
+    e = explain(exc, path, "connect")
+    assert "stale socket file" in e.why and "S_ISSOCK" in e.fix
+    assert "port" not in e.what + e.why + e.fix and "IPv6" not in e.fix
+    assert "stale socket file" in explain(exc).why  # no address known: the generic text says it too
+    name = "\0socklab-test-gone-%d" % os.getpid()
+    with socket.socket(socket.AF_UNIX) as gone:
+        gone.bind(name)                   # released when it closes
+    with socket.socket(socket.AF_UNIX) as c:
+        exc = provoke(lambda: c.connect(name))
+    e = explain(exc, name, "connect")
+    assert isinstance(exc, ConnectionRefusedError) and "abstract" in e.what and "released" in e.why
+
+
+def test_a_name_from_a_cell_not_run_yet_is_explained():
+    try:
+        conn1  # noqa: F821  (a learner ran the clean-up cell before the cell that makes conn1)
+    except NameError as exc:
+        e = explain(exc)
+    assert e.title == "Name not defined yet" and "'conn1'" in e.what
+    assert "Run All Above" in e.fix
