@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import threading
 
@@ -240,3 +241,21 @@ def test_backlog_panel_reads_the_family_as_socketconfig_does():
     with pytest.raises(socklab.ConfigError) as err:
         BacklogPanel(family="tcp", name="t-backlog-family")
     assert "AF_INET" in err.value.explanation.fix
+
+
+def test_an_interrupt_while_a_sweep_waits_stops_the_sweep_too(leakcheck):
+    """Jupyter's stop button raises KeyboardInterrupt in the main thread, here while sweep() waits."""
+    panel = BacklogPanel(name="t-backlog-interrupt")
+    running = threading.Event()
+    panel.status.observe(lambda change: "running" in change["new"] and running.set(), names="value")
+    main = threading.main_thread().ident
+    interrupter = threading.Thread(
+        target=lambda: running.wait(10) and signal.pthread_kill(main, signal.SIGINT))
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            panel.sweep(connect_timeout=3)  # four runs whose extra client waits 3 s each
+    finally:
+        interrupter.join()
+    assert not panel.busy  # the sweep ended with the wait, not seconds later in the background
+    assert len(panel.results) <= 1

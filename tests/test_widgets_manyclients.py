@@ -1,6 +1,7 @@
 """ManyClientsPanel driven from plain Python: real sockets, widget values, transcript, prompt stop."""
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -133,3 +134,21 @@ def test_run_refuses_what_its_boxes_would_clamp_or_cast(kwargs, leakcheck):
         assert (p.clients.value, p.service.value) == (3, 5) and p.measurements == [] and not p.busy
     finally:
         p.stop()
+
+
+def test_an_interrupt_while_run_waits_stops_the_run_too(leakcheck):
+    """Jupyter's stop button raises KeyboardInterrupt in the main thread, here while run() waits."""
+    panel = ManyClientsPanel(clients=50, style="all four", service_ms=100, name="t-mc-interrupt")
+    two_answered = threading.Event()
+    panel.progress.observe(lambda change: change["new"] >= 2 and two_answered.set(), names="value")
+    main = threading.main_thread().ident
+    interrupter = threading.Thread(
+        target=lambda: two_answered.wait(10) and signal.pthread_kill(main, signal.SIGINT))
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            panel.run()  # all four styles, 50 clients each: many seconds unless interrupted
+    finally:
+        interrupter.join()
+    assert not panel.busy  # the run ended with the wait, not seconds later in the background
+    assert len(panel.measurements) == 1 and panel.measurements[0].stopped, (panel.status.value, panel.alert.value)

@@ -266,6 +266,7 @@ class BackgroundPanel(Panel):
     view through widget traits only."""
 
     _worker: threading.Thread | None = None
+    _worker_done: threading.Event | None = None
 
     @property
     def busy(self) -> bool:
@@ -280,7 +281,34 @@ class BackgroundPanel(Panel):
             return True
         return False
 
+    def _start_worker(self, target, args, name: str) -> None:
+        """Run ``target(*args)`` in the panel's background thread."""
+        done = threading.Event()
+
+        def run():
+            try:
+                target(*args)
+            finally:
+                done.set()
+        self._worker_done = done
+        self._worker = runtime.Thread(target=run, name=name)
+        self._worker.start()
+
+    def _join_worker(self, timeout: float) -> None:
+        """Wait for the run a cell started; an interrupt (Jupyter's stop button) stops the run
+        too, instead of leaving it going on in the background.
+
+        It waits on an Event, not in Thread.join(): when a KeyboardInterrupt lands in join(),
+        CPython 3.11 marks the thread stopped although it still runs, and every later join()
+        returns at once."""
+        try:
+            self._worker_done.wait(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
     def _wait_for_worker(self, timeout: float) -> None:
         w = self._worker
         if w is not None and w is not threading.current_thread():  # the run may stop its own panel
-            w.join(timeout)
+            if self._worker_done.wait(timeout):
+                w.join(timeout)  # the last lines of its thread, after done was set

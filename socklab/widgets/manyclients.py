@@ -16,7 +16,6 @@ from ..concurrency import STYLES
 from ..notebook import Rich
 from ..render.html import CSS, colour, table_html
 from .base import BackgroundPanel, check_choice, check_range
-from ..runtime import Thread
 
 ALL = "all four"
 
@@ -94,12 +93,10 @@ class ManyClientsPanel(BackgroundPanel):
         self._cancel.clear()
         self.alert.value = ""
         before = len(self.measurements)
-        self._worker = Thread(target=self._work, args=(styles, n, service),
-                              name="socklab-manyclients")
-        self._worker.start()
+        self._start_worker(self._work, (styles, n, service), "socklab-manyclients")
         if not wait:
             return None
-        self._worker.join(concurrency.client_timeout(n, service) * len(styles) + 10)
+        self._join_worker(concurrency.client_timeout(n, service) * len(styles) + 10)
         return self.measurements[before:]
 
     def stop(self):
