@@ -8,9 +8,11 @@
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -76,6 +78,19 @@ def _stop_everything():
     """Runs after every test (and after ``leakcheck``, which must see leaks before this hides them)."""
     yield
     socklab.stop_all()
+
+
+@contextlib.contextmanager
+def interrupt_when(event: threading.Event, timeout: float = 10.0):
+    """Once ``event`` is set, send SIGINT to the main thread, as Jupyter's stop button does to a
+    kernel: Python raises KeyboardInterrupt there, wherever it waits."""
+    main = threading.main_thread().ident
+    sender = threading.Thread(target=lambda: event.wait(timeout) and signal.pthread_kill(main, signal.SIGINT))
+    sender.start()
+    try:
+        yield
+    finally:
+        sender.join()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import sys
 import threading
 
@@ -11,6 +10,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 import socklab  # noqa: E402
+from conftest import interrupt_when  # noqa: E402
 from socklab import ConfigError  # noqa: E402
 from socklab.widgets.backlog import (BacklogPanel, chart_text, kernel_rows, kernel_view,  # noqa: E402
                                      sweep_text, wait_for_state)
@@ -248,14 +248,7 @@ def test_an_interrupt_while_a_sweep_waits_stops_the_sweep_too(leakcheck):
     panel = BacklogPanel(name="t-backlog-interrupt")
     running = threading.Event()
     panel.status.observe(lambda change: "running" in change["new"] and running.set(), names="value")
-    main = threading.main_thread().ident
-    interrupter = threading.Thread(
-        target=lambda: running.wait(10) and signal.pthread_kill(main, signal.SIGINT))
-    interrupter.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            panel.sweep(connect_timeout=3)  # four runs whose extra client waits 3 s each
-    finally:
-        interrupter.join()
+    with interrupt_when(running), pytest.raises(KeyboardInterrupt):
+        panel.sweep(connect_timeout=3)  # four runs whose extra client waits 3 s each
     assert not panel.busy  # the sweep ended with the wait, not seconds later in the background
     assert len(panel.results) <= 1

@@ -1,7 +1,6 @@
 """ManyClientsPanel driven from plain Python: real sockets, widget values, transcript, prompt stop."""
 from __future__ import annotations
 
-import signal
 import threading
 import time
 
@@ -10,6 +9,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 import socklab  # noqa: E402
+from conftest import interrupt_when  # noqa: E402
 from socklab import runtime  # noqa: E402
 from socklab.concurrency import STYLES  # noqa: E402
 from socklab.widgets.manyclients import ALL, ManyClientsPanel  # noqa: E402
@@ -141,14 +141,7 @@ def test_an_interrupt_while_run_waits_stops_the_run_too(leakcheck):
     panel = ManyClientsPanel(clients=50, style="all four", service_ms=100, name="t-mc-interrupt")
     two_answered = threading.Event()
     panel.progress.observe(lambda change: change["new"] >= 2 and two_answered.set(), names="value")
-    main = threading.main_thread().ident
-    interrupter = threading.Thread(
-        target=lambda: two_answered.wait(10) and signal.pthread_kill(main, signal.SIGINT))
-    interrupter.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            panel.run()  # all four styles, 50 clients each: many seconds unless interrupted
-    finally:
-        interrupter.join()
+    with interrupt_when(two_answered), pytest.raises(KeyboardInterrupt):
+        panel.run()  # all four styles, 50 clients each: many seconds unless interrupted
     assert not panel.busy  # the run ended with the wait, not seconds later in the background
     assert len(panel.measurements) == 1 and panel.measurements[0].stopped, (panel.status.value, panel.alert.value)
