@@ -315,6 +315,65 @@ WRONG = {
                 for c in clients: c.close()
                 return n
          """, "left its listening socket open"),
+        # Python's refcounting closed forgotten sockets on return, so the fd count saw none open
+        ("closes nothing", """
+            def queue_capacity(backlog, timeout=0.5):
+                lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(backlog)
+                n = 0
+                while True:
+                    c = socket.socket(); c.settimeout(timeout)
+                    try:
+                        c.connect(lst.getsockname())
+                    except TimeoutError:
+                        break
+                    n += 1
+                return n
+         """, "left its listening socket open"),
+        ("closes the listener, not the clients", """
+            def queue_capacity(backlog, timeout=0.5):
+                n = 0
+                with socket.socket() as lst:
+                    lst.bind(("127.0.0.1", 0)); lst.listen(backlog)
+                    while True:
+                        c = socket.socket(); c.settimeout(timeout)
+                        try:
+                            c.connect(lst.getsockname())
+                        except TimeoutError:
+                            break
+                        n += 1
+                return n
+         """, "left 2 socket(s) open: close every client"),
+        ("catches only ConnectionRefusedError", """
+            def queue_capacity(backlog, timeout=0.5):
+                clients = []
+                with socket.socket() as lst:
+                    lst.bind(("127.0.0.1", 0)); lst.listen(backlog)
+                    try:
+                        while True:
+                            c = socket.socket(); c.settimeout(timeout); clients.append(c)
+                            c.connect(lst.getsockname())
+                    except ConnectionRefusedError:
+                        pass
+                    finally:
+                        for c in clients: c.close()
+                return len(clients) - 1
+         """, "a full accept queue does not refuse a client (no ConnectionRefusedError)"),
+        ("goes on after a timeout", """
+            def queue_capacity(backlog, timeout=0.5):
+                clients = []; n = 0
+                with socket.socket() as lst:
+                    lst.bind(("127.0.0.1", 0)); lst.listen(backlog)
+                    try:
+                        while n <= backlog + 5:
+                            c = socket.socket(); c.settimeout(timeout); clients.append(c)
+                            try:
+                                c.connect(lst.getsockname()); n += 1
+                            except TimeoutError:
+                                continue
+                    finally:
+                        for c in clients: c.close()
+                return n
+         """, "would never return: your code kept connecting"),
     ],
     "05.1": [
         ("one recv", """
@@ -434,6 +493,10 @@ def recv_msg(sock):
         body += chunk
     return body
 """, "must raise"),
+        ("returns str", source("06.1").replace("return recv_exactly(sock, size)",
+                                               "return recv_exactly(sock, size).decode('latin-1')"),
+         "send_msg then recv_msg of b'ping': your recv_msg returned str 'ping'; return the message "
+         "as bytes"),
     ],
     "06.2": [
         ("no limit", """
@@ -598,6 +661,11 @@ def recv_msg(sock):
                 buf += chunk
 """, """            buf = conn.recv(1024)
 """), "Read until b'\\n'"),
+        ("no join", source("09.1").replace("    for t in threads:\n        t.join()\n", ""),
+         "serve() did not wait for its client threads"),
+        ("never closes the connection", source("09.1").replace("        with conn:\n",
+                                                               "        if True:\n"),
+         "of your code (in serve): conn, _ = listener.accept()"),
     ],
     "10.1": [
         ("no retry", """
@@ -614,6 +682,25 @@ def recv_msg(sock):
         ("raises its own error", source("10.1").replace("    raise last\n",
                                                         "    raise RuntimeError('no luck')\n"),
          "Raise the last error itself"),
+        # a blocking connect() got in on the kernel's SYN retry 1 s later: it passed every case
+        ("no timeout", source("10.1").replace("create_connection(address, timeout=timeout)",
+                                              "create_connection(address)"),
+         "called connect() with no timeout, at line"),
+        ("leaves failed sockets open", source("10.1").replace(
+            "            return socket.create_connection(address, timeout=timeout)\n",
+            "            s = socket.socket(); s.settimeout(timeout); s.connect(address); return s\n"),
+         "close it before the next try"),
+        ("reuses one socket", source("10.1").replace("    last = None\n",
+                                                     "    last = None; s = socket.socket()\n").replace(
+            "            return socket.create_connection(address, timeout=timeout)\n",
+            "            s.settimeout(timeout); s.connect(address); return s\n"),
+         "called connect() again on a socket whose connect() had failed (it raised "
+         "ConnectionAbortedError)"),
+        ("returns the address", source("10.1").replace(
+            "            return socket.create_connection(address, timeout=timeout)\n",
+            "            with socket.create_connection(address, timeout=timeout):\n"
+            "                return address\n"),
+         "return the connected socket itself"),
     ],
     "11.1": [
         ("bare newlines", source("11.1").replace('\\r\\nHost: {host}:{port}\\r\\n\\r\\n',
@@ -682,6 +769,113 @@ def test_wrong_solution_gets_specific_feedback(exercise_id, label, src, expect, 
     assert not res.passed, f"{label!r} should not pass:\n{res.text()}"
     assert res.status == "failed"
     assert expect in res.text(), f"expected {expect!r} in the feedback for {label!r}:\n{res.text()}"
+    assert "bug in socklab" not in res.text(), res.text()  # the learner's mistake is the learner's
+
+
+def test_a_handler_that_crashes_with_two_clients_is_told_it_crashed(leakcheck):
+    """06.2: client b got no reply because the handler raised, not because of a shared buffer."""
+    res = run("06.2", source("06.2").replace("conn.sendall(line.upper() + b\"\\n\")",
+                                             "conn.sendall(line.decode().upper() + \"\\n\")"))
+    two = res.cases[-1]
+    assert two.name.startswith("two clients") and two.status == "failed", res.text()
+    assert "your handler raised TypeError" in two.lines[0], res.text()
+    assert "own buffer" not in res.text()
+
+
+# Right solutions written another way than the reference: with no `with` around each socket, a
+# thread pool, an ExitStack. Sockets and threads are judged closed and joined, not the style.
+OTHER_RIGHT = {
+    "10.1": """
+        def connect_with_retry(address, tries=5, delay=0.1, timeout=0.5):
+            for attempt in range(tries):
+                s = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+                s.settimeout(timeout)
+                try:
+                    s.connect(address)
+                    return s
+                except (ConnectionRefusedError, TimeoutError) as exc:
+                    s.close()
+                    last = exc
+                    threading.Event().wait(delay)
+                except BaseException:
+                    s.close()
+                    raise
+            raise last
+    """,
+    "09.1": """
+        import concurrent.futures
+        def serve(listener, stop):
+            def handle(conn):
+                with conn:
+                    buf = b""
+                    while b"\\n" not in buf:
+                        chunk = conn.recv(1024)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    conn.sendall(b"done: " + buf)
+            listener.settimeout(0.1)
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:   # joins its threads at the end
+                while not stop.is_set():
+                    try:
+                        conn, _ = listener.accept()
+                    except TimeoutError:
+                        continue
+                    pool.submit(handle, conn)
+    """,
+    "04.1": """
+        import contextlib
+        def queue_capacity(backlog, timeout=0.5):
+            n = 0
+            with contextlib.ExitStack() as stack:
+                lst = stack.enter_context(socket.create_server(("127.0.0.1", 0), backlog=backlog))
+                while True:
+                    c = stack.enter_context(socket.socket())
+                    c.settimeout(timeout)
+                    try:
+                        c.connect(lst.getsockname())
+                    except TimeoutError:
+                        return n
+                    n += 1
+    """,
+}
+
+
+@pytest.mark.parametrize("exercise_id", sorted(OTHER_RIGHT))
+def test_other_right_solutions_pass(exercise_id, leakcheck):
+    res = run(exercise_id, OTHER_RIGHT[exercise_id])
+    assert res.passed, res.text()
+
+
+def test_an_interrupted_check_ends_short_and_leaves_nothing_open(leakcheck):
+    """Ctrl-C while the learner's code hangs: the check ends what it started, then the interrupt
+    reaches the caller (the cell stops) with one line, not a traceback through the checker."""
+    import traceback
+    ns = load("04.1", NOTEBOOK_IMPORTS + textwrap.dedent("""
+        import signal
+        def queue_capacity(backlog, timeout=0.5):
+            lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(backlog)
+            clients = []
+            try:
+                while True:
+                    c = socket.socket(); clients.append(c)
+                    if len(clients) == backlog + 2:  # no timeout: waits for minutes; the learner interrupts
+                        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                    c.connect(lst.getsockname())
+            finally:
+                for c in clients: c.close()
+                lst.close()
+    """))
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt) as err:
+        exercises.check("04.1", ns["queue_capacity"])
+    assert time.monotonic() - t0 < exercises.get("04.1").limit  # not after the case's time limit
+    assert isinstance(err.value, exercises.CheckInterrupted)
+    assert str(err.value) == "check 04.1 stopped by interrupt; nothing left open."
+    frames = traceback.extract_tb(err.value.__traceback__)
+    assert [f.name for f in frames][1:] == ["check"], frames  # this test, then check(): no internals
+    assert err.value.__suppress_context__ and not core.stuck_threads()
+    assert run("04.1").passed  # the next check runs
 
 
 def test_two_writes_pass_with_a_tip_about_nagle(leakcheck):

@@ -8,9 +8,10 @@ they live in the instructor notebooks and in the project's tests.
 """
 from __future__ import annotations
 
-from .core import (CaseResult, Exercise, Result, run_check, stuck_threads)  # noqa: F401
+from .core import (CaseResult, CheckInterrupted, Exercise, Result, run_check,  # noqa: F401
+                   stuck_threads)
 from .registry import EXERCISES, get, by_notebook  # noqa: F401
 from .api import check, grade, hint, hints_shown, reset_hints  # noqa: F401
 
 __all__ = ["check", "grade", "hint", "hints_shown", "reset_hints", "get", "by_notebook", "EXERCISES",
-           "Exercise", "Result", "CaseResult", "run_check", "stuck_threads"]
+           "Exercise", "Result", "CaseResult", "CheckInterrupted", "run_check", "stuck_threads"]

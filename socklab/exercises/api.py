@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from .core import Result, run_check
+from .core import CheckInterrupted, Result, run_check
 from .registry import get
 
 _lock = threading.Lock()
@@ -18,14 +18,20 @@ _last: dict = {}       # exercise id -> (solution objects, Result) of the latest
 
 def check(exercise_id, *solution) -> Result:
     """Run exercise ``exercise_id``'s check on your solution (your function(s)); returns the result,
-    which shows what passed and, for what did not, why. Never raises for what your code does."""
+    which shows what passed and, for what did not, why. Never raises for what your code does; an
+    interrupt stops the check (after closing what it opened) with CheckInterrupted, a
+    KeyboardInterrupt."""
     ex = get(exercise_id)
     with _lock:
         last = _last.get(ex.id)
     if last is not None and len(last[0]) == len(solution) and \
             all(a is b for a, b in zip(last[0], solution)):
         return last[1]  # the same function objects were just checked (e.g. by grade())
-    res = run_check(ex, *solution)
+    try:
+        res = run_check(ex, *solution)
+    except CheckInterrupted as stopped:
+        # Raised afresh here: the traceback in the cell ends at this call, not in the checker.
+        raise CheckInterrupted(*stopped.args) from None
     with _lock:
         _last[ex.id] = (tuple(solution), res)
     return res

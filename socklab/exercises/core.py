@@ -14,6 +14,7 @@ import ctypes
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from time import monotonic  # bound here: learner code replacing time.monotonic cannot stop our clock
@@ -220,6 +221,85 @@ def _async_raise(thread: threading.Thread) -> bool:
     return n == 1
 
 
+# ---- the sockets the learner's code creates and connects (CPython audit events)
+
+MAX_MADE = 256  # sockets of one case held open for judging; more are left to the GC as usual
+
+
+class _Call:
+    """One call into the learner's code (run_learner): ``ended`` once it returned or raised."""
+
+    __slots__ = ("ended",)
+
+    def __init__(self):
+        self.ended = False
+
+
+@dataclass
+class Made:
+    """A socket the learner's code created (socket(), accept(), create_connection(), ...). The
+    check holds it, so a socket the code forgot is still open when the case is judged, instead of
+    being closed by the garbage collector whenever the code's last reference goes."""
+
+    sock: object
+    site: tuple            # (file, line, function) of the learner's code that created it
+    thread: threading.Thread
+    call: _Call | None     # the learner call that created it; None: a thread the learner started
+
+    def done(self) -> bool:
+        """Whether the code that created it has finished (so it can no longer close it)."""
+        return self.call.ended if self.call is not None else not self.thread.is_alive()
+
+    def left_open(self) -> bool:
+        """Open and never closed: close() (or a with block) sets _closed; -1 is a socket whose
+        creation failed."""
+        return not getattr(self.sock, "_closed", True) and self.sock.fileno() != -1
+
+
+@dataclass
+class Connect:
+    """A connect() or connect_ex() call of the learner's code, with the socket's timeout then."""
+
+    sock: object
+    timeout: float | None
+    site: tuple
+
+
+def _learner_site(frame) -> tuple:
+    """(file, line, function) of the innermost frame of the learner's code from ``frame`` out."""
+    while frame is not None:
+        code = frame.f_code
+        if is_learner_file(code.co_filename):
+            return code.co_filename, frame.f_lineno, code.co_name
+        frame = frame.f_back
+    return "", 0, ""
+
+
+def site_text(site: tuple) -> str:
+    """'line 3 of your code (in make_server): s = socket.socket()'."""
+    import linecache
+    filename, line, func = site
+    if not line:
+        return "your code"
+    text = linecache.getline(filename, line).strip()
+    return f"line {line} of your code (in {func})" + (f": {text}" if text else "")
+
+
+_watched = None  # the Context of the case being run by run_check, if any
+
+
+def _audit(event: str, args: tuple) -> None:
+    """CPython audit hook: note the sockets the learner's code creates and connects."""
+    if event != "socket.__new__" and event != "socket.connect":
+        return
+    ctx = _watched
+    if ctx is not None:
+        ctx.observe(event, args[0], sys._getframe(1))
+
+
+sys.addaudithook(_audit)  # a hook cannot be removed; while no check runs it returns at once
+
+
 # ---- one case's world: peers, learner threads, clean-up
 
 class Context:
@@ -241,7 +321,7 @@ class Context:
         self._sockets: list = []
         self._peers: list = []
         self._learner: list = []
-        self._inside: dict = {}           # thread -> True while it runs the learner's code
+        self._inside: dict = {}           # thread -> its _Call while it runs the learner's code
         self._inside_lock = threading.Lock()
         self._given_up: set = set()       # learner threads that could not be ended
         self._own_lock = threading.Lock()
@@ -252,6 +332,8 @@ class Context:
         self._threads_before = set(threading.enumerate())
         self.peer_errors: list = []    # exceptions of the checker's own peer threads
         self.stuck = ""
+        self.made: list = []       # Made: sockets the learner's code created (while watched)
+        self.connects: list = []   # Connect: connect() calls of the learner's code (while watched)
 
     # -- ownership
     def own(self, sock):
@@ -286,10 +368,39 @@ class Context:
                 self.peer_errors.append(exc)
         return run
 
+    # -- what the learner's code does with sockets
+    def learner_call(self, t: threading.Thread):
+        """(True, call) if ``t`` is running the learner's code right now (call is None for a thread
+        the learner's code started), else (False, None)."""
+        inside = self._inside.get(t)
+        if inside is not None:
+            return (True, inside) if inside else (False, None)
+        if t in self._threads_before or t.name.startswith("socklab") or t in self._peers:
+            return False, None
+        return started_by_learner(t), None
+
+    def observe(self, event: str, sock, frame) -> None:
+        """Audit event ``event`` (socket.__new__ or socket.connect) for ``sock``: note it if it
+        comes from the learner's code. Runs inside the socket call: must not raise."""
+        ours, call = self.learner_call(threading.current_thread())
+        if not ours or not isinstance(sock, _SOCKET):
+            return
+        site = _learner_site(frame)
+        if event == "socket.connect":
+            self.connects.append(Connect(sock, sock.gettimeout(), site))
+        elif len(self.made) < MAX_MADE:
+            self.made.append(Made(sock, site, threading.current_thread(), call))
+
+    def unclosed(self) -> list:
+        """Sockets the learner's code created, has finished with, never closed, and did not hand
+        to the check (a returned socket is owned by the case)."""
+        return [m for m in self.made if m.done() and id(m.sock) not in self._fds and m.left_open()]
+
     # -- running learner code
     def start(self, fn, *args, what: str = "your function", on_end=None) -> "Run":
         """Start ``fn(*args)`` in a learner thread; returns a Run to wait for. ``on_end(run)``, if
-        given, is called in that thread as soon as ``fn`` has returned or raised."""
+        given, is called in that thread as soon as ``fn`` has returned or raised (before the Run
+        is done)."""
         run = Run(self, fn, args, what, on_end)
         self._learner.append(run.thread)
         run.thread.start()
@@ -325,14 +436,16 @@ class Context:
         while it is inside ``fn`` (see end_learner_threads); one that arrives just after is caught
         here too, so it never reaches socklab's own code."""
         me = threading.current_thread()
+        call = _Call()
 
         def leave():
             with self._inside_lock:
                 self._inside[me] = False
+            call.ended = True
         try:
             try:
                 with self._inside_lock:
-                    self._inside[me] = True
+                    self._inside[me] = call
                 try:
                     value = fn(*args)
                 finally:
@@ -466,6 +579,10 @@ class Context:
                 pass  # the learner closed its descriptor with os.close(): nothing left to close
             if fd >= 0 and _fd_and_inode(fd) == (fd, inode):
                 os.close(fd)  # still open after close(): the learner's code detach()ed the socket
+        for m in self.made:
+            if m.left_open():
+                m.sock.close()  # forgotten by the learner's code: closed now, not by the GC later
+        self.made, self.connects = [], []
         for t in self._peers:
             t.join(JOIN_TIMEOUT)
         if stuck or self.stuck:
@@ -501,9 +618,11 @@ class Run:
                 self.error = value
         finally:
             self.elapsed = monotonic() - self.started
-            self.done.set()
-            if self.on_end is not None:
-                self.on_end(self)
+            try:
+                if self.on_end is not None:
+                    self.on_end(self)  # before done: whoever waits for the Run sees what it noted
+            finally:
+                self.done.set()
 
     def wait(self, timeout: float) -> bool:
         return self.done.wait(timeout)
@@ -562,6 +681,7 @@ class Exercise:
     cases: list
     limit: float = DEFAULT_LIMIT
     anchor: str = ""   # text of the notebook's existing exercise cell this one replaces, if any
+    close_tip: str = ""  # added to the feedback when the code leaves a socket it created open
 
     @property
     def notebook(self) -> str:
@@ -661,10 +781,49 @@ def _put_back_shared() -> list:
     return replaced
 
 
+class CheckInterrupted(KeyboardInterrupt):
+    """The check was interrupted (Ctrl-C, the notebook's stop button). Raised once the check has
+    ended what it started, so that the cell stops as for any interrupt."""
+
+
+def unclosed_lines(made: list, tip: str = "") -> list:
+    """Feedback for sockets the learner's code created and never closed, by line of code."""
+    sites: dict = {}
+    for m in made:
+        sites[m.site] = sites.get(m.site, 0) + 1
+    n = len(made)
+    out = [f"your code left {n} socket{'s' if n > 1 else ''} it created open: it never called "
+           f"close() on {'them' if n > 1 else 'it'}."]
+    for site, k in sites.items():
+        out.append(f"Made at {site_text(site)}" + (f" ({k} sockets)" if k > 1 else ""))
+    out.append("Python closes a forgotten socket only when the garbage collector gets to it, and a "
+               "program cannot count on when that is: until then it holds a file descriptor, and a "
+               "peer waits for the end of the connection. Close every socket when you are done "
+               "with it: `with socket.socket() as s:` (or `with conn:`), or s.close() in a finally: "
+               "block.")
+    if tip:
+        out.append(tip)
+    return out
+
+
+def _close_case(ctx: Context) -> tuple:
+    """``ctx.close()``, finished even when an interrupt arrives meanwhile (it starts again, up to
+    3 times): (what close() said, whether an interrupt arrived)."""
+    interrupted = False
+    for _ in range(3):
+        try:
+            return ctx.close(), interrupted
+        except KeyboardInterrupt:
+            interrupted = True
+    return ("The check was interrupted again and again while it closed what it started: sockets or "
+            "threads of this check may still be open. Restart the kernel to be sure."), True
+
+
 def run_check(exercise: Exercise, *solution, only=None) -> Result:
     """Run every case of ``exercise`` against the learner's ``solution`` (one object per name in
     ``exercise.names``). Stops after a case whose code did not return. Never raises for anything
-    the learner's code does."""
+    the learner's code does; an interrupt ends the check (everything it started is ended and
+    closed first) with CheckInterrupted."""
     if not _checking.acquire(blocking=False):
         return Result(exercise.id, exercise.title, "failed", lines=[
             "A check is already running (did your solution call check() or grade()?). A check runs "
@@ -676,6 +835,7 @@ def run_check(exercise: Exercise, *solution, only=None) -> Result:
 
 
 def _run_check(exercise: Exercise, solution, only) -> Result:
+    global _watched
     res = Result(exercise.id, exercise.title, "failed")
     problem = _check_solution_shape(exercise, solution)
     if problem is not None:
@@ -690,8 +850,15 @@ def _run_check(exercise: Exercise, solution, only) -> Result:
             continue
         ctx = Context(exercise.id, exercise.seed(i), case.limit or exercise.limit)
         outcome = CaseResult(case.name, "passed")
+        interrupted = False
+        _watched = ctx
         try:
             case.fn(ctx, *solution)
+            left = ctx.unclosed()
+            if left:
+                raise Fail(*unclosed_lines(left, exercise.close_tip))
+        except KeyboardInterrupt:
+            interrupted = True
         except NotAttempted as n:
             outcome = CaseResult(case.name, "not attempted", [
                 f"{n.what} is not written yet (it raises NotImplementedError)."])
@@ -722,7 +889,12 @@ def _run_check(exercise: Exercise, solution, only) -> Result:
                 "exercise, not necessarily in your code: please report it."])
         finally:
             replaced = _put_back_shared()
-            stuck = ctx.close()
+            stuck, again = _close_case(ctx)
+            _watched = None
+        if interrupted or again:
+            raise CheckInterrupted(f"check {exercise.id} stopped by interrupt; nothing left open."
+                                   if not stuck else f"check {exercise.id} stopped by interrupt. "
+                                   f"Not everything could be ended: {stuck}") from None
         if replaced:  # whatever else happened, this is the cause to fix first
             outcome = CaseResult(case.name, "failed", [
                 f"your code replaced {', '.join(replaced)}: module attributes that every piece of "

@@ -8,16 +8,20 @@ from .core import Case, Exercise, Fail, LearnerRaised, raised_lines
 from .peers import read_all
 
 
-def _returned_socket(ctx, value, what="make_server()"):
-    """The socket.socket inside what the learner returned, owned by the case; or a Fail."""
+LISTENER = "return just the listening socket; its address is `srv.getsockname()`."
+
+
+def _returned_socket(ctx, value, what="make_server()", instead=LISTENER):
+    """The socket.socket inside what the learner returned, owned by the case; or a Fail.
+    ``instead``: what to return, told when the learner returned a tuple."""
     if value is None:
         raise Fail(f"your {what} returned None: did you forget `return srv` at the end?")
     if isinstance(value, tuple):
         for v in value:
             if hasattr(v, "fileno") and hasattr(v, "getsockname"):
                 _own(ctx, v)
-        raise Fail(f"your {what} returned a tuple ({type(value).__name__} of {len(value)}): return "
-                   "just the listening socket; its address is `srv.getsockname()`.")
+        raise Fail(f"your {what} returned a tuple ({type(value).__name__} of {len(value)}"
+                   f"{': ' + repr(value) if len(repr(value)) <= 60 else ''}): {instead}")
     if not (hasattr(value, "fileno") and hasattr(value, "getsockname")):
         raise Fail(f"your {what} returned {type(value).__name__} {value!r:.60}: return the socket.")
     sock = _own(ctx, value)

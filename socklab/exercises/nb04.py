@@ -4,10 +4,10 @@ from __future__ import annotations
 import socket
 
 from .. import kstate
-from .core import Case, Exercise, Fail
-from .core import socket_fds
+from .core import Case, Exercise, Fail, LearnerRaised, site_text, socket_fds, where
 
 MAX_CLIENTS = 32  # the measurement (the checker's and the learner's) never needs more
+KEPT_ON = 20      # connects past what the queue holds after which a loop is judged never to end
 
 
 def measure_capacity(backlog: int, timeout: float) -> int:
@@ -38,14 +38,41 @@ def _case_capacity(backlog):
         listening_before = kstate.listening() if kstate.available() else None
         fds_before = socket_fds()
 
+        def hopeless():
+            # Only expected + 1 connects are needed; this many more means a loop that never stops.
+            return len(ctx.connects) > expected + KEPT_ON
+
         def diagnose():
             n = len(socket_fds() - fds_before)
+            untimed = [c for c in ctx.connects if c.timeout is None]
+            if hopeless() and not untimed:
+                return (f"your code kept connecting: {len(ctx.connects)} clients so far, every "
+                        f"connect() with a timeout, and its loop never ended (the queue holds "
+                        f"{expected} here). Stop at the first client that cannot connect: its "
+                        "connect() raises TimeoutError (break out of the loop there; do not go on "
+                        "to the next client).")
+            if untimed:
+                return ("a connect() without a timeout is waiting. With a full queue Linux drops "
+                        "the handshake, and connect() keeps retrying for minutes: call "
+                        f"settimeout({timeout}) on each client before connect(), and stop at the "
+                        f"first TimeoutError. It waits at {site_text(untimed[-1].site)}")
             return (f"your code has {n} socket(s) open and has not returned. Is a connect() waiting "
                     f"without a timeout? With a full queue Linux drops the handshake, and connect() "
                     f"keeps retrying for minutes: call settimeout({timeout}) on each client before "
                     "connect(), and stop at the first TimeoutError.")
-        got = ctx.call(queue_capacity, backlog, timeout, what=f"your queue_capacity({backlog}, {timeout})",
-                       diagnose=diagnose)
+        what = f"your queue_capacity({backlog}, {timeout})"
+        try:
+            got = ctx.call(queue_capacity, backlog, timeout, what=what, diagnose=diagnose,
+                           hopeless=hopeless)
+        except LearnerRaised as e:
+            if isinstance(e.error, TimeoutError):
+                raise Fail(f"{what} raised TimeoutError.", where(e.error),
+                           "That timeout is the answer you are measuring, not an error: on Linux a "
+                           "full accept queue does not refuse a client (no ConnectionRefusedError); "
+                           "it drops the client's handshake, so connect() waits until its timeout "
+                           "and raises TimeoutError. Catch TimeoutError around connect() and stop "
+                           "counting there.") from None
+            raise
         left = socket_fds() - fds_before
         if listening_before is not None and kstate.listening() != listening_before:
             raise Fail("your queue_capacity left its listening socket open: close it (a `with` "

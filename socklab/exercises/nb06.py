@@ -140,8 +140,12 @@ def _case_round_trip(ctx, send_msg, recv_msg):
         ctx.call(send_msg, a, m, what="your send_msg")
     for m in messages:
         got = ctx.call(recv_msg, b_obs, what="your recv_msg")
+        if not isinstance(got, (bytes, bytearray)):
+            raise Fail(f"send_msg then recv_msg of {shorten(m, 20)}: your recv_msg returned "
+                       f"{type(got).__name__} {got!r:.40}; return the message as bytes"
+                       f"{' (do not decode it)' if isinstance(got, str) else ''}.")
         if got != m:
-            raise Fail(f"send_msg then recv_msg of {shorten(m, 20)} gave {shorten(got or b'')}.")
+            raise Fail(f"send_msg then recv_msg of {shorten(m, 20)} gave {shorten(got)}.")
 
 
 SEND_RECV_MSG = Exercise(
@@ -313,6 +317,7 @@ def _case_two_clients(ctx, handler):
     b.sendall(b"from b\n")          # ... must not hold up the other client
     got_b, _ = read_all(b, 2, expect=7, stalled=_stalled(ctx, srv, lambda: 14 + 7))
     if got_b != b"FROM B\n":
+        ctx.raise_learner_errors("your handler")  # a crash is the reason, not a shared buffer
         raise Fail(f"two clients: client a has sent half a line; client b sent b'from b\\n' and got "
                    f"{got_b!r}. Each connection needs its own buffer (a local variable).")
     a.sendall(b"then done\n")

@@ -102,6 +102,10 @@ def _case_live(ctx, serve):
             return True
     # Judged as soon as serve() ends, or its unlink() has taken the live server's file.
     wait_for(lambda: run.done.is_set() or replaced(), 2.0, ctx.stop)
+    if replaced():
+        # The file may be gone because serve() is raising and its finally: block unlinked it:
+        # give a serve() that is on its way out the moment to finish, so it is judged as such.
+        run.wait(0.5)
     if not run.done.is_set():
         stop.set()
         if replaced():

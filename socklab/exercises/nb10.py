@@ -6,7 +6,7 @@ import socket
 from time import monotonic  # bound here: learner code replacing time.monotonic cannot stop our clock
 
 from ..errors import explain
-from .core import Case, Exercise, Fail, LearnerRaised
+from .core import Case, Exercise, Fail, LearnerRaised, site_text
 from .nb02 import _returned_socket
 from .peers import read_all
 
@@ -25,8 +25,16 @@ def _refusing(ctx) -> socket.socket:
     return s
 
 
+CONNECTED = ("return the connected socket itself (what socket.create_connection() returned), not "
+             "its address and not a tuple: the caller sends and receives on it, and closes it.")
+
+
+def _returned(ctx, value):
+    return _returned_socket(ctx, value, "connect_with_retry", instead=CONNECTED)
+
+
 def _connected(ctx, value, address):
-    sock = _returned_socket(ctx, value, "connect_with_retry")
+    sock = _returned(ctx, value)
     try:
         peer = sock.getpeername()
     except OSError:
@@ -47,8 +55,33 @@ def _call(ctx, fn, address, tries, delay, timeout, limit=None):
                              "socket.create_connection(address, timeout=timeout)")
     except LearnerRaised as e:
         e.elapsed = monotonic() - t0
+        _judge_connects(ctx, e.error)
         raise
+    _judge_connects(ctx)
     return value, monotonic() - t0
+
+
+def _judge_connects(ctx, error=None):
+    """A connect() with no timeout, or a second connect() on one socket: wrong whatever the case
+    saw (a blocking connect can get in by luck, on the kernel's SYN retry 1 s later)."""
+    untimed = [c for c in ctx.connects if c.timeout is None]
+    if untimed:
+        raise Fail("your connect_with_retry called connect() with no timeout, at "
+                   f"{site_text(untimed[0].site)}.",
+                   "Without a timeout, a connect() to a server whose accept queue is full waits "
+                   "while Linux retries the handshake (1 s, 3 s, 7 s, ... for minutes). Pass the "
+                   "timeout on: socket.create_connection(address, timeout=timeout).")
+    seen = set()
+    for c in ctx.connects:
+        if id(c.sock) in seen:
+            raised = f" (it raised {type(error).__name__})" if error is not None else ""
+            raise Fail("your connect_with_retry called connect() again on a socket whose connect() "
+                       f"had failed{raised}, at {site_text(c.site)}.",
+                       "A socket whose connect() failed cannot be connected again: the kernel "
+                       "ends that attempt for good (ECONNABORTED), or it is still in progress "
+                       "(EALREADY). Make a new socket for each try and close the failed one: "
+                       "socket.create_connection(address, timeout=timeout) does both.")
+        seen.add(id(c.sock))
 
 
 def _case_up(ctx, connect_with_retry):
@@ -102,7 +135,7 @@ def _case_never(ctx, connect_with_retry):
         raise Fail("nobody ever listened and your connect_with_retry returned None; after the last "
                    "try, raise the last error (`raise`), so the caller cannot mistake it for a "
                    "socket.")
-    _returned_socket(ctx, value, "connect_with_retry")
+    _returned(ctx, value)
     raise Fail("nobody ever listened, yet your connect_with_retry returned a socket.")
 
 
@@ -162,7 +195,7 @@ def _case_unfixable(ctx, connect_with_retry):
     if value is None:
         raise Fail(f"connecting to {UNFIXABLE!r} fails with {type(probe).__name__}; your "
                    "connect_with_retry returned None instead of raising it.")
-    _returned_socket(ctx, value, "connect_with_retry")
+    _returned(ctx, value)
 
 
 CONNECT_WITH_RETRY = Exercise(
@@ -171,6 +204,8 @@ CONNECT_WITH_RETRY = Exercise(
     names=("connect_with_retry",),
     limit=4.0,
     anchor="4. **Retry what waiting can fix** *(exercise 10.1)*.",
+    close_tip=("A try whose connect() failed leaves a socket too: close it before the next try "
+               "(socket.create_connection() closes it for you)."),
     task="""4. **Retry what waiting can fix** *(exercise 10.1, checked below)*. Write
 `connect_with_retry(address, tries=5, delay=0.1, timeout=0.5)`: call
 `socket.create_connection(address, timeout=timeout)`; on `ConnectionRefusedError` (nobody listens

@@ -293,7 +293,10 @@ def plural(n: int, word: str) -> str:
 
 
 def shorten(data: bytes, n: int = 40) -> str:
-    """A short repr of bytes for feedback: b'hello'... (123 bytes)."""
+    """A short repr of bytes for feedback: b'hello'... (123 bytes). Anything else (what a learner's
+    function returned instead of bytes) is shown as what it is: str 'hello'."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        return f"{type(data).__name__} {data!r:.{n}}"
     data = bytes(data)
     if len(data) <= n:
         return repr(data)
