@@ -80,10 +80,16 @@ def _stop_everything():
     socklab.stop_all()
 
 
+@pytest.fixture
+def interrupt_when():
+    """``with interrupt_when(event):`` sends SIGINT to the main thread once ``event`` is set, as
+    Jupyter's stop button does to a kernel: Python raises KeyboardInterrupt there, wherever it
+    waits. (A fixture: test modules cannot import from conftest, there are two of them.)"""
+    return _interrupt_when
+
+
 @contextlib.contextmanager
-def interrupt_when(event: threading.Event, timeout: float = 10.0):
-    """Once ``event`` is set, send SIGINT to the main thread, as Jupyter's stop button does to a
-    kernel: Python raises KeyboardInterrupt there, wherever it waits."""
+def _interrupt_when(event: threading.Event, timeout: float = 10.0):
     main = threading.main_thread().ident
     sender = threading.Thread(target=lambda: event.wait(timeout) and signal.pthread_kill(main, signal.SIGINT))
     sender.start()

@@ -1,6 +1,7 @@
 """BackgroundClient on real sockets: bad arguments are explained up front and leave nothing behind."""
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -8,8 +9,6 @@ import pytest
 import socklab
 from socklab import runtime
 from socklab.bgclient import BackgroundClient
-
-from conftest import snapshot
 
 
 @pytest.fixture
@@ -53,14 +52,16 @@ def test_str_and_bytes_like_messages_are_sent_as_bytes(echo_server, leakcheck):
 
 
 def test_a_finished_client_holds_no_fds_before_stop(echo_server, leakcheck):
-    before = snapshot().fds
+    before = leakcheck.fds  # taken once echo_server runs, as the test starts
     clients = [BackgroundClient(echo_server.address, [b"hi"], name=f"bg-finished-{i}", timeout=5)
                for i in range(20)]
     try:
         for bg in clients:
             assert bg.wait(10) == [b"hi"] and bg.error is None
             bg._thread.join(5)  # done is set inside the clean-up; the thread ends just after
-        assert snapshot().fds == before  # not 2 per finished client (its wake-up pair) until stop()
+        assert echo_server.wait_idle(5)  # the server has closed its end of every connection
+        # not 2 more per finished client (its wake-up pair) until stop()
+        assert len(os.listdir("/proc/self/fd")) == before
     finally:
         for bg in clients:
             bg.stop()  # still fine after it closed its own sockets

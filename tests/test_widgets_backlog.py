@@ -10,7 +10,6 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 import socklab  # noqa: E402
-from conftest import interrupt_when  # noqa: E402
 from socklab import ConfigError  # noqa: E402
 from socklab.widgets.backlog import (BacklogPanel, chart_text, kernel_rows, kernel_view,  # noqa: E402
                                      sweep_text, wait_for_state)
@@ -243,7 +242,7 @@ def test_backlog_panel_reads_the_family_as_socketconfig_does():
     assert "AF_INET" in err.value.explanation.fix
 
 
-def test_an_interrupt_while_a_sweep_waits_stops_the_sweep_too(leakcheck):
+def test_an_interrupt_while_a_sweep_waits_stops_the_sweep_too(leakcheck, interrupt_when):
     """Jupyter's stop button raises KeyboardInterrupt in the main thread, here while sweep() waits."""
     panel = BacklogPanel(name="t-backlog-interrupt")
     running = threading.Event()

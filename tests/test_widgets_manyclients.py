@@ -9,7 +9,6 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 import socklab  # noqa: E402
-from conftest import interrupt_when  # noqa: E402
 from socklab import runtime  # noqa: E402
 from socklab.concurrency import STYLES  # noqa: E402
 from socklab.widgets.manyclients import ALL, ManyClientsPanel  # noqa: E402
@@ -136,7 +135,7 @@ def test_run_refuses_what_its_boxes_would_clamp_or_cast(kwargs, leakcheck):
         p.stop()
 
 
-def test_an_interrupt_while_run_waits_stops_the_run_too(leakcheck):
+def test_an_interrupt_while_run_waits_stops_the_run_too(leakcheck, interrupt_when):
     """Jupyter's stop button raises KeyboardInterrupt in the main thread, here while run() waits."""
     panel = ManyClientsPanel(clients=50, style="all four", service_ms=100, name="t-mc-interrupt")
     two_answered = threading.Event()
