@@ -30,6 +30,35 @@ MAX_WAIT = 60.0      # s at most for connect_timeout and accept_after: an experi
 LATE = 0.5
 
 
+class StopSignal:
+    """Ends a running experiment at once, from any thread: ``set()`` wakes its wait through a
+    wake-up socket (no polling) and its pending connect()s are shut down."""
+
+    def __init__(self):
+        self._set = False
+        self._lock = threading.Lock()
+        self._wakes: list = []
+
+    def set(self) -> None:
+        with self._lock:
+            self._set = True
+            for w in self._wakes:
+                w.send(b"s")
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def _attach(self, wake) -> None:
+        with self._lock:
+            self._wakes.append(wake)
+            if self._set:
+                wake.send(b"s")
+
+    def _detach(self, wake) -> None:
+        with self._lock:
+            self._wakes.remove(wake)
+
+
 @dataclass
 class ClientOutcome:
     """What connect() did for one client."""
@@ -72,6 +101,7 @@ class BacklogResult:
     trace: Trace | None = None
     reason: str = ""         # why kernel columns are missing, if they are
     peers: dict = field(default_factory=dict)  # client side -> accepted side, for diagram(peers=...)
+    stopped: bool = False    # ended early by its StopSignal (or an interrupt)
 
     @property
     def queue_seen(self) -> int | None:
@@ -113,14 +143,17 @@ class BacklogResult:
             lines.append(f"longest accept queue seen: {self.queue_seen}{syn}")
         if self.reason:
             lines.append(f"Note: {self.reason}.")
+        if self.stopped:
+            lines.append("Stopped early: the clients still waiting in connect() were ended.")
         w = max((len(c.side) for c in self.clients), default=6)
         for c in self.clients:
             extra = f"  ({c.error})" if c.error else ""
             acc = f"  accepted as {c.accepted_as}" if c.accepted_as else ""
             lines.append(f"  {c.side:<{w}}  {c.outcome}{acc}{extra}")
         lines.append(f"{self.connected} connected, {self.count('timed out')} timed out, "
-                     f"{self.count('refused')} refused" + (f", {self.count('would block')} would block"
-                                                           if self.count('would block') else "") + ".")
+                     f"{self.count('refused')} refused"
+                     + "".join(f", {self.count(o)} {o}" for o in ("would block", "stopped") if self.count(o))
+                     + ".")
         return "\n".join(lines)
 
 
@@ -145,13 +178,15 @@ def _check(backlog, clients, connect_timeout, accept_after):
 
 def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_timeout: float = 1.5,
                            family: str = "AF_INET", accept_after: float | None = None,
-                           trace: Trace | None = None) -> BacklogResult:
+                           trace: Trace | None = None, stop: StopSignal | None = None) -> BacklogResult:
     """Listen with ``backlog`` (None: listen() without argument), never accept, start ``clients``.
 
     Clients start one after another (each gets ``LAUNCH_GRACE`` to finish) but wait concurrently.
     The listener's queue, backlog in force and SYN-SENT clients are sampled after each connect()
     returns and every ``SAMPLE_EVERY`` s while some wait. With ``accept_after`` (seconds after the
     last client started) the server then accept()s everything, letting waiting clients in.
+    ``stop.set()`` (a StopSignal, from another thread) ends it at once: clients still in connect()
+    are shut down and marked "stopped".
     """
     _check(backlog, clients, connect_timeout, accept_after)
     cfg = SocketConfig(family=family, type="SOCK_STREAM", backlog=backlog).validate()
@@ -161,6 +196,8 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
     socks, threads, conns, done = [], [], [], []
     wake_r, wake_w = socket.socketpair()
     sel = selectors.DefaultSelector()
+    if stop is not None:
+        stop._attach(wake_w)
     try:
         listener.bind(cfg.address)
         listener.listen(*(() if backlog is None else (backlog,)))
@@ -180,16 +217,27 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
             threads.append(t)
             if i + 1 < len(socks):  # the last client has no successor to keep in order
                 done[i].wait(LAUNCH_GRACE)
-        _watch(res, listener, address, done, wake_r, sel, conns, t0)
+            if stop is not None and stop.is_set():
+                break
+        _watch(res, listener, address, done[:len(threads)], wake_r, sel, conns, t0, stop)
     finally:
-        for s, d in zip(socks, done):
-            if not d.is_set():  # still in connect(): interrupted, or past the hard stop
+        if stop is not None:
+            stop._detach(wake_w)
+        ended = []
+        for c, s, d in zip(res.clients, socks, done):
+            if not d.is_set():  # still in connect() (or never started): stopped, interrupted, or
+                ended.append(c)  # past the hard stop
                 try:
                     s.sock.shutdown(socket.SHUT_RDWR)  # ends a pending connect() at once (untraced)
                 except OSError:
                     pass  # it connected or failed meanwhile: its thread is returning anyway
         for t in threads:
             t.join(connect_timeout + 5)
+        if stop is not None and stop.is_set():
+            res.stopped = True
+            for c in ended:
+                if not c.connected:
+                    c.outcome, c.error = "stopped", ""
         for s in [c for c, _ in conns] + socks + [listener]:
             s.close()
         sel.close()
@@ -246,7 +294,7 @@ def _sample(res, address, t0, why) -> None:
                               row.backlog if row else None, syn))
 
 
-def _watch(res, listener, address, done, wake_r, sel, conns, t0):
+def _watch(res, listener, address, done, wake_r, sel, conns, t0, stop=None):
     """Sample while clients wait; accept() everything once ``accept_after`` has passed."""
     sel.register(wake_r, selectors.EVENT_READ)
     launched = time.perf_counter()
@@ -254,7 +302,8 @@ def _watch(res, listener, address, done, wake_r, sel, conns, t0):
     hard_stop = launched + res.connect_timeout + (res.accept_after or 0) + 5
     accepting = False
     _sample(res, address, t0, "all clients started")
-    while not all(d.is_set() for d in done) and time.perf_counter() < hard_stop:
+    while not all(d.is_set() for d in done) and time.perf_counter() < hard_stop \
+            and not (stop is not None and stop.is_set()):
         now = time.perf_counter()
         if accept_at is not None and not accepting and now >= accept_at:
             accepting = True
@@ -262,6 +311,8 @@ def _watch(res, listener, address, done, wake_r, sel, conns, t0):
             sel.register(listener.sock, selectors.EVENT_READ)
         wait = SAMPLE_EVERY if accepting or accept_at is None else min(SAMPLE_EVERY, accept_at - now)
         ready = sel.select(max(wait, 0))
+        if stop is not None and stop.is_set():
+            break
         returned = False
         for key, _ in ready:
             if key.fileobj is wake_r:
@@ -278,7 +329,7 @@ def _watch(res, listener, address, done, wake_r, sel, conns, t0):
         if not any(k.fileobj is listener.sock for k, _ in sel.select(0)):
             break
         _accept(res, listener, conns)
-    _sample(res, address, t0, "all clients finished")
+    _sample(res, address, t0, "stopped" if stop is not None and stop.is_set() else "all clients finished")
     by_addr = {c.local: c for c in res.clients if c.local}  # AF_UNIX clients are unnamed: no match
     for conn, addr in conns:
         c = by_addr.get(addr)

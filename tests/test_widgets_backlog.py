@@ -132,10 +132,13 @@ def test_af_unix_full_queue_would_block(leakcheck):
 def test_run_button_works_in_the_background(leakcheck):
     panel = BacklogPanel(backlog=0, clients=2, connect_timeout=0.5, name="t-bl6")
     assert "socklab-run-backlog" in panel.buttons["Run"]._dom_classes
+    finished = threading.Event()
+    panel.status.observe(lambda change: "finished" in change["new"] and finished.set(), names="value")
     panel.buttons["Run"].click()
     assert panel.busy
     panel.buttons["Run"].click()
     assert "in progress" in panel.alert.value
+    assert finished.wait(10), panel.status.value  # the run ends on its own, in the background
     panel.stop()
     assert not panel.busy
     assert [c.outcome for c in panel.result.clients] == ["connected", "timed out"]
@@ -251,3 +254,17 @@ def test_an_interrupt_while_a_sweep_waits_stops_the_sweep_too(leakcheck, interru
         panel.sweep(connect_timeout=3)  # four runs whose extra client waits 3 s each
     assert not panel.busy  # the sweep ended with the wait, not seconds later in the background
     assert len(panel.results) <= 1
+
+
+def test_stop_ends_a_run_at_once_its_waiting_clients_are_stopped_not_timed_out(leakcheck):
+    from socklab.widgets.backlog import TIMEOUT_RANGE
+    panel = BacklogPanel(name="t-backlog-stop")
+    waiting = threading.Event()  # the kernel shows a client in SYN-SENT: its SYN was dropped
+    panel.status.observe(lambda change: "running" in change["new"] and waiting.set(), names="value")
+    panel.run(backlog=0, clients=3, connect_timeout=TIMEOUT_RANGE[1], wait=False)
+    assert waiting.wait(10)
+    panel.stop()
+    assert not panel.busy
+    r = panel.results[-1]
+    assert r.stopped and r.count("timed out") == 0 and r.count("stopped") >= 1, r.text()
+    assert "stopped" in panel.status.value and "Stopped early" in r.text()

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import ipywidgets as W
 
 from .. import runtime
-from ..backlog import LATE, BacklogResult, ClientOutcome, Sample, run_backlog_experiment
+from ..backlog import LATE, BacklogResult, ClientOutcome, Sample, StopSignal, run_backlog_experiment
 from ..errors import ConfigError
 from ..kstate import Rows, demo_state
 from ..notebook import Rich
@@ -367,6 +367,7 @@ class BacklogPanel(BackgroundPanel):
         self.snapshot: Rows | None = None          # the kernel's view while the last run's clients waited
         self.error: BaseException | None = None
         self._worker: threading.Thread | None = None
+        self._stop_signal: StopSignal | None = None  # the running experiment's, for stop()
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._live: dict = {}
@@ -502,8 +503,13 @@ class BacklogPanel(BackgroundPanel):
         return self._start(job, wait, single=False)
 
     def stop(self):
-        """Let a run in progress finish (each is bounded by its timeouts) and skip the rest of a sweep."""
+        """End a run in progress at once (its clients still in connect() are shut down) and skip
+        the rest of a sweep."""
         self._cancel.set()
+        with self._lock:
+            signal = self._stop_signal
+        if signal is not None:
+            signal.set()
         self._wait_for_worker(TIMEOUT_RANGE[1] + ACCEPT_RANGE[1] + 8)
 
     def clear(self):
@@ -560,9 +566,15 @@ class BacklogPanel(BackgroundPanel):
         trace.subscribe(self._on_event)
         box: dict = {}
 
+        signal = StopSignal()
+        with self._lock:
+            self._stop_signal = signal
+        if self._cancel.is_set():  # stop() came between the runs of a sweep
+            signal.set()
+
         def experiment():
             try:
-                box["result"] = run_backlog_experiment(trace=trace, **s)
+                box["result"] = run_backlog_experiment(trace=trace, stop=signal, **s)
             except BaseException as exc:  # handed to the panel's thread
                 box["error"] = exc
         runner = Thread(target=experiment, name="socklab-backlog-run")
@@ -588,7 +600,7 @@ class BacklogPanel(BackgroundPanel):
             self.state_view.value = _boxed(state_html(self.snapshot), "socklab-state-final")
         self.table.value = results_html(r, times=True)
         self.plot.value = chart_html(self.history)
-        self.status.value = f"<b>finished</b>{label}: {_html.escape(_summary(r))}"
+        self.status.value = f"<b>{'stopped' if r.stopped else 'finished'}</b>{label}: {_html.escape(_summary(r))}"
         return r
 
     def _on_event(self, ev):
