@@ -666,6 +666,14 @@ def recv_msg(sock):
         ("never closes the connection", source("09.1").replace("        with conn:\n",
                                                                "        if True:\n"),
          "of your code (in serve): conn, _ = listener.accept()"),
+        # no client ever closed without finishing its line: the endless loop on b'' passed
+        ("loops for ever on b''", source("09.1").replace(
+            """                chunk = conn.recv(1024)
+                if not chunk:
+                    return
+                buf += chunk
+""", """                buf += conn.recv(1024)
+"""), "your handler's recv() returned b'' and it called recv() again"),
     ],
     "10.1": [
         ("no retry", """
@@ -696,6 +704,18 @@ def recv_msg(sock):
             "            s.settimeout(timeout); s.connect(address); return s\n"),
          "called connect() again on a socket whose connect() had failed (it raised "
          "ConnectionAbortedError)"),
+        # waiting after every try, it took as long as 3 tries would: the timing let it pass
+        ("one try too few", """
+            def connect_with_retry(address, tries=5, delay=0.1, timeout=0.5):
+                for attempt in range(tries - 1):
+                    try:
+                        return socket.create_connection(address, timeout=timeout)
+                    except (ConnectionRefusedError, TimeoutError) as exc:
+                        last = exc
+                        threading.Event().wait(delay)
+                raise last
+         """,
+         "with tries=3 your connect_with_retry tried to connect 2 times"),
         ("returns the address", source("10.1").replace(
             "            return socket.create_connection(address, timeout=timeout)\n",
             "            with socket.create_connection(address, timeout=timeout):\n"
@@ -785,7 +805,7 @@ def test_a_handler_that_crashes_with_two_clients_is_told_it_crashed(leakcheck):
 # Right solutions written another way than the reference: with no `with` around each socket, a
 # thread pool, an ExitStack. Sockets and threads are judged closed and joined, not the style.
 OTHER_RIGHT = {
-    "10.1": """
+    "10.1 own socket per try": """
         def connect_with_retry(address, tries=5, delay=0.1, timeout=0.5):
             for attempt in range(tries):
                 s = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
@@ -802,7 +822,7 @@ OTHER_RIGHT = {
                     raise
             raise last
     """,
-    "09.1": """
+    "09.1 thread pool": """
         import concurrent.futures
         def serve(listener, stop):
             def handle(conn):
@@ -823,7 +843,7 @@ OTHER_RIGHT = {
                         continue
                     pool.submit(handle, conn)
     """,
-    "04.1": """
+    "04.1 ExitStack": """
         import contextlib
         def queue_capacity(backlog, timeout=0.5):
             n = 0
@@ -841,10 +861,95 @@ OTHER_RIGHT = {
 }
 
 
-@pytest.mark.parametrize("exercise_id", sorted(OTHER_RIGHT))
-def test_other_right_solutions_pass(exercise_id, leakcheck):
-    res = run(exercise_id, OTHER_RIGHT[exercise_id])
+# A handler gets socklab.Server's traced connection: it had no recv_into() and no makefile().
+OTHER_RIGHT["05.2 recv_into"] = """
+    def echo_handler(conn, server):
+        buf = bytearray(65536)
+        while n := conn.recv_into(buf):
+            conn.sendall(memoryview(buf)[:n])
+"""
+OTHER_RIGHT["06.2 makefile and readline"] = """
+    def upper_lines_limited(conn, server):
+        with conn.makefile("rb") as lines:
+            while line := lines.readline(1025):
+                if not line.endswith(b"\\n"):          # the end of the stream, or too long
+                    if len(line) > 1024:
+                        conn.sendall(b"ERROR line too long\\n")
+                    return
+                conn.sendall(line[:-1].upper() + b"\\n")
+"""
+# Waits for its client to close before closing (a lingering close): the check's clients never
+# closed, so serve() could not join, and was told its accept() had no timeout.
+OTHER_RIGHT["09.1 waits for the client to close"] = source("09.1").replace(
+    '            conn.sendall(b"done: " + buf)\n',
+    '            conn.sendall(b"done: " + buf)\n'
+    '            conn.shutdown(socket.SHUT_WR)\n'
+    '            while conn.recv(1024):           # until the client has closed its side too\n'
+    '                pass\n')
+# Waits for a count of busy clients instead of join(): a thread that signalled, then ran its last
+# line, was still alive the moment serve() returned (under load: 1 run in 6 failed).
+OTHER_RIGHT["09.1 a Condition instead of join"] = """
+    def serve(listener, stop):
+        busy = [0]
+        idle = threading.Condition()
+        served = []
+        def handle(conn, addr):
+            try:
+                with conn:
+                    conn.settimeout(5)
+                    buf = b""
+                    while b"\\n" not in buf:
+                        chunk = conn.recv(1024)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    conn.sendall(b"done: " + buf)
+            finally:
+                with idle:
+                    busy[0] -= 1
+                    idle.notify_all()
+                served.append(addr)                  # its last line, after the count
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, addr = listener.accept()
+            except TimeoutError:
+                continue
+            with idle:
+                busy[0] += 1
+            threading.Thread(target=handle, args=(conn, addr)).start()
+        with idle:
+            idle.wait_for(lambda: busy[0] == 0)
+"""
+
+@pytest.mark.parametrize("label", sorted(OTHER_RIGHT))
+def test_other_right_solutions_pass(label, leakcheck):
+    res = run(label.split()[0], OTHER_RIGHT[label])
     assert res.passed, res.text()
+
+
+def test_sockets_that_other_code_opens_meanwhile_are_not_the_learners(leakcheck):
+    """04.1 compared the process's socket descriptors and listening sockets before and after the
+    learner's call: a server of an earlier cell starting meanwhile was blamed on the learner."""
+    started, done = threading.Event(), threading.Event()
+
+    def earlier_cell():  # e.g. a server the notebook started before, getting going just now
+        started.wait(10)
+        with socket.create_server(("127.0.0.1", 0)):
+            done.wait(10)
+    other = threading.Thread(target=earlier_cell, name="earlier-cell")
+    other.start()
+    src = source("04.1").replace("    clients = []\n",
+                                 "    OTHER.set()  # the other code starts now\n    clients = []\n")
+    assert "OTHER.set()" in src
+    ns = load("04.1", src)
+    ns["OTHER"] = started
+    try:
+        res = exercises.run_check(exercises.get("04.1"), ns["queue_capacity"])
+    finally:
+        done.set()
+        other.join(10)
+    assert started.is_set() and res.passed, res.text()
 
 
 def test_an_interrupted_check_ends_short_and_leaves_nothing_open(leakcheck):

@@ -263,6 +263,7 @@ class Connect:
     sock: object
     timeout: float | None
     site: tuple
+    address: object = None  # the address it connects to, as given to connect()
 
 
 def _learner_site(frame) -> tuple:
@@ -294,7 +295,7 @@ def _audit(event: str, args: tuple) -> None:
         return
     ctx = _watched
     if ctx is not None:
-        ctx.observe(event, args[0], sys._getframe(1))
+        ctx.observe(event, args[0], sys._getframe(1), args[1] if len(args) > 1 else None)
 
 
 sys.addaudithook(_audit)  # a hook cannot be removed; while no check runs it returns at once
@@ -379,15 +380,15 @@ class Context:
             return False, None
         return started_by_learner(t), None
 
-    def observe(self, event: str, sock, frame) -> None:
-        """Audit event ``event`` (socket.__new__ or socket.connect) for ``sock``: note it if it
-        comes from the learner's code. Runs inside the socket call: must not raise."""
+    def observe(self, event: str, sock, frame, address=None) -> None:
+        """Audit event ``event`` (socket.__new__ or socket.connect to ``address``) for ``sock``:
+        note it if it comes from the learner's code. Runs inside the socket call: must not raise."""
         ours, call = self.learner_call(threading.current_thread())
         if not ours or not isinstance(sock, _SOCKET):
             return
         site = _learner_site(frame)
         if event == "socket.connect":
-            self.connects.append(Connect(sock, sock.gettimeout(), site))
+            self.connects.append(Connect(sock, sock.gettimeout(), site, address))
         elif len(self.made) < MAX_MADE:
             self.made.append(Made(sock, site, threading.current_thread(), call))
 

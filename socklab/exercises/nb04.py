@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import socket
 
-from .. import kstate
-from .core import Case, Exercise, Fail, LearnerRaised, site_text, socket_fds, where
+from .core import Case, Exercise, Fail, LearnerRaised, site_text, where
+from .nb02 import _listening
 
 MAX_CLIENTS = 32  # the measurement (the checker's and the learner's) never needs more
 KEPT_ON = 20      # connects past what the queue holds after which a loop is judged never to end
@@ -35,15 +35,13 @@ def _case_capacity(backlog):
     def case(ctx, queue_capacity):
         timeout = 0.05  # loopback handshakes take microseconds; a dropped SYN waits 1 s
         expected = measure_capacity(backlog, timeout)
-        listening_before = kstate.listening() if kstate.available() else None
-        fds_before = socket_fds()
 
         def hopeless():
             # Only expected + 1 connects are needed; this many more means a loop that never stops.
             return len(ctx.connects) > expected + KEPT_ON
 
         def diagnose():
-            n = len(socket_fds() - fds_before)
+            n = sum(1 for m in ctx.made if m.left_open())
             untimed = [c for c in ctx.connects if c.timeout is None]
             if hopeless() and not untimed:
                 return (f"your code kept connecting: {len(ctx.connects)} clients so far, every "
@@ -73,13 +71,18 @@ def _case_capacity(backlog):
                            "and raises TimeoutError. Catch TimeoutError around connect() and stop "
                            "counting there.") from None
             raise
-        left = socket_fds() - fds_before
-        if listening_before is not None and kstate.listening() != listening_before:
+        # Judged by the sockets the learner's code created (not by the process's descriptors:
+        # other code in the kernel, e.g. a server of an earlier cell, opens sockets meanwhile).
+        left = ctx.unclosed()
+        listeners = [m for m in left if _listening(m.sock)]
+        if listeners:
             raise Fail("your queue_capacity left its listening socket open: close it (a `with` "
-                       "block or try/finally) before returning.")
+                       "block or try/finally) before returning.",
+                       *[f"Made at {site_text(m.site)}" for m in listeners[:1]])
         if left:
             raise Fail(f"your queue_capacity left {len(left)} socket(s) open: close every client "
-                       "before returning (keep them in a list, close them in a finally: block).")
+                       "before returning (keep them in a list, close them in a finally: block).",
+                       *[f"Made at {site_text(s)}" for s in dict.fromkeys(m.site for m in left)])
         if not isinstance(got, int) or isinstance(got, bool):
             raise Fail(f"return the number of clients that connected (an int); got {got!r:.60}.")
         if got == expected:

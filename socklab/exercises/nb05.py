@@ -7,8 +7,8 @@ import socket
 from ..runtime import Thread
 from ..servers import Server
 from .core import Case, DidNotReturn, Exercise, Fail, LearnerRaised
-from .peers import (chunk_sizes, plural, read_all, recv_returns, send_chunks, shorten, tcp_pair,
-                    unacked)
+from .peers import (HandlerConn, chunk_sizes, plural, read_all, recv_returns, send_chunks, shorten,
+                    tcp_pair, unacked)
 
 
 # ---- 05.1 recv_exactly
@@ -170,7 +170,11 @@ messages back to back, and a peer that closes early. Then try it by hand with th
 # ---- 05.2 echo handler
 
 def _echo_server(ctx, handler):
-    srv = Server(handler=ctx.adopt(handler), name=f"exercise-{ctx.exercise_id}-{id(ctx)}",
+    adopted = ctx.adopt(handler)
+
+    def serve_conn(conn, server):  # the learner's handler gets conn with all of a socket's calls
+        return adopted(HandlerConn(conn), server)
+    srv = Server(handler=serve_conn, name=f"exercise-{ctx.exercise_id}-{id(ctx)}",
                  idle_timeout=10, lifetime=60)
     srv.start()
     ctx.later(srv.stop)

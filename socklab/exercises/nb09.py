@@ -2,20 +2,69 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 
-from .core import Case, Exercise, Fail, NotAttempted, raised_lines, started_by_learner
-from .peers import read_all, wait_for, waiting_in
+from .core import (Case, Exercise, Fail, NotAttempted, _learner_site, raised_lines, site_text,
+                   started_by_learner)
+from .peers import plural, read_all, wait_for, waiting_in
+
+EOF_LOOPS = 20  # recv() calls that returned b'' on one connection: a loop that will never end
+FINISHING = 0.25  # s a client thread may take to end after serve() returned (see _start)
+
+
+class _Conn(socket.socket):
+    """A connection the learner's serve() accepted: a plain socket.socket that also counts the
+    reads that returned nothing (b'': the client has closed its side), and knows its client."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eofs = 0
+        self.peer = None
+
+    def recv(self, *args, **kwargs):
+        data = super().recv(*args, **kwargs)
+        if not data:
+            self.eofs += 1
+        return data
+
+    def recv_into(self, buffer, nbytes=0, flags=0):  # also what makefile() reads with
+        n = super().recv_into(buffer, nbytes, flags)
+        if not n and (nbytes or memoryview(buffer).nbytes):
+            self.eofs += 1
+        return n
+
+
+class _Listener(socket.socket):
+    """The listening socket handed to serve(): its accept() gives _Conn sockets, kept in
+    ``accepted``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.accepted: list = []
+
+    def accept(self):  # socket.socket.accept, making a _Conn
+        fd, addr = self._accept()
+        conn = _Conn(self.family, self.type, self.proto, fileno=fd)
+        if socket.getdefaulttimeout() is None and self.gettimeout():
+            conn.setblocking(True)
+        conn.peer = addr
+        self.accepted.append(conn)
+        return conn, addr
 
 
 def _listener(ctx) -> socket.socket:
-    lst = ctx.own(socket.socket())
+    lst = ctx.own(_Listener())
     lst.bind(("127.0.0.1", 0))
     lst.listen(16)
     return lst
 
 
 JOINS = (("threading.py", "join"),)  # where a serve() that joins its client threads waits
+# Where a serve() waits for the next client: in accept() (our _Listener's, or socket.py's for a
+# listener it made itself) or in a selector.
+ACCEPTS = ((__file__.rsplit("/", 1)[-1], "accept"), ("socket.py", "accept"),
+           ("selectors.py", "select"))
 
 
 def _client_threads(before: set, but=None) -> list:
@@ -30,13 +79,20 @@ def _start(ctx, serve, before: set):
     ctx.later(stop.set)
 
     def ended(run):
-        # The moment serve() returns: a client thread still running now was not joined.
-        run.left_running = _client_threads(before, but=run.thread)
+        # The moment serve() returns: a client thread still running now was not joined. One that
+        # ends within a moment had finished its client (it signalled a counter or a Condition
+        # that serve() waited for, then ran its last lines): only one still running then counts.
+        # (Waited for on an Event, not with join(): _case_stop takes a serve() in join() for one
+        # that waits for its client threads.)
+        left = _client_threads(before, but=run.thread)
+        wait_for(lambda: not any(t.is_alive() for t in left), FINISHING, ctx.stop, 0.005)
+        run.left_running = [t for t in left if t.is_alive()]
         if not stop.is_set():
             # serve() ended on its own (the stub raises at once): no reply will come, so wake the
             # clients waiting for one rather than let each wait its full time.
             ctx.wake_own()
     run = ctx.start(serve, lst, stop, what="your serve", on_end=ended)
+    run.before, run.listener = before, lst
     return lst, stop, run
 
 
@@ -52,7 +108,9 @@ def _connect(ctx, run, address) -> socket.socket:
 def _ask(ctx, run, address, line: bytes, wait: float = 2.0):
     c = _connect(ctx, run, address)
     c.sendall(line)
-    return read_all(c, wait, until=b"\n")
+    reply = read_all(c, wait, until=b"\n")
+    c.close()  # like any client that has its answer (a server may wait for the client to close)
+    return reply
 
 
 def _ended_early(run):
@@ -71,9 +129,29 @@ def _stop_and_join(ctx, stop, run, set_stop=True):
     if set_stop:
         # Set stop only once the server waits for the next client (else a server whose accept()
         # has no timeout could see stop just in time, by luck).
-        wait_for(lambda: run.done.is_set() or waiting_in(run.thread), 2.0, ctx.stop)
+        wait_for(lambda: run.done.is_set() or waiting_in(run.thread, ACCEPTS), 2.0, ctx.stop)
         stop.set()
     if not run.wait(2.0):
+        busy = _client_threads(run.before, but=run.thread)
+        looping = [c.eofs for c in list(run.listener.accepted) if c.eofs >= EOF_LOOPS]
+        if looping and waiting_in(run.thread, JOINS):
+            raise Fail("stop was set, but serve() did not return within 2 s: it waits in join() "
+                       "for a client thread that never ends. Its client has closed the connection, "
+                       "so its recv() returned b'', and it called recv() again "
+                       f"({plural(max(looping), 'time')} so far): after the client has closed, "
+                       "recv() returns b'' at once, for ever.",
+                       "When recv() returns b'', stop reading: close the connection and return "
+                       "(`if not chunk: return` inside the loop).")
+        if busy and waiting_in(run.thread, JOINS):
+            frames = sys._current_frames()
+            at = [_learner_site(frames.get(t.ident)) for t in busy]
+            raise Fail(f"stop was set, but serve() did not return within 2 s: it waits in join() "
+                       f"for {plural(len(busy), 'client thread')} that did not end, although every "
+                       "client had its answer and closed its connection.",
+                       *[f"One waits at {site_text(a)}" for a in dict.fromkeys(at) if a[1]][:2],
+                       "A client thread ends once it has answered, or when recv() returns b'' "
+                       "(the client has closed); give each connection a timeout too "
+                       "(conn.settimeout(5)), so that no client can hold serve() up for ever.")
         raise Fail("stop was set, but serve() did not return within 2 s: accept() is waiting for a "
                    "client that never comes. Give the listener a timeout (listener.settimeout(0.1)), "
                    "catch TimeoutError, and check stop.is_set() each time round.")
@@ -112,6 +190,7 @@ def _case_slow_client(ctx, serve):
                        "threading.Thread(target=handle, args=(conn,)).start().")
     slow.sendall(b"w\n")
     reply, _ = read_all(slow, 2, until=b"\n")
+    slow.close()
     if reply != b"done: slow\n":
         raise Fail(f"the slow client's line arrived in two pieces (b'slo', b'w\\n'); it got {reply!r}. "
                    "Read until b'\\n' (a line can take several recv() calls).")
@@ -144,11 +223,42 @@ def _case_stop(ctx, serve):
     returned = run.done.is_set()
     last.sendall(b"st\n")
     got, _ = read_all(last, 2, until=b"\n")
+    last.close()
     if returned and got == b"done: last\n":
         raise Fail("stop was set while a client was still sending its line; serve() returned at "
                    "once, and that client's thread answered it afterwards: serve() did not wait for "
                    "its client threads. " + NOT_JOINED[0].upper() + NOT_JOINED[1:])
     _stop_and_join(ctx, stop, run, set_stop=False)
+
+
+def _case_closes_early(ctx, serve):
+    before = set(threading.enumerate())
+    lst, stop, run = _start(ctx, serve, before)
+    c = _connect(ctx, run, lst.getsockname())
+    c.sendall(b"no newline")
+    c.shutdown(socket.SHUT_WR)  # ... and no more: the line will never be finished
+    me = c.getsockname()
+
+    def looping() -> list:
+        return [conn for conn in list(lst.accepted) if conn.peer == me and conn.eofs >= EOF_LOOPS]
+    reply, how = read_all(c, 2, stalled=lambda: bool(looping()))
+    _ended_early(run)
+    if how == "stalled":
+        n = max(conn.eofs for conn in looping())
+        raise Fail("a client sent b'no newline' and shut down its sending side, so its line will "
+                   f"never be finished; your handler's recv() returned b'' and it called recv() "
+                   f"again ({plural(n, 'time')} so far). After the client has closed, recv() "
+                   "returns b'' at once, for ever: this loop never ends, and serve() could never "
+                   "join its thread.",
+                   "When recv() returns b'', stop reading: close the connection and return "
+                   "(`if not chunk: return` inside the loop).")
+    if how == "timeout":
+        raise Fail("a client sent b'no newline' and shut down its sending side, so its line will "
+                   "never be finished; 2 s later your server still had not closed that connection. "
+                   "When recv() returns b'', the client has closed: close the connection and "
+                   "return from the handler.")
+    c.close()
+    _stop_and_join(ctx, stop, run)
 
 
 THREADED_SERVE = Exercise(
@@ -173,12 +283,14 @@ behind it, then five in a row, and stops your server. Then time it yourself: run
         "For each connection: `t = threading.Thread(target=handle, args=(conn,))`, `t.start()`, "
         "`threads.append(t)`; after the loop, `for t in threads: t.join()`.",
         "`handle(conn)`: `with conn:` give it a timeout, read with `recv()` until `b'\\n' in buf`, "
-        "then `conn.sendall(b'done: ' + buf)`.",
+        "then `conn.sendall(b'done: ' + buf)`. If `recv()` returns `b''`, the client has closed "
+        "before finishing its line: return.",
     ],
     cases=[
         Case("one client", _case_one),
         Case("a slow client does not hold up three quick ones", _case_slow_client),
         Case("five clients in a row, then stop: serve() returns and joins its threads", _case_stop),
+        Case("a client that closes before its line ends: its thread ends too", _case_closes_early),
     ],
 )
 

@@ -8,7 +8,7 @@ from time import monotonic  # bound here: learner code replacing time.monotonic 
 from ..errors import explain
 from .core import Case, Exercise, Fail, LearnerRaised, site_text
 from .nb02 import _returned_socket
-from .peers import read_all
+from .peers import plural, read_all
 
 # An address whose connect() fails at once, locally, with no packet sent: a link-local IPv6 address
 # needs an interface (scope id), so Linux answers EINVAL; without IPv6, socket() fails instead.
@@ -117,15 +117,33 @@ def _case_late(ctx, connect_with_retry):
     _connected(ctx, value, address)
 
 
+def _tries(ctx, address) -> int:
+    """How many times the learner's code called connect() (or connect_ex()) to ``address``."""
+    return sum(1 for c in ctx.connects
+               if isinstance(c.address, tuple) and tuple(c.address[:2]) == tuple(address[:2]))
+
+
 def _case_never(ctx, connect_with_retry):
     address = _refusing(ctx).getsockname()
+    tries = 3
     try:
-        value, took = _call(ctx, connect_with_retry, address, 3, DELAY, 0.5)
+        value, took = _call(ctx, connect_with_retry, address, tries, DELAY, 0.5)
     except LearnerRaised as e:
         if not isinstance(e.error, ConnectionRefusedError):
             raise Fail(f"nobody ever listened; your connect_with_retry raised "
                        f"{type(e.error).__name__}. Raise the last error itself "
                        "(ConnectionRefusedError), so the caller sees why it failed.") from None
+        made = _tries(ctx, address)
+        if made < tries:
+            raise Fail(f"nobody ever listened; with tries={tries} your connect_with_retry tried to "
+                       f"connect {plural(made, 'time')} and then raised ConnectionRefusedError.",
+                       f"`tries` is the number of tries in all, the first one included: make "
+                       f"{tries} connection attempts before giving up (for attempt in "
+                       "range(tries), not range(tries - 1) or range(1, tries)).") from None
+        if made > tries:
+            raise Fail(f"nobody ever listened; with tries={tries} your connect_with_retry tried to "
+                       f"connect {plural(made, 'time')}: at most `tries` times in all, the first "
+                       "one included (for attempt in range(tries)).") from None
         if e.elapsed < 1.5 * DELAY:
             raise Fail(f"your connect_with_retry raised ConnectionRefusedError after {e.elapsed:.2f} s: "
                        f"with tries=3 and delay={DELAY:g} it should try 3 times, waiting {DELAY:g} s "
@@ -184,11 +202,15 @@ def _case_unfixable(ctx, connect_with_retry):
     try:
         value, took = _call(ctx, connect_with_retry, UNFIXABLE, 5, 0.3, 0.5)
     except LearnerRaised as e:
-        if e.elapsed >= 0.5:  # one retry alone would wait 0.3 s; four of them 1.2 s
+        # One retry alone would wait 0.3 s (four of them 1.2 s); a retry without a pause is still
+        # a second connect() to the address.
+        made = _tries(ctx, UNFIXABLE)
+        if e.elapsed >= 0.5 or made > 1:
             name = errno.errorcode.get(getattr(e.error, "errno", None) or 0, "")
+            tried = f"tried {plural(made, 'time')} in" if made > 1 else "took"
             raise Fail(f"connecting to {UNFIXABLE!r} fails at once with {type(e.error).__name__}"
                        f"{' ' + name if name else ''} ({explain(probe).title}) and "
-                       f"waiting will not change that, but your connect_with_retry took "
+                       f"waiting will not change that, but your connect_with_retry {tried} "
                        f"{e.elapsed:.1f} s: it retried. Retry only ConnectionRefusedError and "
                        "TimeoutError; raise anything else at once.") from None
         return

@@ -93,6 +93,60 @@ class Observed:
         return f"<socket {self._sock.family.name} {self._sock.type.name} given by the check>"
 
 
+class HandlerConn:
+    """The ``conn`` a learner's handler gets from the check's socklab Server: the server's traced
+    connection, plus the rest of ``socket.socket``'s API, so that a right handler is not refused
+    for the calls it chose.
+
+    ``recv_into`` and ``makefile`` read through the traced ``recv()`` (so the check sees those
+    reads, and the server's cap on one read still holds); anything else the traced connection
+    lacks (``sendfile``, ``getsockopt`` ...) is the real socket's."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self._io_refs = 0  # what socket.socket.makefile() counts
+
+    @property
+    def sock(self) -> socket.socket:
+        return self._conn.sock
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name == "_conn":
+            raise AttributeError(name)
+        try:
+            return getattr(self._conn, name)
+        except AttributeError:
+            return getattr(self._conn.sock, name)
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        view = memoryview(buffer).cast("B")
+        if nbytes < 0 or nbytes > len(view):
+            raise ValueError("buffer too small for requested bytes")
+        data = self._conn.recv(nbytes or len(view), flags)
+        view[:len(data)] = data
+        return len(data)
+
+    def recvfrom_into(self, buffer, nbytes=0, flags=0):
+        return self.recv_into(buffer, nbytes, flags), self._conn.getpeername()
+
+    makefile = socket.socket.makefile  # reads with self.recv_into, writes with self.send
+
+    def _decref_socketios(self):  # a makefile() object was closed
+        self._io_refs = max(0, self._io_refs - 1)
+
+    def close(self):
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return repr(self._conn)
+
+
 @dataclass
 class PeerLog:
     """What a peer did and saw (read by the case when it judges the learner's code)."""
