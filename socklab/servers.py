@@ -342,10 +342,7 @@ class Server(_Stoppable):
             f"The server already serves max_connections={self.max_connections} clients at once; it "
             "closed each new connection at once (such a client's recv() gets b'', or a reset if it "
             "had sent data).",
-            "socklab's demo servers cap their connections (one thread each), so that a shared "
-            "classroom host stays usable.",
-            "Close the clients you no longer need (a `with` block does it), or start the server with "
-            "a larger max_connections.")
+            _OVER_CAP_WHY, _OVER_CAP_FIX)
 
     def turned_away(self, address, since: float = 0.0) -> int:
         """How many connections this server closed over max_connections after ``since`` (a
@@ -488,11 +485,9 @@ class Client(_Stoppable):
             "connection as soon as it accepted it: connect() succeeded (the kernel queued the "
             "connection for accept()), then recv() got b'' (or a reset, where data was sent and never "
             "read).",
-            "socklab's demo servers cap their connections (one thread each) so that a shared "
-            "classroom host stays usable. With plain sockets a client cannot tell this from any other "
-            "close: socklab knows only because it runs the server too.",
-            "Close the clients you no longer need (a `with` block does it), or start the server with "
-            "a larger max_connections.")
+            _OVER_CAP_WHY + " With plain sockets a client cannot tell this from any other close: "
+            "socklab knows only because it runs the server too.",
+            _OVER_CAP_FIX)
 
     def _note_turned_away(self) -> str:
         """On an end of stream: say once, in the trace, why the server closed (if it was the cap)."""
@@ -716,6 +711,10 @@ _READING_CALLS = frozenset({"accept", "recv", "recvfrom", "recv_into", "recvfrom
                             "recvmsg_into"})
 
 _OVER_CAP = "Too many connections at once"
+_OVER_CAP_WHY = ("socklab's demo servers cap their connections (one thread each), so that a shared "
+                 "classroom host stays usable.")
+_OVER_CAP_FIX = ("Close the clients you no longer need (a `with` block does it), or start the server "
+                 "with a larger max_connections.")
 
 
 def _same_address(a, b) -> bool:
