@@ -356,6 +356,7 @@ class TracedSocket:
         self.owner = owner  # the Server/Client that will close this socket, if any
         self.registry_key = None  # set by socklab.socket(), which registers the socket for re-runs
         self._closed = False
+        self._io_refs = 0  # counted by makefile() objects, as socket.socket counts them
 
     @classmethod
     def create(cls, family=socket.AF_INET, type=socket.SOCK_STREAM, proto=0, *, trace=None,
@@ -457,6 +458,22 @@ class TracedSocket:
         elif self.trace.fold(self.side, "recv", len(r)) is None:
             self.trace._append(self.side, "recv", args, r, None, len(r), start, True, payload=True)
         return r
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        """Like socket.recv_into(); traced as the recv() it does, so the trace shows the data."""
+        view = memoryview(buffer).cast("B")
+        if not 0 <= nbytes <= len(view):
+            raise ValueError("buffer too small for requested bytes")
+        data = self.recv(nbytes or len(view), flags)
+        view[:len(data)] = data
+        return len(data)
+
+    # socket.socket's own: a file object over this socket that reads with recv_into() and writes
+    # with send(), so a handler may use conn.makefile("rb").readline(); its reads are traced.
+    makefile = socket.socket.makefile
+
+    def _decref_socketios(self):  # a makefile() object was closed
+        self._io_refs = max(0, self._io_refs - 1)
 
     def recvfrom(self, bufsize, flags=0):
         return self._do("recvfrom", self.sock.recvfrom, (bufsize, flags) if flags else (bufsize,),

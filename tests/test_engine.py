@@ -1219,3 +1219,28 @@ def test_root_without_cap_net_raw_is_not_told_raw_sockets_are_allowed():
                           "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "refused", "False"]
+
+
+def test_a_handler_may_read_with_makefile_or_recv_into_and_the_trace_shows_it(leakcheck):
+    """Learners write handlers with conn.makefile(...).readline() or recv_into(); both work on the
+    traced connection, read through its recv() (traced, and capped at max_message)."""
+    def lines(conn, server):
+        with conn, conn.makefile("rb") as rf, conn.makefile("wb") as wf:
+            wf.write(b"got " + rf.readline())
+            wf.flush()
+
+    def into(conn, server):
+        buf = bytearray(64)
+        with conn:
+            n = conn.recv_into(buf)  # at most max_message=4 bytes per read
+            conn.sendall(bytes(buf[:n]))
+
+    with Server(handler=lines) as srv, Client(srv) as c:
+        assert c.request(b"hello\n", expect=10) == b"got hello\n"
+        assert srv.wait_idle(TIMEOUT) and srv.errors == []
+        assert calls(srv.trace, "server/conn1")[1:3] == ["recv", "send"]
+    with Server(handler=into, max_message=4) as srv, Client(srv) as c:
+        assert c.request(b"abcdefgh", expect=4) == b"abcd"
+        assert srv.wait_idle(TIMEOUT) and srv.errors == []
+        recv = [e for e in srv.trace if e.side == "server/conn1" and e.call == "recv"]
+        assert recv[0].args == (4,) and recv[0].result.head == b"abcd"
