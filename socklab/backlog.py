@@ -302,8 +302,7 @@ def _watch(res, listener, address, done, wake_r, sel, conns, t0, stop=None):
     hard_stop = launched + res.connect_timeout + (res.accept_after or 0) + 5
     accepting = False
     _sample(res, address, t0, "all clients started")
-    while not all(d.is_set() for d in done) and time.perf_counter() < hard_stop \
-            and not (stop is not None and stop.is_set()):
+    while not all(d.is_set() for d in done) and time.perf_counter() < hard_stop:
         now = time.perf_counter()
         if accept_at is not None and not accepting and now >= accept_at:
             accepting = True

@@ -342,6 +342,11 @@ def _loopback_name_one_family(address, short: str, name: str) -> Explanation | N
         short, name)
 
 
+def _abstract(address) -> bool:
+    """A Linux abstract AF_UNIX name: no file, it starts with a NUL byte."""
+    return address[:1] in ("\0", b"\0")
+
+
 def _link_local(address) -> bool:
     if not (isinstance(address, tuple) and address and isinstance(address[0], str)):
         return False
@@ -367,7 +372,7 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
             _short(exc), "EACCES")
     # Templates read well with or without it; a path in socklab's private directory shows as
     # '<rundir>/...', so no absolute path ends up in a notebook.
-    if isinstance(address, (str, bytes)) and address[:1] not in ("\0", b"\0"):
+    if isinstance(address, (str, bytes)) and not _abstract(address):
         addr = f" {display_path(address)!r}"
     else:
         addr = f" {address!r}" if address is not None else ""
@@ -430,8 +435,7 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
             "a connect() to a full AF_UNIX queue, let the server accept() sooner, or retry later.",
             short, name)
     if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED and isinstance(address, (str, bytes)):
-        abstract = address[:1] in ("\0", b"\0")
-        if abstract:
+        if _abstract(address):
             return Explanation(
                 "Connection refused", "Nothing listens on this abstract AF_UNIX name.",
                 "An abstract name (it starts with a NUL byte) has no file: it exists only while a socket "
