@@ -11,9 +11,11 @@ from other processes affects both sides alike.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import pathlib
+import resource
 import selectors
 import socket
 import socketserver
@@ -183,6 +185,9 @@ def notebooks_vs_floor(reps: int):
     nbs = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
     if not nbs:
         return None
+    # As an installed package would be (and as `make lab` leaves it): each kernel imports socklab,
+    # and compiling it from source costs ~45 ms per kernel where bytecode is not cached.
+    compileall.compile_dir(str(ROOT / "socklab"), quiet=1)
     empty = {"cells": [{"cell_type": "code", "execution_count": 1, "metadata": {}, "outputs": [],
                         "source": "1"}],
              "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
@@ -198,27 +203,36 @@ def notebooks_vs_floor(reps: int):
                            for c in nb["cells"] if c["cell_type"] == "code"]
             pathlib.Path(same, p.name).write_text(json.dumps(nb))
 
+        def cpu():  # every finished descendant's CPU time: pytest, the kernels, their children
+            r = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return r.ru_utime + r.ru_stime
+
         def run(args, cwd):
-            t0 = time.perf_counter()
+            c0, t0 = cpu(), time.perf_counter()
             done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                    "--nbval", "--nbval-sanitize-with",
                                    str(ROOT / "tests/nbval-sanitize.cfg"), "-o", "addopts=", *args],
                                   cwd=cwd, check=False, capture_output=True, text=True, timeout=1800)
-            took = time.perf_counter() - t0
+            took, used = time.perf_counter() - t0, cpu() - c0
             if done.returncode != 0:  # the time of a failing run says nothing
                 tail = done.stdout.strip().splitlines()[-1:] or ["(no output)"]
                 raise SystemExit(f"nbval failed in {cwd}: {tail[0]}")
-            return took
+            return took, used
 
         # Interleaved and repeated: a kernel now and then takes ~3 s to shut down (upstream, in
         # empty notebooks too), which would otherwise decide a single run's ratio.
-        floors, passes, suites = [], [], []
+        floors, passes, suites, cpu_passes, cpu_suites = [], [], [], [], []
         for _ in range(reps):
-            floors.append(run([d], d))
-            passes.append(run([same], same))
-            suites.append(run([str(p) for p in nbs], ROOT))
+            floors.append(run([d], d)[0])
+            took, used = run([same], same)
+            passes.append(took)
+            cpu_passes.append(used)
+            took, used = run([str(p) for p in nbs], ROOT)
+            suites.append(took)
+            cpu_suites.append(used)
     med = statistics.median
-    return med(floors), med(passes), med(suites), len(nbs)
+    lessons_cpu = med(s - p for s, p in zip(cpu_suites, cpu_passes))
+    return med(floors), med(passes), med(suites), len(nbs), lessons_cpu
 
 
 def main():
@@ -250,13 +264,17 @@ def main():
     if not a.no_notebooks:
         r = notebooks_vs_floor(1 if a.quick else 3)
         if r:
-            floor, passes, suite, n = r
+            floor, passes, suite, n, lessons_cpu = r
             rows.append((f"nbval: {n} notebooks vs {n} empty", f"{floor:.1f} s", f"{suite:.1f} s",
                          suite / floor, "<= 2x"))
             rows.append((f"  (the same cells, each `pass`, vs {n} empty)", f"{floor:.1f} s",
                          f"{passes:.1f} s", passes / floor, "(nbval per cell)"))
             rows.append(("  (what the lessons' cells do: suite - `pass` run)", f"{floor:.1f} s",
                          f"{suite - passes:.1f} s", (suite - passes) / floor, "(information)"))
+            # The rest of the lessons' time is waiting: timeouts meant to fire, SYN retries, the
+            # service times and paced peers of the experiments.
+            rows.append(("  (CPU the lessons' cells use: same difference)", f"{floor:.1f} s",
+                         f"{lessons_cpu:.1f} s", lessons_cpu / floor, "(information)"))
     w = max(len(r[0]) for r in rows)
     print(f"{'measure':<{w}}  {'baseline':>12}  {'socklab':>12}  {'ratio':>6}  target")
     for name, base, lab, ratio, target in rows:
