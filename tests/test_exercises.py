@@ -1365,3 +1365,47 @@ def test_a_failing_socket_call_of_the_check_is_not_blamed_on_socklab_alone():
                        [core.Case("a case", case)])
     res = exercises.run_check(ex, lambda: None)
     assert not res.passed and "The check's own connection failed (ConnectionRefusedError" in res.text()
+
+
+def test_ending_a_case_leaves_sockets_that_older_threads_made_meanwhile_alone(leakcheck):
+    """A server from an earlier cell that accepts a client while a check runs keeps that client:
+    waking the learner's stuck code shuts down only the case's sockets and the learner's."""
+    go, made, stop = threading.Event(), threading.Event(), threading.Event()
+    pairs = []
+
+    def earlier_cell():  # started before the check: not the learner's code of this case
+        go.wait(10)
+        pairs.append(socket.socketpair())
+        made.set()
+        stop.wait(10)
+
+    older = threading.Thread(target=earlier_cell, name="earlier-cell")
+    older.start()
+
+    def stuck(ctx, fn):
+        ctx.call(fn, limit=0.3, what="stuck()")
+
+    def learner():
+        go.set()
+        made.wait(5)
+        a, b = socket.socketpair()
+        try:
+            a.recv(10)  # no timeout: blocked until the check wakes it
+        finally:
+            a.close()
+            b.close()
+
+    ex = core.Exercise("99.7", "stuck", "task (exercise 99.7)", ["h1", "h2"], ("f",),
+                       [core.Case("stuck", stuck)])
+    try:
+        res = exercises.run_check(ex, learner)
+        assert not res.passed and "did not return within 0.3 s" in res.text(), res.text()
+        a, b = pairs[0]
+        a.sendall(b"still here")  # BrokenPipeError if the check had shut it down
+        b.settimeout(5)
+        assert b.recv(100) == b"still here"
+    finally:
+        stop.set()
+        older.join(5)
+        for s in (pairs[0] if pairs else ()):
+            s.close()

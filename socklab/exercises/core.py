@@ -19,6 +19,7 @@ import threading
 import time
 from time import monotonic  # bound here: learner code replacing time.monotonic cannot stop our clock
 import traceback
+import weakref
 import zlib
 from dataclasses import dataclass, field
 
@@ -331,6 +332,8 @@ class Context:
         self._fds: dict = {}              # id(owned socket) -> (fd, inode) when it was owned
         self._fds_before = socket_fds()
         self._threads_before = set(threading.enumerate())
+        self._checker = threading.current_thread()
+        self._others: list = []  # weak refs: sockets that code from before the case made during it
         self.peer_errors: list = []    # exceptions of the checker's own peer threads
         self.stuck = ""
         self.made: list = []       # Made: sockets the learner's code created (while watched)
@@ -383,8 +386,15 @@ class Context:
     def observe(self, event: str, sock, frame, address=None) -> None:
         """Audit event ``event`` (socket.__new__ or socket.connect to ``address``) for ``sock``:
         note it if it comes from the learner's code. Runs inside the socket call: must not raise."""
-        ours, call = self.learner_call(threading.current_thread())
-        if not ours or not isinstance(sock, _SOCKET):
+        t = threading.current_thread()
+        ours, call = self.learner_call(t)
+        if not isinstance(sock, _SOCKET):
+            return
+        if not ours:
+            # e.g. a server started in an earlier cell accepting a client meanwhile: not the
+            # case's to wake (wake() shuts down the other sockets opened during the case)
+            if t in self._threads_before and t is not self._checker:
+                self._others.append(weakref.ref(sock))
             return
         site = _learner_site(frame)
         if event == "socket.connect":
@@ -514,10 +524,16 @@ class Context:
             shutdown_quietly(s)
 
     def wake(self) -> None:
-        """Shut down every socket of the case and every socket opened since it began."""
+        """Shut down every socket of the case and every socket opened since it began, except
+        those that threads running before the case (other than the check's) made meanwhile."""
         for s in self._sockets:
             shutdown_quietly(s)
-        for fd in socket_fds() - self._fds_before:
+        spare = set()
+        for ref in self._others:
+            s = ref()
+            if s is not None and s.fileno() != -1:
+                spare.add(s.fileno())
+        for fd in socket_fds() - self._fds_before - spare:
             shutdown_fd(fd)
 
     def end_learner_threads(self, grace: float = GRACE) -> str:
