@@ -742,6 +742,41 @@ def recv_msg(sock):
         ("header name with its case", source("11.1").replace("name.strip().lower() == b\"content-length\"",
                                                              "name.strip() == b\"Content-Length\""),
          "case-insensitive"),
+        # ignores Content-Length: reads until the server goes quiet for 0.3 s
+        ("reads until quiet", """
+            def http_get(address, path):
+                s = socket.create_connection(address, timeout=5)
+                s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+                s.settimeout(0.3)
+                data = b""
+                try:
+                    while chunk := s.recv(4096):
+                        data += chunk
+                except TimeoutError:
+                    pass
+                s.close()
+                head, body = data.split(b"\\r\\n\\r\\n", 1)
+                return int(head.split(b" ")[1]), body
+         """, "sent before the server paused for 0.5 s, of 30000: a pause is not the end"),
+        ("one recv, split at once", """
+            def http_get(address, path):
+                with socket.create_connection(address, timeout=5) as s:
+                    s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+                    data = s.recv(65536)
+                    head, body = data.split(b"\\r\\n\\r\\n", 1)
+                    return int(head.split(b" ")[1]), body
+         """, "one recv() returns only what has arrived so far"),
+        # the server's 400 comes back (and the connection closes), not a timeout
+        ("HTTP/1.0, reads to the end", """
+            def http_get(address, path):
+                with socket.create_connection(address, timeout=5) as s:
+                    s.sendall(f"GET {path} HTTP/1.0\\r\\n\\r\\n".encode())
+                    data = b""
+                    while chunk := s.recv(65536):
+                        data += chunk
+                head, _, body = data.partition(b"\\r\\n\\r\\n")
+                return int(head.split(b" ")[1]), body
+         """, "the server answered 400 Bad Request: the version is b'HTTP/1.0'"),
     ],
     "12.1": [
         ("does not verify", source("12.1").replace(
@@ -761,6 +796,38 @@ def recv_msg(sock):
             "            raise ssl.SSLError('could not connect securely') from e\n"
             "        with tls:"),
          "with SSLError: could not connect securely. The handshake raises"),
+        ("one recv", """
+            import ssl
+            def tls_request(address, ca_file, hostname, data):
+                ctx = ssl.create_default_context(cafile=ca_file)
+                with socket.create_connection(address, timeout=5) as raw, \\
+                        ctx.wrap_socket(raw, server_hostname=hostname) as tls:
+                    tls.sendall(data)
+                    return tls.recv(65536)
+         """, "TLS records arrive in pieces too, keep reading until you have len(data) bytes"),
+        ("swallows the refusal", source("12.1").replace(
+            "    with socket.create_connection(address, timeout=5) as raw:\n",
+            "    try:\n        return _inner(context, address, hostname, data)\n"
+            "    except ssl.SSLError as e:\n        print('TLS failed:', e)\n        return None\n\n"
+            "def _inner(context, address, hostname, data):\n"
+            "    with socket.create_connection(address, timeout=5) as raw:\n"),
+         "your client refused the certificate (the handshake failed; nothing was sent) but "
+         "returned None instead of raising"),
+        ("raises another exception from it", source("12.1").replace(
+            "        with context.wrap_socket(raw, server_hostname=hostname) as tls:",
+            "        try:\n"
+            "            tls = context.wrap_socket(raw, server_hostname=hostname)\n"
+            "        except ssl.SSLCertVerificationError as e:\n"
+            "            raise ConnectionError(f'certificate problem: {e}') from e\n"
+            "        with tls:"),
+         "your client refused, but with ConnectionError: certificate problem"),
+        ("sends on the plain socket", source("12.1").replace("            tls.sendall(data)",
+                                                             "            raw.sendall(data)"),
+         "wrap_socket() takes over the socket it is given"),
+        ("wraps a new socket", source("12.1").replace(
+            "        with context.wrap_socket(raw, server_hostname=hostname) as tls:",
+            "        with context.wrap_socket(socket.socket(), server_hostname=hostname) as tls:"),
+         "Did you wrap a new socket instead of the one you connected?"),
     ],
     "13.1": [
         ("no complement", source("13.1").replace("return ~total & 0xFFFF", "return total"),
@@ -1409,3 +1476,39 @@ def test_ending_a_case_leaves_sockets_that_older_threads_made_meanwhile_alone(le
         older.join(5)
         for s in (pairs[0] if pairs else ()):
             s.close()
+
+
+def test_11_1_connection_close_and_reading_to_the_end_passes_with_a_tip(leakcheck):
+    """Asking the server to close is valid HTTP/1.1: the test server honours it."""
+    res = run("11.1", """
+        def http_get(address, path):
+            with socket.create_connection(address, timeout=5) as s:
+                s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n".encode())
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            head, _, body = data.partition(b"\\r\\n\\r\\n")
+            return int(head.split(b" ")[1]), body
+    """)
+    assert res.passed, res.text()
+    assert any("Connection: close" in n for n in res.notes), res.notes
+
+
+def test_11_1_waiting_longer_than_the_pause_for_quiet_gets_a_tip(leakcheck):
+    res = run("11.1", """
+        def http_get(address, path):
+            s = socket.create_connection(address, timeout=5)
+            s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+            s.settimeout(0.7)
+            data = b""
+            try:
+                while chunk := s.recv(4096):
+                    data += chunk
+            except TimeoutError:
+                pass
+            s.close()
+            head, body = data.split(b"\\r\\n\\r\\n", 1)
+            return int(head.split(b" ")[1]), body
+    """)
+    assert res.passed, res.text()  # it waits out every pause: right, but slow
+    assert any("does it wait for the server to go quiet" in n for n in res.notes), res.notes

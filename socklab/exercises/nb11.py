@@ -4,9 +4,12 @@ from __future__ import annotations
 import socket
 import threading
 from dataclasses import dataclass, field
+from time import monotonic
 
-from .core import Case, Exercise, Fail
+from .core import Case, Exercise, Fail, LearnerRaised
 from .peers import chunk_sizes, plural, shorten
+
+PAUSE = 0.5  # s the server stops in the middle of a body: a pause is not the end of a message
 
 
 @dataclass
@@ -19,6 +22,9 @@ class Seen:
     status: int = 0
     response_sent: bool = False
     head_complete: bool = False
+    asked_close: bool = False   # the request said Connection: close (the server then closes)
+    paused_after: int = -1      # body bytes sent before the pause, if the server paused
+    sent_at: float = 0.0        # monotonic() when the last byte of the response was sent
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -44,8 +50,19 @@ def _parse(head: bytes, path: str):
     return ""
 
 
-def _serve(ctx, routes: dict, keep_open: bool = True, header_case: str = "Content-Length"):
-    """A tiny HTTP server in a peer thread; ``routes`` maps a path to (status, body)."""
+def _asks_close(head: bytes) -> bool:
+    for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"connection" and b"close" in value.lower():
+            return True
+    return False
+
+
+def _serve(ctx, routes: dict, keep_open: bool = True, header_case: str = "Content-Length",
+           pause: bool = False):
+    """A tiny HTTP server in a peer thread; ``routes`` maps a path to (status, body). Like an
+    HTTP/1.1 server it keeps the connection open after a response, unless the request asked it to
+    close or was refused (400). ``pause``: stop for PAUSE s in the middle of the body."""
     lst = ctx.own(socket.socket())
     lst.bind(("127.0.0.1", 0))
     lst.listen(4)
@@ -81,8 +98,11 @@ def _serve(ctx, routes: dict, keep_open: bool = True, header_case: str = "Conten
             status, body = routes.get(wanted["path"], (404, b"not found\n"))
             reason = {200: "OK", 404: "Not Found"}.get(status, "OK")
         seen.status = status
+        seen.asked_close = _asks_close(head)
+        close = status == 400 or seen.asked_close
         head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n"
-                f"{header_case}: {len(body)}\r\n\r\n").encode()
+                f"{header_case}: {len(body)}\r\n" + ("Connection: close\r\n" if close else "")
+                + "\r\n").encode()
         try:
             # The head in small pieces, a pause, then the body in chunks of 1..4096 bytes: a
             # client must not take whatever arrived with the head for the whole body.
@@ -94,11 +114,19 @@ def _serve(ctx, routes: dict, keep_open: bool = True, header_case: str = "Conten
                     i += n
                     if ctx.stop.wait(0.002):
                         return
+                    if pause and part is body and seen.paused_after < 0 and i >= len(body) // 2:
+                        seen.paused_after = i
+                        if ctx.stop.wait(PAUSE):
+                            return
                 if ctx.stop.wait(0.05):
                     return
         except OSError:
             return
+        seen.sent_at = monotonic()
         seen.response_sent = True
+        if close:
+            conn.shutdown(socket.SHUT_WR)  # the client reads b'' at the end of the response
+            return
         while keep_open and not ctx.stop.is_set():  # like an HTTP/1.1 server: wait for more
             try:
                 if not conn.recv(4096):
@@ -138,8 +166,28 @@ def _get(ctx, http_get, address, path, seen, wanted):
                     "b'\\r\\n\\r\\n', then exactly Content-Length bytes of body: do not wait for "
                     "the connection to close.")
         return "is a recv waiting for data that never comes? set a timeout"
-    return ctx.call(http_get, address, path, what=f"your http_get(address, {path!r})",
-                    diagnose=diagnose)
+    try:
+        got = ctx.call(http_get, address, path, what=f"your http_get(address, {path!r})",
+                       diagnose=diagnose)
+    except LearnerRaised as e:
+        if isinstance(e.error, (ValueError, IndexError)) and seen.status and not seen.problem:
+            raise Fail(*e.lines(), "The server sends the head in small pieces on purpose (1 byte, "
+                       "then 5, then 7, ...): one recv() returns only what has arrived so far. Read "
+                       "into a buffer until b'\\r\\n\\r\\n' is in it, then split.") from None
+        raise
+    if seen.response_sent and not seen.asked_close:
+        late = monotonic() - seen.sent_at
+        if late >= PAUSE:
+            ctx.notes.append(f"Your http_get returned {late:.1f} s after the last byte of the response "
+                             "was sent: does it wait for the server to go quiet? Return as soon as "
+                             "the body has Content-Length bytes.")
+    elif seen.asked_close:
+        note = ("You asked for `Connection: close` and read until the server closed: right for one "
+                "request. A client that keeps the connection open for more requests must count "
+                "Content-Length bytes instead.")
+        if note not in ctx.notes:
+            ctx.notes.append(note)
+    return got
 
 
 def _judge(ctx, got, seen, want_status, want_body):
@@ -162,6 +210,11 @@ def _judge(ctx, got, seen, want_status, want_body):
     if body == want_body:
         return
     if len(body) < len(want_body) and want_body.startswith(body):
+        if len(body) == seen.paused_after:
+            raise Fail(f"your http_get returned the {plural(len(body), 'body byte')} sent before the "
+                       f"server paused for {PAUSE:g} s, of {len(want_body)}: a pause is not the end "
+                       "of a message. Keep reading until the body has Content-Length bytes (the "
+                       "head says how many).")
         raise Fail(f"your http_get returned {len(body)} of the {plural(len(want_body), 'body byte')}: "
                    "the response arrived in pieces (1, 5, 7, then up to 4096 bytes). Keep reading "
                    "until the body has Content-Length bytes.")
@@ -179,7 +232,7 @@ def _case_hello(ctx, http_get):
 
 def _case_big(ctx, http_get):
     body = bytes(ctx.rng.choice(b"abcdefghijklmnopqrstuvwxyz\n") for _ in range(30_000))
-    address, seen, wanted = _serve(ctx, {"/big": (200, body)})
+    address, seen, wanted = _serve(ctx, {"/big": (200, body)}, pause=True)
     got = _get(ctx, http_get, address, "/big", seen, wanted)
     _judge(ctx, got, seen, 200, body)
 
@@ -207,8 +260,8 @@ connect to `address`, send `GET path HTTP/1.1` with a `Host` header (lines end i
 line ends the request), then read the response: the head up to `b"\\r\\n\\r\\n"`, the status code
 from the status line, and exactly `Content-Length` bytes of body (header names are
 case-insensitive). Return `(status, body)` with `status` an `int` and `body` bytes. The test server
-sends its response in small pieces and, like an HTTP/1.1 server, keeps the connection open
-afterwards: do not wait for it to close.""",
+sends its response in small pieces, pauses now and then, and, like an HTTP/1.1 server, keeps the
+connection open afterwards: do not wait for it to close, or for it to go quiet.""",
     hints=[
         "The request is bytes: `f'GET {path} HTTP/1.1\\r\\nHost: {host}:{port}\\r\\n\\r\\n'.encode()`, "
         "sent with `sendall()`.",
@@ -219,8 +272,8 @@ afterwards: do not wait for it to close.""",
     ],
     cases=[
         Case("GET /hello: status 200 and the body, sent in small pieces", _case_hello),
-        Case("GET /big: 30 000 bytes of body in chunks of 1..4096 bytes; the connection stays open",
-             _case_big),
+        Case("GET /big: 30 000 bytes of body in chunks of 1..4096 bytes, with a 0.5 s pause in the "
+             "middle; the connection stays open", _case_big),
         Case("GET /missing: status 404 (this server writes 'content-length' in lower case)",
              _case_missing),
     ],

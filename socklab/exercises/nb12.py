@@ -1,6 +1,7 @@
 """Notebook 12 (TLS): a client that verifies the server against a given CA, and the name."""
 from __future__ import annotations
 
+import errno
 import os
 import ssl
 
@@ -43,17 +44,45 @@ def _request(ctx, tls_request, address, ca_file, hostname, data):
                         "len(data) bytes back and keeps the connection open: read exactly that many.")
 
 
+def _verification_error(error: BaseException):
+    """The ssl.SSLCertVerificationError that ``error`` is, or was raised from (or while handling)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _misused_socket(error: BaseException) -> None:
+    """Fail with the likely cause when the plain and the wrapped socket were mixed up."""
+    if not isinstance(error, OSError) or isinstance(error, ssl.SSLError):
+        return
+    if error.errno == errno.EBADF:
+        raise Fail(f"your code raised {type(error).__name__}: {error.strerror}. wrap_socket() takes "
+                   "over the socket it is given (that socket's fileno() is -1 afterwards): send and "
+                   "receive with the SSLSocket that wrap_socket() returned, only.")
+    if error.errno in (errno.EPIPE, errno.ENOTCONN):
+        raise Fail(f"your code raised {type(error).__name__}: it sent on a socket that is not "
+                   "connected. Did you wrap a new socket instead of the one you connected? Give "
+                   "wrap_socket() the connected socket and use the SSLSocket it returns.")
+
+
 def _case_ok(ctx, tls_request):
     certs = _certificates("A")
     srv = _server(ctx, certs)
-    data = b"hello over TLS " * 100
+    # Over 16 KiB: more than one TLS record, so one recv() cannot return it all.
+    data = b"hello over TLS " * 3000
     try:
         got = _request(ctx, tls_request, srv.address, _ca_file(ctx, certs), "localhost", data)
     except LearnerRaised as e:
-        if isinstance(e.error, ssl.SSLCertVerificationError):
+        refused = _verification_error(e.error)
+        if refused is not None:
             raise Fail("the right CA and the right name, but your client did not accept the "
-                       f"certificate ({e.error.verify_message}): load the CA with "
+                       f"certificate ({refused.verify_message}): load the CA with "
                        "ssl.create_default_context(cafile=ca_file).") from None
+        _misused_socket(e.error)
         raise
     if isinstance(got, str) or got is None:
         raise Fail(f"return the bytes the server echoed; got {got!r:.40}.")
@@ -68,15 +97,27 @@ def _case_ok(ctx, tls_request):
 
 
 def _expect_verification_error(e: LearnerRaised):
-    """Pass on ssl.SSLCertVerificationError (the handshake's own verdict); explain any other SSLError."""
+    """Pass on ssl.SSLCertVerificationError (the handshake's own verdict); explain any other SSLError
+    or an exception raised from it."""
     if isinstance(e.error, ssl.SSLCertVerificationError):
         return
-    if isinstance(e.error, ssl.SSLError):
+    if isinstance(e.error, ssl.SSLError) or _verification_error(e.error) is not None:
         said = e.error.strerror or (e.error.args[0] if len(e.error.args) == 1 else str(e.error))
         raise Fail(f"your client refused, but with {type(e.error).__name__}: {said}. The handshake "
                    "raises ssl.SSLCertVerificationError when a certificate does not verify: let that "
                    "exception through as it is (its verify_message says what was wrong).") from None
+    _misused_socket(e.error)
     raise e
+
+
+def _refused_quietly(srv, got) -> None:
+    """Fail if the client refused the handshake but hid it (returned instead of raising)."""
+    srv.wait_idle(2)
+    streams = srv.handler.streams
+    if streams and not any(st.handshake_done for st in streams):
+        raise Fail(f"your client refused the certificate (the handshake failed; nothing was sent) "
+                   f"but returned {got!r:.30} instead of raising: let ssl.SSLCertVerificationError "
+                   "through (no try/except around it, or re-raise it with a bare `raise`).")
 
 
 def _case_other_ca(ctx, tls_request):
@@ -87,6 +128,7 @@ def _case_other_ca(ctx, tls_request):
     except LearnerRaised as e:
         _expect_verification_error(e)
         return
+    _refused_quietly(srv, got)
     raise Fail(f"this server's certificate was signed by a CA you were not told to trust, and your "
                f"client sent it b'secret' anyway (got {got!r:.30} back). It did not verify the "
                "certificate: keep verify_mode=CERT_REQUIRED (ssl.create_default_context does), and "
@@ -97,10 +139,11 @@ def _case_wrong_name(ctx, tls_request):
     certs = _certificates("A")
     srv = _server(ctx, certs)
     try:
-        _request(ctx, tls_request, srv.address, _ca_file(ctx, certs), "example.org", b"secret")
+        got = _request(ctx, tls_request, srv.address, _ca_file(ctx, certs), "example.org", b"secret")
     except LearnerRaised as e:
         _expect_verification_error(e)
         return
+    _refused_quietly(srv, got)
     raise Fail("the certificate is for localhost, but your client asked for example.org and still "
                "talked to it: it did not check the name. Pass server_hostname=hostname to "
                "wrap_socket() and keep check_hostname=True.")
