@@ -3,17 +3,102 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 
-from .core import Case, Exercise, Fail, LearnerRaised, raised_lines
-from .peers import read_all
+from .core import (Case, DidNotReturn, Exercise, Fail, LearnerRaised, _learner_site, is_learner_file,
+                   raised_lines, site_text, unclosed_lines)
+from .peers import read_all, waiting_in
 
 
 LISTENER = "return just the listening socket; its address is `srv.getsockname()`."
+_CLOSE = socket.socket.close.__code__
+_EXIT = socket.socket.__exit__.__code__
 
 
-def _returned_socket(ctx, value, what="make_server()", instead=LISTENER):
+class Watch:
+    """What the learner's function did to sockets, seen by a profile function set in its own
+    thread only, for the time of the call (``sys.setprofile`` is per thread): every bind() called
+    on a socket (from the learner's code or from the standard library on its behalf, e.g.
+    create_server), and every close(), with who closed it: a ``with`` block's end, or a line of the
+    learner's code. The audit events the checking core records have no close, and no bind (yet)."""
+
+    def __init__(self):
+        self.bound: list = []    # sockets bind() was called on (whether or not it succeeded)
+        self.bind_failed = 0     # how many of those bind() calls raised
+        self.closed: list = []   # (socket, 'with' | (file, line, function) of the learner's code)
+
+    def wrap(self, fn):
+        def watched(*args):
+            old = sys.getprofile()
+
+            def profile(frame, event, arg):
+                if event == "c_call" and getattr(arg, "__name__", "") == "bind":
+                    sock = getattr(arg, "__self__", None)
+                    if isinstance(sock, socket.socket):
+                        self.bound.append(sock)
+                elif event == "c_exception" and getattr(arg, "__name__", "") == "bind":
+                    if isinstance(getattr(arg, "__self__", None), socket.socket):
+                        self.bind_failed += 1
+                elif event == "call" and frame.f_code is _CLOSE:
+                    caller = frame.f_back
+                    sock = frame.f_locals.get("self")
+                    if caller is not None and caller.f_code is _EXIT:
+                        self.closed.append((sock, "with"))
+                    elif caller is not None and is_learner_file(caller.f_code.co_filename):
+                        self.closed.append((sock, _learner_site(caller)))
+                if old is not None:
+                    old(frame, event, arg)
+            sys.setprofile(profile)
+            try:
+                return fn(*args)
+            finally:
+                sys.setprofile(old)
+        watched.__name__ = getattr(fn, "__name__", "watched")
+        return watched
+
+    def was_bound(self, sock) -> bool:
+        return any(s is sock for s in self.bound)
+
+    def how_closed(self, sock):
+        """'with', the learner's (file, line, function) that called close(), or None: not seen."""
+        for s, how in self.closed:
+            if s is sock:
+                return how
+        return None
+
+
+def _closed_lines(what: str, how) -> list:
+    """Feedback for a returned socket that was closed before it was returned."""
+    if how == "with":
+        return [f"the socket your {what} returned is already closed: a `with` block closes it at its "
+                "end. Create it without `with` (the caller closes it later)."]
+    if how:
+        return [f"the socket your {what} returned is already closed: your code called close() on it "
+                "before returning it. Return it open: the caller uses it, then closes it.",
+                f"Closed at {site_text(how)}"]
+    return [f"the socket your {what} returned is already closed: something closed it before it was "
+            "returned (a close() call, or the end of a `with` block). Return it open: the caller "
+            "uses it, then closes it."]
+
+
+def left_open_after_raise(ctx, what: str, tip: str = "") -> None:
+    """Fail if the learner's code raised (as it should) but left a socket it created open. The
+    core's end-of-case look (Context.unclosed) skips those: Context.release() owns the sockets a
+    raising call's frames still hold, and unclosed() counts owned sockets as handed to the check."""
+    left = [m for m in ctx.made if m.done() and m.left_open()]
+    if left:
+        lines = unclosed_lines(left, tip)
+        n = len(left)
+        lines[0] = (f"{what} raised (right), but left {n} socket{'s' if n > 1 else ''} it created "
+                    f"open: close {'them' if n > 1 else 'it'} before raising (a `with` block, or "
+                    "close() in an `except:` block, then `raise`).")
+        raise Fail(*lines)
+
+
+def _returned_socket(ctx, value, what="make_server()", instead=LISTENER, watch=None):
     """The socket.socket inside what the learner returned, owned by the case; or a Fail.
-    ``instead``: what to return, told when the learner returned a tuple."""
+    ``instead``: what to return, told when the learner returned a tuple. ``watch``: the Watch of
+    the call, which tells how a closed socket was closed."""
     if value is None:
         raise Fail(f"your {what} returned None: did you forget `return srv` at the end?")
     if isinstance(value, tuple):
@@ -26,8 +111,7 @@ def _returned_socket(ctx, value, what="make_server()", instead=LISTENER):
         raise Fail(f"your {what} returned {type(value).__name__} {value!r:.60}: return the socket.")
     sock = _own(ctx, value)
     if sock.fileno() == -1:
-        raise Fail(f"the socket your {what} returned is already closed: a `with` block closes it at "
-                   "its end. Create it without `with` (the caller closes it later).")
+        raise Fail(*_closed_lines(what, watch.how_closed(sock) if watch is not None else "with"))
     return sock
 
 
@@ -44,8 +128,37 @@ def _listening(sock) -> bool:
         return False
 
 
+ACCEPTS = (("socket.py", "accept"),)
+
+
+def _make(ctx, make_server, what="make_server()"):
+    """Call the learner's make_server (watched): (its value, the Watch). A make_server that waits
+    in accept() is told so as soon as it is seen there: nobody connects while it runs."""
+    watch = Watch()
+    run = ctx.start(watch.wrap(make_server), what=f"your {what}")
+    seen_at = []
+
+    def in_accept() -> bool:
+        if waiting_in(run.thread, ACCEPTS):
+            seen_at.append(_learner_site(sys._current_frames().get(run.thread.ident)))
+            return True
+        return False
+    try:
+        value = run.result(ctx.limit, "a make_server only creates, binds and listens: is it waiting "
+                           "for something, or looping?", hopeless=in_accept)
+    except DidNotReturn as d:
+        if not (d.never and seen_at):
+            raise
+        raise Fail("your make_server called accept(): it waits for a client; the caller accepts — "
+                   "return the listening socket.",
+                   f"It waits at {site_text(seen_at[0])}" if seen_at[0][1] else "",
+                   d.stuck) from None
+    return value, watch
+
+
 def _case_listening(ctx, make_server):
-    sock = _returned_socket(ctx, ctx.call(make_server, what="your make_server()"))
+    value, watch = _make(ctx, make_server)
+    sock = _returned_socket(ctx, value, watch=watch)
     if sock.type != socket.SOCK_STREAM:
         raise Fail(f"your socket is {sock.type.name}: a TCP server needs SOCK_STREAM "
                    "(SOCK_DGRAM is UDP, which has no listen/accept).")
@@ -58,6 +171,9 @@ def _case_listening(ctx, make_server):
                        "srv.bind(('127.0.0.1', 0)) and then srv.listen().")
         raise Fail(f"your socket is bound to {(host, port)!r} but not listening: call srv.listen() "
                    "after bind(), or clients are refused.")
+    if host == "0.0.0.0" and not watch.was_bound(sock):
+        raise Fail("you never called bind(): listen() bound it to 0.0.0.0 on a random port, so it "
+                   "listens on all interfaces. Call srv.bind(('127.0.0.1', 0)) before srv.listen().")
     if host == "0.0.0.0":
         raise Fail("your server listens on all interfaces ('0.0.0.0' or ''): any machine that can "
                    "reach this one can connect. Bind to '127.0.0.1' (loopback): then only programs "
@@ -68,10 +184,11 @@ def _case_listening(ctx, make_server):
 
 
 def _case_port_zero(ctx, make_server):
-    first = _returned_socket(ctx, ctx.call(make_server, what="your make_server()"))
+    value, watch = _make(ctx, make_server)
+    first = _returned_socket(ctx, value, watch=watch)
     try:
-        second = _returned_socket(ctx, ctx.call(make_server, what="your make_server()"),
-                                  "second make_server()")
+        value, watch = _make(ctx, make_server)
+        second = _returned_socket(ctx, value, "second make_server()", watch=watch)
     except LearnerRaised as e:
         if isinstance(e.error, OSError) and e.error.errno == errno.EADDRINUSE:
             raise Fail(f"the second make_server() failed with 'Address already in use': the first one "
@@ -84,12 +201,17 @@ def _case_port_zero(ctx, make_server):
 
 
 def _case_talks(ctx, make_server):
-    srv = _returned_socket(ctx, ctx.call(make_server, what="your make_server()"))
+    value, watch = _make(ctx, make_server)
+    srv = _returned_socket(ctx, value, watch=watch)
     if not _listening(srv):
         raise Fail("your socket is not listening: call listen().")
     srv.settimeout(3)
     try:
-        client = ctx.own(socket.create_connection(srv.getsockname(), timeout=3))
+        # A client of the server's own family, to its address as it is (an AF_INET6 address has 4
+        # parts): a wrong family is the first case's to tell, not a reason to fail here too.
+        client = ctx.own(socket.socket(srv.family, socket.SOCK_STREAM))
+        client.settimeout(3)
+        client.connect(srv.getsockname())
         conn, _ = srv.accept()
     except OSError as exc:
         raise Fail(*raised_lines(exc, "connecting to your server")) from None

@@ -10,7 +10,7 @@ import stat
 from .. import runtime
 from ..servers import Server
 from .core import Case, Exercise, Fail, LearnerRaised, raised_lines
-from .nb02 import _listening, _returned_socket
+from .nb02 import Watch, _listening, _returned_socket, left_open_after_raise
 from .peers import read_all
 
 
@@ -76,15 +76,22 @@ def _case_stale(ctx, bind_unix):
     _check_bound(ctx, value, path)
 
 
-def _must_raise(ctx, bind_unix, path, took_over: str) -> None:
-    """bind_unix(path) must raise: Fail with ``took_over`` if it returned a socket."""
+def _must_raise(ctx, bind_unix, path, took_over: str, owner: str) -> None:
+    """bind_unix(path) must raise: Fail with ``took_over`` if it returned a socket, and say that
+    it must raise if it returned anything else (None: it printed, or gave up quietly). ``owner``:
+    whose the path is, for that feedback."""
     try:
         value = ctx.call(bind_unix, path, what="your bind_unix")
     except LearnerRaised:
-        return
-    if value is not None:
-        _returned_socket(ctx, value)
-        raise Fail(took_over)
+        return  # right; the case looks at what it left behind once it has judged the rest
+    if value is None or not (hasattr(value, "fileno") and hasattr(value, "getsockname")):
+        if isinstance(value, tuple):
+            _returned_socket(ctx, value, "bind_unix(path)")  # owns the sockets in it, and says so
+        got = "returning None" if value is None else f"returning {type(value).__name__} {value!r:.40}"
+        raise Fail(f"{owner}: raise (e.g. OSError/FileExistsError) instead of {got}. The caller "
+                   "must learn that it has no socket; a return value is easy to overlook.")
+    _returned_socket(ctx, value)
+    raise Fail(took_over)
 
 
 def _case_live(ctx, bind_unix):
@@ -95,7 +102,8 @@ def _case_live(ctx, bind_unix):
     _must_raise(ctx, bind_unix, path,
                 "a live server was listening at the path, and your bind_unix took it over: it "
                 "removed the server's file and bound its own, so that server's clients can no "
-                "longer reach it. When connect() succeeds, raise an error instead.")
+                "longer reach it. When connect() succeeds, raise an error instead.",
+                "a live server owns the path")
     if not os.path.exists(path) or not stat.S_ISSOCK(os.stat(path).st_mode):
         raise Fail("your bind_unix raised (right), but the live server's socket file is gone: only "
                    "remove the file when connecting to it was refused.")
@@ -107,6 +115,7 @@ def _case_live(ctx, bind_unix):
         got, _ = read_all(c, 2)
     if got != b"still there?":
         raise Fail("after your bind_unix, the live server no longer answers.")
+    left_open_after_raise(ctx, "your bind_unix")
 
 
 def _case_regular(ctx, bind_unix):
@@ -118,7 +127,8 @@ def _case_regular(ctx, bind_unix):
                 "the path held a regular file, and your bind_unix deleted it to bind there. On "
                 "Linux, connect() to a file that is not a socket is refused too, so 'refused' "
                 "does not prove a stale socket: check stat.S_ISSOCK(os.stat(path).st_mode) first, "
-                "and raise for anything that is not a socket file.")
+                "and raise for anything that is not a socket file.",
+                "the path holds a regular file, not a socket file")
     try:
         with open(path, "rb") as f:
             kept = f.read()
@@ -127,6 +137,7 @@ def _case_regular(ctx, bind_unix):
     if kept != data:
         raise Fail("your bind_unix raised (right), but the regular file at the path is gone or "
                    "changed: only remove a socket file that nobody listens on.")
+    left_open_after_raise(ctx, "your bind_unix")
 
 
 BIND_UNIX = Exercise(
@@ -209,23 +220,43 @@ def _check_reusable(ctx, value, port):
     return sock
 
 
+def _call_reusable(ctx, reusable_server, port):
+    """reusable_server(port), watched: (its value, the Watch)."""
+    watch = Watch()
+    return ctx.call(watch.wrap(reusable_server), port, what="your reusable_server"), watch
+
+
+def _returned_none_after_failed_bind(value, watch, port) -> None:
+    """Fail if reusable_server caught bind()'s error and returned None (after printing it, say)."""
+    if value is None and watch.bind_failed:
+        raise Fail(f"bind() to port {port} failed in your reusable_server, and it returned None: let "
+                   "the OSError through (or raise), don't return None. The caller must learn that "
+                   "it has no server.")
+
+
 def _case_reuse_free(ctx, reusable_server):
     from .peers import free_port
     port = free_port()
-    _check_reusable(ctx, ctx.call(reusable_server, port, what="your reusable_server"), port)
+    value, watch = _call_reusable(ctx, reusable_server, port)
+    _returned_none_after_failed_bind(value, watch, port)
+    _check_reusable(ctx, value, port)
 
 
 def _case_reuse_time_wait(ctx, reusable_server):
     port = _time_wait_port(ctx)
     plain_fails = _bind_fails_plain(port)
     try:
-        value = ctx.call(reusable_server, port, what="your reusable_server")
+        value, watch = _call_reusable(ctx, reusable_server, port)
     except LearnerRaised as e:
         if isinstance(e.error, OSError) and e.error.errno == errno.EADDRINUSE:
             raise Fail(f"bind() failed with 'Address already in use': port {port} still has a "
                        "connection in TIME_WAIT (its server closed first). Set SO_REUSEADDR with "
                        "setsockopt() *before* bind(); set after bind() it is too late.") from None
         raise
+    if value is None and watch.bind_failed:
+        raise Fail(f"bind() failed in your reusable_server (port {port} still has a connection in "
+                   "TIME_WAIT), and it returned None. Set SO_REUSEADDR with setsockopt() *before* "
+                   "bind(); and let an OSError through (or raise), don't return None.")
     _check_reusable(ctx, value, port)
     if not plain_fails:
         ctx.notes.append("on this machine a plain bind() worked too: TIME_WAIT did not block it here.")
@@ -241,8 +272,14 @@ def _case_reuse_listening(ctx, reusable_server):
         value = ctx.call(reusable_server, port, what="your reusable_server")
     except LearnerRaised as e:
         if isinstance(e.error, OSError):
-            return  # right: SO_REUSEADDR never lets two sockets listen on one port (Linux, macOS)
+            # right: SO_REUSEADDR never lets two sockets listen on one port (Linux, macOS)
+            left_open_after_raise(ctx, "your reusable_server")
+            return
         raise
+    if value is None:
+        raise Fail(f"your reusable_server returned None for port {port}, where a server is "
+                   "listening. The port is taken: let the OSError through (or raise), don't return "
+                   "None; the caller must learn that it has no server.")
     sock = _returned_socket(ctx, value, "reusable_server(port)")
     got = sock.getsockname()[1]
     if got != port:

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import collections
+import errno
 import socket
+import sys
+from time import monotonic  # bound here: learner code replacing time.monotonic cannot stop our clock
 
 from ..runtime import Thread
 from ..servers import Server
 from .core import Case, DidNotReturn, Exercise, Fail, LearnerRaised
-from .peers import (HandlerConn, chunk_sizes, plural, read_all, recv_returns, send_chunks, shorten,
-                    tcp_pair, unacked)
+from .peers import (HandlerConn, blocked_in_recv, chunk_sizes, plural, read_all, recv_returns,
+                    send_chunks, shorten, tcp_pair, unacked, wait_for, waiting_in)
 
 
 # ---- 05.1 recv_exactly
@@ -51,6 +54,19 @@ def _recv_exactly_once(ctx, recv_exactly, data, sizes, pause, n=None, then="keep
     return got, mine, log
 
 
+def _received(mine) -> int:
+    """Bytes the learner's recv()/recv_into() calls on ``mine`` have returned so far."""
+    return sum(mine.returned["recv"]) + sum(mine.returned["recv_into"])
+
+
+def _not_closed(mine, what="recv_exactly") -> None:
+    """Fail if the learner's function closed the socket the check gave it (close(), `with sock:`)."""
+    if mine.sock.fileno() == -1:
+        raise Fail(f"your {what} closed the socket it was given; the caller owns it: it reads the "
+                   "next message from it, and closes it when it is done. Leave it open (no "
+                   "sock.close(), no `with sock:` in your function).")
+
+
 def _as_bytes(got, what="recv_exactly"):
     if isinstance(got, (bytes, bytearray, memoryview)):
         return bytes(got)
@@ -89,6 +105,7 @@ def _case_small_chunks(ctx, recv_exactly):
     data = b"hello, world"
     got, mine, log = _recv_exactly_once(ctx, recv_exactly, data, [3, 4, 2, 3], pause=0.01, gated=True)
     _judge(got, data, mine, log)
+    _not_closed(mine)
 
 
 def _case_random_chunks(ctx, recv_exactly):
@@ -96,26 +113,66 @@ def _case_random_chunks(ctx, recv_exactly):
     sizes = chunk_sizes(ctx.rng, len(data))
     got, mine, log = _recv_exactly_once(ctx, recv_exactly, data, sizes, pause=0.001)
     _judge(got, data, mine, log)
+    _not_closed(mine)
 
 
 def _case_one_byte(ctx, recv_exactly):
     got, mine, log = _recv_exactly_once(ctx, recv_exactly, b"!", [1], pause=0)
     _judge(got, b"!", mine, log)
+    _not_closed(mine)
+
+
+PAST_END = "Ask recv() for at most n - len(buf) bytes: you read {} of the next message."
 
 
 def _case_back_to_back(ctx, recv_exactly):
+    # Two messages, b'hello' and b'world'. The first arrives in two parts: b'hel' alone, then,
+    # once the learner's recv() has returned it, b'lo' with the whole next message behind it, in
+    # one write (one segment). A second recv(5) then finds 7 bytes waiting: recv(n) instead of
+    # recv(n - len(buf)) takes 3 bytes of the next message, whatever the timing.
     mine, peer = tcp_pair(ctx)
-    peer.sendall(b"helloworld!")
+    first_part = recv_returns(mine)
+
+    def taken() -> bool:
+        # b'hel' is read: a recv() returned it, or it reached the learner's socket (the peer has
+        # no unacknowledged bytes) and is no longer queued there (a recv(5, MSG_WAITALL) holds it
+        # and waits for more: it must get the rest, or it would wait for ever).
+        return first_part(1) or (unacked(peer) == 0 and _inq(mine.sock) == 0)
+
+    def send():
+        peer.sendall(b"hel")
+        wait_for(taken, ctx.limit, ctx.stop, 0.002)
+        if not ctx.stop.is_set():
+            peer.sendall(b"loworld")
+            peer.shutdown(socket.SHUT_WR)  # nothing more: a read past the end ends, not hangs
+    ctx.spawn(send, name="sender")
     first = _as_bytes(ctx.call(recv_exactly, mine, 5, what="your recv_exactly"))
+    over = _received(mine) - 5
+    if len(first) > 5 and first.startswith(b"hello"):
+        raise Fail(f"asked for 5 bytes of b'helloworld' (two messages back to back; the first arrived "
+                   f"in two parts), your recv_exactly returned {first!r}: it took bytes of the next "
+                   "message, which are now lost.", PAST_END.format(plural(len(first) - 5, "byte")))
+    if first == b"hello" and over > 0:
+        raise Fail(f"your recv_exactly returned b'hello' (right), but its recv() calls read "
+                   f"{5 + over} bytes: it took bytes of the next message and dropped them.",
+                   PAST_END.format(plural(over, "byte")))
     if first != b"hello":
-        if first.startswith(b"hello") and len(first) > 5:
-            raise Fail(f"asked for 5 bytes of b'helloworld!' (two messages back to back), your "
-                       f"recv_exactly returned {first!r}: it took bytes of the next message, which "
-                       "are now lost. Ask recv() for at most n - len(buf) bytes.")
-        raise Fail(f"asked for 5 bytes of b'helloworld!', your recv_exactly returned {first!r}.")
-    second = _as_bytes(ctx.call(recv_exactly, mine, 5, what="your recv_exactly"))
+        raise Fail(f"asked for 5 bytes of b'helloworld' (two messages back to back), your "
+                   f"recv_exactly returned {first!r}.")
+    _not_closed(mine)
+    try:
+        second = _as_bytes(ctx.call(recv_exactly, mine, 5, what="your recv_exactly"))
+    except LearnerRaised as e:
+        if isinstance(e.error, (EOFError, ConnectionError)):
+            raise Fail("the first recv_exactly(sock, 5) returned b'hello' (right), but the second "
+                       "found the connection at its end: the first call read bytes of the next "
+                       "message (b'world') past the end of its own, and they are lost.",
+                       "Ask recv() for at most n - len(buf) bytes, and read nothing else (a "
+                       "makefile() reads ahead).") from None
+        raise
     if second != b"world":
         raise Fail(f"the second recv_exactly(sock, 5) returned {second!r}, expected b'world'.")
+    _not_closed(mine)
 
 
 def _case_early_close(ctx, recv_exactly):
@@ -128,6 +185,10 @@ def _case_early_close(ctx, recv_exactly):
             raise Fail("the peer closed after 7 of 12 bytes; your recv_exactly raised TimeoutError "
                        "instead of noticing the close: recv() returning b'' means the peer closed.")
         return  # any other exception is right: the caller learns the message is incomplete
+    if got is None:
+        raise Fail(f"the peer closed after {log.sent} of 12 bytes: raise an exception (e.g. "
+                   "EOFError/ConnectionError) rather than return None, as your recv_exactly did. A "
+                   "caller that forgets to check for None fails later, far from the cause.")
     got = _as_bytes(got)
     raise Fail(f"the peer closed after 7 of 12 bytes and your recv_exactly returned {got!r}: a short "
                "result looks like a whole message to the caller. When recv() returns b'' before n "
@@ -215,6 +276,8 @@ def _echo_exchange(ctx, srv, message, sizes, pause, timeout=3.0, who="the client
     def gate(k):
         if ctx.learner_errors:  # the handler raised (the stub does at once): no recv() will come
             return True
+        if srv.connections_served and not srv.connections():  # the handler has returned
+            return True
         return sum(ev.count for ev in _handler_recvs(srv)) >= k
     log = send_chunks(ctx, c, message, sizes, pause=pause, then="shutdown",
                       gate=gate if gated else None)
@@ -232,14 +295,20 @@ def _eof_ignored(srv) -> bool:
             and unacked(conns[0][0]) == 0)
 
 
+RECVS = ("recv", "recvfrom", "recvmsg")  # what the trace calls the handler's reads (recv_into: recv)
+
+
 def _judge_echo(ctx, srv, message, reply, how, log, who="the client", wait=3.0):
     ctx.raise_learner_errors("your handler")
     calls = _handler_calls(srv)
     made = [c for cs in calls.values() for c in cs]
+    if reply and not any(c in RECVS for c in made):
+        # Judged before the reply: b'hello' sent blindly echoes b'hello' too. (Whether the client
+        # then saw the close or a reset, for the bytes the handler left unread, is timing.)
+        raise Fail(f"your handler never called recv(): it sent {shorten(reply)} without reading "
+                   f"what {who} sent. An echo reads with conn.recv() in a loop and sends back what "
+                   "each recv() returned.")
     if reply == message and how == "closed":
-        if "send" in made and "sendall" not in made:
-            ctx.notes.append("you used send(); here it happened to send everything, but send() may "
-                             "send only part of the data: sendall() is the safe choice.")
         return
     partial = _partial_sends(srv)
     if partial and len(reply) < len(message):
@@ -292,32 +361,132 @@ def _case_echo_chunks(ctx, handler):
     _judge_echo(ctx, srv, msg, reply, how, log)
 
 
+SENDS = (("trace.py", "sendall"), ("trace.py", "send"))  # a handler inside conn.sendall()/send()
+SETTLE = 2.0  # s client 1's handler may take to settle (see _case_echo_many)
+
+
+def _inq(sock) -> int | None:
+    """Bytes waiting in ``sock``'s receive queue (FIONREAD); None where that cannot be read."""
+    try:
+        import fcntl
+        import termios
+        out = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4)
+    except (ImportError, AttributeError, OSError, ValueError):
+        return None
+    return int.from_bytes(out, sys.byteorder, signed=True)
+
+
+def _conn_of(srv, client):
+    """(the server's traced connection, its handler thread) for ``client``, or None."""
+    me = client.getsockname()
+    for conn, t in srv.connections():
+        try:
+            if conn.getpeername() == me:
+                return conn, t
+        except OSError:
+            continue  # closed meanwhile
+    return None
+
+
+def _settled(ctx, srv, client, total):
+    """A predicate: client 1's handler has gone as far as it can while client 1 does not read.
+
+    Either it waits inside a send call that cannot finish (client 1's receive queue and the
+    server's send queue are full and stay so from one look to the next), or it has received all
+    ``total`` bytes and waits in recv() (a handler that echoes only at the end), or it is done."""
+    last = []
+
+    def settled() -> bool:
+        if ctx.learner_errors:
+            return True
+        found = _conn_of(srv, client)
+        if found is None:  # not accepted yet, or its handler is over already (all 3 accepted)
+            return srv.connections_served >= 3
+        conn, t = found
+        if waiting_in(t, SENDS):
+            state = (unacked(conn.sock), _inq(client))
+            stuck = bool(last) and last[-1] == state and bool(state[0])
+            last.append(state)
+            return stuck
+        last.clear()
+        got = sum(ev.nbytes or 0 for ev in _handler_recvs(srv) if ev.side == conn.side)
+        return got >= total and blocked_in_recv(t)
+    return settled
+
+
+def _foreign(reply: bytes, i: int, msgs: list):
+    """(j, bytes) when ``reply`` (client i's) holds bytes that client j sent: runs of at least 8
+    bytes of msgs[j] (random bytes: no run that long is in two messages by chance). Or None."""
+    k = 8
+    index = {}
+    for j, m in enumerate(msgs):
+        if j != i:
+            for p in range(len(m) - k + 1):
+                index.setdefault(m[p:p + k], j)
+    found = {}
+    covered_until = -1
+    for p in range(len(reply) - k + 1):
+        j = index.get(reply[p:p + k])
+        if j is not None:
+            start = max(p, covered_until)
+            found[j] = found.get(j, 0) + p + k - start
+            covered_until = p + k
+    if not found:
+        return None
+    j = max(found, key=found.get)
+    return j, found[j]
+
+
 def _case_echo_many(ctx, handler):
     srv = _echo_server(ctx, handler)
+    # Small buffers: the server's connections (inherited from the listener) and client 1's. Client
+    # 1 sends all its bytes first and reads nothing yet, so its echo fills those buffers and its
+    # handler waits inside a send call, half-way through its loop. Only then do clients 2 and 3
+    # send (and read). A handler that keeps the data in a global is caught with that global full
+    # of client 1's bytes, every time: the mix-up does not depend on when threads switch.
+    srv.sock.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     msgs = [bytes(ctx.rng.getrandbits(8) for _ in range(20_000)) for _ in range(3)]
     socks = []
-    for m in msgs:  # all three connected before any sends: served at the same time
-        c = ctx.own(socket.create_connection(srv.address, timeout=5))
+    for i in range(3):  # all three connected before any sends: served at the same time
+        c = ctx.own(socket.socket())
+        if i == 0:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+        c.settimeout(5)
+        c.connect(srv.address)
         socks.append(c)
-    logs = [send_chunks(ctx, c, m, pause=0.001, then="shutdown") for c, m in zip(socks, msgs)]
+    logs = [send_chunks(ctx, socks[0], msgs[0], then="keep")]
+    wait_for(_settled(ctx, srv, socks[0], len(msgs[0])), SETTLE, ctx.stop, 0.005)
+    logs += [send_chunks(ctx, c, m, pause=0.001, then="shutdown") for c, m in zip(socks[1:], msgs[1:])]
     results = [None] * 3
+    deadline = monotonic() + 5.0  # for all three replies, as when they were read at the same time
 
     def reader(i):
-        results[i] = read_all(socks[i], 5.0)
-    readers = [Thread(target=reader, args=(i,), name="socklab-exercise-reader")
-               for i in range(3)]
+        results[i] = read_all(socks[i], max(0.1, deadline - monotonic()))
+    readers = [Thread(target=reader, args=(i,), name="socklab-exercise-reader") for i in (1, 2)]
     for t in readers:
         t.start()
     for t in readers:
         t.join(10)
-    for i, (m, r) in enumerate(zip(msgs, results)):
-        reply, how = r if r is not None else (b"", "timeout")
+    # Client 1, done sending, shuts its side down and reads at last.
+    logs[0].finished.wait(max(0.1, deadline - monotonic()))
+    try:
+        socks[0].shutdown(socket.SHUT_WR)
+    except OSError as exc:  # the server has reset the connection already: read_all sees that
+        if exc.errno not in (errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE):
+            raise
+    results[0] = read_all(socks[0], max(1.0, deadline - monotonic()))
+    replies = [r if r is not None else (b"", "timeout") for r in results]
+    for i, (m, (reply, how)) in enumerate(zip(msgs, replies)):
+        if reply != m:
+            mixed = _foreign(reply, i, msgs)
+            if mixed:
+                j, n = mixed
+                raise Fail(f"three clients at once: client {i + 1} got bytes that client {j + 1} "
+                           f"sent ({plural(n, 'byte')} of them). Keep the buffer local to the "
+                           "handler, not in a global: each connection runs your handler in its own "
+                           "thread, at the same time as the others.")
+    for i, (m, (reply, how)) in enumerate(zip(msgs, replies)):
         if reply != m or how != "closed":
-            others = [j for j, o in enumerate(msgs) if j != i and reply and o[:64] in reply]
-            if others:
-                raise Fail(f"three clients at once: client {i + 1} got bytes that client "
-                           f"{others[0] + 1} sent. Keep each connection's data in variables of its "
-                           "own handler call, not in a global.")
             _judge_echo(ctx, srv, m, reply, how, logs[i], who=f"client {i + 1} of 3")
     ctx.raise_learner_errors("your handler")
 
@@ -351,6 +520,25 @@ def _case_echo_large(ctx, handler):
     log.finished.wait(5)
     _judge_echo(ctx, srv, msg, bytes(buf), how, log, who="a client sending 1 MB")
     ctx.raise_learner_errors("your handler")
+    _send_tip(ctx, srv)
+
+
+def _send_tip(ctx, srv) -> None:
+    """The send() tip, for a handler that echoed all of 1 MB with send() and no sendall().
+
+    The rule: each recv() that returned data gave the handler one buffer to send. If it made more
+    send() calls than that, some buffer took several: a send() sent only part of it and the code
+    sent the rest (a loop over send(), as in my_sendall): no tip. If it made one send() per buffer
+    (or fewer), every send() sent all it was given (the echo is complete): right here, by luck,
+    so the tip says why sendall() is safer. Counted from the trace (a folded event counts each of
+    its calls), so it holds however many calls there were."""
+    calls = [c for cs in _handler_calls(srv).values() for c in cs]
+    if "send" not in calls or "sendall" in calls:
+        return
+    buffers = sum(ev.count for ev in _handler_recvs(srv) if ev.nbytes)
+    if calls.count("send") <= buffers:
+        ctx.notes.append("you used send(); here it happened to send everything, but send() may "
+                         "send only part of the data: sendall() is the safe choice.")
 
 
 ECHO_HANDLER = Exercise(
