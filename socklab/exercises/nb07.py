@@ -2,38 +2,81 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from time import monotonic  # bound here: learner code replacing time.monotonic cannot stop our clock
 
 from ..servers import Server
-from .core import Case, Exercise, Fail, LearnerRaised
+from .core import Case, Exercise, Fail, LearnerRaised, is_learner_file, site_text
 from .peers import plural
 
 
 TIMEOUT = 0.05  # s: the first wait the check asks for (replies on loopback take microseconds)
+# The case with a late reply asks for a longer first wait, so that a right solution has 75 ms to
+# spare however busy the machine: the reply comes LATE x the first wait after the second datagram,
+# after a first wait that did not grow (the learner's recvfrom() has timed out by then) and well
+# before the second try's grown timeout (2 x the first wait) ends.
+LATE_TIMEOUT = 0.1
+LATE = 1.25
+# Tolerances on the waits of the learner's tries, as fractions of the first wait: a timeout never
+# fires early, so a wait is short only by how late the server's thread saw a datagram (SLACK_DOWN);
+# on a loaded machine a wait can be longer by the learner's thread being scheduled late (SLACK_UP).
+# Both are tight enough to tell the asked-for waits (t, 2t, 4t) from the usual mistakes: doubling
+# before the first try (2t, 4t, 8t), a sleep after a fixed timeout (2t, 3t, 5t), no doubling (t, t,
+# t) and linear growth (t, 2t, 3t).
+SLACK_DOWN = 0.3
+SLACK_UP = 0.5
 
 
 class Lossy:
     """A datagram handler: answers or drops each datagram as ``plan`` says, recording arrivals.
 
-    ``plan(i, data)`` returns a list of replies to send for the i-th datagram (1-based); [] drops it.
-    """
+    ``plan(i, data)`` returns a list of replies for the i-th datagram (1-based); [] drops it. A
+    reply is bytes (sent at once) or (delay, bytes): sent ``delay`` s after the datagram arrived,
+    by a peer thread that waits on the case's stop Event (never sleeps), and that notes where the
+    learner's code was at that moment (``late``: (sent at, learner's site or None))."""
 
-    def __init__(self, plan):
-        self.plan = plan
+    def __init__(self, ctx, plan):
+        self.ctx, self.plan = ctx, plan
         self.arrivals: list = []   # (monotonic time, data, address)
+        self.late: list = []       # (when a delayed reply was sent, the learner's site then)
+        self.learner: threading.Thread | None = None  # the thread running the learner's function
         self.lock = threading.Lock()
 
     def __call__(self, sock, data, addr, server):
+        at = monotonic()
         with self.lock:
-            self.arrivals.append((monotonic(), data, addr))
+            self.arrivals.append((at, data, addr))
             i = len(self.arrivals)
         for reply in self.plan(i, data):
-            sock.sendto(reply, addr)
+            if isinstance(reply, tuple):
+                self.ctx.spawn(self._later, sock, at + reply[0], reply[1], addr, name="late-reply")
+            else:
+                sock.sendto(reply, addr)
+
+    def _later(self, sock, when, reply, addr):
+        if self.ctx.stop.wait(max(0.0, when - monotonic())):
+            return
+        with self.lock:  # noted before it is sent: the learner's code may return as soon as it is
+            self.late.append((monotonic(), self._learner_site()))
+        sock.sendto(reply, addr)
+
+    def _learner_site(self):
+        """(file, line, function) of the learner's code that its thread is running right now (the
+        innermost frame of the learner's code: a sleep or a recvfrom() shows as the line calling
+        it), or None."""
+        t = self.learner
+        frame = sys._current_frames().get(t.ident) if t is not None and t.ident else None
+        while frame is not None:
+            code = frame.f_code
+            if is_learner_file(code.co_filename):
+                return code.co_filename, frame.f_lineno, code.co_name
+            frame = frame.f_back
+        return None
 
 
 def _server(ctx, plan) -> tuple:
-    handler = Lossy(plan)
+    handler = Lossy(ctx, plan)
     srv = Server(type="SOCK_DGRAM", handler=handler, name=f"exercise-udp-{id(ctx)}", lifetime=60)
     srv.start()
     ctx.later(srv.stop)
@@ -46,7 +89,9 @@ def _client(ctx) -> socket.socket:
     return s
 
 
-def _ping(ctx, ping_backoff, sock, address, seq, handler, limit=3.0):
+def _ping(ctx, ping_backoff, sock, address, seq, handler, timeout=TIMEOUT, limit=3.0):
+    """Run the learner's ping_backoff(sock, address, seq, timeout, 3): (its value, the monotonic
+    time it returned)."""
     def diagnose():
         n = len(handler.arrivals)
         if sock.gettimeout() is None:
@@ -54,15 +99,15 @@ def _ping(ctx, ping_backoff, sock, address, seq, handler, limit=3.0):
                     "dropped the last one, so no reply will ever come, and recvfrom() has no "
                     "timeout. Set one (sock.settimeout(timeout)) and send again when it expires.")
         return (f"the server has received {plural(n, 'datagram')}; with tries=3 and timeouts of "
-                f"{TIMEOUT:g}, {2 * TIMEOUT:g} and {4 * TIMEOUT:g} s the function should be done "
-                f"after about {7 * TIMEOUT:g} s.")
-    t0 = monotonic()
-    value = ctx.call(ping_backoff, sock, address, seq, TIMEOUT, 3, limit=limit, what="your ping_backoff",
-                     diagnose=diagnose)
+                f"{timeout:g}, {2 * timeout:g} and {4 * timeout:g} s the function should be done "
+                f"after about {7 * timeout:g} s.")
+    run = ctx.start(ping_backoff, sock, address, seq, timeout, 3, what="your ping_backoff")
+    handler.learner = run.thread
+    value = run.result(limit, diagnose=diagnose)
     if value is not None and type(value) is not int:  # exactly int: not True, not 1.0, not a look-alike
         raise Fail(f"your ping_backoff returned {value!r:.40} (a {type(value).__name__}): return the "
                    "number of tries as an int, or None when no reply came.")
-    return value, monotonic() - t0
+    return value, run.started + run.elapsed
 
 
 def _request(seq) -> bytes:
@@ -81,34 +126,83 @@ def _case_answered(ctx, ping_backoff):
 
 
 def _case_first_lost(ctx, ping_backoff):
-    srv, handler = _server(ctx, lambda i, d: [] if i == 1 else [d])
-    got, _ = _ping(ctx, ping_backoff, _client(ctx), srv.address, 2, handler)
-    if got != 2:
-        raise Fail(f"the server dropped the first datagram and answered the second; your "
-                   f"ping_backoff returned {got!r}, expected 2 (tries).")
+    # The reply to the second try comes late, but within that try's grown timeout: only a receive
+    # timeout that grows catches it. A sleep after a timeout that stays the same misses it (the
+    # reply waits unread, and the third try takes it as its own answer).
+    t, late = LATE_TIMEOUT, LATE * LATE_TIMEOUT
+    srv, handler = _server(ctx, lambda i, d: [] if i == 1 else [(late, d)] if i == 2 else [d])
+    got, _ = _ping(ctx, ping_backoff, _client(ctx), srv.address, 2, handler, timeout=t)
+    if got == 2:
+        return
+    lines = [f"the server drops the first datagram and answers the second {late:g} s after it "
+             f"comes, within the second try's timeout (2 x {t:g} = {2 * t:g} s); your ping_backoff "
+             f"returned {got!r}, expected 2 (tries)."]
+    times = [at for at, _, _ in handler.arrivals]
+    site = handler.late[0][1] if handler.late else None
+    text = site_text(site) if site else ""
+    if len(times) >= 3 and times[2] < times[1] + late:  # the third try left before the reply was due
+        lines.append(f"Your second try gave up after {times[2] - times[1]:.2f} s, before the reply "
+                     "came: double the timeout after each try, "
+                     "sock.settimeout(timeout * 2 ** (attempt - 1)).")
+    elif site and "recv" not in text:
+        lines.append(f"When the reply came, your code was not in recvfrom() but at {text}. The "
+                     "reply waited unread, and the next try took it as its own.")
+        if "sleep(" in text or "wait(" in text:
+            lines.append("A sleep after a timeout is not backoff: make the receive timeout itself "
+                         "grow (sock.settimeout(timeout * 2 ** (attempt - 1))), with no sleep.")
+    raise Fail(*lines)
+
+
+def _waits_problem(waits: list, took: float, t: float) -> str:
+    """What is wrong with the waits of the three tries (t, 2t, 4t asked for), or ''."""
+    asked = [t, 2 * t, 4 * t]
+    low = [a - SLACK_DOWN * t for a in asked]
+    high = [a + SLACK_UP * t for a in asked]
+    if all(2 * a - SLACK_DOWN * t <= w < 2 * a + SLACK_UP * t for w, a in zip(waits, asked)):
+        return ("Each wait is twice the one asked for: you double the timeout before the first try. "
+                "The first try waits timeout itself: sock.settimeout(timeout * 2 ** (attempt - 1)) "
+                "with attempt = 1, 2, 3.")
+    w1, w2, w3 = waits
+    if w1 < low[0]:
+        return f"The first wait should be the timeout, {t:g} s; yours was shorter."
+    if w1 >= high[0]:
+        return (f"The first wait should be the timeout itself, {t:g} s, with nothing added: the "
+                "first try waits timeout, and only the tries after it wait longer.")
+    if w2 < low[1]:
+        return (f"Each wait should be twice the previous one ({t:g} s, then {2 * t:g} s, then "
+                f"{4 * t:g} s before giving up). Double the timeout after each try: "
+                "sock.settimeout(timeout * 2 ** (attempt - 1)).")
+    if w2 >= high[1]:
+        return f"The second wait should be twice the first, {2 * t:g} s."
+    if w3 < low[2]:
+        return (f"After the third datagram it should still wait {4 * t:g} s (twice the second "
+                "wait) for a reply before giving up.")
+    if w3 >= high[2]:
+        return f"After the third datagram it should wait {4 * t:g} s, then give up and return None."
+    if took >= 9 * t:
+        return (f"In all it took {took:.2f} s; the three waits add up to {7 * t:g} s: send the "
+                "first datagram at once.")
+    return ""
 
 
 def _case_all_lost(ctx, ping_backoff):
     t = TIMEOUT
     srv, handler = _server(ctx, lambda i, d: [])
-    got, took = _ping(ctx, ping_backoff, _client(ctx), srv.address, 3, handler)
+    t0 = monotonic()
+    got, ended = _ping(ctx, ping_backoff, _client(ctx), srv.address, 3, handler)
     times = [at for at, _, _ in handler.arrivals]
     if len(times) != 3:
         raise Fail(f"the server dropped every datagram; with tries=3 your ping_backoff sent "
                    f"{plural(len(times), 'datagram')}, expected 3.")
     if got is not None:
         raise Fail(f"no reply ever came; your ping_backoff returned {got!r}, expected None.")
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    shown = ", ".join(f"{g:.2f} s" for g in gaps)
-    if gaps[0] < 0.7 * t:
-        raise Fail(f"the retries came {shown} apart: the first wait should be the timeout, {t:g} s.")
-    if gaps[1] < 1.6 * t:  # 2t expected after the first try's t (room for jitter)
-        raise Fail(f"the retries came {shown} apart: each wait should be twice the previous one "
-                   f"({t:g} s, then {2 * t:g} s, then {4 * t:g} s before giving up). Double the "
-                   "timeout after each try: sock.settimeout(timeout * 2 ** attempt).")
-    if took < 5.5 * t:
-        raise Fail(f"your ping_backoff gave up after {took:.2f} s: after the third datagram it should "
-                   f"still wait {4 * t:g} s for a reply.")
+    waits = [times[1] - times[0], times[2] - times[1], ended - times[2]]
+    problem = _waits_problem(waits, ended - t0, t)
+    if problem:
+        raise Fail(f"the server dropped every datagram; your ping_backoff waited "
+                   f"{waits[0]:.2f} s, {waits[1]:.2f} s, then {waits[2]:.2f} s before giving up: "
+                   f"asked for {t:g} s, {2 * t:g} s and {4 * t:g} s (timeout={t:g}, doubled after "
+                   "each try).", problem)
 
 
 def _case_stale_reply(ctx, ping_backoff):
@@ -143,7 +237,9 @@ protocols back off like this?""",
         "Start from `ping()`: the loop over `attempt`, `sendto`, then `recvfrom` in a `try:` that "
         "catches `TimeoutError`. Only the timeout changes from try to try.",
         "Set the timeout inside the loop, before each `recvfrom`: "
-        "`sock.settimeout(timeout * 2 ** (attempt - 1))` for attempt = 1, 2, 3.",
+        "`sock.settimeout(timeout * 2 ** (attempt - 1))` for attempt = 1, 2, 3. The wait is the "
+        "receive timeout itself: a `time.sleep()` after a timeout would miss a reply that comes "
+        "meanwhile.",
         "Keep the inner `while True:` that skips replies that are not `== request`: a late reply to "
         "another ping is not your answer.",
     ],

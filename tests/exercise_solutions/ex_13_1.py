@@ -1,11 +1,7 @@
-import struct
-
-def checksum(data):
-    """The Internet checksum (RFC 1071) of data, as an int from 0 to 65535."""
+def update_checksum(csum, old, new):
+    """The checksum after one 16-bit word of the message changed from old to new (RFC 1624)."""
     ### BEGIN SOLUTION
-    if len(data) % 2:
-        data += b"\0"                       # pad an odd length with a zero byte
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (~csum & 0xFFFF) + (~old & 0xFFFF) + new   # the sum, old taken out, new put in
     while total >> 16:                      # fold the carries back in
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF

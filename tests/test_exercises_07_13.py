@@ -1,0 +1,409 @@
+"""Exercises 07.1 (ping_backoff) and 13.1 (update_checksum), and notebook 13's ping sockets: the
+defects learners found, each with the feedback (or the text) it must now get.
+
+1. 07.1 accepted backoff that does not wait the asked-for times: doubling before the first try, or a
+   fixed receive timeout plus a sleep. The check now measures each wait and the total against the
+   asked-for schedule, and a reply that comes late but within the grown timeout must be caught.
+2. 13.1 named a mistake from a coincidence on one tiny input. A mistake is now named only when it
+   reproduces the learner's results on every probe; otherwise the feedback says what was returned
+   and what was expected, for which call.
+3. 13.1's answer was in the lesson (`internet_checksum`, and `ping.py`'s `checksum`). The exercise now
+   asks for what neither contains: updating a checksum when one word changes (RFC 1624).
+4. Notebook 13 stated this machine's `net.ipv4.ping_group_range` ("1 0") as a fact, and nbval compared
+   outputs that depend on it. The text now says what decides, the outputs that show this machine's
+   range or outcome are marked, and strict nbval passes under other ranges (run in a private network
+   namespace, where the range can be set without touching the machine's).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import socklab.exercises as exercises
+from socklab.exercises import nb07, nb13
+
+from exercise_solutions import load, source
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NB13 = ROOT / "notebooks" / "13-raw-sockets-and-icmp.ipynb"
+
+NOTEBOOK_IMPORTS = "import errno, os, socket, stat, struct, threading\n"
+
+
+def run(exercise_id, src=None):
+    ex = exercises.get(exercise_id)
+    ns = load(exercise_id, NOTEBOOK_IMPORTS + textwrap.dedent(src) if src is not None else None)
+    return exercises.run_check(ex, *[ns[n] for n in ex.names])
+
+
+def case(res, start):
+    """The result of the case whose name starts with ``start``."""
+    return next(c for c in res.cases if c.name.startswith(start))
+
+
+def feedback(res, start):
+    return "\n".join(case(res, start).lines)
+
+
+# ---- 1. 07.1: the waits are the asked-for ones, and it is the receive timeout that grows
+
+PING = """
+    import time
+    def ping_backoff(sock, address, seq, timeout=0.1, tries=3):
+        request = b"ping %d" % seq
+        {before_loop}
+        for attempt in range(1, tries + 1):
+            {set_timeout}
+            sock.sendto(request, address)
+            try:
+                while True:
+                    reply, _ = sock.recvfrom(1024)
+                    if reply == request:
+                        return attempt
+            except TimeoutError:
+                {after_timeout}
+        return None
+"""
+
+
+def ping_src(before_loop="pass", set_timeout="pass", after_timeout="continue"):
+    return PING.format(before_loop=before_loop, set_timeout=set_timeout, after_timeout=after_timeout)
+
+
+DOUBLED_FIRST = ping_src(set_timeout="timeout *= 2; sock.settimeout(timeout)")
+SLEEP_AFTER_FIXED = ping_src(before_loop="sock.settimeout(timeout)",
+                             after_timeout="time.sleep(timeout * 2 ** (attempt - 1))")
+# Sleeps just long enough that the datagrams leave on the asked-for schedule: only a reply that
+# comes during the sleep shows that the receive timeout never grew.
+SLEEP_ON_SCHEDULE = ping_src(before_loop="sock.settimeout(timeout)",
+                             after_timeout="time.sleep(timeout * (2 ** (attempt - 1) - 1))")
+LINEAR = ping_src(set_timeout="sock.settimeout(timeout * attempt)")
+NO_BACKOFF = ping_src(before_loop="sock.settimeout(timeout)")
+
+ALL_LOST = "everything is dropped"
+FIRST_LOST = "the first datagram is dropped"
+
+
+def test_07_doubling_before_the_first_try_is_named(leakcheck):
+    res = run("07.1", DOUBLED_FIRST)
+    assert not res.passed, res.text()
+    text = feedback(res, ALL_LOST)
+    assert "asked for 0.05 s, 0.1 s and 0.2 s" in text, res.text()
+    assert "you double the timeout before the first try" in text, res.text()
+    assert case(res, FIRST_LOST).status == "passed"  # its waits are long, but they do grow
+
+
+def test_07_a_sleep_after_a_fixed_timeout_is_not_backoff(leakcheck):
+    res = run("07.1", SLEEP_AFTER_FIXED)
+    assert not res.passed, res.text()
+    late = feedback(res, FIRST_LOST)
+    assert "answers the second 0.125 s after it comes, within the second try's timeout" in late
+    assert "returned 3, expected 2" in late, res.text()
+    assert "your code was not in recvfrom() but at line" in late, res.text()
+    assert "time.sleep(timeout * 2 ** (attempt - 1))" in late, res.text()  # the learner's own line
+    assert "A sleep after a timeout is not backoff" in late, res.text()
+    waits = feedback(res, ALL_LOST)
+    assert "The first wait should be the timeout itself, 0.05 s, with nothing added" in waits
+
+
+def test_07_a_sleep_on_the_asked_for_schedule_still_misses_the_late_reply(leakcheck):
+    res = run("07.1", SLEEP_ON_SCHEDULE)
+    assert not res.passed, res.text()
+    assert case(res, ALL_LOST).status == "passed", res.text()  # the timing alone cannot tell
+    late = feedback(res, FIRST_LOST)
+    assert "returned 3, expected 2" in late and "A sleep after a timeout is not backoff" in late
+
+
+def test_07_a_timeout_that_does_not_grow_gives_up_before_the_late_reply(leakcheck):
+    res = run("07.1", NO_BACKOFF)
+    late = feedback(res, FIRST_LOST)
+    assert "Your second try gave up after 0.1" in late and "before the reply came" in late, res.text()
+    assert "twice the previous one" in feedback(res, ALL_LOST)
+
+
+def test_07_linear_growth_waits_too_little_at_the_end(leakcheck):
+    res = run("07.1", LINEAR)
+    assert not res.passed, res.text()
+    assert "should still wait 0.2 s" in feedback(res, ALL_LOST), res.text()
+
+
+@pytest.mark.parametrize("src", [
+    ping_src(set_timeout="sock.settimeout(timeout * 2 ** (attempt - 1))"),
+    # doubling at the end of each try, and a deadline kept across stale replies
+    """
+    from time import monotonic
+    def ping_backoff(sock, address, seq, timeout=0.1, tries=3):
+        request = b"ping %d" % seq
+        for attempt in range(1, tries + 1):
+            sock.sendto(request, address)
+            deadline = monotonic() + timeout
+            try:
+                while (left := deadline - monotonic()) > 0:
+                    sock.settimeout(left)
+                    reply, _ = sock.recvfrom(1024)
+                    if reply == request:
+                        return attempt
+            except TimeoutError:
+                pass
+            timeout *= 2
+        return None
+    """,
+    # select() instead of a socket timeout
+    """
+    import select
+    def ping_backoff(sock, address, seq, timeout=0.1, tries=3):
+        request = b"ping %d" % seq
+        for attempt in range(tries):
+            sock.sendto(request, address)
+            while select.select([sock], [], [], timeout * 2 ** attempt)[0]:
+                if sock.recvfrom(1024)[0] == request:
+                    return attempt + 1
+        return None
+    """,
+], ids=["settimeout", "deadline", "select"])
+def test_07_right_solutions_pass(src, leakcheck):
+    res = run("07.1", src)
+    assert res.passed, res.text()
+
+
+def test_07_waits_are_judged_against_the_schedule():
+    """The tolerances tell each usual schedule from the asked-for one (timeout t: t, 2t, 4t)."""
+    t = nb07.TIMEOUT
+    assert nb07._waits_problem([t, 2 * t, 4 * t], 7 * t, t) == ""
+    slow = nb07.SLACK_UP * t * 0.9  # a loaded machine: every wait a little late
+    assert nb07._waits_problem([t + slow, 2 * t + slow, 4 * t + slow], 7 * t + 3 * slow, t) == ""
+    says = {
+        "doubled first": ([2 * t, 4 * t, 8 * t], "double the timeout before the first try"),
+        "sleep": ([2 * t, 3 * t, 5 * t], "The first wait should be the timeout itself"),
+        "no doubling": ([t, t, t], "twice the previous one"),
+        "linear": ([t, 2 * t, 3 * t], "should still wait"),
+        "tripling": ([t, 3 * t, 9 * t], "The second wait should be twice the first"),
+        "too short": ([t / 2, t, 2 * t], "yours was shorter"),
+    }
+    for label, (waits, expect) in says.items():
+        assert expect in nb07._waits_problem(waits, sum(waits), t), label
+
+
+# ---- 2. 13.1: a mistake is named only when it explains every result
+
+REF = source("13.1")
+MISTAKE_SOLUTIONS = {
+    "no complement": (REF.replace("return ~total & 0xFFFF", "return total"),
+                      "You return the new sum itself; the checksum is its one's complement"),
+    "csum as the sum": (REF.replace("(~csum & 0xFFFF) + (~old", "csum + (~old"),
+                        "You start from csum as if it were the sum"),
+    "old and new swapped": (REF.replace("(~csum & 0xFFFF) + (~old & 0xFFFF) + new",
+                                        "(~csum & 0xFFFF) + old + (~new & 0xFFFF)"),
+                            "You take new out and put old in"),
+    "plain difference": ("def update_checksum(csum, old, new):\n"
+                         "    return (csum + old - new) & 0xFFFF\n",
+                         "You add old - new in ordinary arithmetic"),
+    "RFC 1141": ("def update_checksum(csum, old, new):\n"
+                 "    total = csum + old + (~new & 0xFFFF)\n"
+                 "    while total >> 16:\n"
+                 "        total = (total & 0xFFFF) + (total >> 16)\n"
+                 "    return total\n",
+                 "You return 0xffff where the changed message's checksum is 0x0000"),
+    "folds once": (REF.replace("while total >> 16:", "if total >> 16:"), "fold in a loop"),
+    "carries dropped": (REF.replace(
+        "    while total >> 16:                      # fold the carries back in\n"
+        "        total = (total & 0xFFFF) + (total >> 16)\n", "    total &= 0xFFFF\n"),
+        "thrown away (& 0xFFFF) instead of added back in"),
+    "Python's ~": (REF.replace("(~csum & 0xFFFF) + (~old & 0xFFFF)", "~csum + ~old"),
+                   "Python's ~ on an int is not the 16-bit complement"),
+    "Python's ~, once": (REF.replace("(~old & 0xFFFF)", "~old"),
+                         "Python's ~ on an int is not the 16-bit complement"),
+    "negative result": (REF.replace("return ~total & 0xFFFF", "return ~total"),
+                        "a negative number; a checksum is from 0 to 65535"),
+}
+
+
+@pytest.mark.parametrize("label", sorted(MISTAKE_SOLUTIONS))
+def test_13_each_typical_mistake_is_named(label, leakcheck):
+    src, expect = MISTAKE_SOLUTIONS[label]
+    assert src != REF
+    res = run("13.1", src)
+    assert not res.passed, res.text()
+    assert expect in res.text(), res.text()
+    assert "bug in socklab" not in res.text()
+
+
+def test_13_a_coincidence_on_one_input_names_no_mistake(leakcheck):
+    """XOR-ing gives 0x0001 for update_checksum(0x0000, 0x0000, 0x0001), as 'no complement' and
+    'old and new swapped' would, but on the other probes it agrees with neither: the feedback says
+    only what was returned and what was expected."""
+    assert nb13._no_complement(0, 0, 1) == 1 == nb13._swapped(0, 0, 1)
+    res = run("13.1", "def update_checksum(csum, old, new):\n    return csum ^ old ^ new\n")
+    carries = case(res, "sums that carry")
+    assert carries.lines == ["a change whose sum carries twice: update_checksum(0x0000, 0x0000, 0x0001) "
+                             "returned 0x0001, expected 0xfffe."], res.text()
+    for c in res.cases:
+        assert len(c.lines) == 1 and re.search(r"returned 0x[0-9a-f]{4}, expected 0x[0-9a-f]{4}\.$",
+                                               c.lines[0]), res.text()
+
+
+def test_13_a_mistake_that_holds_only_sometimes_is_not_named(leakcheck):
+    """Right except for messages whose old checksum is even: on the failing input it is exactly
+    'no complement', but not on every probe, so that mistake is not named."""
+    src = REF.replace("    return ~total & 0xFFFF",
+                      "    return total if csum % 2 == 0 else ~total & 0xFFFF")
+    res = run("13.1", src)
+    assert not res.passed
+    first = next(c for c in res.cases if c.status == "failed")
+    assert len(first.lines) == 1 and "expected" in first.lines[0], res.text()
+    assert "You return the new sum itself" not in res.text()
+
+
+def test_13_the_probes_tell_every_mistake_from_the_right_answer_and_from_each_other():
+    assert all(nb13._right(*p.args) == p.want for p in nb13.PROBES)
+    fns = [fn for fn, _ in nb13.MISTAKES]
+    for fn in fns:
+        wrong = sum(fn(*p.args) != p.want for p in nb13.PROBES)
+        assert wrong >= 2, f"{fn.__name__} differs from the right answer on only {wrong} probe"
+    whys = dict(nb13.MISTAKES)
+    for i, f in enumerate(fns):
+        for g in fns[i + 1:]:
+            if whys[f] != whys[g]:
+                assert any(f(*p.args) != g(*p.args) for p in nb13.PROBES), (f.__name__, g.__name__)
+
+
+def test_13_feedback_counts_bytes_in_good_english(leakcheck):
+    res = run("13.1", MISTAKE_SOLUTIONS["plain difference"][0])
+    text = feedback(res, "200 random messages")
+    assert re.search(r"a random message of \d+ bytes, its word at byte \d+ changed", text), res.text()
+    assert not re.search(r"\b1 bytes\b", res.text())
+
+
+# ---- 3. 13.1 asks for what the lesson does not hand over
+
+def notebook():
+    return json.loads(NB13.read_text())
+
+
+def cell_text(cell):
+    out = "".join(cell["source"])
+    for o in cell.get("outputs", []):
+        out += "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+    return out
+
+
+def test_13_the_lessons_checksum_is_not_the_answer(leakcheck):
+    lesson = next("".join(c["source"]) for c in notebook()["cells"]
+                  if "def internet_checksum" in "".join(c["source"]))
+    ex = exercises.get("13.1")
+    src = "import struct\n" + lesson + "\n" + "".join(f"{n} = internet_checksum\n" for n in ex.names)
+    res = run("13.1", src)
+    assert not res.passed, res.text()
+
+
+def test_13_no_cell_outside_the_exercise_holds_its_function():
+    ex = exercises.get("13.1")
+    for cell in notebook()["cells"]:
+        if cell["metadata"].get("socklab", {}).get("exercise") == "13.1":
+            continue
+        for name in ex.names:
+            assert f"def {name}(" not in cell_text(cell), f"the lesson hands over {name}: {cell['id']}"
+
+
+def test_13_the_student_version_keeps_only_the_signature():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from classroom import strip_solutions
+    stub = strip_solutions(source("13.1"))
+    assert "def update_checksum(csum, old, new):" in stub and "raise NotImplementedError()" in stub
+    assert "~csum" not in stub and "total" not in stub
+
+
+def test_13_the_reference_solution_passes_and_a_modulo_solution_too(leakcheck):
+    assert run("13.1").passed
+    # one's complement arithmetic is arithmetic modulo 0xFFFF: right for every message but all zeros
+    res = run("13.1", "def update_checksum(csum, old, new):\n    return (csum + old - new) % 0xFFFF\n")
+    assert res.passed, res.text()
+
+
+# ---- 4. notebook 13 holds on any ping_group_range
+
+def markdown():
+    return "\n".join("".join(c["source"]) for c in notebook()["cells"] if c["cell_type"] == "markdown")
+
+
+def test_13_the_text_states_no_machines_range_as_a_fact():
+    text = markdown()
+    for claim in ("Here the range is empty", "which is empty here", "so even root gets"):
+        assert claim not in text
+    assert "`net.ipv4.ping_group_range`" in text and "`1 0`" in text and "`0 2147483647`" in text
+
+
+def test_13_outputs_that_show_the_range_or_its_outcome_are_marked():
+    for cell in notebook()["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] != "code" or src.lstrip().startswith(("PING_TRY = ", "TRIES = ")):
+            continue  # definitions: no output
+        if "ping_group_range" in src or "PING_TRY" in src or "SOCK_DGRAM, socket.IPPROTO_ICMP" in src:
+            assert src.startswith("# NBVAL_IGNORE_OUTPUT\n# ("), f"cell {cell['id']} is not marked"
+        for o in cell.get("outputs", []):
+            if "# NBVAL_IGNORE_OUTPUT" not in src:
+                assert "ping_group_range" not in "".join(o.get("text", "")), cell["id"]
+
+
+def private_netns_available():
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return "needs root on Linux"
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        return "needs unshare (util-linux) and ip (iproute2)"
+    r = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
+    return "" if r.returncode == 0 else "unshare -n is not permitted here"
+
+
+NETNS = private_netns_available()
+HOST_NETNS = os.readlink("/proc/self/ns/net") if os.path.exists("/proc/self/ns/net") else ""
+
+
+def in_private_netns(ping_range: str, argv: list, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``argv`` in a new network namespace (loopback up) whose ping_group_range is
+    ``ping_range``; the machine's own namespace and its sysctl are not touched."""
+    script = (f'test "$(readlink /proc/self/ns/net)" != "{HOST_NETNS}" && ip link set lo up && '
+              f'echo "{ping_range}" > /proc/sys/net/ipv4/ping_group_range && exec "$@"')
+    return subprocess.run(["unshare", "-n", "sh", "-c", script, "sh", *argv], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.skipif(bool(NETNS), reason=NETNS or "")
+@pytest.mark.parametrize("ping_range", ["0 2147483647", "65534 65534"],
+                         ids=["every-group", "nobody-only"])
+def test_13_strict_nbval_passes_with_another_ping_group_range(ping_range):
+    r = in_private_netns(ping_range, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                      "--nbval", "--nbval-sanitize-with", "tests/nbval-sanitize.cfg",
+                                      str(NB13.relative_to(ROOT))], timeout=240)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout and "failed" not in r.stdout
+
+
+@pytest.mark.skipif(bool(NETNS), reason=NETNS or "")
+@pytest.mark.parametrize("ping_range, root, nobody", [
+    ("1 0", "outside the range 1 0: ping socket -> PermissionError: EACCES",
+     "outside the range 1 0: ping socket -> PermissionError: EACCES"),
+    ("0 2147483647", "inside the range 0 2147483647: ping socket -> works",
+     "inside the range 0 2147483647: ping socket -> works"),
+    ("65534 65534", "outside the range 65534 65534: ping socket -> PermissionError: EACCES",
+     "inside the range 65534 65534: ping socket -> works"),
+])
+def test_13_the_lessons_ping_try_follows_the_range_not_privileges(ping_range, root, nobody):
+    """What the markdown says the range decides, measured: root and nobody, three ranges."""
+    code = next("".join(c["source"]) for c in notebook()["cells"]
+                if "".join(c["source"]).startswith("PING_TRY = r'''"))
+    ns: dict = {}
+    exec(code, ns)
+    drop = "import errno, os, socket\nos.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+    as_root = in_private_netns(ping_range, [sys.executable, "-c", ns["PING_TRY"]], timeout=30)
+    as_nobody = in_private_netns(ping_range, [sys.executable, "-c", drop + ns["PING_TRY"]], timeout=30)
+    groups = sorted({os.getegid(), *os.getgroups()})  # this process's, as the child inherits them
+    assert as_root.stdout.strip() == f"groups {groups} {root}", as_root.stdout + as_root.stderr
+    assert as_nobody.stdout.strip() == f"groups [65534] {nobody}", as_nobody.stdout + as_nobody.stderr
