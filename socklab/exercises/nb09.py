@@ -77,6 +77,7 @@ def _start(ctx, serve, before: set):
     lst = _listener(ctx)
     stop = threading.Event()
     ctx.later(stop.set)
+    woken = threading.Event()  # made before the Run starts: its thread may end at once
 
     def ended(run):
         # The moment serve() returns: a client thread still running now was not joined. One that
@@ -90,10 +91,26 @@ def _start(ctx, serve, before: set):
         if not stop.is_set():
             # serve() ended on its own (the stub raises at once): no reply will come, so wake the
             # clients waiting for one rather than let each wait its full time.
+            woken.set()  # before the wake: a connect it refuses knows why (see _connect)
             ctx.wake_own()
     run = ctx.start(serve, lst, stop, what="your serve", on_end=ended)
-    run.before, run.listener = before, lst
+    run.before, run.listener, run.woken = before, lst, woken
+    ctx.serve_run = run
     return lst, stop, run
+
+
+def _judged_if_ended(case):
+    """A case whose own sockets fail (refused, reset) after serve() ended on its own, which woke
+    its listener, is judged on that ending: the failure is its consequence."""
+    def judged(ctx, serve):
+        try:
+            case(ctx, serve)
+        except OSError:
+            run = getattr(ctx, "serve_run", None)
+            if run is not None and run.woken.is_set():
+                _ended_early(run)
+            raise
+    return judged
 
 
 def _connect(ctx, run, address) -> socket.socket:
@@ -114,6 +131,8 @@ def _ask(ctx, run, address, line: bytes, wait: float = 2.0):
 
 
 def _ended_early(run):
+    if run.woken.is_set():  # serve() ended on its own: its Run is done as soon as ended() returns
+        run.done.wait(5)
     if run.done.is_set():
         if isinstance(run.error, NotImplementedError):
             raise NotAttempted("your serve")
@@ -127,6 +146,7 @@ NOT_JOINED = "keep the threads in a list and join() each one before serve() retu
 
 def _stop_and_join(ctx, stop, run, set_stop=True):
     if set_stop:
+        _ended_early(run)  # not "after stop was set" for a serve() that had ended before
         # Set stop only once the server waits for the next client (else a server whose accept()
         # has no timeout could see stop just in time, by luck).
         wait_for(lambda: run.done.is_set() or waiting_in(run.thread, ACCEPTS), 2.0, ctx.stop)
@@ -287,10 +307,13 @@ behind it, then five in a row, and stops your server. Then time it yourself: run
         "before finishing its line: return.",
     ],
     cases=[
-        Case("one client", _case_one),
-        Case("a slow client does not hold up three quick ones", _case_slow_client),
-        Case("five clients in a row, then stop: serve() returns and joins its threads", _case_stop),
-        Case("a client that closes before its line ends: its thread ends too", _case_closes_early),
+        Case("one client", _judged_if_ended(_case_one)),
+        Case("a slow client does not hold up three quick ones",
+             _judged_if_ended(_case_slow_client)),
+        Case("five clients in a row, then stop: serve() returns and joins its threads",
+             _judged_if_ended(_case_stop)),
+        Case("a client that closes before its line ends: its thread ends too",
+             _judged_if_ended(_case_closes_early)),
     ],
 )
 
