@@ -5,10 +5,14 @@ explanation and is what socklab raises for bad input.
 """
 from __future__ import annotations
 
+import dis
 import errno
 import ipaddress
+import os
+import re
 import socket
 import ssl
+import sys
 from dataclasses import dataclass, field
 
 from .runtime import display_path
@@ -65,7 +69,10 @@ def explained(exc: BaseException, address=None, call: str | None = None) -> Base
         except TypeError:  # a base whose layout cannot be mixed in
             cls = None
         _wrapped_classes[base] = cls
-    exp = explain(exc, address, call)
+    # An exception not raised yet is about to be raised by our caller: if that is a wait such as
+    # Background.result(), ``call`` names the call waited for, not the one that gave up.
+    waiter = sys._getframe(1).f_code.co_name if exc.__traceback__ is None else None
+    exp = _explain(exc, address, call, ("wait", waiter) if waiter in _WAIT_CALLS else None)
     if cls is None:
         new = SocklabError(exp)
     else:
@@ -260,9 +267,12 @@ _BY_ERRNO = {
     ),
     errno.EBADF: (
         "Bad file descriptor",
-        "The socket was already closed.",
-        "After close() the file descriptor is released; every further call fails.",
-        "Create a new socket; close each socket exactly once (a `with` block does that).",
+        "The socket was already closed, or another object took over its file descriptor.",
+        "After close() the file descriptor is released; every further call fails. "
+        "ssl.SSLContext.wrap_socket(sock) and sock.detach() also leave sock with fileno() -1 (its "
+        "repr says [closed]): the descriptor now belongs to what they returned.",
+        "Create a new socket; close each socket exactly once (a `with` block does that). After "
+        "wrap_socket(), use the socket it returned.",
     ),
 }
 
@@ -356,10 +366,349 @@ def _link_local(address) -> bool:
         return False
 
 
+# ---- which call raised it: from the ``call`` argument or from the traceback
+
+_SEND_CALLS = frozenset({"send", "sendall", "sendto", "sendmsg", "sendfile", "write",
+                         "_sendfile_use_send", "_sendfile_use_sendfile"})
+_RECV_CALLS = frozenset({"recv", "recvfrom", "recv_into", "recvfrom_into", "recvmsg", "recvmsg_into",
+                         "read", "readinto"})
+_ACCEPT_CALLS = frozenset({"accept", "_accept"})
+_CONNECT_CALLS = frozenset({"connect", "connect_ex", "create_connection"})
+# Waits for another thread's work: their timeout ends the wait, not the work. (Not asyncio's
+# wait_for(): it cancels the work.)
+_WAIT_CALLS = frozenset({"result", "exception", "wait", "as_completed"})
+# Any name of a socket call: a traceback that reaches one has found the call that failed.
+_SOCKET_CALLS = (frozenset(n for n in dir(socket.socket) + dir(ssl.SSLSocket) if not n.startswith("__"))
+                 | _SEND_CALLS | _RECV_CALLS | _ACCEPT_CALLS | _CONNECT_CALLS
+                 | {"create_server", "getaddrinfo", "do_handshake", "wrap_socket"})
+_LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,  # socklab
+                 os.path.dirname(os.__file__) + os.sep)                 # the standard library
+_LOADS = ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_FAST", "LOAD_DEREF")
+
+
+def _call_kind(name) -> str | None:
+    """'send', 'recv', 'accept', 'connect' or 'wait' for a call's name; None for any other."""
+    for kind, names in (("send", _SEND_CALLS), ("recv", _RECV_CALLS), ("accept", _ACCEPT_CALLS),
+                        ("connect", _CONNECT_CALLS), ("wait", _WAIT_CALLS)):
+        if name in names:
+            return kind
+    return None
+
+
+def _instruction(code, lasti: int) -> tuple:
+    """(opname, name of the function it calls or None) of the instruction at ``lasti``."""
+    instrs = list(dis.get_instructions(code))
+    at = None
+    for ins in instrs:  # the instruction that holds lasti (an outer frame's lasti is in its caches)
+        if ins.offset > lasti:
+            break
+        at = ins
+    if at is None or not at.opname.startswith("CALL") or at.positions is None \
+            or at.positions.col_offset is None:
+        return (at.opname if at else "", None)
+    p, best = at.positions, None
+    start, end = (p.lineno, p.col_offset), (p.end_lineno, p.end_col_offset)
+    for ins in instrs:  # the callee is the longest load that starts where the call does: `a.b.sendall`
+        if ins.offset >= at.offset:
+            break
+        q = ins.positions
+        if ins.opname in _LOADS and q is not None and q.col_offset is not None \
+                and (q.lineno, q.col_offset) == start and (q.end_lineno, q.end_col_offset) <= end:
+            if best is None or (q.end_lineno, q.end_col_offset) >= best[0]:
+                best = ((q.end_lineno, q.end_col_offset), ins.argval)
+    return at.opname, (best[1] if best else None)
+
+
+def _origin(exc: BaseException) -> tuple | None:
+    """Where ``exc`` came from, read from its traceback, innermost frame first:
+    ('call', name) for a socket call (or a wait) it was raised in, ('wait', name) for a wait such as
+    Future.result() that raised it, ('raise', function) for a `raise` statement elsewhere; None if
+    not known. Frames of socklab and the standard library (e.g. socket.py's accept(), which calls
+    _accept()) are looked through to the call that wraps them."""
+    entries = []
+    tb = exc.__traceback__
+    while tb is not None and len(entries) < 200:
+        entries.append(tb)
+        tb = tb.tb_next
+    for tb in reversed(entries):
+        code = tb.tb_frame.f_code
+        try:
+            op, callee = _instruction(code, tb.tb_lasti)
+        except Exception:  # bytecode this Python's dis cannot read: no guess
+            return None
+        library = code.co_filename.startswith(_LIBRARY_DIRS)
+        if op.startswith("RAISE") or op == "RERAISE":
+            if code.co_name in _WAIT_CALLS:
+                return ("wait", code.co_name)
+            if library and code.co_name in _SOCKET_CALLS:  # e.g. socket.py's sendfile timeout
+                return ("call", code.co_name)
+            return ("raise", code.co_name)
+        if op.startswith("CALL"):
+            # A library wrapper is named after the call it makes: socket.py's accept() calls
+            # _accept(), create_connection() calls connect(), TracedSocket.connect() calls _do().
+            if library and (code.co_name in _SOCKET_CALLS or code.co_name in _WAIT_CALLS):
+                return ("call", code.co_name)
+            if callee in _SOCKET_CALLS or callee in _WAIT_CALLS:
+                return ("call", callee)
+        if not library:
+            return None  # the learner's own frame, and no socket call named: do not guess further
+    return None
+
+
+# ---- timeouts: each kind of call waits for something else
+
+_PARTIAL_SENDS = ("sendall", "sendfile")   # may have sent part of the data when they time out
+_WHOLE_SENDS = ("send", "sendto", "sendmsg")  # one that times out has sent nothing
+_SHOWN_AS = {"_accept": "accept", "_sendfile_use_send": "sendfile", "_sendfile_use_sendfile": "sendfile"}
+
+
+def _timeout(exc: BaseException, call: str | None, origin, short: str) -> Explanation:
+    """A TimeoutError without an errno: a socket call's timeout (settimeout), a wait for another
+    thread that gave up, or one that code raised itself, told apart by the traceback and ``call``."""
+    msg = str(exc)
+    how, name = origin or (None, None)
+    if how == "call" and _call_kind(name) == "wait":
+        how = "wait"
+    if how is None and _call_kind(call) == "wait":
+        how, name = "wait", call
+    if how == "wait":
+        return _timeout_wait(name, call if _call_kind(call) not in (None, "wait") else None, msg, short)
+    if how == "call":
+        return _timeout_of(_call_kind(name), _SHOWN_AS.get(name, name), short)
+    if how != "raise" and call is not None and _call_kind(call) is not None:
+        return _timeout_of(_call_kind(call), call, short)
+    # A socket call's own timeout says 'timed out' ('The read operation timed out' for TLS).
+    if how == "raise" or (msg and not (msg == "timed out" or msg.endswith("operation timed out"))):
+        where = f" in {name}()" if name and not name.startswith("<") else ""
+        said = f" ({msg!r})" if msg else ""
+        return Explanation(
+            "TimeoutError raised by code",
+            f"This TimeoutError{said} was raised by code{where}, not by a socket call's own timeout.",
+            "Code raises TimeoutError itself when something it waited for did not happen in time; its "
+            "message and the code before the raise say what that was.",
+            "Follow the traceback to that raise and see what it waited for; make that happen in time, "
+            "or catch TimeoutError where giving up is the right outcome.", short)
+    return _timeout_of(None, call, short)
+
+
+def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
+    """A socket call's own timeout (settimeout(t) or a timeout= argument), by the kind of call."""
+    if kind == "send":
+        what = f"{name}() waited for its whole timeout for room in the send buffer: the peer is not reading."
+        fix = ("Make the peer read what you send while you send it (e.g. a recv() loop in its own "
+               "thread), or take turns: send a part, read the reply, send the next.")
+        if name in _PARTIAL_SENDS:
+            what += f" Part of the data may have been sent already; {name}() does not say how much."
+            fix += (f" After a {name}() timeout the receiver cannot tell where the data stops: close "
+                    "the connection rather than send the rest.")
+        elif name in _WHOLE_SENDS:
+            fix += (f" A {name}() that times out has sent nothing; one that returns may have taken "
+                    "only part of the data (it returns how much).")
+        return Explanation(
+            "Timed out", what,
+            "Sending only copies data into this socket's send buffer; the kernel moves it on into the "
+            "peer's receive buffer, and only the peer's recv() empties that. When the peer does not "
+            "read, both buffers fill up, the send waits for room, and with settimeout(t) it gives up "
+            "after t seconds.", fix, short, "timeout")
+    if kind == "recv":
+        return Explanation(
+            "Timed out", f"{name}() waited for its whole timeout and no data arrived.",
+            "recv() returns as soon as any data is there; with settimeout(t) it gives up after t "
+            "seconds of silence. The peer sent nothing to this socket in that time: it may be waiting "
+            "to receive first as well (both sides in recv()), it may be slow, or (UDP) the datagram "
+            "or its reply was lost or went to another address.",
+            "Check who sends first in your protocol, and that the peer really sends on this "
+            "connection (for UDP: to this socket's address); give a slow peer a longer timeout; for "
+            "UDP, send the request again after a timeout.", short, "timeout")
+    if kind == "accept":
+        return Explanation(
+            "Timed out", "accept() waited for its whole timeout and no client connected.",
+            "accept() returns as soon as a connection waits in the listening socket's accept queue; "
+            "with settimeout(t) it gives up after t seconds. No client connected to this socket's "
+            "address in that time (or it connected to another port or address).",
+            "Connect a client to the listener's address (listener.getsockname()) while accept() "
+            "waits: from another thread or program, or run accept() in the background with "
+            "socklab.Background(listener.accept) and connect from the next cell.", short, "timeout")
+    if kind == "connect":
+        again = (" Try again with a new socket: this one's connect() is still in progress in the "
+                 "kernel (connecting it again fails with EALREADY)." if name in ("connect", "connect_ex")
+                 else "")
+        return Explanation(
+            "Timed out", f"{name}() waited for its whole timeout and the connection was not set up.",
+            "The server's side did not complete the handshake in time. To a server on this machine "
+            "that usually means its accept queue is full: Linux drops the extra handshakes silently "
+            "rather than refusing them (ConnectionRefusedError would mean that nothing listens "
+            "there). To another host, a firewall that drops packets or an unreachable host looks "
+            "the same.",
+            "Make the server accept() its waiting connections sooner, or give listen() a larger "
+            "backlog." + again, short, "timeout")
+    what = (f"The call in {name}() waited for its whole timeout, and what it waited for did not happen."
+            if name else "A call waited for its whole timeout and gave up; which one is not known here.")
+    return Explanation(
+        "Timed out", what,
+        "With settimeout(t), a blocking call gives up after t seconds. Each waits for the other side: "
+        "accept() for a client to connect, connect() for the server to take the connection, recv() "
+        "for data, send()/sendall() for the peer to read, so that the send buffer has room.",
+        "Find the call in the traceback (its last line), and make sure the other side does its part "
+        "at that moment; for UDP, retry after a timeout.", short, "timeout")
+
+
+def _timeout_wait(waiter: str, awaited: str | None, msg: str, short: str) -> Explanation:
+    """A wait for another thread (Future.result(timeout), Background.result(), wait()) gave up."""
+    kind = _call_kind(awaited)
+    shown = _SHOWN_AS.get(awaited, awaited)
+    what = (f"{waiter}() waited for its whole timeout, but the work it waits for"
+            + (f" (the background {shown}())" if shown else "")
+            + " had not finished. That work goes on: only the wait ended.")
+    if msg and msg != "timed out":
+        what += f" Its message: {msg!r}."
+    hint = {"accept": " accept() returns only once a client connects: none has connected yet.",
+            "recv": f" {shown}() returns only once data arrives: none has arrived yet.",
+            "connect": f" {shown}() returns once the server's side takes the connection.",
+            "send": f" {shown}() returns once the peer has read enough for the rest to fit."}.get(kind, "")
+    fix = {"accept": f"Connect a client to the listener's address, then call {waiter}() again.",
+           "recv": f"Make the peer send, then call {waiter}() again."}.get(
+        kind, f"Make what it waits for happen, then call {waiter}() again, or give {waiter}() a "
+              "longer timeout.")
+    return Explanation(
+        "Gave up waiting for another thread", what,
+        f"A timeout given to {waiter}() limits how long this code waits for another thread; it does "
+        "not stop that thread's call." + hint,
+        fix + " If the background work is no longer needed, stop it (socklab's Background and "
+        "BackgroundClient have stop()).", short)
+
+
+# ---- what exactly is wrong with an address (TypeError messages as CPython 3.11 words them)
+
+_ADDRESS_RULE = ("AF_INET takes a tuple (host: str, port: int), AF_INET6 (host, port) or "
+                 "(host, port, flowinfo, scope_id), AF_UNIX a path (str or bytes).")
+_ADDRESS_FIX = ("Write ('127.0.0.1', 8080): a tuple with the port as an int; for AF_UNIX, a path "
+                "such as '/tmp/demo.sock'.")
+
+
+def _a(type_name: str) -> str:
+    return ("an " if type_name[:1].lower() in "aeiou" else "a ") + type_name
+
+
+def _host_port(text: str):
+    """('127.0.0.1', 8080) from '127.0.0.1:8080' or '[::1]:8080'; None if it is not that shape."""
+    m = re.fullmatch(r"\s*\[([^\]]+)\]:(\d+)\s*|\s*([^:\s]+):(\d+)\s*", text)
+    if not m:
+        return None
+    host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    return host, int(port)
+
+
+def _address_problem(msg: str, address) -> tuple:
+    """(what is wrong, how to write it instead) for a TypeError about an address: the address
+    itself when known, else CPython's message. Empty strings where neither says more."""
+    m = re.search(r"address must be tuple, not (\w+)", msg)
+    if m:  # connect('127.0.0.1:8080'), bind(8080), connect(['127.0.0.1', 80]), connect(None)
+        family = "AF_INET6" if "AF_INET6" in msg else "AF_INET"
+        kind = m.group(1)
+        if isinstance(address, str):
+            hp = _host_port(address)
+            if hp:
+                return (f"{address!r} is one str: host and port in one string are not split for you",
+                        f"Write {hp!r}: the host and the port as two items of a tuple, the port an int.")
+            if "/" in address:
+                return (f"{address!r} is a path, an AF_UNIX address; this {family} socket needs a "
+                        "tuple (host, port)", "Make the socket AF_UNIX to use a path, or give a "
+                        "tuple such as ('127.0.0.1', 8080).")
+            return (f"{address!r} is a host alone, one str; the port is missing",
+                    f"Write ({address!r}, 8080), with your port number as an int.")
+        if kind == "str":
+            return ("the address is one str, not a tuple: a str such as '127.0.0.1:8080' or "
+                    "'localhost' is not split into host and port", "")
+        if kind == "list" and isinstance(address, list):
+            return ("the address is a list; it must be a tuple", f"Write {tuple(address)!r}.")
+        if kind == "list":
+            return ("the address is a list; it must be a tuple", "Use round brackets: "
+                    "('127.0.0.1', 8080), not ['127.0.0.1', 8080].")
+        if kind == "int":
+            port = address if isinstance(address, int) else 8080
+            return (f"the address is an int{f' ({address})' if isinstance(address, int) else ''}: "
+                    "a port alone is not an address", f"Write ('127.0.0.1', {port}).")
+        if kind == "NoneType":
+            return ("the address is None: a variable that was never given an address, or a "
+                    "function that returned nothing", "")
+        return (f"the address is {_a(kind)}, not a tuple (host, port)", "")
+    if "address must be a pair" in msg or "AF_INET6 address must be a tuple" in msg:
+        six = "AF_INET6" in msg
+        if isinstance(address, tuple):
+            n = len(address)
+            if n == 0:
+                return ("the tuple is empty", "")
+            if n == 1:
+                return (f"the tuple {address!r} has no port, only the host",
+                        f"Write ({address[0]!r}, 8080), with your port number as an int.")
+            if six:
+                return (f"the tuple has {n} items; AF_INET6 takes 2 to 4: (host, port, flowinfo, "
+                        "scope_id)", f"Write {address[:2]!r}.")
+            return (f"the tuple has {n} items; AF_INET takes exactly two, (host, port)"
+                    + (" (four items is AF_INET6's form)" if n == 4 else ""), f"Write {address[:2]!r}.")
+        if six:
+            return ("the tuple has too few or too many items: AF_INET6 takes (host, port), up to "
+                    "(host, port, flowinfo, scope_id)", "")
+        return ("the tuple does not have exactly two items (host, port): the port is missing, or "
+                "there are extra items", "")
+    m = re.search(r"'(\w+)' object cannot be interpreted as an integer", msg)
+    if m:  # a port (or flowinfo, scope_id) that is not an int
+        if isinstance(address, tuple):
+            for i, v in enumerate(address[1:4], start=1):
+                if isinstance(v, int):
+                    continue
+                part = ("port", "flowinfo", "scope_id")[i - 1]
+                if part == "port" and isinstance(v, str) and v.strip().isdigit():
+                    fixed = (address[0], int(v)) + tuple(address[2:])
+                    return (f"the port is the str {v!r}, not an int",
+                            f"Write {fixed!r}: the port without quotes (int({v!r}) converts one).")
+                if part == "port" and isinstance(v, str):
+                    return (f"the port is the str {v!r}, not a number",
+                            "Give the port number as an int, e.g. 80 (socket.getservbyname("
+                            f"{v.strip()!r}) looks a service name up).")
+                if part == "port" and isinstance(v, float) and v.is_integer():
+                    fixed = (address[0], int(v)) + tuple(address[2:])
+                    return (f"the port is the float {v!r}, not an int", f"Write {fixed!r}.")
+                return (f"the {part} is {_a(type(v).__name__)} ({v!r}), not an int", "")
+        return (f"a number in the address is {_a(m.group(1))}, not an int (e.g. the port '8080' "
+                "in quotes)", "")
+    m = re.search(r"str, bytes or bytearray expected, not (\w+)", msg)
+    if m:  # the host is not a str
+        if isinstance(address, tuple) and len(address) >= 2:
+            host, port = address[0], address[1]
+            if isinstance(port, str) and isinstance(host, int):
+                return ("host and port are swapped: the host comes first",
+                        f"Write {(port, host) + tuple(address[2:])!r}.")
+            return (f"the host is {_a(type(host).__name__)} ({host!r}), not a str",
+                    "Write the host as a str in quotes, e.g. ('127.0.0.1', 8080).")
+        return (f"the host is {_a(m.group(1))}, not a str", "")
+    m = re.search(r"bytes-like object is required, not '(\w+)'", msg)
+    if m:  # only an AF_UNIX address asks for bytes-like (a path)
+        kind = "a (host, port) tuple" if m.group(1) == "tuple" else _a(m.group(1))
+        return (f"an AF_UNIX socket takes a path (str or bytes), not {kind}",
+                "Give this AF_UNIX socket a path such as '/tmp/demo.sock', or make it an AF_INET "
+                "socket for ('127.0.0.1', 8080).")
+    return ("", "")
+
+
 def explain(exc: BaseException, address=None, call: str | None = None) -> Explanation:
-    """Explain ``exc`` (raised by ``call`` on ``address`` if known) for a learner. Never raises."""
+    """Explain ``exc`` (raised by ``call`` on ``address`` if known) for a learner. Never raises.
+
+    For timeouts and wrong types, the traceback's innermost frames name the socket call (or the
+    wait, or the `raise` statement) that raised ``exc``; where they name one, it counts over
+    ``call``, which may be a step or button name (a panel's 'send' is connect, sendall and recv)."""
+    return _explain(exc, address, call)
+
+
+def _explain(exc: BaseException, address=None, call: str | None = None, origin=None) -> Explanation:
     if isinstance(exc, SocklabError):
         return exc.explanation
+    if origin is None and isinstance(exc, (TimeoutError, TypeError)):
+        try:
+            origin = _origin(exc)
+        except Exception:  # explain() never raises: without a traceback reading, no guess
+            origin = None
     if isinstance(exc, ssl.SSLError):  # errno 1 here is OpenSSL's, not EPERM
         from .tls import explain as explain_tls
         return explain_tls(exc)
@@ -391,22 +740,7 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
                            str(exc), "Use a numeric address like '127.0.0.1' or '::1'.", short, name)
     if isinstance(exc, TimeoutError) and getattr(exc, "errno", None) in (None, 0):
         # socket.timeout is TimeoutError (Python 3.10+); it has no errno when raised by settimeout().
-        if call in ("send", "sendall", "sendto"):
-            return Explanation(
-                "Timed out", f"The call{where} waited for its whole timeout: the data could not be handed "
-                "to the kernel, because the peer is not reading.",
-                "send() only copies data into this socket's send buffer; the kernel moves it to the "
-                "peer's receive buffer. When the peer never calls recv(), both buffers fill up and send() "
-                "waits for room; with settimeout(t) it gives up after t seconds.",
-                "Make the peer read (recv) what you send; send less at a time; or read replies while "
-                "sending. Close the connection if the peer is stuck.", short, "timeout")
-        return Explanation(
-            "Timed out", f"The call{where} waited for its whole timeout and nothing happened.",
-            "With settimeout(t), blocking calls give up after t seconds. connect() times out when the "
-            "server's accept queue is full (Linux drops the extra handshakes silently, it does not "
-            "refuse them); recv() times out when the peer sends nothing; UDP replies may simply be lost.",
-            "Check the peer is running and actually sends; accept connections sooner or use a larger "
-            "backlog; for UDP, retry after a timeout.", short, "timeout")
+        return _timeout(exc, call, origin, short)
     if isinstance(exc, BlockingIOError) and exc.errno == errno.EALREADY:
         return Explanation(
             "Connection attempt already in progress",
@@ -488,28 +822,40 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
             "Use a small, sensible value: e.g. listen(5), recv(65536).", short)
     if isinstance(exc, TypeError):
         msg = str(exc)
-        address_call = call in _ADDRESS_CALLS
-        if "bytes-like" in msg and "not 'tuple'" not in msg and call not in ("bind", "connect",
-                                                                            "connect_ex"):
+        # The socket call the traceback names is more precise than a step name such as 'exchange'.
+        tcall = origin[1] if origin and origin[0] == "call" else call
+        twhere = f" in {tcall}()" if tcall else ""
+        maybe_address = tcall is None or tcall in _ADDRESS_CALLS
+        if "address must be" in msg:
+            about_address = True
+        elif "bytes-like" in msg:  # the data, or an AF_UNIX address of the wrong type
+            about_address = ("not 'tuple'" in msg and maybe_address) or tcall in ("bind", "connect",
+                                                                                  "connect_ex")
+            if not about_address:
+                given = re.search(r"not '(\w+)'", msg)
+                given = given.group(1) if given else "str"
+                return Explanation(
+                    "Sockets send bytes, not str", f"The call{twhere} was given {_a(given)}"
+                    + ("." if given == "str" else ", not bytes."),
+                    "Sockets carry raw bytes; text must be encoded first.",
+                    "Send b'hello' or 'hello'.encode('utf-8'); decode what you receive with "
+                    ".decode('utf-8').", short)
+        elif "str, bytes or bytearray expected" in msg:  # the host of an address tuple
+            about_address = maybe_address
+        elif "cannot be interpreted as an integer" in msg:  # a port, or recv's bufsize, listen's ...
+            about_address = tcall in _ADDRESS_CALLS or (tcall is None and isinstance(address, tuple))
+        else:
+            about_address = maybe_address and "address" in msg
+        if about_address:
+            problem, fix = _address_problem(msg, address)
             return Explanation(
-                "Sockets send bytes, not str", f"The call{where} was given a str.",
-                "Sockets carry raw bytes; text must be encoded first.",
-                "Send b'hello' or 'hello'.encode('utf-8'); decode what you receive with .decode('utf-8').",
-                short)
-        if "must be tuple" in msg or "address" in msg or "not 'tuple'" in msg or \
-                ((address_call or call is None) and ("integer" in msg or "str" in msg or "bytes-like" in msg)):
-            return Explanation(
-                "Wrong address format", f"The address{addr} has the "
-                "wrong shape or types.",
-                "AF_INET takes a tuple (host: str, port: int), AF_INET6 (host, port) or "
-                "(host, port, flowinfo, scope_id), AF_UNIX a path (str or bytes). "
-                "'127.0.0.1:8080' is one string, not a tuple, and '8080' is a str, not an int.",
-                "Write ('127.0.0.1', 8080): a tuple with the port as an int; for AF_UNIX, a path "
-                "such as '/tmp/demo.sock'.", short)
+                "Wrong address format", f"The address{addr} has the wrong shape or types.",
+                (problem[:1].upper() + problem[1:] + ". " if problem else "") + _ADDRESS_RULE,
+                fix or _ADDRESS_FIX, short)
         return Explanation(
-            "Wrong argument type", f"The call{where} was given a value of the wrong type: {msg}.",
+            "Wrong argument type", f"The call{twhere} was given a value of the wrong type: {msg}.",
             "Socket calls take fixed types: recv(bufsize) an int, settimeout(seconds) a number or "
-            "None, send(data) bytes, addresses a tuple (or a path for AF_UNIX).",
+            "None, send(data) bytes, addresses a tuple with the port an int (or a path for AF_UNIX).",
             "Check the types of the arguments, e.g. recv(1024) rather than recv('1024').", short)
     if isinstance(exc, UnicodeEncodeError):
         return Explanation(

@@ -3,9 +3,11 @@ loopback sockets, and the text must name the cause that produced it (and not adv
 not help, or would harm, there)."""
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import os
 import socket
+import ssl
 import struct
 import sys
 import tempfile
@@ -18,10 +20,10 @@ from socklab.errors import explain
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="errno values are Linux's")
 
 
-def provoke(fn):
+def provoke(fn, kind=OSError):
     try:
         fn()
-    except OSError as exc:
+    except kind as exc:
         return exc
     raise AssertionError("no error")
 
@@ -233,3 +235,178 @@ def test_a_name_from_a_cell_not_run_yet_is_explained():
         e = explain(exc)
     assert e.title == "Name not defined yet" and "'conn1'" in e.what
     assert "Run All Above" in e.fix
+
+
+# ---- timeouts: each kind of call waits for something else, and says so
+
+def connected_pair(small_buffers=False):
+    """(listener, client, server end) on loopback; small buffers fill after a few KB."""
+    srv = socket.socket()
+    if small_buffers:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the accepted socket inherits it
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    c = socket.socket()
+    if small_buffers:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    c.settimeout(5)
+    c.connect(srv.getsockname())
+    conn, _ = srv.accept()
+    return srv, c, conn
+
+
+def test_a_sendall_to_a_peer_that_does_not_read_says_so(leakcheck):
+    """The send buffer is full because the peer never calls recv(); part of the data went out."""
+    srv, c, conn = connected_pair(small_buffers=True)
+    with srv, c, conn:
+        c.settimeout(0.2)
+        exc = provoke(lambda: c.sendall(b"x" * 4_000_000))
+        again = provoke(lambda: c.send(b"y" * 65536))   # the buffers are still full: nothing taken
+        assert len(conn.recv(65536, socket.MSG_DONTWAIT)) > 0  # part of the data did arrive
+    assert isinstance(exc, TimeoutError) and exc.errno is None
+    for e in (explain(exc), explain(exc, call="sendall")):  # from the traceback, or as told
+        assert e.title == "Timed out"
+        assert "sendall() waited" in e.what and "the peer is not reading" in e.what
+        assert "Part of the data may have been sent already" in e.what
+        assert "close the connection rather than send the rest" in e.fix
+        assert "backlog" not in e.fix and "accept" not in e.why + e.fix and "actually sends" not in e.fix
+    e = explain(again)
+    assert "send() waited" in e.what and "has sent nothing" in e.fix
+
+
+def test_a_recv_timeout_names_the_recv_even_when_told_a_step_name(leakcheck):
+    """A panel passes its button's name ('send' = connect, sendall, recv): the traceback knows better."""
+    srv, c, conn = connected_pair()
+    with srv, c, conn:
+        c.settimeout(0.1)
+        exc = provoke(lambda: c.recv(10))
+    for e in (explain(exc), explain(exc, call="send"), explain(exc, call="exchange")):
+        assert e.title == "Timed out" and e.what == "recv() waited for its whole timeout and no data arrived."
+        assert "who sends first" in e.fix and "backlog" not in e.fix and "not reading" not in e.what
+
+
+def test_an_accept_timeout_says_no_client_connected(leakcheck):
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        srv.settimeout(0.1)
+        exc = provoke(srv.accept)  # socket.py's accept() calls _accept(): named after the first
+    e = explain(exc)
+    assert e.what == "accept() waited for its whole timeout and no client connected."
+    assert "Connect a client" in e.fix and "backlog" not in e.fix
+
+
+def test_a_connect_timeout_names_the_full_accept_queue(leakcheck):
+    srv, filler = full_listener()
+    address = srv.getsockname()
+    with srv, filler, socket.socket() as c:
+        c.settimeout(0.1)
+        exc = provoke(lambda: c.connect(address))
+    assert isinstance(exc, TimeoutError) and exc.errno is None
+    for e in (explain(exc), explain(exc, address, "connect")):
+        assert e.what == "connect() waited for its whole timeout and the connection was not set up."
+        assert "accept queue is full" in e.why and "larger backlog" in e.fix and "EALREADY" in e.fix
+
+
+def test_a_background_result_that_gives_up_is_not_called_an_accept_timeout(leakcheck):
+    """Background.result(timeout) gave up; the accept() it waits for is still waiting."""
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        pending = socklab.Background(srv.accept, name="t-explain/accept")
+        try:
+            exc = provoke(lambda: pending.result(timeout=0.1))
+            assert not pending.done()  # accept() goes on
+        finally:
+            pending.stop()
+    assert isinstance(exc, TimeoutError)
+    e = exc.explanation
+    assert explain(exc) is e
+    assert e.title == "Gave up waiting for another thread"
+    assert e.what.startswith("result() waited for its whole timeout")
+    assert "(the background accept())" in e.what
+    assert "accept() waited" not in e.what and "That work goes on" in e.what
+    assert "none has connected yet" in e.why and "Connect a client" in e.fix and "backlog" not in e.fix
+
+
+def test_a_future_result_that_gives_up_says_the_work_goes_on(leakcheck):
+    with socket.create_server(("127.0.0.1", 0)) as srv, \
+            concurrent.futures.ThreadPoolExecutor(1) as pool:
+        srv.settimeout(5)
+        fut = pool.submit(srv.accept)
+        exc = provoke(lambda: fut.result(timeout=0.1))
+        with socket.create_connection(srv.getsockname(), timeout=5):  # the fix: connect, wait again
+            conn, _ = fut.result(timeout=5)
+            conn.close()
+    assert isinstance(exc, TimeoutError)
+    e = explain(exc)
+    assert e.title == "Gave up waiting for another thread"
+    assert e.what.startswith("result() waited") and "That work goes on" in e.what
+    assert "settimeout" not in e.why and "backlog" not in e.fix
+
+
+def test_a_timeout_error_the_learner_raised_is_not_given_socket_advice():
+    def ask_server():
+        raise TimeoutError("no answer")
+    exc = provoke(ask_server)
+    for e in (explain(exc), explain(exc, call="connect")):  # a raise statement is not connect()'s timeout
+        assert e.title == "TimeoutError raised by code"
+        assert "('no answer')" in e.what and "in ask_server()" in e.what
+        assert "not by a socket call" in e.what
+        text = e.why + e.fix
+        assert "backlog" not in text and "accept" not in text and "connect" not in text
+
+
+# ---- wrong addresses: what exactly is wrong with this one
+
+@pytest.mark.parametrize("address, problem, fix", [
+    (("127.0.0.1",), "The tuple ('127.0.0.1',) has no port", "('127.0.0.1', 8080)"),
+    (("127.0.0.1", "80"), "The port is the str '80', not an int", "Write ('127.0.0.1', 80)"),
+    ("localhost", "'localhost' is a host alone, one str; the port is missing", "('localhost', 8080)"),
+    (("127.0.0.1", 80, 3), "The tuple has 3 items; AF_INET takes exactly two", "Write ('127.0.0.1', 80)."),
+    ("127.0.0.1:8080", "host and port in one string are not split", "Write ('127.0.0.1', 8080)"),
+    ((80, "127.0.0.1"), "Host and port are swapped", "Write ('127.0.0.1', 80)."),
+    (["127.0.0.1", 80], "a list; it must be a tuple", "Write ('127.0.0.1', 80)."),
+])
+def test_a_wrong_address_says_what_is_wrong_with_it(address, problem, fix, leakcheck):
+    with socket.socket() as s:
+        exc = provoke(lambda: s.connect(address), TypeError)
+    e = explain(exc, address, "connect")
+    assert e.title == "Wrong address format"
+    assert problem in e.why and fix in e.fix
+    assert "'8080' is a str" not in e.why
+
+
+def test_a_wrong_address_without_the_address_is_read_from_the_message(leakcheck):
+    with socket.socket() as s:
+        short = provoke(lambda: s.connect(("127.0.0.1",)), TypeError)
+        port_str = provoke(lambda: s.connect(("127.0.0.1", "80")), TypeError)
+    e = explain(short)  # no call, no address: CPython's message and the traceback say enough
+    assert e.title == "Wrong address format" and "the port is missing" in e.why
+    e = explain(port_str)
+    assert e.title == "Wrong address format" and "a str, not an int" in e.why
+    assert "'127.0.0.1:8080' is one string" not in e.why
+
+
+def test_a_str_bufsize_is_not_called_an_address_problem(leakcheck):
+    a, b = socket.socketpair()
+    with a, b, socklab.TracedSocket.create() as t:
+        plain = provoke(lambda: a.recv("1024"), TypeError)
+        traced = provoke(lambda: t.recv("1024"), TypeError)
+    for exc in (plain, traced):
+        for e in (explain(exc), explain(exc, call="recv"), explain(exc, call="server recv")):
+            assert e.title == "Wrong argument type", e.text()
+            assert "recv(1024) rather than recv('1024')" in e.fix
+
+
+def test_a_descriptor_taken_over_by_wrap_socket_or_detach_is_explained(leakcheck):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    with socket.socket() as plain:
+        with ctx.wrap_socket(plain, server_hostname="localhost", do_handshake_on_connect=False):
+            assert plain.fileno() == -1  # the descriptor is the SSLSocket's now
+            wrapped = provoke(lambda: plain.connect(("127.0.0.1", 9)))
+    a, b = socket.socketpair()
+    with b, socket.socket(fileno=a.detach()):
+        detached = provoke(lambda: a.sendall(b"x"))
+    for exc, call in ((wrapped, "connect"), (detached, "sendall")):
+        assert exc.errno == errno.EBADF
+        e = explain(exc, call=call)
+        assert e.title == "Bad file descriptor" and "already closed" in e.what
+        assert "wrap_socket(sock) and sock.detach()" in e.why and "fileno() -1" in e.why
+        assert "After wrap_socket(), use the socket it returned" in e.fix

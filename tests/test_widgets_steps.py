@@ -264,3 +264,33 @@ def test_steppanel_refuses_numbers_outside_its_controls(kwargs):
     with pytest.raises(socklab.ConfigError) as err:
         StepPanel(name="t-range", **kwargs)
     assert "outside this panel's range" in err.value.explanation.what
+
+
+def test_a_huge_message_is_shown_shortened_as_the_trace_shows_it(leakcheck):
+    """The whole message is sent; the steps, code and history show its first bytes and its size."""
+    p = StepPanel(name="t-huge")
+    p.message.value = "x" * 100_000
+    text = p.run_demo().text
+    assert all(not s.error for s in p.steps), p.history_text()
+    sent = [e for e in p.trace if e.side == "client" and e.call == "sendall"]
+    assert [e.nbytes for e in sent] == [100_000]  # the real call got all of it
+    assert len(text) < 5000 and max(len(line) for line in text.splitlines()) < 200
+    assert "cli.sendall(b'" + "x" * 32 + "'...(100000 bytes))" in text
+    assert "=> reply = b'" + "x" * 32 + "'...(1024 bytes)" in text
+    for view in (p.steps_view.value, p.client_code.value, p.server_code.value):
+        assert len(view) < 10_000
+    p.reset()
+
+
+def test_a_timed_out_exchange_names_the_recv_that_waited(leakcheck):
+    """The step is 'exchange' (recv, then sendall): the explanation names the call that waited."""
+    p = StepPanel(name="t-exchange-timeout", timeout=0.2)
+    for side in ("server", "server", "server", "client", "client", "server"):
+        p._step(side)
+        assert p.wait(2)
+    p.server_step()  # the client sent nothing: recv() times out
+    assert p.wait(2)
+    assert p.steps[-1].step == "exchange" and p.steps[-1].error.startswith("TimeoutError")
+    assert p.error.what == "recv() waited for its whole timeout and no data arrived."
+    assert "exchange()" not in p.alert.value and "who sends first" in p.alert.value
+    p.reset()

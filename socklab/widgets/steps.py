@@ -25,7 +25,7 @@ from ..config import FAMILIES, SocketConfig
 from ..errors import explain
 from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html, table_html, warning_html
-from ..trace import Trace, TracedSocket
+from ..trace import Data, Trace, TracedSocket
 from .base import Panel, Timeout, check_choice, check_range, family_name, type_name
 from ..runtime import Thread
 
@@ -575,14 +575,14 @@ class StepPanel(Panel):
                 if not data:
                     return "data = b'' (the client has closed: nothing to echo)"
                 self.conn.sendall(data)
-                return f"data = {data!r}, echoed"
+                return f"data = {_shown(data)}, echoed"
             return f"data = conn.recv({BUFSIZE})\nconn.sendall(data)  # echo it back", act
 
         def act():
             data, addr = self.srv.recvfrom(BUFSIZE)
             if addr:  # an unbound AF_UNIX sender has no address to answer
                 self.srv.sendto(data, addr)
-            return f"data = {data!r} from {_show(addr)}, echoed"
+            return f"data = {_shown(data)} from {_show(addr)}, echoed"
         return f"data, addr = srv.recvfrom({BUFSIZE})\nsrv.sendto(data, addr)  # echo it back", act
 
     def _server_close(self):
@@ -637,23 +637,23 @@ class StepPanel(Panel):
         if self.stream:
             def act():
                 self.cli.sendall(msg)
-            return f"cli.sendall({msg!r})", act
+            return f"cli.sendall({_shown(msg)})", act
         addr = self._need_address("send to")
 
         def act():
             self.cli.sendto(msg, addr)
-        return f"cli.sendto({msg!r}, {_code_addr(addr)})", act
+        return f"cli.sendto({_shown(msg)}, {_code_addr(addr)})", act
 
     def _client_recv(self):
         if self.stream:
             def act():
                 reply = self.cli.recv(BUFSIZE)
-                return f"reply = {reply!r}" + (" (the server has closed)" if not reply else "")
+                return f"reply = {_shown(reply)}" + (" (the server has closed)" if not reply else "")
             return f"reply = cli.recv({BUFSIZE})", act
 
         def act():
             reply, addr = self.cli.recvfrom(BUFSIZE)
-            return f"reply = {reply!r}"
+            return f"reply = {_shown(reply)}"
         return f"reply, addr = cli.recvfrom({BUFSIZE})", act
 
     def _client_close(self):
@@ -713,6 +713,12 @@ def _show(addr) -> str:
     if isinstance(addr, str):
         return repr(runtime.display_path(addr)) if addr else "'' (unbound)"
     return repr(addr)
+
+
+def _shown(data: bytes) -> str:
+    """``data`` as the trace and LabPanel show it: whole when short, else its first bytes and its
+    size (a huge message box must not make every view of the panel huge)."""
+    return repr(Data(data))
 
 
 def _code_addr(addr) -> str:
