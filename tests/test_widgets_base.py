@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from socklab.widgets import LabPanel
 
 
@@ -69,3 +71,108 @@ def test_every_panel_marks_its_status_and_alert_views(leakcheck):
                 assert "socklab-log" in p.events._dom_classes, cls.__name__
         finally:
             p.stop()
+
+
+# ---- settings: a wrong type is told apart from a number out of range, and explained
+
+def test_check_range_tells_a_wrong_type_from_a_number_out_of_range():
+    """count='3' used to be called 'outside this panel's range 1..10': it is a str, not a number."""
+    from socklab import ConfigError
+    from socklab.widgets.base import check_range
+    cases = [("3", (int,), "count must be a whole number (int), got str '3'", "Pass count=3, without quotes"),
+             (2.5, (int,), "count must be a whole number (int), got float 2.5", "from 1 to 10"),
+             (True, (int,), "count must be a whole number (int), got bool True", "from 1 to 10"),
+             ("2.5", (int, float), "count must be a number (int or float), got str '2.5'", "count=2.5,"),
+             ("99", (int,), "got str '99'", "from 1 to 10")]  # no 'count=99' fix: out of range too
+    for value, kinds, what, fix in cases:
+        with pytest.raises(ConfigError) as err:
+            check_range("count", value, 1, 10, kinds)
+        exp = err.value.explanation
+        assert what in exp.what and "1..10" in exp.what and fix in exp.fix, (value, exp.text())
+    with pytest.raises(ConfigError) as err:
+        check_range("count", 11, 1, 10)
+    assert err.value.explanation.what == "count=11 is outside this panel's range 1..10."
+    assert check_range("count", 10, 1, 10) == 10
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda w: w.PingPanel(count="3", name="t-type"), "count must be a whole number (int), got str '3'"),
+    (lambda w: w.ExchangePanel(bufsize="64", name="t-type"), "bufsize must be a whole number (int), got str"),
+    (lambda w: w.FramingPanel(bufsize=1.5, name="t-type"), "bufsize must be a whole number (int), got float"),
+    (lambda w: w.NaglePanel(rounds="5", name="t-type"), "rounds must be a whole number (int), got str"),
+    (lambda w: w.LabPanel(backlog="5", name="t-type"), "backlog must be a whole number (int), got str"),
+    (lambda w: w.ManyClientsPanel(clients=2.9, name="t-type"),
+     "clients must be a whole number (int), got float"),
+], ids=["ping", "exchange", "framing", "nagle", "lab", "manyclients"])
+def test_every_panel_says_a_number_of_the_wrong_type_is_one(make, words):
+    from socklab import ConfigError
+    w = _widgets()
+    with pytest.raises(ConfigError) as err:
+        make(w)
+    assert words in err.value.explanation.what
+
+
+def _widgets():
+    """The panel classes by name, from their modules."""
+    import types
+    return types.SimpleNamespace(**{c.__name__: c for c in _panel_classes()})
+
+
+# ---- a drop-down list set from code to a value it does not offer
+
+@pytest.mark.parametrize("make,control,choices", [
+    (lambda w: w.HTTPPanel(name="t-choice"), "method", "'GET', 'HEAD', 'POST', 'DELETE'"),
+    (lambda w: w.TLSPanel(name="t-choice"), "version", "'TLS 1.3', 'TLS 1.2'"),
+    (lambda w: w.PingPanel(name="t-choice"), "host", "'127.0.0.1', '::1'"),
+    (lambda w: w.ExchangePanel(name="t-choice"), "call", "'send', 'sendall'"),
+    (lambda w: w.FramingPanel(name="t-choice"), "framing", "'none', 'delimiter', 'prefix'"),
+    (lambda w: w.FramingPanel(name="t-choice"), "writes", "'each', 'one'"),
+], ids=["http-method", "tls-version", "ping-host", "exchange-call", "framing-kind", "framing-writes"])
+def test_a_choice_set_from_code_is_explained_and_not_taken(make, control, choices):
+    """ipywidgets' own refusal is a TraitError 'Invalid selection: value not found' (a traceback
+    wall); the panels' lists explain, naming the choices, and still raise a TraitError."""
+    import traitlets
+
+    from socklab import ConfigError
+    p = make(_widgets())
+    try:
+        box = getattr(p, control)
+        before = box.value
+        with pytest.raises(ConfigError) as err:
+            box.value = "nope"
+        assert isinstance(err.value, traitlets.TraitError)
+        text = err.value.explanation.text()
+        assert "'nope' is not one of this panel's choices" in text and choices in text, text
+        assert box.value == before
+        box.index = len(box.options) - 1  # the browser picks by index: still works
+        assert box.value != before
+    finally:
+        p.stop()
+
+
+# ---- the event log
+
+def test_the_event_log_is_one_growing_stream(leakcheck):
+    """Output.append_stdout adds one output per line, and ipywidgets validates all of them again on
+    every line: 3000 lines took 10 s, so a FramingPanel drawing 1000 recv() calls ran past its 5 s
+    wait. The log keeps one stdout stream that grows, and reads the same."""
+    p = LabPanel(name="t-base-stream")
+    for i in range(3000):
+        p._log(f"line {i}\n")
+    p.stop()
+    assert len(p.events.outputs) == 1
+    text = p.events.outputs[0]["text"]
+    assert text.startswith("line 0\nline 1\n") and text.endswith("line 2999\n")
+    assert p.events.outputs[0]["output_type"] == "stream" and p.events.outputs[0]["name"] == "stdout"
+
+
+def test_a_huge_wrong_argument_gives_a_short_explanation():
+    """The value is shown shortened: a megabyte of it must not fill the explanation."""
+    from socklab import ConfigError
+    w = _widgets()
+    for make in (lambda: w.TLSPanel(message=[0] * 1_000_000, name="t-huge"),
+                 lambda: w.HTTPPanel(path="/" + "x y" * 1_000_000, name="t-huge"),
+                 lambda: w.PingPanel(count="9" * 1_000_000, name="t-huge")):
+        with pytest.raises(ConfigError) as err:
+            make()
+        assert len(err.value.explanation.text()) < 1000 and "..." in err.value.explanation.what

@@ -36,26 +36,31 @@ def test_two_sends_one_recv_no_message_boundaries(leakcheck):
 def test_recv_with_nothing_to_read_times_out_explained(leakcheck):
     p = ExchangePanel(name="t-ex", timeout=0.2)
     p.connect()
-    r = p.server_recv()
-    assert isinstance(r, TimeoutError)
+    assert p.server_recv() is None  # explained in the alert; the exception is in last
+    assert isinstance(p.last, TimeoutError)
     assert "Timed out" in p.alert.value
     assert p.last_result() == "TimeoutError: Timed out"
     p.stop()
 
 
-def test_str_is_refused_with_the_real_type_error(leakcheck):
-    p = ExchangePanel(name="t-ex")
-    r = p.client_send("héllo")
-    assert isinstance(r, TypeError) and "bytes-like" in str(r)
-    ev = [e for e in p.trace if e.side == "client" and e.call == "send"][0]
-    assert ev.args == ("héllo",) and isinstance(ev.error, TypeError)
-    assert "Sockets send bytes, not str" in p.alert.value
-    # the message box is encoded as UTF-8 by default: 6 bytes for 5 characters
-    p.message.value = "héllo"
-    assert p.client_send() == 6
+def test_a_str_is_encoded_unless_encode_is_unticked(leakcheck):
+    """client_send('hi') used to return TypeError(...) while the other panels take a str: a str, from
+    the box or from code, is encoded as UTF-8 while "encode" is ticked (the default). Unticked, it
+    is sent as it is, and the real TypeError shows: the lesson that sockets carry bytes."""
+    p = ExchangePanel(message=b"h\xc3\xa9", name="t-ex")
+    assert p.message.value == "hé"
+    assert p.client_send("héllo") == 6  # 6 bytes for 5 characters
     assert p.server_recv() == "héllo".encode("utf-8")
+    assert p.client_send() == 3
+    assert p.server_send(b"\xff raw") == 5
+    assert p.client_recv() == b"\xff raw"
     p.encode.value = False
-    assert isinstance(p.client_send(), TypeError)
+    assert p.client_send("hi") is None
+    assert isinstance(p.last, TypeError) and "bytes-like" in str(p.last)
+    ev = [e for e in p.trace if e.side == "client" and e.call == "send"][-1]
+    assert ev.args == ("hi",) and isinstance(ev.error, TypeError)
+    assert "Sockets send bytes, not str" in p.alert.value
+    assert p.client_send() is None and isinstance(p.last, TypeError)
     p.stop()
 
 
@@ -124,7 +129,8 @@ def test_setting_a_bad_timeout_later_is_refused_too(leakcheck):
     with pytest.raises(ConfigError):
         p.timeout = None
     assert p.timeout == 0.05
-    assert isinstance(p.server_recv(), TimeoutError)  # nothing to read: bounded, explained
+    assert p.server_recv() is None  # nothing to read: bounded, explained
+    assert isinstance(p.last, TimeoutError)
     assert "Timed out" in p.alert.value
     p.stop()
 
@@ -134,9 +140,9 @@ def test_a_failed_connect_keeps_no_half_made_connection(leakcheck):
     no end is kept, and the next call reports that failure again, not an AttributeError."""
     p = ExchangePanel(name="t-ex-half")
     p._timeout = -1
-    assert isinstance(p.connect(), ValueError)
+    assert p.connect() is None and isinstance(p.last, ValueError)
     assert p.client is None and p.server is None
-    assert isinstance(p.server_recv(), ValueError)
+    assert p.server_recv() is None and isinstance(p.last, ValueError)
     assert "Invalid timeout" in p.alert.value
     p._timeout = 0.1
     assert p.connect() is p.client and p.server is not None
@@ -148,3 +154,32 @@ def test_exchangepanel_refuses_numbers_outside_its_controls(kwargs):
     with pytest.raises(ConfigError) as err:
         ExchangePanel(name="t-range", **kwargs)
     assert "outside this panel's range" in err.value.explanation.what
+
+
+@pytest.mark.parametrize("call,words", [
+    (lambda p: p.client_send(5), "message must be a str or bytes, got int 5"),
+    (lambda p: p.server_send(["hi"]), "message must be a str or bytes, got list"),
+    (lambda p: p.server_recv(0), "bufsize=0 is outside this panel's range 1..1048576"),
+    (lambda p: p.client_recv("10"), "bufsize must be a whole number (int), got str '10'"),
+    (lambda p: p.server_recv(1 << 21), "bufsize=2097152 is outside this panel's range"),
+    (lambda p: p.client_shutdown(7), "how=7 is not one of socket.SHUT_RD, socket.SHUT_WR"),
+    (lambda p: p.server_shutdown(True), "how=True is not one of"),
+], ids=["send-int", "send-list", "recv-0", "recv-str", "recv-huge", "shutdown-7", "shutdown-bool"])
+def test_method_arguments_are_checked_as_the_constructor_checks_its_own(call, words, leakcheck):
+    """These used to reach the socket (or fail inside it, returned as an exception). Now one
+    explained ConfigError, before the panel connects or calls anything."""
+    p = ExchangePanel(name="t-ex-args")
+    try:
+        with pytest.raises(ConfigError) as err:
+            call(p)
+        assert words in err.value.explanation.what
+        assert p.client is None and list(p.trace) == [] and p.last is None
+    finally:
+        p.stop()
+
+
+def test_a_message_setting_of_the_wrong_type_is_explained():
+    """ExchangePanel(message=5) used to end in ipywidgets' TraitError traceback."""
+    with pytest.raises(ConfigError) as err:
+        ExchangePanel(message=5, name="t-ex-type")
+    assert "message must be text (str or bytes), got int 5" in err.value.explanation.what

@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 import socklab  # noqa: E402
-from socklab.widgets.framing import FramingPanel, NaglePanel, ratio_words  # noqa: E402
+from socklab.widgets.framing import MAX_BYTES, MAX_RECVS, FramingPanel, NaglePanel, ratio_words  # noqa: E402
 
 
 def test_no_framing_merges_the_messages(leakcheck):
@@ -118,3 +118,77 @@ def test_framingpanel_refuses_numbers_outside_its_controls(kwargs):
     with pytest.raises(socklab.ConfigError) as err:
         FramingPanel(name="t-range", **kwargs)
     assert "outside this panel's range" in err.value.explanation.what
+
+
+def test_a_send_too_big_to_draw_is_refused_before_anything_is_sent(leakcheck):
+    """2 MB used to run 5 s past the panel's own wait, return None and blame a connect() timeout,
+    although the data had arrived. Now one explained ConfigError, before any socket exists."""
+    p = FramingPanel(name="t-framing-big")
+    try:
+        with pytest.raises(socklab.ConfigError) as err:
+            p.send_message(["a" * 2_000_000])
+        assert (f"1 message(s) make 2000000 bytes on the wire; one Send carries at most {MAX_BYTES}"
+                in err.value.explanation.what)
+        p.bufsize.value = 1
+        with pytest.raises(socklab.ConfigError) as err:
+            p.send_message(["a" * MAX_RECVS, "b"])  # few bytes, but one recv() call each
+        exp = err.value.explanation
+        assert f"the server would call recv() {MAX_RECVS + 1} times" in exp.what
+        assert "Raise the recv size to at least 2" in exp.fix
+        assert p.server is None and list(p.trace) == [] and p.last is None
+        # from the messages box (the Send button): the same explanation in the alert, nothing sent
+        p.messages.value = "x" * (MAX_RECVS + 1)
+        assert p.send_message() is None
+        assert "recv() 1001 times" in p.alert.value and list(p.trace) == []
+    finally:
+        p.stop()
+
+
+@pytest.mark.parametrize("kind", ["none", "delimiter", "prefix"])
+def test_the_largest_send_allowed_arrives_whole_again_and_again(kind, leakcheck):
+    """MAX_RECVS recv() calls of 1 byte, three times on one panel: each Send ends well within its
+    wait with every chunk (1000 recv() calls took over 5 s while the event log grew per line)."""
+    p = FramingPanel(framing_kind=kind, bufsize=1, name=f"t-framing-max-{kind}")
+    header = {"none": 0, "delimiter": 1, "prefix": 4}[kind]
+    try:
+        for _ in range(3):
+            r = p.send_message([b"m" * (MAX_RECVS - header)])
+            assert r is not None, p.alert.value
+            assert len(r["chunks"]) == MAX_RECVS and r["error"] is None
+            assert r["messages"] == ([b"m"] * MAX_RECVS if kind == "none" else [b"m" * (MAX_RECVS - header)])
+    finally:
+        p.stop()
+
+
+def test_messages_may_be_str_bytes_or_one_of_them(leakcheck):
+    """A bare str used to be split into its characters, one message each."""
+    p = FramingPanel(framing_kind="delimiter", messages=b"box, msgs", name="t-framing-types")
+    try:
+        assert p.send_message("solo")["messages"] == [b"solo"]
+        assert p.send_message(b"\xffraw")["messages"] == [b"\xffraw"]
+        assert p.send_message(["hé", b"b"])["messages"] == ["hé".encode(), b"b"]
+        assert p.send_message()["messages"] == [b"box", b"msgs"]
+        for bad, words in ((5, "messages must be a list of str or bytes, got int 5"),
+                           (["ok", 5], "messages[1] must be a str or bytes, got int 5")):
+            with pytest.raises(socklab.ConfigError) as err:
+                p.send_message(bad)
+            assert words in err.value.explanation.what
+    finally:
+        p.stop()
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda: FramingPanel(messages=5, name="t-framing-type"),
+     "messages must be text (str or bytes), got int 5"),
+    (lambda: FramingPanel(read_late="yes", name="t-framing-type"),
+     "read_late must be True or False, got str"),
+    (lambda: FramingPanel(read_late=1, name="t-framing-type"), "read_late must be True or False, got int 1"),
+    (lambda: NaglePanel(nodelay=None, name="t-nagle-type"), "nodelay must be True or False, got NoneType"),
+    (lambda: NaglePanel(split="no", name="t-nagle-type"), "split must be True or False, got str 'no'"),
+], ids=["messages-int", "read_late-str", "read_late-int", "nodelay-none", "split-str"])
+def test_a_setting_of_the_wrong_type_is_explained(make, words):
+    """These used to end in ipywidgets' TraitError traceback, or were cast (1 ticked the box,
+    None unticked it)."""
+    with pytest.raises(socklab.ConfigError) as err:
+        make()
+    assert words in err.value.explanation.what

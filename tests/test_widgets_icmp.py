@@ -93,3 +93,31 @@ def test_a_count_outside_the_panel_range_is_explained_and_nothing_is_sent(count)
     assert "1..10" in err.value.explanation.text()
     assert list(p.trace) == [] and p.steps == []
     p.stop()
+
+
+@pytest.mark.parametrize("count,words", [("3", "count must be a whole number (int), got str '3'"),
+                                         (True, "count must be a whole number (int), got bool True"),
+                                         (2.0, "count must be a whole number (int), got float 2.0")])
+def test_a_count_of_the_wrong_type_is_called_that_not_out_of_range(count, words):
+    """count='3' used to be 'outside this panel's range 1..10'."""
+    p = PingPanel(name="t-ping-count-type")
+    with pytest.raises(socklab.ConfigError) as err:
+        p.ping(count=count)
+    assert words in err.value.explanation.what
+    if count == "3":
+        assert "count=3, without quotes" in err.value.explanation.fix
+    assert list(p.trace) == [] and p.steps == []
+    p.stop()
+
+
+@pytest.mark.parametrize("host", ["example.com", "10.0.0.1", "", 5])
+def test_a_host_argument_is_checked_as_the_constructor_does(host):
+    """ping(host='example.com') used to look the name up (gaierror) and return None, although the
+    panel offers only 127.0.0.1 and ::1; host='' pinged the box's host instead."""
+    p = PingPanel(name="t-ping-host")
+    with pytest.raises(socklab.ConfigError) as err:
+        p.ping(host=host)
+    assert f"host={host!r} is not one of this panel's choices" in err.value.explanation.what
+    assert "'127.0.0.1', '::1'" in err.value.explanation.fix
+    assert list(p.trace) == [] and p.steps == []
+    p.stop()

@@ -18,7 +18,7 @@ def test_panel_handshake_send_and_failures(leakcheck):
     assert p.send_message("hello") == b"hello"
     assert "application_data" in p.records_view.value and "ClientHello" in p.records_view.value
     p.trust.value = False
-    assert isinstance(p.connect(), Exception)
+    assert p.connect() is None and isinstance(p.last, Exception)  # explained in the alert, not returned
     assert "not trust" in p.alert.value or "does not trust" in p.alert.value
     p.trust.value, p.hostname.value = True, "example.org"
     p.connect()
@@ -65,3 +65,43 @@ def test_an_unknown_choice_is_explained_with_the_choices(kwargs, words):
     with pytest.raises(ConfigError) as err:
         TLSPanel(name="t-tls-bad", **kwargs)
     assert words in err.value.explanation.text()
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    (dict(trust_ca="yes"), "trust_ca must be True or False, got str"),
+    (dict(trust_ca=1), "trust_ca must be True or False, got int 1"),
+    (dict(message=5), "message must be text (str or bytes), got int 5")])
+def test_a_setting_of_the_wrong_type_is_explained(kwargs, words):
+    """These used to end in ipywidgets' TraitError traceback (trust_ca=1 was taken as True)."""
+    with pytest.raises(ConfigError) as err:
+        TLSPanel(name="t-tls-type", **kwargs)
+    assert words in err.value.explanation.what
+
+
+def test_a_host_name_set_from_code_is_explained_and_not_taken():
+    """t.hostname.value = 'nope' used to raise ipywidgets' bare 'Invalid selection: value not found'."""
+    import traitlets
+    p = TLSPanel(name="t-tls-choice")
+    with pytest.raises(ConfigError) as err:
+        p.hostname.value = "nope"
+    assert isinstance(err.value, traitlets.TraitError)  # what ipywidgets catches to undo a change
+    assert "hostname='nope' is not one of this panel's choices" in err.value.explanation.what
+    assert "'localhost', '127.0.0.1', 'example.org'" in err.value.explanation.fix
+    assert p.hostname.value == "localhost"
+    p.stop()
+
+
+def test_send_message_takes_str_or_bytes(leakcheck):
+    """Bytes used to fail with AttributeError("'bytes' object has no attribute 'encode'")."""
+    p = TLSPanel(message=b"box", name="t-tls-bytes")
+    try:
+        assert p.send_message(b"raw \xff") == b"raw \xff"
+        assert p.send_message("hé") == "hé".encode("utf-8")
+        assert p.send_message() == b"box"
+        with pytest.raises(ConfigError) as err:
+            p.send_message(5)
+        assert "text must be a str or bytes, got int 5" in err.value.explanation.what
+        sends = [line.split(":")[0] for line in p.transcript().text.splitlines() if line.startswith("send")]
+        assert sends == ["send b'raw \\xff'", "send b'h\\xc3\\xa9'", "send b'box'"]
+    finally:
+        p.stop()

@@ -5,6 +5,7 @@ explained errors, the re-run registry), ``ServerPanel`` (a server and its client
 from __future__ import annotations
 
 import html as _html
+import reprlib
 import socket
 import threading
 
@@ -22,6 +23,14 @@ MAX_TIMEOUT = 600.0  # s: a panel's call may wait minutes, never forever
 
 _LIMITS = "The panel runs real sockets, so each control takes only the values it offers."
 
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+
+
+def shown(value) -> str:
+    """``repr(value)``, shortened (with '...') if long: a 2 MB argument must not fill the explanation."""
+    return _short.repr(value)
+
 
 # ---- settings: bad ones are refused with an explanation, before any socket exists
 def bad_setting(what: str, fix: str, why: str = _LIMITS) -> ConfigError:
@@ -30,11 +39,73 @@ def bad_setting(what: str, fix: str, why: str = _LIMITS) -> ConfigError:
 
 
 def check_range(name, value, lo, hi, kinds=(int,), fix: str | None = None, why: str = _LIMITS):
-    """``value`` if it is one of ``kinds`` (never a bool) within lo..hi; else a ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, kinds) or not lo <= value <= hi:
+    """``value`` if it is one of ``kinds`` (never a bool) within lo..hi; else a ConfigError that
+    tells a wrong type (e.g. the str '3') from a number out of range."""
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind, plural = (("a whole number (int)", "whole numbers") if kinds == (int,) else
+                        ("a number (int or float)", "numbers"))
+        # the phrase 'outside this panel's range' stays: tests and learners search for it
+        raise bad_setting(f"{name} must be {kind}, got {type(value).__name__} {shown(value)}: that is "
+                          f"outside this panel's range {lo}..{hi}, which holds {plural} only.",
+                          _unquoted(name, value, kinds, lo, hi) or fix or
+                          f"Pass {name} as a number from {lo} to {hi}.", why)
+    if not lo <= value <= hi:
         raise bad_setting(f"{name}={value!r} is outside this panel's range {lo}..{hi}.",
                           fix or f"Pass {name} as a number from {lo} to {hi}.", why)
     return value
+
+
+def _unquoted(name, value, kinds, lo, hi) -> str | None:
+    """For a number in range written in quotes ('3'): the fix 'Pass count=3, without quotes'."""
+    if not isinstance(value, str):
+        return None
+    for kind in kinds:
+        try:
+            number = kind(value.strip())
+        except ValueError:
+            continue
+        if lo <= number <= hi:  # also refuses 'nan'
+            return f"Pass {name}={number!r}, without quotes: a number, not a str."
+    return None
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is True or False (a checkbox's two states); else a ConfigError."""
+    if not isinstance(value, bool):
+        raise bad_setting(f"{name} must be True or False, got {type(value).__name__} {shown(value)}.",
+                          f"Pass {name}=True (ticked) or {name}=False (not ticked).",
+                          f"The {name} control is a checkbox: ticked or not.")
+    return value
+
+
+def check_text(name: str, value, example: str = "hello") -> str:
+    """The text a panel's text box shows: a str as it is, bytes decoded as UTF-8; else a ConfigError
+    (whose fix suggests ``example``)."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise bad_setting(f"{name}={shown(bytes(value))} is not UTF-8 text, and the {name} box "
+                              "shows text.",
+                              f"Pass {name} as a str (or as bytes that are UTF-8 text).",
+                              "A text box holds characters; these bytes decode to none.") from None
+    if not isinstance(value, str):
+        raise bad_setting(f"{name} must be text (str or bytes), got {type(value).__name__} {shown(value)}.",
+                          f"Pass {name} as a str, e.g. {name}={example!r}.",
+                          f"The {name} control is a text box.")
+    return value
+
+
+def check_data(name: str, value) -> bytes:
+    """What a message or body argument sends: a str encoded as UTF-8, bytes (or bytearray,
+    memoryview) as they are; else a ConfigError."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise bad_setting(f"{name} must be a str or bytes, got {type(value).__name__} {shown(value)}.",
+                      f"Pass {name} as text ('hello', sent as UTF-8) or as bytes (b'hello').",
+                      "Sockets send bytes: the panel encodes a str as UTF-8 and sends bytes as they are.")
 
 
 def check_timeout(name: str, value, hi: float = MAX_TIMEOUT) -> float:
@@ -59,10 +130,35 @@ def check_choice(name: str, value, options, normalise=None):
         value = normalise(value)
     if isinstance(value, str) and value in allowed:  # a str only: True == 1 must not pick 1
         return value
-    shown = ", ".join(repr(a) for a in allowed)
-    raise bad_setting(f"{name}={value!r} is not one of this panel's choices.",
-                      f"Use one of: {shown}.",
-                      f"The {name} control is a drop-down list: {shown}.")
+    listed = ", ".join(repr(a) for a in allowed)
+    raise bad_setting(f"{name}={shown(value)} is not one of this panel's choices.",
+                      f"Use one of: {listed}.",
+                      f"The {name} control is a drop-down list: {listed}.")
+
+
+class SettingError(ConfigError, traitlets.TraitError):
+    """A bad value set on a control from code: explained as a ConfigError, and still a TraitError,
+    which ipywidgets and traitlets catch to undo a half-made change."""
+
+
+class Choice(W.Dropdown):
+    """A drop-down list whose ``value``, set from code to something not offered, is refused with an
+    explained ``SettingError`` naming the choices (not ipywidgets' 'Invalid selection'). ``setting``:
+    the name the explanation uses, e.g. 'hostname'."""
+
+    def __init__(self, setting: str, **kwargs):
+        self._setting = setting
+        super().__init__(**kwargs)
+
+    @traitlets.validate("value")
+    def _validate_value(self, proposal):
+        value = proposal.value
+        if value is not None:  # None is ipywidgets' "nothing picked", which it sets itself
+            try:
+                check_choice(getattr(self, "_setting", self.description), value, self.options)
+            except ConfigError as exc:
+                raise SettingError(exc.explanation) from None
+        return super()._validate_value(proposal)
 
 
 def family_name(value) -> str:
@@ -181,10 +277,19 @@ class Panel(W.VBox):
     _log_lock = threading.Lock()  # one for all panels: appends are short
 
     def _log(self, text: str) -> None:
-        """Append ``text`` to the event log. Output.append_stdout does ``outputs += (...)``, a read
-        and a write: a server thread and the kernel's thread appending at once would lose a line."""
+        """Append ``text`` to the event log's one stdout stream.
+
+        Not one output per line (Output.append_stdout): setting ``outputs`` validates all of them
+        again, so each line cost more as the log grew (3000 lines: 10 s), and a panel logging many
+        recv() calls ran past its own timeouts. The lock: this is a read and a write, and a server
+        thread and the kernel's thread appending at once would lose a line."""
         with self._log_lock:
-            self.events.append_stdout(text)
+            outs = self.events.outputs
+            last = outs[-1] if outs else None
+            if last is not None and last.get("output_type") == "stream" and last.get("name") == "stdout":
+                self.events.outputs = outs[:-1] + ({**last, "text": last["text"] + text},)
+            else:
+                self.events.append_stdout(text)
 
     # ---- errors are explained, not raised
     def _explain(self, exc: BaseException, call: str | None = None) -> Explanation:
@@ -198,15 +303,18 @@ class Panel(W.VBox):
 
     def _act(self, what: str, fn):
         """Run one button's work ``fn``; keep its result, or the exception it raised, in ``last``.
-        A failure is explained (``_act_failed``), not raised; ``_redraw`` runs either way."""
+        Return the result, or None after a failure: as in LabPanel, a failure is explained in the
+        alert box (``_act_failed``), not raised, and not returned (a cell would show its bare repr).
+        ``_redraw`` runs either way."""
         self.alert.value = ""
+        failed = False
         try:
             self.last = fn()
         except Exception as exc:
-            self.last = exc
+            self.last, failed = exc, True
             self._act_failed(what, exc)
         self._redraw()
-        return self.last
+        return None if failed else self.last
 
     def _act_failed(self, what: str, exc: BaseException) -> None:
         exp = self._alert_error(exc, call=what)

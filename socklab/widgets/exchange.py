@@ -16,9 +16,11 @@ from .. import runtime
 from ..errors import explain
 from ..notebook import Rich, show
 from ..trace import Data, Trace, TracedSocket
-from .base import Panel, Timeout, check_range
+from .base import Choice, Panel, Timeout, bad_setting, check_data, check_range, check_text, shown
 
 SIDES = ("client", "server")
+BUFSIZE_RANGE = (1, 1 << 20)  # the recv size box's limits: recv(n) sets aside n bytes
+HOWS = {socket.SHUT_RD: "SHUT_RD", socket.SHUT_WR: "SHUT_WR", socket.SHUT_RDWR: "SHUT_RDWR"}
 
 
 def unread(sock) -> int | None:
@@ -47,9 +49,11 @@ class ExchangePanel(Panel):
     ``server_send(message)``, ``client_recv(bufsize)``, ``client_shutdown()``, ``close_both()``; also
     ``server_shutdown()``) so a cell or a test can drive the panel too. (Not ``send``/``close``: those
     names belong to ipywidgets.) Every recv() has a timeout (``timeout`` seconds, above 0 and at most
-    600, else ConfigError): with nothing to read it ends in an explained TimeoutError. The text of
-    the message box is encoded as UTF-8 unless "encode" is unticked; a ``str`` passed from code is
-    sent as it is, so the real TypeError shows.
+    600, else ConfigError): with nothing to read it ends in an explained TimeoutError. A method
+    returns what its call returned, or None after a failure (explained in the alert box; the
+    exception is in ``last``). A ``str`` message, from the box or passed from code, is encoded as
+    UTF-8 unless "encode" is unticked: then it is sent as it is, so the real TypeError shows.
+    Bytes are sent as they are.
     The client sets TCP_NODELAY, so each send() leaves at once as its own segment.
     """
 
@@ -59,15 +63,17 @@ class ExchangePanel(Panel):
     def __init__(self, message: str = "hello", bufsize: int = 1024, timeout: float = 0.1,
                  name: str | None = None):
         self.timeout = timeout  # first: a bad one is refused before anything exists
-        check_range("bufsize", bufsize, 1, 1 << 20)
+        message = check_text("message", message)
+        check_range("bufsize", bufsize, *BUFSIZE_RANGE)
         self.trace = Trace(coalesce=False)
         self.client: TracedSocket | None = None
         self.server: TracedSocket | None = None   # the server's end of the connection
         self.last = None                          # what the last call returned (or its exception)
         self.message = W.Text(value=message, description="message")
-        self.bufsize = W.BoundedIntText(value=bufsize, min=1, max=1 << 20, description="recv size")
+        self.bufsize = W.BoundedIntText(value=bufsize, min=BUFSIZE_RANGE[0], max=BUFSIZE_RANGE[1],
+                                        description="recv size")
         self.encode = W.Checkbox(value=True, description="encode to bytes (UTF-8)", indent=False)
-        self.call = W.Dropdown(options=("send", "sendall"), value="send", description="send with")
+        self.call = Choice("call", options=("send", "sendall"), value="send", description="send with")
         self.buttons = self._buttons((
             ("Connect", self.connect, "success"),
             ("Client send", self.client_send, "info"),
@@ -143,16 +149,17 @@ class ExchangePanel(Panel):
                         end.close()
         return self.client
 
-    def client_send(self, message=None):
-        """The client sends ``message`` (default: the message box) with send() or sendall()."""
+    def client_send(self, message: str | bytes | None = None):
+        """The client sends ``message`` (str or bytes; default: the message box) with send() or
+        sendall()."""
         return self._xsend("client", message)
 
-    def server_send(self, message=None):
-        """The server end sends ``message`` (default: the message box)."""
+    def server_send(self, message: str | bytes | None = None):
+        """The server end sends ``message`` (str or bytes; default: the message box)."""
         return self._xsend("server", message)
 
     def server_recv(self, bufsize: int | None = None):
-        """The server end calls recv(bufsize) once (default: the recv size box)."""
+        """The server end calls recv(bufsize) once (default: the recv size box; 1..1048576)."""
         return self._xrecv("server", bufsize)
 
     def client_recv(self, bufsize: int | None = None):
@@ -161,21 +168,24 @@ class ExchangePanel(Panel):
 
     def client_shutdown(self, how=socket.SHUT_WR):
         """Half-close: the client will send no more (the server's recv() then returns b'')."""
-        return self._xshutdown("client", how)
+        return self._xshutdown("client", _check_how(how))
 
     def server_shutdown(self, how=socket.SHUT_WR):
         """Half-close the other way: the server end will send no more."""
-        return self._xshutdown("server", how)
+        return self._xshutdown("server", _check_how(how))
 
     def close_both(self):
         """Close both ends."""
         return self._act("close", self._close_ends)
 
     def _xsend(self, side, message):
+        if message is not None and not isinstance(message, str):
+            message = check_data("message", message)  # bytes pass; anything else: ConfigError
+
         def go():
             end = self._end(side)
             msg = self.message.value if message is None else message
-            if isinstance(msg, str) and self.encode.value and message is None:
+            if isinstance(msg, str) and self.encode.value:
                 msg = msg.encode("utf-8")
             if isinstance(msg, str):  # the traced call cannot even record a str: show the real error
                 try:
@@ -187,6 +197,9 @@ class ExchangePanel(Panel):
         return self._act(f"{side} {self.call.value}", go)
 
     def _xrecv(self, side, bufsize):
+        if bufsize is not None:
+            check_range("bufsize", bufsize, *BUFSIZE_RANGE)
+
         def go():
             end = self._end(side)
             data = end.recv(self.bufsize.value if bufsize is None else bufsize)
@@ -221,3 +234,12 @@ class ExchangePanel(Panel):
         state = "connected" if self.client is not None else "not connected"
         return f"<socklab ExchangePanel {state}>"
 
+
+def _check_how(how) -> int:
+    """``how`` if it is socket.SHUT_RD, SHUT_WR or SHUT_RDWR; else a ConfigError."""
+    if isinstance(how, bool) or not isinstance(how, int) or how not in HOWS:
+        names = ", ".join(f"socket.{name}" for name in HOWS.values())
+        raise bad_setting(f"how={shown(how)} is not one of {names}.",
+                          "Use how=socket.SHUT_WR to stop sending (the usual half-close).",
+                          "shutdown(how) ends reading (SHUT_RD), sending (SHUT_WR) or both (SHUT_RDWR).")
+    return how

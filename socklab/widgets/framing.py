@@ -20,12 +20,19 @@ from ..notebook import Rich, show
 from ..render.html import CSS, colour, table_html
 from ..servers import Client, Server
 from ..trace import Trace
-from .base import Panel, ServerPanel, check_choice, check_range
+from .base import (Choice, Panel, ServerPanel, bad_setting, check_bool, check_choice, check_data,
+                   check_range, check_text, shown)
 
 FRAMINGS = (("none: each recv() is a 'message'", "none"), ("delimiter b'\\n'", "delimiter"),
             ("length prefix '!I'", "prefix"))
 WRITES = (("one sendall() per message", "each"), ("all messages in one sendall()", "one"))
 WAIT = 5.0  # seconds any step may take
+# What one Send may carry, so that drawing it stays well inside WAIT (the server draws every recv()
+# chunk and message it gets; 2 MB took over 5 s). Bytes on the wire: at most framing.MAX_LINE (64 KiB),
+# the longest line socklab's line decoder accepts; and at most MAX_RECVS recv() calls at the recv size.
+MAX_BYTES = framing.MAX_LINE
+MAX_RECVS = 1000
+_OVERHEAD = {"none": 0, "delimiter": len(b"\n"), "prefix": framing.HEADER.size}  # bytes per message
 ROUNDS_RANGE = (1, 50)  # Nagle panel: round trips per case (each may take 40 ms with Nagle on)
 
 
@@ -62,14 +69,16 @@ class FramingPanel(ServerPanel):
         check_choice("framing_kind", framing_kind, FRAMINGS)
         check_choice("writes", writes, WRITES)
         check_range("bufsize", bufsize, 1, 65536)
+        messages = check_text("messages", messages, example="hello, world, !")
+        check_bool("read_late", read_late)
         self.trace = Trace()
         self.server: Server | None = None
         self.last: dict | None = None
         self._sent = threading.Event()
-        self.framing = W.Dropdown(options=FRAMINGS, value=framing_kind, description="framing")
+        self.framing = Choice("framing", options=FRAMINGS, value=framing_kind, description="framing")
         self.messages = W.Text(value=messages, description="messages",
                                placeholder="comma-separated, e.g. hello, world")
-        self.writes = W.Dropdown(options=WRITES, value=writes, description="client")
+        self.writes = Choice("writes", options=WRITES, value=writes, description="client")
         self.bufsize = W.BoundedIntText(value=bufsize, min=1, max=65536, description="recv size")
         self.read_late = W.Checkbox(value=read_late, description="server reads late", indent=False)
         self.buttons = self._buttons((("Start server", self.start_server, "success"),
@@ -131,15 +140,28 @@ class FramingPanel(ServerPanel):
         return self._act("start server", go)
 
     def message_list(self) -> list:
+        """The messages box as a list of bytes: comma-separated, each stripped, UTF-8."""
         return [m.strip().encode("utf-8") for m in self.messages.value.split(",") if m.strip()]
 
     def send_message(self, messages=None):
-        """Connect, write the messages as picked, half-close, wait until the server has read it all."""
+        """Connect, write the messages as picked, half-close, wait until the server has read it all;
+        return the result (see ``last``), or None after a failure (explained in the alert box).
+
+        ``messages``: a list of str (sent as UTF-8) or bytes; one str or bytes is one message;
+        default: the messages box. One Send carries at most MAX_BYTES (64 KiB) in at most MAX_RECVS
+        recv() calls of the recv size: more raises ConfigError (from the box: in the alert), and
+        nothing is sent."""
+        if messages is not None:
+            messages = _message_list(messages)
+            self._check_load(messages)
+
         def go():
+            msgs = messages
+            if msgs is None:
+                msgs = self.message_list()
+                self._check_load(msgs)  # before anything starts, as for an argument
             if self.server is None or not self.server.running:
                 self.start_server()
-            msgs = [m.encode("utf-8") if isinstance(m, str) else m for m in messages] \
-                if messages is not None else self.message_list()
             kind = self.framing.value
             wire = [_frame(kind, m) for m in msgs]
             self._sent = threading.Event()
@@ -162,6 +184,24 @@ class FramingPanel(ServerPanel):
             self._show_result()
             return self.last
         return self._act("send", go)
+
+    def _check_load(self, msgs) -> None:
+        """ConfigError if ``msgs`` (bytes) are more than one Send may carry (MAX_BYTES, MAX_RECVS)."""
+        size = sum(len(m) for m in msgs) + len(msgs) * _OVERHEAD[self.framing.value]
+        bufsize = self.bufsize.value
+        recvs = -(-size // bufsize)
+        why = ("The server draws every recv() chunk and every message it decodes, in the event log and "
+               f"the result, and the Send waits at most {WAIT:g} s for that: a few short messages show "
+               "framing as well as megabytes would.")
+        if size > MAX_BYTES:
+            raise bad_setting(f"these {len(msgs)} message(s) make {size} bytes on the wire; one Send "
+                              f"carries at most {MAX_BYTES} bytes ({MAX_BYTES // 1024} KiB).",
+                              "Send shorter or fewer messages, e.g. ['hello', 'world'].", why)
+        if recvs > MAX_RECVS:
+            raise bad_setting(f"at recv size {bufsize}, the server would call recv() {recvs} times for "
+                              f"these {size} bytes; one Send shows at most {MAX_RECVS} recv() calls.",
+                              f"Raise the recv size to at least {-(-size // MAX_RECVS)}, or send fewer "
+                              "bytes.", why)
 
     def stop(self):
         """Stop the server (called when the cell that made the panel is re-run)."""
@@ -198,6 +238,18 @@ class FramingPanel(ServerPanel):
         return show(self.trace, order=order)
 
 
+def _message_list(messages) -> list:
+    """``messages`` (a list or tuple of str and bytes, or one str or bytes) as a list of bytes;
+    else a ConfigError."""
+    if isinstance(messages, (str, bytes, bytearray, memoryview)):
+        return [check_data("messages", messages)]
+    if not isinstance(messages, (list, tuple)):
+        raise bad_setting(f"messages must be a list of str or bytes, got {type(messages).__name__} "
+                          f"{shown(messages)}.", "Pass e.g. messages=['hello', 'world'] (or b'hello' for "
+                          "one message).", "Each item is one message the client writes.")
+    return [check_data(f"messages[{i}]", m) for i, m in enumerate(messages)]
+
+
 class NaglePanel(Panel):
     """Time request/reply round trips on loopback TCP: Nagle on or off, one write or two.
 
@@ -214,6 +266,8 @@ class NaglePanel(Panel):
                  name: str | None = None):
         check_range("rounds", rounds, *ROUNDS_RANGE)
         check_range("size", size, 1, 60000)
+        check_bool("nodelay", nodelay)
+        check_bool("split", split)
         self.results: dict = {}
         self.rounds = W.BoundedIntText(value=rounds, min=ROUNDS_RANGE[0], max=ROUNDS_RANGE[1],
                                        description="rounds")  # a slider's handle would have no name

@@ -15,26 +15,44 @@ from ..notebook import Rich, show
 from ..render.html import CSS, colour
 from ..servers import Server
 from ..trace import Trace
-from .base import ServerPanel, check_choice
+from .base import Choice, ServerPanel, bad_setting, check_choice, check_data, check_text, shown
 
 METHODS = ("GET", "HEAD", "POST", "DELETE")
 
 
+def check_path(path) -> str:
+    """``path`` if the panel can put it in a request line ('' means '/'); else a ConfigError."""
+    path = check_text("path", path, example="/echo") or "/"
+    # the request line is 'METHOD path HTTP/1.1': a space or line end would end the path early and
+    # let the rest pose as the version or a header; a non-ASCII character has no single byte
+    if not path.startswith("/") or not all("!" <= c <= "~" for c in path):
+        raise bad_setting(f"path={shown(path)} is not a path this panel can put in a request line.",
+                          "Start the path with '/' and leave out spaces; write other characters "
+                          "percent-encoded, e.g. '/echo' or '/caf%C3%A9'.",
+                          "The request line is 'METHOD path HTTP/1.1', split at spaces and ended by "
+                          "CRLF; a path is printable ASCII from '/' on (RFC 9112).")
+    return path
+
+
 class HTTPPanel(ServerPanel):
     """Start server, Send request, Stop server; methods ``start_server()``,
-    ``send_request(method, path, body)`` and ``stop_server()`` do the same from code.
+    ``send_request(method, path, body)`` and ``stop_server()`` do the same from code. A method
+    returns its result, or None after a failure, which the alert box explains (the exception is in
+    ``last``).
 
     The server omits the Date header so a recorded transcript is the same on every run.
     Re-running the cell that made the panel stops the old panel's server.
     """
 
-    def __init__(self, method: str = "GET", path: str = "/", body: str = "", name: str | None = None):
+    def __init__(self, method: str = "GET", path: str = "/", body: str | bytes = "",
+                 name: str | None = None):
         check_choice("method", method, METHODS)
+        path, body = check_path(path), check_text("body", body)
         self.trace = Trace()
         self.server: Server | None = None
         self.handler: Handler | None = None
         self.last = None  # the last Response (or the exception a button caught)
-        self.method = W.Dropdown(options=METHODS, value=method, description="method")
+        self.method = Choice("method", options=METHODS, value=method, description="method")
         self.path = W.Text(value=path, description="path")
         self.body = W.Text(value=body, description="body", placeholder="(for POST)")
         self.buttons = self._buttons((("Start server", self.start_server, "success"),
@@ -59,9 +77,18 @@ class HTTPPanel(ServerPanel):
         return show(self.trace, order="side")
 
     def wire(self, last: int | None = None) -> Rich:
-        """The full bytes of each request and response the server handled (``last`` n only)."""
+        """The full bytes of each request and response the server handled (the ``last`` n only:
+        0 shows none; a negative n is refused with a ConfigError)."""
         exchanges = self.handler.exchanges if self.handler is not None else []
         if last is not None:
+            if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+                raise bad_setting(f"last={shown(last)} is not a number of exchanges (0 or more).",
+                                  "Use e.g. last=1 for the latest request and response, or leave "
+                                  "last out to see them all.",
+                                  "wire(last=n) shows the n most recent exchanges; a negative n "
+                                  "(or one that is not a whole number) counts nothing.")
+            if last == 0:  # exchanges[-0:] would be all of them
+                return Rich("(no requests shown: last=0)")
             exchanges = exchanges[-last:]
         if not exchanges:
             return Rich("(no requests yet)")
@@ -90,14 +117,25 @@ class HTTPPanel(ServerPanel):
             return self.server
         return self._act("start server", go)
 
-    def send_request(self, method: str | None = None, path: str | None = None, body: str | None = None):
-        """One request on a new connection (Connection: close); returns the parsed Response."""
+    def send_request(self, method: str | None = None, path: str | None = None,
+                     body: str | bytes | None = None):
+        """One request on a new connection (Connection: close); returns the parsed Response, or
+        None after a failure (explained in the alert box). An argument left out (None) comes from
+        its control; one given is checked as the constructor checks it (ConfigError, nothing
+        sent). ``body``: a str (sent as UTF-8) or bytes."""
+        if method is not None:
+            check_choice("method", method, METHODS)
+        if path is not None:
+            path = check_path(path)
+        if body is not None:
+            body = check_data("body", body)
+
         def go():
             if self.server is None or not self.server.running:
                 self.start_server()
-            m = method or self.method.value
-            p = path or self.path.value or "/"
-            b = (self.body.value if body is None else body).encode("utf-8")
+            m = self.method.value if method is None else method
+            p = check_path(self.path.value) if path is None else path  # the box: explained in the alert
+            b = self.body.value.encode("utf-8") if body is None else body
             headers = {"Content-Type": "text/plain; charset=utf-8"} if b or m == "POST" else {}
             resp = request(self.server.address, m, p, headers, b if (b or m == "POST") else b"",
                            trace=self.trace, side=self.trace.new_side("client"))

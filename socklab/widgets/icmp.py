@@ -14,7 +14,7 @@ from ..config import can_raw
 from ..notebook import Rich, show
 from ..servers import ping as _ping
 from ..trace import Trace
-from .base import Panel, Timeout, check_choice, check_range
+from .base import Choice, Panel, Timeout, check_choice, check_range
 
 HOSTS = ("127.0.0.1", "::1")
 COUNT_RANGE = (1, 10)  # the count box's limits: each ping may wait ``timeout`` seconds
@@ -34,7 +34,7 @@ class PingPanel(Panel):
         self.trace = Trace()
         self.steps: list = []
         self.last = None
-        self.host = W.Dropdown(options=HOSTS, value=host, description="host")
+        self.host = Choice("host", options=HOSTS, value=host, description="host")
         self.count = W.BoundedIntText(value=count, min=COUNT_RANGE[0], max=COUNT_RANGE[1],
                                       description="count")
         self.ping_button = W.Button(description="Ping", button_style="info")
@@ -65,8 +65,9 @@ class PingPanel(Panel):
 
     def ping(self, host: str | None = None, count: int | None = None):
         """Send ``count`` echo requests to ``host`` and wait for each reply (``timeout`` each).
-        A count outside the count box's range 1..10 raises ConfigError: nothing is sent."""
-        host = host or self.host.value
+        An argument left out (None) comes from its control; one the control does not offer (a host
+        other than 127.0.0.1 and ::1, a count outside 1..10) raises ConfigError: nothing is sent."""
+        host = self.host.value if host is None else check_choice("host", host, HOSTS)
         count = self.count.value if count is None else _check_count(count)
         self.alert.value = ""
         try:

@@ -15,8 +15,8 @@ import ipywidgets as W
 from ..errors import explain as _explain
 from ..notebook import Rich, show
 from ..servers import Server
-from ..trace import Trace
-from .base import ServerPanel, check_choice
+from ..trace import Data, Trace
+from .base import Choice, ServerPanel, check_bool, check_choice, check_data, check_text
 
 HOSTNAMES = ("localhost", "127.0.0.1", "example.org")
 VERSIONS = {"TLS 1.3": ssl.TLSVersion.TLSv1_3, "TLS 1.2": ssl.TLSVersion.TLSv1_2}
@@ -25,13 +25,17 @@ VERSIONS = {"TLS 1.3": ssl.TLSVersion.TLSv1_3, "TLS 1.2": ssl.TLSVersion.TLSv1_2
 class TLSPanel(ServerPanel):
     """Buttons Start TLS server, Connect, Send, Close client, Stop server; methods ``start_server()``,
     ``connect()``, ``send_message(text)``, ``close_client()``, ``stop_server()`` do the same from code.
-    Re-running the cell that made the panel stops what the old one started.
+    A method returns its result, or None after a failure, which the alert box explains and the
+    transcript records (the exception is in ``last``). Re-running the cell that made the panel stops
+    what the old one started.
     """
 
     def __init__(self, trust_ca: bool = True, hostname: str = "localhost", version: str = "TLS 1.3",
-                 message: str = "hello", name: str | None = None):
+                 message: str | bytes = "hello", name: str | None = None):
+        check_bool("trust_ca", trust_ca)
         check_choice("hostname", hostname, HOSTNAMES)
         check_choice("version", version, tuple(VERSIONS))
+        message = check_text("message", message)
         from .. import tls  # imports nothing heavy; trustme is imported when certificates are made
         self._tls = tls
         self.trace = Trace()
@@ -43,8 +47,8 @@ class TLSPanel(ServerPanel):
         self._label = ""
         self._errors_seen = 0
         self.trust = W.Checkbox(value=trust_ca, description="client trusts the teaching CA", indent=False)
-        self.hostname = W.Dropdown(options=HOSTNAMES, value=hostname, description="server_hostname")
-        self.version = W.Dropdown(options=tuple(VERSIONS), value=version, description="max version")
+        self.hostname = Choice("hostname", options=HOSTNAMES, value=hostname, description="server_hostname")
+        self.version = Choice("version", options=tuple(VERSIONS), value=version, description="max version")
         self.message = W.Text(value=message, description="message")
         self.buttons = self._buttons((("Start TLS server", self.start_server, "success"),
                                  ("Connect", self.connect, "info"), ("Send", self.send_message, "info"),
@@ -128,7 +132,8 @@ class TLSPanel(ServerPanel):
         return self._act("start server", go)
 
     def connect(self):
-        """TCP connect, then the TLS handshake with the chosen trust, host name and version."""
+        """TCP connect, then the TLS handshake with the chosen trust, host name and version; returns
+        the client's TLS stream, or None if the handshake failed (explained in the alert box)."""
         def go():
             self._close_client()
             if self.server is None or not self.server.running:
@@ -151,27 +156,32 @@ class TLSPanel(ServerPanel):
             return self.client
         return self._act("connect", go)
 
-    def send_message(self, text: str | None = None):
-        """Encrypt and send the message; read the echo; return it."""
+    def send_message(self, text: str | bytes | None = None):
+        """Encrypt and send ``text`` (a str, sent as UTF-8, or bytes; default: the message box);
+        read the echo; return it, or None after a failure (explained in the alert box)."""
+        data = None if text is None else check_data("text", text)
+
         def go():
             if self.client is None:
                 self.connect()
             if self.client is None:
                 return None
-            data = (self.message.value if text is None else text).encode("utf-8")
+            msg = self.message.value.encode("utf-8") if data is None else data
             before = len(self.client.sent)
-            self.client.sendall(data)
+            self.client.sendall(msg)
             recs = self._tls.records(self.client.sent[before:])
             reply = b""
-            while len(reply) < len(data):
+            while len(reply) < len(msg):
                 chunk = self.client.recv(65536)
                 if not chunk:
                     break
                 reply += chunk
             sizes = ", ".join(str(r.length) for r in recs)
-            self.steps.append(f"send {data!r}: {len(recs)} application_data record(s) of {sizes} bytes "
-                            f"on the wire; echo {reply!r}")
-            self.status.value += f"<br>sent {_html.escape(repr(data))}, echo {_html.escape(repr(reply))}"
+            # Data: the first bytes only (as the trace keeps them): a huge message must not bloat the page
+            sent, echo = repr(Data(msg)), repr(Data(reply))
+            self.steps.append(f"send {sent}: {len(recs)} application_data record(s) of {sizes} bytes "
+                              f"on the wire; echo {echo}")
+            self.status.value += f"<br>sent {_html.escape(sent)}, echo {_html.escape(echo)}"
             return reply
         return self._act("send", go)
 
