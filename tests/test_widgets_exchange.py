@@ -183,3 +183,18 @@ def test_a_message_setting_of_the_wrong_type_is_explained():
     with pytest.raises(ConfigError) as err:
         ExchangePanel(message=5, name="t-ex-type")
     assert "message must be text (str or bytes), got int 5" in err.value.explanation.what
+
+
+def test_recv_0_is_refused_and_not_called_the_end_of_the_stream(leakcheck):
+    """recv(0) returns b'' at once with data waiting: the panel must not call that end of stream."""
+    p = ExchangePanel(name="t-recv0")
+    try:
+        p.connect()
+        p.client_send(b"abc")
+        with pytest.raises(ConfigError) as err:
+            p.server_recv(0)
+        assert "recv(0) returns b'' at once" in str(err.value)
+        assert "end of stream" not in p.transcript().text
+        assert p.server_recv(1024) == b"abc"  # the data was there all along
+    finally:
+        p.stop()

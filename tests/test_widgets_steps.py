@@ -294,3 +294,22 @@ def test_a_timed_out_exchange_names_the_recv_that_waited(leakcheck):
     assert p.error.what == "recv() waited for its whole timeout and no data arrived."
     assert "exchange()" not in p.alert.value and "who sends first" in p.alert.value
     p.reset()
+
+
+def test_a_message_utf8_cannot_encode_is_explained_and_the_demo_stops_there(leakcheck):
+    p = StepPanel(name="t-surrogate")
+    try:
+        p.message.value = "ab\udcff"  # what errors='surrogateescape' leaves for a byte 0xff
+        text = p.run_demo().text
+        assert "sendall" not in text and "exchange" not in text, text  # stopped before sending
+        assert "cannot encode" in p.alert.value and "position 2" in p.alert.value
+    finally:
+        p.reset()
+
+
+def test_check_data_explains_a_str_utf8_cannot_encode():
+    from socklab import ConfigError
+    from socklab.widgets.base import check_data
+    with pytest.raises(ConfigError) as err:
+        check_data("message", "ab\udcff")
+    assert "'\\udcff' at position 2" in str(err.value)

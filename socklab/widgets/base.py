@@ -96,11 +96,24 @@ def check_text(name: str, value, example: str = "hello") -> str:
     return value
 
 
+def unencodable(name: str, value: str, exc: UnicodeEncodeError) -> str:
+    """'message has a character UTF-8 cannot encode: '\\udcff' at position 3.'"""
+    return (f"{name} has a character UTF-8 cannot encode: {value[exc.start:exc.end]!r} at position "
+            f"{exc.start}.")
+
+
 def check_data(name: str, value) -> bytes:
     """What a message or body argument sends: a str encoded as UTF-8, bytes (or bytearray,
     memoryview) as they are; else a ConfigError."""
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise bad_setting(unencodable(name, value, exc),
+                              f"Pass {name} as bytes, or as text without that character.",
+                              "Sockets send bytes: the panel encodes a str as UTF-8, and UTF-8 has "
+                              "no bytes for a lone surrogate (what decoding with "
+                              "errors='surrogateescape' leaves for bytes that were not UTF-8).") from None
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise bad_setting(f"{name} must be a str or bytes, got {type(value).__name__} {shown(value)}.",

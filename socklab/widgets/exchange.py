@@ -20,6 +20,10 @@ from .base import Choice, Panel, Timeout, bad_setting, check_data, check_range, 
 
 SIDES = ("client", "server")
 BUFSIZE_RANGE = (1, 1 << 20)  # the recv size box's limits: recv(n) sets aside n bytes
+# recv(0) is allowed by the OS but would mislead here: it returns b'' at once, whatever is waiting.
+BUFSIZE_WHY = ("recv(n) returns at most n bytes and sets aside n bytes for them. recv(0) returns b'' "
+               "at once, whatever is waiting, and that b'' is not the end of the stream: only a "
+               "recv(n) with n >= 1 that returns b'' means the peer sends no more.")
 HOWS = {socket.SHUT_RD: "SHUT_RD", socket.SHUT_WR: "SHUT_WR", socket.SHUT_RDWR: "SHUT_RDWR"}
 
 
@@ -64,7 +68,7 @@ class ExchangePanel(Panel):
                  name: str | None = None):
         self.timeout = timeout  # first: a bad one is refused before anything exists
         message = check_text("message", message)
-        check_range("bufsize", bufsize, *BUFSIZE_RANGE)
+        check_range("bufsize", bufsize, *BUFSIZE_RANGE, why=BUFSIZE_WHY)
         self.trace = Trace(coalesce=False)
         self.client: TracedSocket | None = None
         self.server: TracedSocket | None = None   # the server's end of the connection
@@ -198,7 +202,7 @@ class ExchangePanel(Panel):
 
     def _xrecv(self, side, bufsize):
         if bufsize is not None:
-            check_range("bufsize", bufsize, *BUFSIZE_RANGE)
+            check_range("bufsize", bufsize, *BUFSIZE_RANGE, why=BUFSIZE_WHY)
 
         def go():
             end = self._end(side)

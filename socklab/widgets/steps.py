@@ -26,7 +26,7 @@ from ..errors import explain
 from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html, table_html, warning_html
 from ..trace import Data, Trace, TracedSocket
-from .base import Panel, Timeout, check_choice, check_range, family_name, type_name
+from .base import Panel, Timeout, check_choice, check_range, family_name, type_name, unencodable
 from ..runtime import Thread
 
 try:  # the kernel-state table renderer (another module of the package; optional here)
@@ -424,7 +424,8 @@ class StepPanel(Panel):
         else:
             order = ("server", "server", "client", "client", "server", "client", "client", "server")
         for side in order:
-            self._step(side)
+            if self._step(side) is None:  # the step could not be made (the alert says why)
+                break
             if not self.wait():
                 break
         return self.history()
@@ -527,7 +528,11 @@ class StepPanel(Panel):
                             backlog=self.backlog.value).validate()
 
     def _msg(self) -> bytes:
-        return self.message.value.encode("utf-8")
+        try:
+            return self.message.value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, set from code
+            raise NotYet(unencodable("The message", self.message.value, exc)
+                         + " Type the message again without it.") from None
 
     # ---- server steps: each returns (python code, action)
     def _server_socket(self):
