@@ -60,6 +60,7 @@ class Env:
         self._cleanups: list = []
         self._panel = None
         self.reset_done = threading.Event()
+        self.connected = threading.Event()  # the client's connect() has returned
         self.release = threading.Event()
         self.closed = False
 
@@ -115,8 +116,11 @@ class Env:
         return srv
 
     def resetting_server(self) -> Server:
-        """Accepts, then closes with SO_LINGER (1, 0): the kernel sends RST instead of FIN."""
+        """Accepts, then, once the client's connect() has returned, closes with SO_LINGER (1, 0):
+        the kernel sends RST instead of FIN. (A reset before that makes connect() itself fail with
+        ECONNRESET, when the client is slow to pick up its finished handshake: not this case.)"""
         def reset(conn, server):
+            self.connected.wait(TIMEOUT)
             conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
             self.reset_done.set()
@@ -207,6 +211,7 @@ def click_send_to(peer, family="AF_INET", wait=None, **settings):
             set_panel(p, family=family, host=srv.address[0], port=srv.address[1], **settings)
         p.connect()
         assert p.client is not None, p.alert.value
+        env.connected.set()
         if wait is not None:
             assert getattr(env, wait).wait(TIMEOUT), f"{wait} never happened"
         p.send_message()
@@ -556,7 +561,8 @@ CASES = [
 
     # ---- peers with bad manners
     Case("peer-resets", with_peer(lambda env: env.resetting_server(),
-                                  lambda c, s, e: (c.connect(), e.reset_done.wait(TIMEOUT), c.request(b"hi"))),
+                                  lambda c, s, e: (c.connect(), e.connected.set(), e.reset_done.wait(TIMEOUT),
+                                                   c.request(b"hi"))),
          ("Connection reset by peer", "Broken pipe"), ("close",),
          panel=click_send_to(lambda env: env.resetting_server(), wait="reset_done")),
     Case("peer-never-reads", with_peer(lambda env: env.never_reading_server(),
