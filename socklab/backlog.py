@@ -22,6 +22,7 @@ from .trace import Trace, TracedSocket
 from .runtime import Thread
 
 LAUNCH_GRACE = 0.05  # s a client may take to connect before the next starts: keeps the order stable
+CALLING_WAIT = 1.0   # s at most for the last client's thread to reach connect() (it takes ~1 ms)
 SAMPLE_EVERY = 0.1   # s between kernel-state samples while clients wait
 MAX_CLIENTS = 64     # one thread each: keep a shared classroom host safe
 MAX_WAIT = 60.0      # s at most for connect_timeout and accept_after: an experiment, not a service
@@ -133,7 +134,8 @@ class BacklogResult:
         lines = [f"listen({arg}) on {self.family}; {len(self.clients)} clients connect at once with a "
                  f"{self.connect_timeout:g} s timeout; the server "
                  + ("never calls accept()." if self.accept_after is None else
-                    f"starts accept() {self.accept_after:g} s after the last client started.")]
+                    f"starts accept() {self.accept_after:g} s after the last client called "
+                    "connect().")]
         if self.backlog_in_force is not None:
             lines.append(f"backlog in force: {self.backlog_in_force} (Send-Q in ss -l) -> the accept queue "
                          f"holds {self.capacity}")
@@ -184,7 +186,7 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
     Clients start one after another (each gets ``LAUNCH_GRACE`` to finish) but wait concurrently.
     The listener's queue, backlog in force and SYN-SENT clients are sampled after each connect()
     returns and every ``SAMPLE_EVERY`` s while some wait. With ``accept_after`` (seconds after the
-    last client started) the server then accept()s everything, letting waiting clients in.
+    last client called connect()) the server then accept()s everything, letting waiting clients in.
     ``stop.set()`` (a StopSignal, from another thread) ends it at once: clients still in connect()
     are shut down and marked "stopped".
     """
@@ -209,9 +211,11 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
             s.settimeout(connect_timeout)
         res.clients = [ClientOutcome(s.side) for s in socks]
         done = [threading.Event() for _ in socks]
+        calling = threading.Event()  # the last client started is about to call connect()
         t0 = time.perf_counter()
         for i, s in enumerate(socks):
-            t = Thread(target=_connect, args=(s, address, res.clients[i], done[i], wake_w),
+            calling.clear()
+            t = Thread(target=_connect, args=(s, address, res.clients[i], done[i], wake_w, calling),
                        name=f"socklab-backlog-{s.side}")
             t.start()
             threads.append(t)
@@ -219,6 +223,11 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
                 done[i].wait(LAUNCH_GRACE)
             if stop is not None and stop.is_set():
                 break
+        # accept_after counts from the last client's connect(), not from its thread's start: on a
+        # busy machine a thread can take a while to run, and an accept() before its SYN would let
+        # it in at once, as if the queue had never been full.
+        if stop is None or not stop.is_set():
+            calling.wait(CALLING_WAIT)
         _watch(res, listener, address, done[:len(threads)], wake_r, sel, conns, t0, stop)
     finally:
         if stop is not None:
@@ -248,9 +257,11 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
     return res
 
 
-def _connect(sock, address, out: ClientOutcome, done: threading.Event, wake):
+def _connect(sock, address, out: ClientOutcome, done: threading.Event, wake,
+             calling: threading.Event):
     """One client: connect, record the outcome; close at once on failure, as a real program would."""
     start = time.perf_counter()
+    calling.set()
     try:
         sock.connect(address)
         out.outcome = "connected"

@@ -31,7 +31,7 @@ def test_backlog_plus_one_connect_and_the_rest_time_out(backlog, leakcheck):
 
 def test_waiting_clients_get_in_when_the_server_accepts(leakcheck):
     # the kernel retries a dropped SYN after about 1 s; the connect timeout leaves room for that.
-    # accept() starts 0.5 s after the last client started: its first SYN was surely dropped by then.
+    # accept() starts 0.5 s after the last client called connect(): its first SYN was surely dropped by then.
     r = run_backlog_experiment(1, clients=3, connect_timeout=3.0, accept_after=0.5)
     assert [c.outcome for c in r.clients] == ["connected", "connected", "connected after accept"]
     assert sorted(c.accepted_as for c in r.clients) == ["server/conn1", "server/conn2", "server/conn3"]

@@ -386,8 +386,8 @@ class BacklogPanel(BackgroundPanel):
         self.accept_after = W.BoundedFloatText(value=0.2 if accept_after is None else accept_after,
                                                min=ACCEPT_RANGE[0], max=ACCEPT_RANGE[1], step=0.1,
                                                description="delay (s)",
-                                               tooltip="seconds after the last client started until "
-                                                       "the server calls accept()",
+                                               tooltip="seconds after the last client called "
+                                                       "connect() until the server calls accept()",
                                                disabled=accept_after is None)
         self.accepts.observe(lambda ch: setattr(self.accept_after, "disabled", not ch["new"]),
                              names="value")
@@ -457,9 +457,9 @@ class BacklogPanel(BackgroundPanel):
             family: str | None = None, wait: bool = True) -> BacklogResult | None:
         """One experiment with the controls' settings (arguments set the controls first).
 
-        ``accept_after``: seconds after the last client started when the server starts accept()ing;
-        None means never; leave it out to keep the checkbox's choice. With ``wait`` (the default
-        from code) returns the ``BacklogResult``; the button runs it in the background.
+        ``accept_after``: seconds after the last client called connect() when the server starts
+        accept()ing; None means never; leave it out to keep the checkbox's choice. With ``wait``
+        (the default from code) returns the ``BacklogResult``; the button runs it in the background.
         """
         if backlog is not None:
             _check_range("backlog", backlog, *BACKLOG_RANGE)
