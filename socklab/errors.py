@@ -704,6 +704,9 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
 def _explain(exc: BaseException, address=None, call: str | None = None, origin=None) -> Explanation:
     if isinstance(exc, SocklabError):
         return exc.explanation
+    own = getattr(exc, "socklab_explanation", None)
+    if callable(own):  # an error of a layer above sockets that explains itself (http.HTTPError)
+        return own()
     if origin is None and isinstance(exc, (TimeoutError, TypeError)):
         try:
             origin = _origin(exc)

@@ -22,6 +22,7 @@ from email.utils import formatdate
 from urllib.parse import parse_qsl, urlsplit
 
 from . import runtime
+from .errors import Explanation
 from .servers import DEFAULT_TIMEOUT, Server, _number
 from .trace import Trace, TracedSocket, call_before as _before
 from .runtime import Thread
@@ -49,6 +50,19 @@ class HTTPError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(f"{status} {REASONS.get(status, '')}: {message}")
         self.status, self.message = status, message
+
+    def socklab_explanation(self) -> Explanation:
+        """What socklab.explain() shows for it (an HTTP error, not a socket error)."""
+        return Explanation(
+            "Not a valid HTTP message", f"The HTTP message could not be read: {self.message}.",
+            "HTTP/1.1 frames each message itself: a head of lines ending in \\r\\n up to an empty "
+            "line, then exactly Content-Length bytes of body. A message that breaks off or breaks "
+            f"those rules cannot be read; a server answers one with a 4xx status (here {self.status} "
+            f"{REASONS.get(self.status, '')}).",
+            "Look at the raw bytes (the HTTP panel's wire(), or the trace): every line ends in "
+            "\\r\\n, the head in an empty line, and the body has Content-Length bytes. If the peer "
+            "closed early, look at its side: it may have refused the message or failed.",
+            f"HTTPError: {self}", "http")
 
 
 # ---- messages

@@ -467,3 +467,15 @@ def test_404_shows_a_utf8_path_as_sent(srv):
     assert out.startswith(b"HTTP/1.1 404 ")
     assert out.endswith("no page at /é\n".encode("utf-8"))
     assert H.request(srv.address, target="/é").body == "no page at /é\n".encode()  # Latin-1 on the wire
+
+
+def test_an_http_error_is_explained_as_http_not_as_a_socket_error():
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")  # the peer breaks off inside the head
+        b.close()
+        with pytest.raises(socklab.http.HTTPError) as err:
+            socklab.http.read_response(a)
+    exp = socklab.explain(err.value)
+    assert exp.title == "Not a valid HTTP message"
+    assert "the connection ended inside the headers" in exp.what and "Content-Length" in exp.why

@@ -111,3 +111,14 @@ def test_an_unknown_scenario_is_explained_with_the_choices():
         p.run("nope")
     assert p.scenario.value == "refused" and p.outcomes == []
     p.stop()
+
+
+def test_transcript_last_0_shows_none_and_a_negative_count_is_refused(leakcheck):
+    panel = ErrorExplorer(name="t-el-last")
+    panel.run("reset")
+    panel.run("in_use")
+    assert "scenario:" not in panel.transcript(last=0).text  # outcomes[-0:] would be all of them
+    assert panel.transcript(last=2).text.count("scenario:") == 2
+    with pytest.raises(socklab.ConfigError) as err:
+        panel.transcript(last=-1)
+    assert "last=-1 is not a number of scenarios" in str(err.value)

@@ -96,6 +96,20 @@ def check_text(name: str, value, example: str = "hello") -> str:
     return value
 
 
+def last_n(items: list, last, what: str) -> list:
+    """The ``last`` n of ``items`` (all for None, none for 0: items[-0:] would be all of them); a
+    negative or non-integer n is refused with a ConfigError. ``what`` names the items ('exchanges')."""
+    if last is None:
+        return list(items)
+    if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+        raise bad_setting(f"last={shown(last)} is not a number of {what} (0 or more).",
+                          f"Use e.g. last=1 for the latest of the {what}, or leave last out to see "
+                          "them all.",
+                          f"last=n shows the n most recent {what}; a negative n (or one that is "
+                          "not a whole number) counts nothing.")
+    return list(items[-last:]) if last else []
+
+
 def unencodable(name: str, value: str, exc: UnicodeEncodeError) -> str:
     """'message has a character UTF-8 cannot encode: '\\udcff' at position 3.'"""
     return (f"{name} has a character UTF-8 cannot encode: {value[exc.start:exc.end]!r} at position "

@@ -21,7 +21,7 @@ from ..notebook import Rich
 from ..render.html import CSS, explanation_html, transcript_html
 from ..render.text import side_by_side
 from ..trace import Sym, Trace, TracedSocket
-from .base import Panel, check_choice
+from .base import Panel, check_choice, last_n
 
 LOOPBACK = ("127.0.0.1", 0)
 TIMEOUT = 0.1  # seconds: the short timeouts the scenarios provoke
@@ -273,7 +273,9 @@ class ErrorExplorer(Panel):
 
     def transcript(self, last: int | None = None) -> Rich:
         """The scenarios run so far (or the ``last`` few) as text, and the explanations as HTML."""
-        outs = self.outcomes if last is None else self.outcomes[-last:]
+        outs = last_n(self.outcomes, last, "scenarios")
+        if last == 0:
+            return Rich("(no scenario shown: last=0)")
         if not outs:
             return Rich("(no scenario run yet)")
         text = "\n\n".join(o.text() for o in outs)

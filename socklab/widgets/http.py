@@ -15,7 +15,8 @@ from ..notebook import Rich, show
 from ..render.html import CSS, colour
 from ..servers import Server
 from ..trace import Trace
-from .base import Choice, ServerPanel, bad_setting, check_choice, check_data, check_text, shown
+from .base import (Choice, ServerPanel, bad_setting, check_choice, check_data, check_text, last_n,
+                   shown)
 
 METHODS = ("GET", "HEAD", "POST", "DELETE")
 
@@ -79,17 +80,10 @@ class HTTPPanel(ServerPanel):
     def wire(self, last: int | None = None) -> Rich:
         """The full bytes of each request and response the server handled (the ``last`` n only:
         0 shows none; a negative n is refused with a ConfigError)."""
-        exchanges = self.handler.exchanges if self.handler is not None else []
-        if last is not None:
-            if isinstance(last, bool) or not isinstance(last, int) or last < 0:
-                raise bad_setting(f"last={shown(last)} is not a number of exchanges (0 or more).",
-                                  "Use e.g. last=1 for the latest request and response, or leave "
-                                  "last out to see them all.",
-                                  "wire(last=n) shows the n most recent exchanges; a negative n "
-                                  "(or one that is not a whole number) counts nothing.")
-            if last == 0:  # exchanges[-0:] would be all of them
-                return Rich("(no requests shown: last=0)")
-            exchanges = exchanges[-last:]
+        exchanges = last_n(self.handler.exchanges if self.handler is not None else [], last,
+                           "exchanges")
+        if last == 0:
+            return Rich("(no requests shown: last=0)")
         if not exchanges:
             return Rich("(no requests yet)")
         parts, html = [], []
