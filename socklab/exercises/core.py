@@ -330,6 +330,7 @@ class Context:
         self._closing = False
         self._closers: list = []
         self._fds: dict = {}              # id(owned socket) -> (fd, inode) when it was owned
+        self._released: set = set()       # id()s of sockets owned only because the code raised
         self._fds_before = socket_fds()
         self._threads_before = set(threading.enumerate())
         self._checker = threading.current_thread()
@@ -404,8 +405,10 @@ class Context:
 
     def unclosed(self) -> list:
         """Sockets the learner's code created, has finished with, never closed, and did not hand
-        to the check (a returned socket is owned by the case)."""
-        return [m for m in self.made if m.done() and id(m.sock) not in self._fds and m.left_open()]
+        to the check (a returned socket is owned by the case; one its raising code still held is
+        owned too, but was not handed over: it counts)."""
+        return [m for m in self.made if m.done() and m.left_open()
+                and (id(m.sock) not in self._fds or id(m.sock) in self._released)]
 
     # -- running learner code
     def start(self, fn, *args, what: str = "your function", on_end=None) -> "Run":
@@ -499,6 +502,7 @@ class Context:
                     sock = item if isinstance(item, _SOCKET) else getattr(item, "sock", None)
                     if isinstance(sock, _SOCKET) and sock not in self._sockets:
                         self.own(sock)
+                        self._released.add(id(sock))
         traceback.clear_frames(exc.__traceback__)  # skips (does not raise for) running frames
 
     # -- waking and ending
