@@ -5,6 +5,8 @@ explanation and is what socklab raises for bad input.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dis
 import errno
 import ipaddress
@@ -430,32 +432,43 @@ def _origin(exc: BaseException) -> tuple | None:
     while tb is not None and len(entries) < 200:
         entries.append(tb)
         tb = tb.tb_next
+    found = None  # ('call', name): the outermost name so far of the call that failed
     for tb in reversed(entries):
         code = tb.tb_frame.f_code
         try:
             op, callee = _instruction(code, tb.tb_lasti)
-        except Exception:  # bytecode this Python's dis cannot read: no guess
-            return None
+        except Exception:  # bytecode this Python's dis cannot read: no (further) guess
+            return found
         library = code.co_filename.startswith(_LIBRARY_DIRS)
         if op.startswith("RAISE") or op == "RERAISE":
+            if found is not None:  # a re-raise of the call's own error
+                return found
             if code.co_name in _WAIT_CALLS:
                 return ("wait", code.co_name)
             if library and code.co_name in _SOCKET_CALLS:  # e.g. socket.py's sendfile timeout
                 return ("call", code.co_name)
             return ("raise", code.co_name)
+        name = None
         if op.startswith("CALL"):
             # A library wrapper is named after the call it makes: socket.py's accept() calls
             # _accept(), create_connection() calls connect(), TracedSocket.connect() calls _do().
             if library and (code.co_name in _SOCKET_CALLS or code.co_name in _WAIT_CALLS):
-                return ("call", code.co_name)
-            if callee in _SOCKET_CALLS or callee in _WAIT_CALLS:
-                return ("call", callee)
+                name = code.co_name
+            elif callee in _SOCKET_CALLS or callee in _WAIT_CALLS:
+                name = callee
+        # Outward, the same kind of call keeps its caller's name: ssl's sendall() loops over its
+        # send() (a sendall may have sent part of the data, a send nothing), its recv() calls read().
+        if name is not None and (found is None or _call_kind(name) == _call_kind(found[1])):
+            found = ("call", name)
         if not library:
-            return None  # the learner's own frame, and no socket call named: do not guess further
-    return None
+            return found  # the learner's own frame: no guess beyond it
+    return found
 
 
 # ---- timeouts: each kind of call waits for something else
+
+# Python 3.10's Future.result() and asyncio raise their own TimeoutError (the builtin from 3.11 on).
+_TIMEOUTS = tuple({TimeoutError, concurrent.futures.TimeoutError, asyncio.TimeoutError})
 
 _PARTIAL_SENDS = ("sendall", "sendfile")   # may have sent part of the data when they time out
 _WHOLE_SENDS = ("send", "sendto", "sendmsg")  # one that times out has sent nothing
@@ -615,6 +628,11 @@ def _address_problem(msg: str, address) -> tuple:
                 return (f"{address!r} is a path, an AF_UNIX address; this {family} socket needs a "
                         "tuple (host, port)", "Make the socket AF_UNIX to use a path, or give a "
                         "tuple such as ('127.0.0.1', 8080).")
+            if address.count(":") > 1:  # IPv6: its own colons hide whether a port follows
+                return (f"{address!r} is one str with an IPv6 address in it: the port is missing, "
+                        "or it follows another colon, which nothing can tell apart from the "
+                        "address's own", "Write a tuple: the IPv6 host and the port as two items, "
+                        "the port an int, e.g. ('::1', 8080).")
             return (f"{address!r} is a host alone, one str; the port is missing",
                     f"Write ({address!r}, 8080), with your port number as an int.")
         if kind == "str":
@@ -707,7 +725,7 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
     own = getattr(exc, "socklab_explanation", None)
     if callable(own):  # an error of a layer above sockets that explains itself (http.HTTPError)
         return own()
-    if origin is None and isinstance(exc, (TimeoutError, TypeError)):
+    if origin is None and isinstance(exc, (*_TIMEOUTS, TypeError)):
         try:
             origin = _origin(exc)
         except Exception:  # explain() never raises: without a traceback reading, no guess
@@ -741,7 +759,7 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
             return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)
         return Explanation("Address lookup failed", f"getaddrinfo could not use the address{addr}.",
                            str(exc), "Use a numeric address like '127.0.0.1' or '::1'.", short, name)
-    if isinstance(exc, TimeoutError) and getattr(exc, "errno", None) in (None, 0):
+    if isinstance(exc, _TIMEOUTS) and getattr(exc, "errno", None) in (None, 0):
         # socket.timeout is TimeoutError (Python 3.10+); it has no errno when raised by settimeout().
         return _timeout(exc, call, origin, short)
     if isinstance(exc, BlockingIOError) and exc.errno == errno.EALREADY:

@@ -410,3 +410,37 @@ def test_a_descriptor_taken_over_by_wrap_socket_or_detach_is_explained(leakcheck
         assert e.title == "Bad file descriptor" and "already closed" in e.what
         assert "wrap_socket(sock) and sock.detach()" in e.why and "fileno() -1" in e.why
         assert "After wrap_socket(), use the socket it returned" in e.fix
+
+
+def test_a_tls_sendall_or_recv_timeout_is_named_as_the_learner_called_it(leakcheck):
+    """ssl's sendall() loops over its send(), its recv() calls read(): the explanation names the
+    call the code made (a sendall may have sent part of the data; a send, nothing)."""
+    import threading
+    import socklab.tls
+    certs = socklab.tls.Certificates()
+    srv, c, conn = connected_pair(small_buffers=True)
+    server_side = []
+
+    def handshake():  # the server's side of the handshake, then it never reads
+        server_side.append(certs.server_context().wrap_socket(conn, server_side=True))
+    t = threading.Thread(target=handshake)
+    t.start()
+    tls = certs.client_context().wrap_socket(c, server_hostname="localhost")
+    t.join(5)
+    with srv, tls, server_side[0]:
+        tls.settimeout(0.2)
+        recv_exc = provoke(lambda: tls.recv(10))
+        send_exc = provoke(lambda: tls.sendall(b"x" * 4_000_000))
+    e = explain(send_exc)
+    assert "sendall() waited" in e.what and "Part of the data may have been sent" in e.what, e.what
+    assert "has sent nothing" not in e.fix
+    assert explain(recv_exc).what == "recv() waited for its whole timeout and no data arrived."
+
+
+@pytest.mark.parametrize("address", ["::1:8080", "fe80::1%lo:8080"])
+def test_an_ipv6_host_and_port_in_one_str_is_not_split_wrongly(address, leakcheck):
+    with socket.socket(socket.AF_INET6) as s:
+        exc = provoke(lambda: s.connect(address), TypeError)
+    e = explain(exc, address, "connect")
+    assert "IPv6" in e.why and "('::1', 8080)" in e.fix, e.text()
+    assert f"({address!r}, 8080)" not in e.fix  # not a tuple whose host still holds the port
