@@ -127,7 +127,14 @@ def _widgets():
     (lambda w: w.ExchangePanel(name="t-choice"), "call", "'send', 'sendall'"),
     (lambda w: w.FramingPanel(name="t-choice"), "framing", "'none', 'delimiter', 'prefix'"),
     (lambda w: w.FramingPanel(name="t-choice"), "writes", "'each', 'one'"),
-], ids=["http-method", "tls-version", "ping-host", "exchange-call", "framing-kind", "framing-writes"])
+    (lambda w: w.LabPanel(name="t-choice"), "family", "'AF_INET', 'AF_INET6', 'AF_UNIX'"),
+    (lambda w: w.LabPanel(name="t-choice"), "type", "'SOCK_STREAM', 'SOCK_DGRAM'"),
+    (lambda w: w.StepPanel(name="t-choice"), "type", "'SOCK_STREAM', 'SOCK_DGRAM'"),
+    (lambda w: w.BindExplorer(name="t-choice"), "family", "'AF_INET', 'AF_INET6'"),
+    (lambda w: w.BacklogPanel(name="t-choice"), "family", "'AF_INET'"),
+    (lambda w: w.ManyClientsPanel(name="t-choice"), "style", "'iterative'"),
+], ids=["http-method", "tls-version", "ping-host", "exchange-call", "framing-kind", "framing-writes",
+        "lab-family", "lab-type", "steps-type", "bind-family", "backlog-family", "manyclients-style"])
 def test_a_choice_set_from_code_is_explained_and_not_taken(make, control, choices):
     """ipywidgets' own refusal is a TraitError 'Invalid selection: value not found' (a traceback
     wall); the panels' lists explain, naming the choices, and still raise a TraitError."""

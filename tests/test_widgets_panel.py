@@ -51,3 +51,15 @@ def test_a_number_outside_a_control_is_explained_not_clamped(make):
     with pytest.raises(socklab.ConfigError) as err:
         make()
     assert "outside this panel's range" in err.value.explanation.what
+
+
+def test_send_message_takes_bytes_and_explains_a_wrong_type(leakcheck):
+    p = LabPanel(name="t-send-types")
+    try:
+        p.start_server()
+        assert p.send_message(b"raw") == b"raw"
+        with pytest.raises(socklab.ConfigError) as err:
+            p.send_message(5)
+        assert "message must be a str or bytes, got int 5" in str(err.value)
+    finally:
+        p.stop()

@@ -20,7 +20,7 @@ from ..errors import ConfigError, Explanation, explain
 from ..notebook import Rich, show
 from ..render.html import colour, explanation_html, warnings_html
 from ..trace import Trace, TracedSocket
-from .base import Panel, check_choice, family_name, type_name
+from .base import Choice, Panel, check_choice, family_name, type_name
 
 FAMILIES = ("AF_INET", "AF_INET6") + (("AF_UNIX",) if hasattr(socket, "AF_UNIX") else ())
 TYPES = ("SOCK_STREAM", "SOCK_DGRAM")
@@ -86,14 +86,14 @@ class BindExplorer(Panel):
         self.attempts: list = []
         self.kept: list = []        # TracedSockets still bound
         self._files: list = []      # AF_UNIX files our binds created
-        self.family = W.Dropdown(options=FAMILIES, value=family, description="family")
-        self.type = W.Dropdown(options=TYPES, value=type, description="type")
+        self.family = Choice("family", options=FAMILIES, value=family, description="family")
+        self.type = Choice("type", options=TYPES, value=type, description="type")
         self.host = W.Combobox(options=list(HOSTS[family]), value=DEFAULT_HOST[family],
                                description="host", ensure_option=False)
         self.port = W.IntText(value=port, description="port")
         auto = dict(layout=W.Layout(width="auto"))
         self.reuse = W.Checkbox(value=False, description="SO_REUSEADDR", indent=False, **auto)
-        self.v6only = W.Dropdown(options=V6ONLY, value="default", description="IPV6_V6ONLY",
+        self.v6only = Choice("v6only", options=V6ONLY, value="default", description="IPV6_V6ONLY",
                                  style={"description_width": "initial"})
         self.listen = W.Checkbox(value=False, description="listen() after bind", indent=False, **auto)
         self.keep = W.Checkbox(value=True, description="keep it bound", indent=False, **auto)

@@ -31,7 +31,7 @@ from ..notebook import Rich
 from ..render.html import CSS, colour, table_html
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
 from ..trace import Trace
-from .base import BackgroundPanel, bad_setting, check_choice, check_range, family_name
+from .base import Choice, BackgroundPanel, bad_setting, check_choice, check_range, family_name
 from ..runtime import Thread
 
 LIVE_EVERY = 0.1            # s between live redraws while a run goes on
@@ -394,7 +394,7 @@ class BacklogPanel(BackgroundPanel):
         if family not in families:
             raise _bad(f"family={family!r} is not one of {', '.join(families)}.",
                        "Use 'AF_INET' (or 'AF_UNIX' to compare).")
-        self.family = W.Dropdown(options=families, value=family, description="family")
+        self.family = Choice("family", options=families, value=family, description="family")
         self.buttons = self._buttons((("Run", self._click_run, "success", "socklab-run-backlog"),
                                       ("Sweep backlog 0..3", self._click_sweep, "info",
                                        "socklab-sweep-backlog"),

@@ -15,7 +15,7 @@ from .. import concurrency
 from ..concurrency import STYLES
 from ..notebook import Rich
 from ..render.html import CSS, colour, table_html
-from .base import BackgroundPanel, check_choice, check_range
+from .base import Choice, BackgroundPanel, check_choice, check_range
 
 ALL = "all four"
 
@@ -38,7 +38,7 @@ class ManyClientsPanel(BackgroundPanel):
         self._done = 0
         # Number boxes, not sliders: an ipywidgets slider's handle has no accessible name.
         self.clients = W.BoundedIntText(value=clients, min=1, max=50, description="clients")
-        self.style = W.Dropdown(options=(ALL,) + STYLES, value=style, description="style")
+        self.style = Choice("style", options=(ALL,) + STYLES, value=style, description="style")
         self.service = W.BoundedIntText(value=service_ms, min=1, max=100, description="work (ms)")
         self.buttons = self._buttons((("Run", self._click_run, "success"), ("Stop", self.stop, "danger"),
                                       ("Clear", self.clear, "")))

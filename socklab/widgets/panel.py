@@ -20,7 +20,8 @@ from ..render.html import code_html, explanation_html, warnings_html
 from ..render.state import state_html
 from ..servers import Client, Server
 from ..trace import Data, Trace
-from .base import ServerPanel, check_choice, check_range, family_name, type_name
+from .base import (Choice, ServerPanel, check_choice, check_data, check_range, family_name,
+                   type_name)
 
 _REFRESH = 0.1  # seconds between live HTML redraws while events stream in
 
@@ -43,8 +44,8 @@ class LabPanel(ServerPanel):
         self.client: Client | None = None
         self.views = views
         self._last_draw = 0.0
-        self.family = W.Dropdown(options=FAMILIES, value=family, description="family")
-        self.type = W.Dropdown(options=TYPES, value=type, description="type")
+        self.family = Choice("family", options=FAMILIES, value=family, description="family")
+        self.type = Choice("type", options=TYPES, value=type, description="type")
         self.host = W.Text(value="", placeholder="127.0.0.1 (loopback)", description="host")
         self.port = W.BoundedIntText(value=0, min=0, max=65535, description="port")
         self.backlog = W.BoundedIntText(value=backlog, min=-10, max=100000, description="backlog")
@@ -178,7 +179,11 @@ class LabPanel(ServerPanel):
             return self.client
         return self._act("connect", go)
 
-    def send_message(self, message: str | None = None):
+    def send_message(self, message: str | bytes | None = None):
+        if message is not None and not isinstance(message, str):
+            message = check_data("message", message)  # bytes pass; anything else: ConfigError
+        # (a str is encoded in go(), as a traced call: text UTF-8 cannot encode shows in the trace)
+
         def go():
             if self.client is None:
                 self.connect()

@@ -26,7 +26,8 @@ from ..errors import explain
 from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html, table_html, warning_html
 from ..trace import Data, Trace, TracedSocket
-from .base import Panel, Timeout, check_choice, check_range, family_name, type_name, unencodable
+from .base import (Choice, Panel, Timeout, check_choice, check_range, family_name, type_name,
+                   unencodable)
 from ..runtime import Thread
 
 try:  # the kernel-state table renderer (another module of the package; optional here)
@@ -260,8 +261,8 @@ class StepPanel(Panel):
         family = check_choice("family", family, families, normalise=family_name)
         type = check_choice("type", type, TYPES, normalise=type_name)
         check_range("backlog", backlog, 0, 4096)
-        self.family = W.Dropdown(options=families, value=family, description="family")
-        self.type = W.Dropdown(options=TYPES, value=type, description="type")
+        self.family = Choice("family", options=families, value=family, description="family")
+        self.type = Choice("type", options=TYPES, value=type, description="type")
         self.backlog = W.BoundedIntText(value=backlog, min=0, max=4096, description="backlog")
         self.message = W.Text(value=message, description="message")
         self.server_button = W.Button(button_style="success", layout=W.Layout(width="auto"))
