@@ -196,6 +196,24 @@ def test_missing_or_wrong_kind_of_solution():
 
 # ---- typical wrong solutions, each with its feedback
 
+# An HTTP client that ignores Content-Length: it reads until the server is quiet for QUIET s.
+QUIET_HTTP_GET = """
+def http_get(address, path):
+    s = socket.create_connection(address, timeout=5)
+    s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+    s.settimeout(QUIET)
+    data = b""
+    try:
+        while chunk := s.recv(4096):
+            data += chunk
+    except TimeoutError:
+        pass
+    s.close()
+    head, body = data.split(b"\\r\\n\\r\\n", 1)
+    return int(head.split(b" ")[1]), body
+"""
+
+
 WRONG = {
     "02.1": [
         ("not listening", """
@@ -743,21 +761,8 @@ def recv_msg(sock):
                                                              "name.strip() == b\"Content-Length\""),
          "case-insensitive"),
         # ignores Content-Length: reads until the server goes quiet for 0.3 s
-        ("reads until quiet", """
-            def http_get(address, path):
-                s = socket.create_connection(address, timeout=5)
-                s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
-                s.settimeout(0.3)
-                data = b""
-                try:
-                    while chunk := s.recv(4096):
-                        data += chunk
-                except TimeoutError:
-                    pass
-                s.close()
-                head, body = data.split(b"\\r\\n\\r\\n", 1)
-                return int(head.split(b" ")[1]), body
-         """, "sent before the server paused for 0.5 s, of 30000: a pause is not the end"),
+        ("reads until quiet", QUIET_HTTP_GET.replace("QUIET", "0.3"),
+         "sent before the server paused for 0.5 s, of 30000: a pause is not the end"),
         ("one recv, split at once", """
             def http_get(address, path):
                 with socket.create_connection(address, timeout=5) as s:
@@ -1491,20 +1496,6 @@ def test_11_1_connection_close_and_reading_to_the_end_passes_with_a_tip(leakchec
 
 
 def test_11_1_waiting_longer_than_the_pause_for_quiet_gets_a_tip(leakcheck):
-    res = run("11.1", """
-        def http_get(address, path):
-            s = socket.create_connection(address, timeout=5)
-            s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
-            s.settimeout(0.7)
-            data = b""
-            try:
-                while chunk := s.recv(4096):
-                    data += chunk
-            except TimeoutError:
-                pass
-            s.close()
-            head, body = data.split(b"\\r\\n\\r\\n", 1)
-            return int(head.split(b" ")[1]), body
-    """)
+    res = run("11.1", QUIET_HTTP_GET.replace("QUIET", "0.7"))
     assert res.passed, res.text()  # it waits out every pause: right, but slow
     assert any("does it wait for the server to go quiet" in n for n in res.notes), res.notes
