@@ -214,6 +214,19 @@ def http_get(address, path):
 """
 
 
+# An HTTP client that sends REQUEST (an f-string) and reads until the server closes.
+READ_TO_END_HTTP_GET = """
+def http_get(address, path):
+    with socket.create_connection(address, timeout=5) as s:
+        s.sendall(REQUEST.encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\\r\\n\\r\\n")
+    return int(head.split(b" ")[1]), body
+"""
+
+
 WRONG = {
     "02.1": [
         ("not listening", """
@@ -772,16 +785,9 @@ def recv_msg(sock):
                     return int(head.split(b" ")[1]), body
          """, "one recv() returns only what has arrived so far"),
         # the server's 400 comes back (and the connection closes), not a timeout
-        ("HTTP/1.0, reads to the end", """
-            def http_get(address, path):
-                with socket.create_connection(address, timeout=5) as s:
-                    s.sendall(f"GET {path} HTTP/1.0\\r\\n\\r\\n".encode())
-                    data = b""
-                    while chunk := s.recv(65536):
-                        data += chunk
-                head, _, body = data.partition(b"\\r\\n\\r\\n")
-                return int(head.split(b" ")[1]), body
-         """, "the server answered 400 Bad Request: the version is b'HTTP/1.0'"),
+        ("HTTP/1.0, reads to the end",
+         READ_TO_END_HTTP_GET.replace("REQUEST", 'f"GET {path} HTTP/1.0\\r\\n\\r\\n"'),
+         "the server answered 400 Bad Request: the version is b'HTTP/1.0'"),
     ],
     "12.1": [
         ("does not verify", source("12.1").replace(
@@ -1481,16 +1487,8 @@ def test_ending_a_case_leaves_sockets_that_older_threads_made_meanwhile_alone(le
 
 def test_11_1_connection_close_and_reading_to_the_end_passes_with_a_tip(leakcheck):
     """Asking the server to close is valid HTTP/1.1: the test server honours it."""
-    res = run("11.1", """
-        def http_get(address, path):
-            with socket.create_connection(address, timeout=5) as s:
-                s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n".encode())
-                data = b""
-                while chunk := s.recv(65536):
-                    data += chunk
-            head, _, body = data.partition(b"\\r\\n\\r\\n")
-            return int(head.split(b" ")[1]), body
-    """)
+    res = run("11.1", READ_TO_END_HTTP_GET.replace(
+        "REQUEST", 'f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n"'))
     assert res.passed, res.text()
     assert any("Connection: close" in n for n in res.notes), res.notes
 
