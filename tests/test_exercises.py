@@ -841,6 +841,18 @@ def recv_msg(sock):
          "Did you wrap a new socket instead of the one you connected?"),
     ],
     "13.1": [
+        # takes old out with an end-around borrow: wrong when the other words sum to 0xffff
+        ("end-around borrow", """
+            def update_checksum(csum, old, new):
+                s = ~csum & 0xFFFF
+                s -= old
+                if s < 0:
+                    s = (s - 1) & 0xFFFF
+                s += new
+                if s > 0xFFFF:
+                    s = (s & 0xFFFF) + 1
+                return ~s & 0xFFFF
+         """, "update_checksum(0xfffe, 0x0001, 0x0000) returned 0xffff, expected 0x0000"),
         ("no complement", source("13.1").replace("return ~total & 0xFFFF", "return total"),
          "one's complement"),
         ("carries thrown away", source("13.1").replace(
@@ -1497,3 +1509,22 @@ def test_11_1_waiting_longer_than_the_pause_for_quiet_gets_a_tip(leakcheck):
     res = run("11.1", QUIET_HTTP_GET.replace("QUIET", "0.7"))
     assert res.passed, res.text()  # it waits out every pause: right, but slow
     assert any("does it wait for the server to go quiet" in n for n in res.notes), res.notes
+
+
+def test_closing_a_case_closes_a_socket_whose_makefile_is_alive_once(leakcheck):
+    """socket.close() keeps the descriptor while a makefile() is alive, and the file closes it by
+    number later: the case must not leave that number to be closed again under a newer socket."""
+    ctx = Context("x", 1, 1.0)
+    a, b = socket.socketpair()
+    f = a.makefile("rb", buffering=0)  # e.g. held by a learner's traceback
+    ctx.own(a)
+    ctx.own(b)
+    ctx.close()
+    assert a.fileno() == -1
+    newer = socket.socket()  # gets the lowest free descriptor: likely a's old one
+    try:
+        f.close()  # must not close `newer`'s descriptor
+        newer.bind(("127.0.0.1", 0))
+        assert newer.getsockname()[1] > 0
+    finally:
+        newer.close()

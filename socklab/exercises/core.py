@@ -595,14 +595,14 @@ class Context:
             shutdown_quietly(s)
             fd, inode = self._fds.get(id(s), (-1, None))
             try:
-                s.close()
+                _close_now(s)
             except OSError:
                 pass  # the learner closed its descriptor with os.close(): nothing left to close
             if fd >= 0 and _fd_and_inode(fd) == (fd, inode):
                 os.close(fd)  # still open after close(): the learner's code detach()ed the socket
         for m in self.made:
             if m.left_open():
-                m.sock.close()  # forgotten by the learner's code: closed now, not by the GC later
+                _close_now(m.sock)  # forgotten by the learner's code: closed now, not by the GC later
         self.made, self.connects = [], []
         for t in self._peers:
             t.join(JOIN_TIMEOUT)
@@ -612,6 +612,15 @@ class Context:
             return (f"The check could not stop what it started ({'; '.join(failed)}). This is a "
                     "bug in socklab's exercise, not necessarily in your code: please report it.")
         return ""
+
+
+def _close_now(sock) -> None:
+    """Close ``sock`` and its descriptor now. socket.close() leaves the descriptor open while a
+    makefile() of it is alive, and that file closes it later by number: after we had closed the
+    number ourselves it would close whatever socket got that number next (a later check's)."""
+    sock.close()
+    if getattr(sock, "_io_refs", 0) > 0 and sock.fileno() != -1:
+        sock._real_close()  # the file's later close then finds the descriptor closed (-1)
 
 
 class Run:

@@ -83,15 +83,16 @@ def _closed_lines(what: str, how) -> list:
 
 def left_open_after_raise(ctx, what: str, tip: str = "") -> None:
     """Fail if the learner's code raised (as it should) but left a socket it created open. The
-    core's end-of-case look (Context.unclosed) skips those: Context.release() owns the sockets a
-    raising call's frames still hold, and unclosed() counts owned sockets as handed to the check."""
+    core's end-of-case look (Context.unclosed) reports them too; this says it for a case where
+    raising is right."""
     left = [m for m in ctx.made if m.done() and m.left_open()]
     if left:
         lines = unclosed_lines(left, tip)
         n = len(left)
         lines[0] = (f"{what} raised (right), but left {n} socket{'s' if n > 1 else ''} it created "
-                    f"open: close {'them' if n > 1 else 'it'} before raising (a `with` block, or "
-                    "close() in an `except:` block, then `raise`).")
+                    f"open: close {'them' if n > 1 else 'it'} before the error leaves your "
+                    "function (`except OSError: srv.close(); raise`: a `with` block would also "
+                    "close the socket you return when all goes well).")
         raise Fail(*lines)
 
 

@@ -306,8 +306,9 @@ listening on (there it must raise `OSError`).""",
         "`srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)`.",
         "Order matters: `socket()`, then `setsockopt(...)`, then `bind(('127.0.0.1', port))`, then "
         "`listen()`. An option set after bind() does not change how bind() went.",
-        "Do not catch the OSError of bind(): when someone is listening on the port, the caller must "
-        "learn it (on Linux and macOS SO_REUSEADDR never lets two sockets listen on one port; on "
+        "Let the OSError of bind() reach the caller, but close your socket first: `try: "
+        "srv.bind(...) except OSError: srv.close(); raise`. When someone is listening on the port, "
+        "the caller must learn it (on Linux and macOS SO_REUSEADDR never lets two sockets listen on one port; on "
         "Windows it does, unless the first set SO_EXCLUSIVEADDRUSE).",
     ],
     cases=[

@@ -182,9 +182,9 @@ def _get(ctx, http_get, address, path, seen, wanted):
                              "was sent: does it wait for the server to go quiet? Return as soon as "
                              "the body has Content-Length bytes.")
     elif seen.asked_close:
-        note = ("You asked for `Connection: close` and read until the server closed: right for one "
-                "request. A client that keeps the connection open for more requests must count "
-                "Content-Length bytes instead.")
+        note = ("You asked for `Connection: close`, so the server closed after its answer: reading "
+                "to the end works. Without it (HTTP/1.1 keeps the connection open for more "
+                "requests) only Content-Length tells where the body ends.")
         if note not in ctx.notes:
             ctx.notes.append(note)
     return got

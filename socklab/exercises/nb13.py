@@ -164,6 +164,8 @@ CARRY_CHANGES = [
     Change(b"\x12\x34\xed\xca", 2, 0xEDCB, "a change after which the checksum is 0x0000"),
     Change(b"\x80\x00\x7f\xfe\x00\x00", 4, 0x0001, "a change after which the checksum is 0x0000"),
     Change(b"\x00\x01\xff\xff", 2, 0x0000, "a word of all ones becomes 0"),
+    # The other words sum to 0xffff: an end-around borrow for taking old out gives 0xffff, not 0.
+    Change(b"\x00\x01\xff\xff", 0, 0x0000, "a change after which the checksum is 0x0000"),
     Change(b"\xfe\xdc\x00\x00\x00\x10", 2, 0xFFFF, "a word of 0 becomes all ones"),
 ]
 
