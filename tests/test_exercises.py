@@ -807,6 +807,10 @@ def recv_msg(sock):
             "            raise ssl.SSLError('could not connect securely') from e\n"
             "        with tls:"),
          "with SSLError: could not connect securely. The handshake raises"),
+        ("never connects", """
+            def tls_request(address, ca_file, hostname, data):
+                return None
+         """, "your tls_request returned None without connecting to the server"),
         ("one recv", """
             import ssl
             def tls_request(address, ca_file, hostname, data):

@@ -111,10 +111,15 @@ def _expect_verification_error(e: LearnerRaised):
 
 
 def _refused_quietly(srv, got) -> None:
-    """Fail if the client refused the handshake but hid it (returned instead of raising)."""
+    """Fail if the client never connected, or refused the handshake but hid it (returned instead
+    of raising)."""
     srv.wait_idle(2)
     streams = srv.handler.streams
-    if streams and not any(st.handshake_done for st in streams):
+    if not streams:
+        raise Fail(f"your tls_request returned {got!r:.30} without connecting to the server: open a "
+                   "TCP connection to address, wrap it, send data and return the echo (or let the "
+                   "handshake's error through).")
+    if not any(st.handshake_done for st in streams):
         raise Fail(f"your client refused the certificate (the handshake failed; nothing was sent) "
                    f"but returned {got!r:.30} instead of raising: let ssl.SSLCertVerificationError "
                    "through (no try/except around it, or re-raise it with a bare `raise`).")
