@@ -85,7 +85,7 @@ def left_open_after_raise(ctx, what: str, tip: str = "") -> None:
     """Fail if the learner's code raised (as it should) but left a socket it created open. The
     core's end-of-case look (Context.unclosed) reports them too; this says it for a case where
     raising is right."""
-    left = [m for m in ctx.made if m.done() and m.left_open()]
+    left = ctx.unclosed()  # after a raise nothing was handed over: every socket left open counts
     if left:
         lines = unclosed_lines(left, tip)
         n = len(left)
