@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import threading
 
@@ -259,6 +260,22 @@ def test_an_interrupt_while_a_sweep_waits_stops_the_sweep_too(leakcheck, interru
         panel.sweep(connect_timeout=3)  # four runs whose extra client waits 3 s each
     assert not panel.busy  # the sweep ended with the wait, not seconds later in the background
     assert len(panel.results) <= 1
+
+
+class _InterruptedAtStart(BacklogPanel):
+    """Its run interrupts the main thread first thing: while that thread may still be inside
+    Thread.start(), before it waits for the run. (A stop button pressed at that moment.)"""
+
+    def _work(self, job, done):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        super()._work(job, done)
+
+
+def test_an_interrupt_while_the_run_is_being_started_stops_it_too(leakcheck):
+    panel = _InterruptedAtStart(name="t-backlog-interrupt-start")
+    with pytest.raises(KeyboardInterrupt):
+        panel.sweep(connect_timeout=3)  # four runs whose extra client waits 3 s each
+    assert not panel.busy and len(panel.results) <= 1
 
 
 def test_stop_ends_a_run_at_once_its_waiting_clients_are_stopped_not_timed_out(leakcheck):

@@ -1,6 +1,7 @@
 """ManyClientsPanel driven from plain Python: real sockets, widget values, transcript, prompt stop."""
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -133,6 +134,22 @@ def test_run_refuses_what_its_boxes_would_clamp_or_cast(kwargs, leakcheck):
         assert (p.clients.value, p.service.value) == (3, 5) and p.measurements == [] and not p.busy
     finally:
         p.stop()
+
+
+class _InterruptedAtStart(ManyClientsPanel):
+    """Its run interrupts the main thread first thing: while that thread may still be inside
+    Thread.start(), before it waits for the run. (A stop button pressed at that moment.)"""
+
+    def _work(self, *args):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        super()._work(*args)
+
+
+def test_an_interrupt_while_the_run_is_being_started_stops_it_too(leakcheck):
+    panel = _InterruptedAtStart(clients=50, style="all four", service_ms=100, name="t-mc-interrupt-start")
+    with pytest.raises(KeyboardInterrupt):
+        panel.run()  # all four styles, 50 clients each: many seconds unless interrupted
+    assert not panel.busy and len(panel.measurements) <= 1
 
 
 def test_an_interrupt_while_run_waits_stops_the_run_too(leakcheck, interrupt_when):

@@ -533,10 +533,10 @@ class BacklogPanel(BackgroundPanel):
         self.error = None
         self.alert.value = ""
         done: list = []
-        self._start_worker(self._work, (job, done), "socklab-backlog-panel")
+        self._run_worker(self._work, (job, done), "socklab-backlog-panel", wait,
+                         sum(j["connect_timeout"] + (j["accept_after"] or 0) + 8 for j in job))
         if not wait:
             return None
-        self._join_worker(sum(j["connect_timeout"] + (j["accept_after"] or 0) + 8 for j in job))
         if self.error is not None:
             raise self.error
         return done[0] if single and done else (None if single else done)

@@ -416,8 +416,16 @@ class BackgroundPanel(Panel):
             return True
         return False
 
-    def _start_worker(self, target, args, name: str) -> None:
-        """Run ``target(*args)`` in the panel's background thread."""
+    def _run_worker(self, target, args, name: str, wait: bool, timeout: float) -> None:
+        """Run ``target(*args)`` in the panel's background thread; with ``wait``, wait for it.
+
+        An interrupt (Jupyter's stop button) anywhere in here stops the run too, instead of
+        leaving it going on in the background: also one that lands while ``Thread.start()``
+        still waits for the new thread, which already runs.
+
+        It waits on an Event, not in Thread.join(): when a KeyboardInterrupt lands in join(),
+        CPython 3.11 marks the thread stopped although it still runs, and every later join()
+        returns at once."""
         done = threading.Event()
 
         def run():
@@ -425,25 +433,22 @@ class BackgroundPanel(Panel):
                 target(*args)
             finally:
                 done.set()
-        self._worker_done = done
-        self._worker = runtime.Thread(target=run, name=name)
-        self._worker.start()
-
-    def _join_worker(self, timeout: float) -> None:
-        """Wait for the run a cell started; an interrupt (Jupyter's stop button) stops the run
-        too, instead of leaving it going on in the background.
-
-        It waits on an Event, not in Thread.join(): when a KeyboardInterrupt lands in join(),
-        CPython 3.11 marks the thread stopped although it still runs, and every later join()
-        returns at once."""
         try:
-            self._worker_done.wait(timeout)
+            # This order: an interrupt between the two lines leaves a thread not yet started,
+            # which stop() does not wait for (it would wait on the new done, never set).
+            self._worker = runtime.Thread(target=run, name=name)
+            self._worker_done = done
+            self._worker.start()
+            if wait:
+                done.wait(timeout)
         except BaseException:
             self.stop()
             raise
 
     def _wait_for_worker(self, timeout: float) -> None:
         w = self._worker
-        if w is not None and w is not threading.current_thread():  # the run may stop its own panel
+        # ident is None when an interrupt came before Thread.start() launched the thread: then
+        # done is never set, and nothing runs to wait for.
+        if w is not None and w is not threading.current_thread() and w.ident is not None:
             if self._worker_done.wait(timeout):
                 w.join(timeout)  # the last lines of its thread, after done was set

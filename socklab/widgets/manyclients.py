@@ -93,10 +93,10 @@ class ManyClientsPanel(BackgroundPanel):
         self._cancel.clear()
         self.alert.value = ""
         before = len(self.measurements)
-        self._start_worker(self._work, (styles, n, service), "socklab-manyclients")
+        self._run_worker(self._work, (styles, n, service), "socklab-manyclients", wait,
+                         concurrency.client_timeout(n, service) * len(styles) + 10)
         if not wait:
             return None
-        self._join_worker(concurrency.client_timeout(n, service) * len(styles) + 10)
         return self.measurements[before:]
 
     def stop(self):
