@@ -405,6 +405,10 @@ def _instruction(code, lasti: int) -> tuple:
         if ins.offset > lasti:
             break
         at = ins
+    if at is not None and at.opname == "PRECALL":
+        # Python 3.11 makes a call to a C function (select.select(), time.sleep()) in PRECALL
+        # itself once the call site is specialised: CALL, which follows, is then skipped.
+        at = at._replace(opname="CALL")
     if at is None or not at.opname.startswith("CALL") or at.positions is None \
             or at.positions.col_offset is None:
         return (at.opname if at else "", None)

@@ -111,6 +111,39 @@ def test_serve_that_ends_at_once_is_judged_without_waiting_for_replies(body, say
     assert "timeout" not in hows, hows
 
 
+@pytest.mark.parametrize("wait, says", [
+    ("select.select([sock], [], [], 10)", "select"),
+    ("stop.wait(10)", "wait"),  # Event.wait(): frames of threading.py, then the learner's
+])
+def test_a_serve_waiting_in_a_call_of_its_own_is_seen_waiting(wait, says, leakcheck):
+    """09.1 sets stop once serve() waits for the next client. Read from the learner's frame for
+    select.select() (a C function: no frame of its own), also once its call site is hot: Python
+    3.11 then makes the call in PRECALL, and the check saw no call at all and waited 2 s a case."""
+    from socklab.exercises.nb09 import _waiting_for_a_client
+    from socklab.exercises.peers import wait_for
+    ns = load("09.1", f"""
+import select, time
+def serve(sock, warm, stop):
+    for _ in range(200):  # the call site gets hot
+        select.select([sock], [], [], 0)
+    warm.set()
+    {wait}
+""")
+    a, b = socket.socketpair()
+    warm, stop = threading.Event(), threading.Event()
+    t = threading.Thread(target=ns["serve"], args=(a, warm, stop), name="t-learner-serve")
+    t.start()
+    try:
+        assert warm.wait(5)
+        assert wait_for(lambda: _waiting_for_a_client(t) == says, 5, stop), _waiting_for_a_client(t)
+    finally:
+        stop.set()
+        b.send(b"x")  # ends the select()
+        t.join(15)
+        a.close()
+        b.close()
+
+
 def test_read_all_returns_once_the_peer_is_stalled_with_what_it_sent():
     """read_all(stalled=...): judged as soon as nothing more can come, with every byte already
     sent, even bytes that arrive at the moment it decides (the peer's last sendall before it
@@ -224,6 +257,32 @@ def http_get(address, path):
             data += chunk
     head, _, body = data.partition(b"\\r\\n\\r\\n")
     return int(head.split(b" ")[1]), body
+"""
+
+
+# 09.1 served with select.select(): waits in a C function, which has no Python frame.
+SELECT_SERVE = """
+    import select
+    def serve(listener, stop):
+        def handle(conn):
+            with conn:
+                conn.settimeout(5)
+                buf = b""
+                while b"\\n" not in buf:
+                    chunk = conn.recv(1024)
+                    if not chunk:
+                        return
+                    buf += chunk
+                conn.sendall(b"done: " + buf)
+        threads = []
+        while not stop.is_set():
+            if select.select([listener], [], [], 0.1)[0]:
+                conn, _ = listener.accept()
+                t = threading.Thread(target=handle, args=(conn,))
+                t.start()
+                threads.append(t)
+        for t in threads:
+            t.join()
 """
 
 
@@ -698,6 +757,9 @@ def recv_msg(sock):
                                                                "        if True:\n"),
          "of your code (in serve): conn, _ = listener.accept()"),
         # no client ever closed without finishing its line: the endless loop on b'' passed
+        ("select() with no timeout", SELECT_SERVE.replace("select.select([listener], [], [], 0.1)",
+                                                           "select.select([listener], [], [])"),
+         "its select() is waiting for a client that never comes. Give select() a timeout"),
         ("loops for ever on b''", source("09.1").replace(
             """                chunk = conn.recv(1024)
                 if not chunk:
@@ -1011,6 +1073,37 @@ OTHER_RIGHT["09.1 a Condition instead of join"] = """
         with idle:
             idle.wait_for(lambda: busy[0] == 0)
 """
+
+OTHER_RIGHT["09.1 select.select"] = SELECT_SERVE
+# A non-blocking listener, polled: serve() waits in time.sleep() between tries.
+OTHER_RIGHT["09.1 non-blocking accept"] = """
+    import time
+    def serve(listener, stop):
+        def handle(conn):
+            with conn:
+                conn.settimeout(5)
+                buf = b""
+                while b"\\n" not in buf:
+                    chunk = conn.recv(1024)
+                    if not chunk:
+                        return
+                    buf += chunk
+                conn.sendall(b"done: " + buf)
+        threads = []
+        listener.setblocking(False)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            t = threading.Thread(target=handle, args=(conn,))
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join()
+"""
+
 
 @pytest.mark.parametrize("label", sorted(OTHER_RIGHT))
 def test_other_right_solutions_pass(label, leakcheck):

@@ -5,8 +5,9 @@ import socket
 import sys
 import threading
 
-from .core import (Case, Exercise, Fail, NotAttempted, _learner_site, raised_lines, site_text,
-                   started_by_learner)
+from ..errors import _instruction
+from .core import (Case, Exercise, Fail, NotAttempted, _learner_site, is_learner_file,
+                   raised_lines, site_text, started_by_learner)
 from .peers import plural, read_all, wait_for, waiting_in
 
 EOF_LOOPS = 20  # recv() calls that returned b'' on one connection: a loop that will never end
@@ -65,6 +66,29 @@ JOINS = (("threading.py", "join"),)  # where a serve() that joins its client thr
 # listener it made itself) or in a selector.
 ACCEPTS = ((__file__.rsplit("/", 1)[-1], "accept"), ("socket.py", "accept"),
            ("selectors.py", "select"))
+
+
+# Waits that the learner's own code may call to wait for a client, read from the call its
+# innermost frame is making: select.select() and time.sleep() are C functions, with no frame.
+WAIT_CALLS = frozenset({"select", "poll", "epoll", "accept", "sleep", "wait"})
+
+
+def _waiting_for_a_client(thread) -> str | None:
+    """What serve()'s thread waits in for the next client right now ('accept', 'select', ...), or
+    None: accept() or a selector (ACCEPTS), or a wait its own code calls (WAIT_CALLS)."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        code = frame.f_code
+        if any(code.co_filename.endswith(f) and code.co_name == n for f, n in ACCEPTS):
+            return code.co_name
+        if is_learner_file(code.co_filename):  # the innermost frame of the learner's code
+            try:
+                _, callee = _instruction(code, frame.f_lasti)
+            except Exception:  # bytecode this Python's dis cannot read: not known to wait
+                return None
+            return callee if callee in WAIT_CALLS else None
+        frame = frame.f_back  # e.g. threading.py's Event.wait(), called by the learner's code
+    return None
 
 
 def _client_threads(before: set, but=None) -> list:
@@ -149,7 +173,7 @@ def _stop_and_join(ctx, stop, run, set_stop=True):
         _ended_early(run)  # not "after stop was set" for a serve() that had ended before
         # Set stop only once the server waits for the next client (else a server whose accept()
         # has no timeout could see stop just in time, by luck).
-        wait_for(lambda: run.done.is_set() or waiting_in(run.thread, ACCEPTS), 2.0, ctx.stop)
+        wait_for(lambda: run.done.is_set() or _waiting_for_a_client(run.thread), 2.0, ctx.stop)
         stop.set()
     if not run.wait(2.0):
         busy = _client_threads(run.before, but=run.thread)
@@ -172,6 +196,11 @@ def _stop_and_join(ctx, stop, run, set_stop=True):
                        "A client thread ends once it has answered, or when recv() returns b'' "
                        "(the client has closed); give each connection a timeout too "
                        "(conn.settimeout(5)), so that no client can hold serve() up for ever.")
+        if _waiting_for_a_client(run.thread) in ("select", "poll", "epoll"):
+            raise Fail("stop was set, but serve() did not return within 2 s: its select() is waiting "
+                       "for a client that never comes. Give select() a timeout "
+                       "(select.select([listener], [], [], 0.1), or sel.select(timeout=0.1)), and "
+                       "check stop.is_set() each time it returns.")
         raise Fail("stop was set, but serve() did not return within 2 s: accept() is waiting for a "
                    "client that never comes. Give the listener a timeout (listener.settimeout(0.1)), "
                    "catch TimeoutError, and check stop.is_set() each time round.")
