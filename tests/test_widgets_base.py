@@ -34,7 +34,15 @@ def test_event_log_keeps_every_line_when_threads_log_at_once(leakcheck):
 
 
 def _lines(panel) -> int:
-    return sum(o["text"].count("\n") for o in panel.events.outputs)
+    """Lines logged: those shown, and those the log's note says it no longer shows."""
+    n = 0
+    for o in panel.events.outputs:
+        text = o["text"]
+        if text.startswith("… "):
+            note, text = text.split("\n", 1)
+            n += int(note.split()[1])
+        n += text.count("\n")
+    return n
 
 
 def _panel_classes():
@@ -164,13 +172,29 @@ def test_the_event_log_is_one_growing_stream(leakcheck):
     every line: 3000 lines took 10 s, so a FramingPanel drawing 1000 recv() calls ran past its 5 s
     wait. The log keeps one stdout stream that grows, and reads the same."""
     p = LabPanel(name="t-base-stream")
-    for i in range(3000):
+    for i in range(300):
+        p._log(f"line {i}\n")
+    assert len(p.events.outputs) == 1
+    assert p.events.outputs[0]["text"] == "".join(f"line {i}\n" for i in range(300))
+    assert p.events.outputs[0]["output_type"] == "stream" and p.events.outputs[0]["name"] == "stdout"
+    for i in range(300, 3000):
         p._log(f"line {i}\n")
     p.stop()
     assert len(p.events.outputs) == 1
-    text = p.events.outputs[0]["text"]
-    assert text.startswith("line 0\nline 1\n") and text.endswith("line 2999\n")
-    assert p.events.outputs[0]["output_type"] == "stream" and p.events.outputs[0]["name"] == "stdout"
+
+
+def test_the_event_log_keeps_its_latest_lines(leakcheck):
+    """Every line sends the whole stream to the browser: a server left running would send more with
+    each line, for ever. The log keeps the last LOG_LINES, and says how many went."""
+    p = LabPanel(name="t-base-capped")
+    n = p.LOG_LINES
+    for i in range(n + 1000):
+        p._log(f"line {i}\n")
+    p._log("two\nlines\n")
+    p.stop()
+    lines = p.events.outputs[0]["text"].splitlines()
+    assert lines[0] == "… 1002 earlier lines are not shown here"
+    assert lines[1:] == [f"line {i}" for i in range(1002, n + 1000)] + ["two", "lines"]
 
 
 def test_a_huge_wrong_argument_gives_a_short_explanation():

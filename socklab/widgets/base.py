@@ -302,21 +302,35 @@ class Panel(W.VBox):
         self._log(self._event_line(ev))
 
     _log_lock = threading.Lock()  # one for all panels: appends are short
+    LOG_LINES = 500  # the event log shows the latest lines only
 
     def _log(self, text: str) -> None:
-        """Append ``text`` to the event log's one stdout stream.
+        """Append ``text`` to the event log's one stdout stream, which keeps its last LOG_LINES.
 
         Not one output per line (Output.append_stdout): setting ``outputs`` validates all of them
         again, so each line cost more as the log grew (3000 lines: 10 s), and a panel logging many
-        recv() calls ran past its own timeouts. The lock: this is a read and a write, and a server
-        thread and the kernel's thread appending at once would lose a line."""
+        recv() calls ran past its own timeouts. Each line sends the whole stream to the browser,
+        hence the cap: a server left running would otherwise send more with every line, for ever.
+        The lock: this is a read and a write, and a server thread and the kernel's thread appending
+        at once would lose a line."""
         with self._log_lock:
             outs = self.events.outputs
             last = outs[-1] if outs else None
             if last is not None and last.get("output_type") == "stream" and last.get("name") == "stdout":
-                self.events.outputs = outs[:-1] + ({**last, "text": last["text"] + text},)
+                self.events.outputs = outs[:-1] + ({**last, "text": self._capped(last["text"] + text)},)
             else:
                 self.events.append_stdout(text)
+
+    def _capped(self, text: str) -> str:
+        lines = text.splitlines(keepends=True)
+        dropped = 0
+        if lines and lines[0].startswith("… "):  # the note of an earlier cut
+            dropped = int(lines.pop(0).split()[1])
+        if len(lines) <= self.LOG_LINES:
+            return text
+        dropped += len(lines) - self.LOG_LINES
+        return (f"… {dropped} earlier lines are not shown here\n"
+                + "".join(lines[-self.LOG_LINES:]))
 
     # ---- errors are explained, not raised
     def _explain(self, exc: BaseException, call: str | None = None) -> Explanation:
