@@ -19,7 +19,8 @@ import tempfile
 import threading
 
 _lock = threading.RLock()
-_running: dict = {}
+_running: dict = {}  # key -> [(object, generation, cell, order made)]
+_made = itertools.count()
 _rundir: str | None = None
 _counter = itertools.count(1)
 
@@ -134,17 +135,20 @@ def register(key: str, obj, explicit: bool = True) -> None:
     with _lock:
         entries = _running.setdefault(key, [])
         if explicit:
-            old = [o for o, _, _ in entries if o is not obj]
+            old = [(o, n) for o, _, _, n in entries if o is not obj]
         elif gen is None:
             old = []
         else:
-            old = [o for o, g, _ in entries if g != gen and o is not obj]
+            old = [(o, n) for o, g, _, n in entries if g != gen and o is not obj]
         if cell is not None and gen is not None:
-            old += [o for others in _running.values() for o, g, c in others
+            old += [(o, n) for others in _running.values() for o, g, c, n in others
                     if c == cell and g != gen and o is not obj]
-        old = list({id(o): o for o in old}.values())
+        # Newest first: what was made later may use what was made before it (a Background
+        # waiting in connect() of a socket the same cell made is woken through that socket).
+        old = [o for o, _ in sorted({id(o): (o, n) for o, n in old}.values(),
+                                    key=lambda e: e[1], reverse=True)]
         _forget({id(o) for o in old} | {id(obj)})
-        _running.setdefault(key, []).append((obj, gen, cell))
+        _running.setdefault(key, []).append((obj, gen, cell, next(_made)))
     for o in old:
         o.stop()
 
@@ -154,8 +158,8 @@ def track(key: str, obj) -> None:
     cell = _current_cell()
     with _lock:
         entries = _running.setdefault(key, [])
-        if not any(o is obj for o, _, _ in entries):
-            entries.append((obj, generation(), cell))
+        if not any(o is obj for o, *_ in entries):
+            entries.append((obj, generation(), cell, next(_made)))
 
 
 def unregister(key: str, obj) -> None:
@@ -171,7 +175,7 @@ def unregister(key: str, obj) -> None:
 def running() -> list:
     """Demos registered and not yet stopped."""
     with _lock:
-        return [o for entries in _running.values() for o, _, _ in entries]
+        return [o for entries in _running.values() for o, *_ in entries]
 
 
 def stop_all() -> int:
@@ -179,8 +183,9 @@ def stop_all() -> int:
 
     One that does not stop in time (its handler is stuck) does not keep the others running: a
     SocklabError says which, once everything else has been stopped."""
-    with _lock:
-        objs = list({id(o): o for entries in _running.values() for o, _, _ in entries}.values())
+    with _lock:  # newest first, as register() stops them
+        made = {id(e[0]): e for entries in _running.values() for e in entries}
+        objs = [e[0] for e in sorted(made.values(), key=lambda e: e[3], reverse=True)]
     stopped, stuck = 0, []
     for obj in objs:
         try:

@@ -762,8 +762,16 @@ class Background(_Stoppable):
                        and not isinstance(self.wake, ssl.SSLSocket)  # readable TCP is not TLS data
                        and getattr(fn, "__self__", None) is self.wake
                        and getattr(fn, "__name__", "") in _READING_CALLS)
+        # A call blocked on the socket (connect()) is woken by shutting the socket down, through
+        # a descriptor of our own: the cell that made the socket may close its own meanwhile,
+        # and a thread blocked on a closed descriptor is never woken.
+        self._waker: socket.socket | None = None
         if self._reads:
             self._wake_r, self._wake_w = socket.socketpair()
+        elif isinstance(self.wake, (TracedSocket, socket.socket)):
+            real = self.wake.sock if isinstance(self.wake, TracedSocket) else self.wake
+            if real.fileno() != -1:  # closed already: the call itself raises the socket's error
+                self._waker = socket.fromfd(real.fileno(), real.family, real.type)  # (a TLS socket has no dup())
         self._register(name)
         self._thread = Thread(target=self._run, name="socklab-background")
         self._thread.start()
@@ -775,10 +783,10 @@ class Background(_Stoppable):
             self._error = exc
         finally:
             with self._lock:
-                for s in (self._wake_r, self._wake_w):
+                for s in (self._wake_r, self._wake_w, self._waker):
                     if s is not None:
                         s.close()
-                self._wake_r = self._wake_w = None
+                self._wake_r = self._wake_w = self._waker = None
             self._done.set()
 
     def _when_readable(self):
@@ -837,11 +845,17 @@ class Background(_Stoppable):
                 with self._lock:
                     if self._wake_w is not None:  # None: the call has just returned by itself
                         self._wake_w.send(b"x")  # a fresh socketpair always has room for one byte
-            elif isinstance(self.wake, (TracedSocket, socket.socket)):
-                try:
-                    self.wake.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # not connected/listening any more: the call returns on its own
+            else:
+                with self._lock:
+                    if self._waker is not None:  # None: the call has just returned by itself
+                        if isinstance(self.wake, TracedSocket):  # the trace says why the call fails
+                            call = getattr(self.fn, "__name__", "call")
+                            self.wake.trace.note(self.wake.side, f"background {call}() stopped: "
+                                                 "its socket is shut down to wake it")
+                        try:
+                            self._waker.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass  # not connected/listening any more: the call returns on its own
         if not self._done.wait(timeout):
             raise RuntimeError(f"background {getattr(self.fn, '__name__', 'call')}() still running after "
                                f"{timeout} s (its socket was shut down; it ends when the call returns)")

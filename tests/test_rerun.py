@@ -502,3 +502,21 @@ def test_one_cell_may_start_several_demos_in_a_loop(kernel):
     r = run_as_cell(kernel, "servers = [socklab.Server().start() for _ in range(3)]\n"
                             "print(*(s.running for s in servers))", "cell-loop")
     assert r["stdout"].split() == ["True"] * 3, r
+
+
+@pytest.mark.parametrize("cell_id", ["cell-bg", None], ids=["cell id", "no cell id"])
+def test_rerunning_a_cell_whose_background_connect_waits_stops_it_at_once(kernel, cell_id):
+    """Notebook 04: a client's connect() waits in the background for a place in a full queue; its
+    cell runs again. The re-run stopped what the last run started in the order it was made: the
+    socket first (closed), then the background connect(), which could no longer be woken through
+    that socket: the cell froze 5 s and ended in a RuntimeError, the old connect() still waiting."""
+    full = run_as_cell(kernel, "import socket\nsrv = socket.create_server(('127.0.0.1', 0), backlog=0)\n"
+                               "filler = socket.create_connection(srv.getsockname())\nolds = []", None)
+    assert full["status"] == "ok", full
+    cell = ("c5 = socklab.socket(side='client5')\nc5.settimeout(30)\n"
+            "waiting = socklab.Background(c5.connect, srv.getsockname())\nolds.append(waiting)")
+    assert run_as_cell(kernel, cell, cell_id)["status"] == "ok"
+    again = run_as_cell(kernel, cell, cell_id)
+    assert again["status"] == "ok", again
+    old = run_as_cell(kernel, "print(olds[0].done(), olds[1].done(), olds[0] is not olds[1])", None)
+    assert old["stdout"].split() == ["True", "False", "True"], old
