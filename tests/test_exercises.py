@@ -537,6 +537,12 @@ WRONG = {
              "called it again)"),
     ],
     "06.1": [
+        # send() may take only part: on a blocking socket with no timeout Linux takes it all
+        ("send instead of sendall", source("06.1").replace("sock.sendall(", "sock.send("),
+         "did you use send() instead of sendall()?"),
+        ("sendmsg", source("06.1").replace("sock.sendall(struct.pack(\"!I\", len(data)) + data)",
+                                           "sock.sendmsg([struct.pack(\"!I\", len(data)), data])"),
+         "sendmsg(), like send(), may send only part of the data"),
         ("little-endian header", """
             import struct
             def send_msg(sock, data): sock.sendall(struct.pack("<I", len(data)) + data)
@@ -628,6 +634,9 @@ def recv_msg(sock):
                         line, buf = buf.split(b"\\n", 1)
                         conn.sendall(line.upper() + b"\\n")
          """, "under the limit"),
+        # the task says more than 1024: 1024 bytes still waiting for their newline are fine
+        ("limit at 1024 itself", source("06.2").replace("if len(buf) > 1024:", "if len(buf) >= 1024:"),
+         "only *more than* 1024 bytes without a newline is too long"),
         ("one buffer for everyone", """
             STATE = {"buf": b""}
             def upper_lines_limited(conn, server):
@@ -1020,6 +1029,9 @@ OTHER_RIGHT["05.2 recv_into"] = """
         while n := conn.recv_into(buf):
             conn.sendall(memoryview(buf)[:n])
 """
+# Reads 100 bytes at a time: it returns after the error with bytes unread, so the OS resets
+# the connection instead of closing it; the error line arrives all the same.
+OTHER_RIGHT["06.2 small recv"] = source("06.2").replace("conn.recv(4096)", "conn.recv(100)")
 OTHER_RIGHT["06.2 makefile and readline"] = """
     def upper_lines_limited(conn, server):
         with conn.makefile("rb") as lines:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 
 from .core import Case, DidNotReturn, Exercise, Fail, LearnerRaised
 from .nb05 import _echo_server as _server, _handler_calls, _handler_recvs
@@ -43,7 +44,8 @@ def _judge_framed(got: bytes, message: bytes):
         raise Fail(f"after the framed message the peer got {len(got) - len(want)} more bytes.")
     if len(got) < len(want) and want.startswith(got):
         raise Fail(f"the peer received {len(got)} of the {len(want)} bytes: did you use send() "
-                   "instead of sendall()?")
+                   "instead of sendall()? send() may send only part of the data (it returns how "
+                   "much); sendall() sends it all.")
     raise Fail(f"for {shorten(message, 20)} the peer received {shorten(got)}, expected {shorten(want)}.")
 
 
@@ -61,6 +63,37 @@ def _case_send_binary(ctx, send_msg, recv_msg):
     for message in (b"", b"line one\nline two\n\x00\xff" + bytes(range(256)) * 390):
         got, _ = _sent_by(ctx, send_msg, message)
         _judge_framed(got, message)
+
+
+BIG = 8 << 20  # more than the kernel takes in one go: one send() sends part of it
+
+
+def _case_send_big(ctx, send_msg, recv_msg):
+    # A socket with a timeout (as servers give their connections) is non-blocking inside: each
+    # send() takes what fits in the send buffer and returns. On a socket with no timeout, Linux
+    # makes one send() wait until all is taken, so this is where a bare send() shows.
+    mine, peer = tcp_pair(ctx, learner_timeout=5)
+    message = ctx.rng.randbytes(BIG)
+    box: dict = {}
+    read = threading.Event()
+
+    def reader():  # reads as the data comes, like any peer
+        try:
+            box["got"] = read_all(peer, 10, limit=BIG + 4, expect=BIG + 4)[0]
+        finally:
+            read.set()
+    ctx.spawn(reader, name="reader")
+    ctx.call(send_msg, mine, message, what="your send_msg")
+    mine.sock.shutdown(socket.SHUT_WR)
+    read.wait(15)
+    got = box.get("got", b"")
+    if got == _frame(message):
+        return
+    if len(got) < BIG + 4 and _frame(message).startswith(got) and mine.calls["sendmsg"]:
+        raise Fail(f"the peer received {len(got)} of the {BIG + 4} bytes: sendmsg(), like send(), "
+                   "may send only part of the data (it returns how much); sendall() sends it all. "
+                   "Use sock.sendall(header + data).")
+    _judge_framed(got, message)
 
 
 def _recv_one(ctx, recv_msg, mine, log, what="your recv_msg"):
@@ -160,7 +193,8 @@ SEND_RECV_MSG = Exercise(
 message as `bytes`, `None` if the peer closed cleanly *between* messages, and raises `EOFError` if it
 closed in the *middle* of one (for example a header announcing 10 bytes, then 3 bytes, then the end).
 Define `recv_exactly` in the same cell. The check sends you headers that arrive in pieces, an empty
-message, 70 000 bytes in chunks of 1..4096 bytes, and a message cut short. Then: what does the
+message, 70 000 bytes in chunks of 1..4096 bytes, and a message cut short; and has your `send_msg`
+send 8 MiB through a socket with a timeout. Then: what does the
 `reverse_messages` server do when a client sends half a message and shuts down?""",
     hints=[
         "Sending is one line: `sock.sendall(struct.pack('!I', len(data)) + data)`. '!' means network "
@@ -175,6 +209,7 @@ message, 70 000 bytes in chunks of 1..4096 bytes, and a message cut short. Then:
     cases=[
         Case("send_msg(b'hello') puts b'\\x00\\x00\\x00\\x05hello' on the wire", _case_send_hello),
         Case("send_msg with an empty message and 100 kB of binary data", _case_send_binary),
+        Case("send_msg of 8 MiB on a socket with a timeout: every byte arrives", _case_send_big),
         Case("recv_msg: 4 messages in chunks of 1..4096 bytes (a split header), then None at the end",
              _case_recv_chunks),
         Case("recv_msg: the peer closes in the middle of a message: an exception",
@@ -189,10 +224,11 @@ message, 70 000 bytes in chunks of 1..4096 bytes, and a message cut short. Then:
 ERROR = b"ERROR line too long\n"
 
 
-def _line_exchange(ctx, srv, data, sizes, pause, wait=2.0, until=None, expect=None, then="shutdown"):
+def _line_exchange(ctx, srv, data, sizes, pause, wait=2.0, until=None, expect=None, then="shutdown",
+                   gate=None):
     c = ctx.own(socket.create_connection(srv.address, timeout=5))
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    log = send_chunks(ctx, c, data, sizes, pause=pause, then=then)
+    log = send_chunks(ctx, c, data, sizes, pause=pause, then=then, gate=gate)
     reply, how = read_all(c, wait, until=until, expect=expect,
                           stalled=_stalled(ctx, srv, lambda: log.sent if log.finished.is_set() else None))
     return c, reply, how, log
@@ -281,7 +317,9 @@ def _case_too_long(ctx, handler):
     c, reply, how, log = _line_exchange(ctx, srv, b"x" * 2048, [512, 512, 512, 512], pause=0.02,
                                         wait=3.0, then="keep")
     ctx.raise_learner_errors("your handler")
-    if reply == ERROR and how == "closed":
+    # A reset is an end too: a handler that returns with bytes still unread (a small recv(n))
+    # makes the OS reset the connection; the line it sent before stays readable (Linux).
+    if reply == ERROR and how in ("closed", "reset"):
         return
     if reply.startswith(ERROR) and how in ("timeout", "stalled"):
         raise Fail("your server sent the error, but did not close the connection: return from the "
@@ -294,19 +332,25 @@ def _case_too_long(ctx, handler):
     if not reply and how in ("closed", "reset"):
         raise Fail("your server closed the connection without sending b'ERROR line too long\\n' "
                    "first.")
+    if reply == ERROR:  # how: 'complete' or whatever read_all learns to say next
+        raise Fail(f"your server sent {ERROR!r}; then the connection did not end ({how}): return "
+                   "from the handler after sending it.")
     raise Fail(f"for 2048 bytes without a newline your server replied {shorten(reply)}, expected "
                f"{ERROR!r} and then the end of the connection.")
 
 
 def _case_long_ok(ctx, handler):
     srv = _server(ctx, handler)
-    line = b"y" * 1000
-    c, reply, how, log = _line_exchange(ctx, srv, line + b"\n", [300, 300, 300, 101], pause=0.02,
-                                        expect=1001, then="keep")
+    line = b"y" * 1024
+    # The newline only once the handler has all 1024 bytes: a limit of >= 1024 fires then.
+    has_line = lambda k: k < 4 or sum(ev.nbytes or 0 for ev in _handler_recvs(srv)) >= 1024  # noqa: E731
+    c, reply, how, log = _line_exchange(ctx, srv, line + b"\n", [300, 300, 300, 124, 1], pause=0.02,
+                                        expect=1025, then="keep", gate=has_line)
     if reply.startswith(ERROR):
-        raise Fail("a line of 1000 bytes (under the 1 KiB limit) got the error: only a line longer "
-                   "than 1024 bytes is too long.")
-    _judge_lines(ctx, srv, [line], reply, how, who="a client sending a 1000-byte line")
+        raise Fail("a line of exactly 1024 bytes got the error when its 1024 bytes had arrived and "
+                   "the newline had not yet: only *more than* 1024 bytes without a newline is too "
+                   "long (len(buf) > 1024).")
+    _judge_lines(ctx, srv, [line], reply, how, who="a client sending a 1024-byte line")
 
 
 def _case_two_clients(ctx, handler):
@@ -337,7 +381,7 @@ UPPER_LINES_LIMITED = Exercise(
 `upper_lines`, it answers every line with the same line in capitals (and `b"\\n"`); but when more
 than 1024 bytes have arrived without a newline, it replies `b"ERROR line too long\\n"` and returns (the
 server closes the connection). The check sends lines split across chunks, 60 lines in random chunks of
-1..700 bytes, 40 short lines in one write (over 1 KiB together), a 1000-byte line (fine), 2 KiB of
+1..700 bytes, 40 short lines in one write (over 1 KiB together), a 1024-byte line (fine), 2 KiB of
 `b"x"` with no newline, and two clients at once.""",
     hints=[
         "Start from `upper_lines`: a buffer `buf`, `buf += data` after each recv(), and an inner "
@@ -351,7 +395,7 @@ server closes the connection). The check sends lines split across chunks, 60 lin
         Case("three lines split across recv() calls", _case_lines_split),
         Case("60 lines in random chunks", _case_lines_many),
         Case("40 short lines in one write (over 1 KiB together, each line short)", _case_burst),
-        Case("a 1000-byte line is not too long", _case_long_ok),
+        Case("a 1024-byte line is not too long", _case_long_ok),
         Case("2 KiB without a newline: the error, then the connection closes", _case_too_long),
         Case("two clients at once, one with half a line", _case_two_clients),
     ],
