@@ -1117,6 +1117,12 @@ OTHER_RIGHT["09.1 non-blocking accept"] = """
 """
 
 
+# A backlog of 0 or 1: the check's clients find the AF_UNIX accept queue full now and then, and a
+# connect() with a timeout then fails at once with EAGAIN (notebook 08, section 8).
+OTHER_RIGHT["08.1 listen(0)"] = source("08.1").replace("srv.listen()", "srv.listen(0)")
+OTHER_RIGHT["08.1 listen(1)"] = source("08.1").replace("srv.listen()", "srv.listen(1)")
+
+
 @pytest.mark.parametrize("label", sorted(OTHER_RIGHT))
 def test_other_right_solutions_pass(label, leakcheck):
     res = run(label.split()[0], OTHER_RIGHT[label])

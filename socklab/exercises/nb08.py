@@ -5,6 +5,7 @@ import os
 import socket
 import stat
 import threading
+from time import monotonic
 
 from .. import runtime
 from ..servers import Server
@@ -14,6 +15,7 @@ from .peers import read_all, wait_for, waiting_in
 
 
 def _connectable(path) -> bool:
+    """Whether a server listens at ``path``: a connect() that works, or finds its queue full."""
     if not os.path.exists(path):
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
@@ -21,14 +23,34 @@ def _connectable(path) -> bool:
         try:
             c.connect(path)
             return True
+        except BlockingIOError:  # EAGAIN: listening, its accept queue full for the moment
+            return True
         except OSError:
             return False
 
 
-def _echo_once(path, message: bytes) -> tuple:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
-        c.settimeout(2)
-        c.connect(path)
+def _connect(path, timeout: float, stop: threading.Event) -> socket.socket:
+    """A client connected to ``path``. A connect() with a timeout to a full AF_UNIX accept queue
+    fails at once with EAGAIN (section 8): a server with a small backlog that has not accepted
+    the clients before yet. Tried again until ``timeout``."""
+    deadline = monotonic() + timeout
+    while True:
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.settimeout(timeout)
+        try:
+            c.connect(path)
+            return c
+        except BlockingIOError:
+            c.close()
+            if stop.wait(0.005) or monotonic() >= deadline:
+                raise
+        except BaseException:
+            c.close()
+            raise
+
+
+def _echo_once(ctx, path, message: bytes) -> tuple:
+    with _connect(path, 2, ctx.stop) as c:
         c.sendall(message)
         c.shutdown(socket.SHUT_WR)
         return read_all(c, 2)
@@ -67,7 +89,7 @@ def _case_stale_and_cleanup(ctx, serve):
         raise Fail(f"the socket file has mode {mode:#o}: call os.chmod(path, 0o600) right after bind(), "
                    "so only your user can connect.")
     for msg in (b"first client", b"second client"):
-        got, how = _echo_once(path, msg)
+        got, how = _echo_once(ctx, path, msg)
         if got != msg:
             raise Fail(f"a client sent {msg!r} and shut down its sending side; it got {got!r} back"
                        f"{' and the connection stayed open' if how == 'timeout' else ''}. Echo until "
@@ -123,7 +145,7 @@ def _case_live(ctx, serve):
         raise Fail("your serve() raised (right), but its clean-up removed the live server's socket "
                    "file: only remove the file after your own bind() succeeded (start the "
                    "try: ... finally: os.unlink(path) after bind()).")
-    got, _ = _echo_once(path, b"still there?")
+    got, _ = _echo_once(ctx, path, b"still there?")
     if got != b"still there?":
         raise Fail("after your serve() gave up, the live server no longer answers at its path.")
 
