@@ -368,6 +368,11 @@ WRONG = {
          """, "instead of raising"),
     ],
     "04.1": [
+        # the prediction alone, returned without any experiment
+        ("a formula, no experiment", """
+            def queue_capacity(backlog, timeout=0.5):
+                return backlog + 1
+         """, "Your code called connect() 0 times"),
         ("returns the backlog", """
             def queue_capacity(backlog, timeout=0.5):
                 return backlog

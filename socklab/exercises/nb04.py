@@ -85,20 +85,31 @@ def _case_capacity(backlog):
                        *[f"Made at {site_text(s)}" for s in dict.fromkeys(m.site for m in left)])
         if not isinstance(got, int) or isinstance(got, bool):
             raise Fail(f"return the number of clients that connected (an int); got {got!r:.60}.")
+        made = len(ctx.connects)
+        # The clients that got in, and the one that did not: fewer calls measured nothing.
+        unmeasured = [] if made >= expected + 1 else [
+            f"Your code called connect() {'only ' if made else ''}{made} "
+            f"time{'s' if made != 1 else ''}: to measure the queue, connect clients until one "
+            f"cannot get in ({expected + 1} connect() calls here). The answer must come from the "
+            "experiment, not from a formula."]
         if got == expected:
-            return
+            if not unmeasured:
+                return
+            raise Fail(f"you returned {got} for listen({backlog}), the number the check measured; "
+                       "but not by measuring it.", *unmeasured)
         if got == backlog and expected == backlog + 1:
             raise Fail(f"you returned {got} for listen({backlog}), the backlog itself; but the queue "
                        f"held {expected} clients here. Did you count every client that connected? "
-                       "On Linux the queue holds backlog + 1.")
+                       "On Linux the queue holds backlog + 1.", *unmeasured)
         if got == expected + 1:
             raise Fail(f"you returned {got} for listen({backlog}); {expected} clients connected here. "
-                       "You also counted the client whose connect() timed out.")
+                       "You also counted the client whose connect() timed out.", *unmeasured)
         if got == 0:
             raise Fail(f"you returned 0 for listen({backlog}); {expected} clients connected here. Are "
-                       "the clients connecting to the listener's address (lst.getsockname())?")
+                       "the clients connecting to the listener's address (lst.getsockname())?",
+                       *unmeasured)
         raise Fail(f"you returned {got} for listen({backlog}); {expected} clients connected here "
-                   "(measured by the check the same way, a moment ago).")
+                   "(measured by the check the same way, a moment ago).", *unmeasured)
     return case
 
 
