@@ -395,9 +395,10 @@ def _unix_name(name) -> str:
 
 
 def server_end_name(row) -> str:
-    """A server-side row with no known owner: queued for accept() (ESTABLISHED, no fd yet),
-    half-open (SYN-RECV: still in the SYN queue), or just a server end."""
-    if row.inode == 0 and row.state == "ESTABLISHED":
+    """A server-side row with no known owner: queued for accept() (no fd yet: ESTABLISHED, or
+    CLOSE-WAIT when its client has closed meanwhile), half-open (SYN-RECV: still in the SYN queue),
+    or just a server end."""
+    if row.inode == 0 and row.state in ("ESTABLISHED", "CLOSE-WAIT"):
         return "(in accept queue)"
     return "(half-open)" if row.state == "SYN-RECV" else "server end"
 

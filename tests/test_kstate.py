@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -320,6 +321,27 @@ def test_a_half_open_connection_is_not_called_queued():
             assert note(half[0]) == NOTES["SYN-RECV"] and "SYN queue" in note(half[0])
             listen = next(r for r in rows if r.state == "LISTEN")
             assert listen.recv_q == 0  # the accept queue is empty: nothing waits for accept() yet
+
+
+def test_a_queued_connection_whose_client_closed_is_still_in_the_accept_queue():
+    """Its server end is in CLOSE-WAIT with no fd: the program cannot close() it until accept()
+    gives it one (the row was called 'server end', 'this side must close()')."""
+    from socklab.render.state import note
+    with socket.create_server(("127.0.0.1", 0), backlog=1) as srv:
+        port = srv.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # closed before the server accepts it
+        tick, deadline = threading.Event(), time.monotonic() + 5
+        while True:  # until the kernel has taken the client's FIN (at once on loopback, as a rule)
+            rows = [r for r in kstate.demo_state(port) if r.local[1] == port and r.state != "LISTEN"]
+            if all(r.state == "CLOSE-WAIT" for r in rows) or time.monotonic() > deadline:
+                break
+            tick.wait(0.01)
+        assert [(r.state, r.side) for r in rows] == [("CLOSE-WAIT", "(in accept queue)")]
+        assert "accept queue" in note(rows[0]) and "must close" not in note(rows[0])
+        conn, _ = srv.accept()
+        with conn:
+            assert conn.recv(10) == b""  # what the note says accept() gives
 
 
 def test_demo_state_of_a_client_socket_names_each_end(listener):

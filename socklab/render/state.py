@@ -49,6 +49,9 @@ def note(row) -> str:
         return f"accept queue {row.recv_q} of {row.backlog + 1} (backlog {row.backlog}, holds backlog+1)"
     if row.state == "ESTABLISHED" and row.inode == 0:  # SYN-RECV rows have no fd either: not queued yet
         return "waiting in the accept queue: no fd until accept()"
+    if row.state == "CLOSE-WAIT" and row.inode == 0:  # an fd closed after accept() would be LAST-ACK
+        return ("waiting in the accept queue; its client has closed: after accept(), recv() gives "
+                "what it sent, then b''")
     if "(in accept queue)" in row.side:
         return "connected; its server end waits for accept()"
     return NOTES.get(row.state, "")
