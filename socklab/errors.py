@@ -508,6 +508,19 @@ def _timeout(exc: BaseException, call: str | None, origin, short: str) -> Explan
     return _timeout_of(None, call, short)
 
 
+def send_before_connected(exc: BaseException, call: str) -> Explanation:
+    """A send call that timed out on a TCP socket whose connect() never finished (SYN-SENT)."""
+    return Explanation(
+        "Timed out", f"{call}() waited for its whole timeout, but not for the peer: this socket "
+        "was never connected. Its connect() did not finish (it timed out, or is still going on).",
+        "A TCP socket that is still connecting makes a send wait until the connection is set up. "
+        "A connect() that timed out leaves the socket as it was, and Linux goes on sending SYNs "
+        "for it (state SYN-SENT): for example when the server's accept queue is full.",
+        "Send only on a socket whose connect() returned. After a connect() timeout, close that "
+        "socket and connect a new one once the server has room (it accept()s, or its queue is "
+        "not full).", _short(exc), "timeout")
+
+
 def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
     """A socket call's own timeout (settimeout(t) or a timeout= argument), by the kind of call."""
     if kind == "send":

@@ -6,6 +6,8 @@ event, so bulk transfers stay cheap. Knows nothing of Jupyter.
 from __future__ import annotations
 
 import collections
+import errno
+import functools
 import itertools
 import reprlib
 import socket
@@ -373,6 +375,18 @@ class TracedSocket:
         trace.record(side, "socket", args, result=Sym(f"<{side} socket>"), start=start)
         return cls(s, trace, side, owner)
 
+    def _if_never_connected(self, exc: TimeoutError, call: str) -> None:
+        """A send that timed out on a TCP socket still connecting waited for the connection, not
+        for the peer to read: ``exc`` then explains itself so."""
+        if self.sock.type != socket.SOCK_STREAM:
+            return
+        try:
+            self.sock.getpeername()
+        except OSError as e:
+            if e.errno == errno.ENOTCONN:
+                from .errors import send_before_connected
+                exc.socklab_explanation = functools.partial(send_before_connected, exc, call)
+
     # ---- recording helper
     def _do(self, call, fn, args, shown_args=None, nbytes_of=None, show_result=None):
         start = time.perf_counter()
@@ -425,7 +439,11 @@ class TracedSocket:
         return self._do("connect_ex", self.sock.connect_ex, (address,))
 
     def send(self, data, flags=0):
-        return self._do("send", self.sock.send, (data, flags), (_payload(data),), nbytes_of=int)
+        try:
+            return self._do("send", self.sock.send, (data, flags), (_payload(data),), nbytes_of=int)
+        except TimeoutError as exc:
+            self._if_never_connected(exc, "send")
+            raise
 
     def sendall(self, data, flags=0):
         # Written out like recv(): a folded call of a long run builds no preview of its data.
@@ -434,6 +452,8 @@ class TracedSocket:
             r = self.sock.sendall(data, flags)
         except BaseException as exc:
             self.trace.record(self.side, "sendall", (_payload(data),), error=exc, start=start)
+            if isinstance(exc, TimeoutError):
+                self._if_never_connected(exc, "sendall")
             raise
         n = len(data) if data.__class__ is bytes else memoryview(data).nbytes
         if self.trace.fold(self.side, "sendall", n) is None:

@@ -306,6 +306,21 @@ def test_a_connect_timeout_names_the_full_accept_queue(leakcheck):
         assert "accept queue is full" in e.why and "larger backlog" in e.fix and "EALREADY" in e.fix
 
 
+def test_a_send_on_a_socket_whose_connect_timed_out_says_it_never_connected(leakcheck):
+    """Notebook 04: c2's connect() timed out (a full queue); c2.sendall() then waits for the
+    connection, and was explained as a peer that is not reading."""
+    from socklab.trace import TracedSocket, Trace
+    srv, filler = full_listener()
+    with srv, filler, TracedSocket.create(trace=Trace(), side="client2") as c:
+        c.settimeout(0.1)
+        assert isinstance(provoke(lambda: c.connect(srv.getsockname())), TimeoutError)
+        for call in (lambda: c.sendall(b"bye"), lambda: c.send(b"bye")):
+            exc = provoke(call)
+            e = explain(exc)
+            assert isinstance(exc, TimeoutError) and "never connected" in e.what, e.text()
+            assert "not reading" not in e.text() and "connect a new one" in e.fix
+
+
 def test_a_background_result_that_gives_up_is_not_called_an_accept_timeout(leakcheck):
     """Background.result(timeout) gave up; the accept() it waits for is still waiting."""
     with socket.create_server(("127.0.0.1", 0)) as srv:
