@@ -169,6 +169,10 @@ def test_bad_settings_are_explained_and_change_nothing():
             panel.run(**kwargs)
     with pytest.raises(ConfigError):
         panel.sweep(backlogs=(0, 9))
+    for backlogs in (5, None, (), "0123"):  # a TypeError from iterating them, before
+        with pytest.raises(ConfigError) as err:
+            panel.sweep(backlogs=backlogs)
+        assert "backlogs=(0, 1, 2, 3)" in err.value.explanation.fix
     for kwargs in (dict(backlog=9), dict(clients=100), dict(family="AF_BLUETOOTH")):
         with pytest.raises(ConfigError):
             BacklogPanel(name="t-bl8b", **kwargs)

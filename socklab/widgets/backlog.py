@@ -31,7 +31,7 @@ from ..notebook import Rich
 from ..render.html import CSS, colour, table_html
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
 from ..trace import Trace
-from .base import Choice, BackgroundPanel, bad_setting, check_choice, check_range, family_name
+from .base import Choice, BackgroundPanel, bad_setting, check_choice, check_range, family_name, shown
 from ..runtime import Thread
 
 LIVE_EVERY = 0.1            # s between live redraws while a run goes on
@@ -492,6 +492,10 @@ class BacklogPanel(BackgroundPanel):
               wait: bool = True) -> list | None:
         """Run backlog 0..3 (``backlogs``) with backlog + 1 + ``extra`` clients each, never
         accept()ing; returns the results (capacity vs backlog in ``sweep_text(results)``)."""
+        if not isinstance(backlogs, (list, tuple, range)) or not backlogs:
+            raise _bad(f"backlogs={shown(backlogs)} is not a list of backlogs.",
+                       f"Pass a tuple of backlogs, e.g. backlogs=(0, 1, 2, 3) (each "
+                       f"{BACKLOG_RANGE[0]}..{BACKLOG_RANGE[1]}); for one backlog, use run(backlog=...).")
         for b in backlogs:
             _check_range("backlog", b, *BACKLOG_RANGE)
         _check_range("extra", extra, 0, 4)
