@@ -267,6 +267,21 @@ _BY_ERRNO = {
         "This machine has no route for that address (often: IPv6 without IPv6 connectivity).",
         "Use loopback (127.0.0.1 or ::1) for these exercises.",
     ),
+    errno.EMFILE: (
+        "Too many open files",
+        "This process has as many file descriptors open as it may (its limit, `ulimit -n`).",
+        "Every socket holds a file descriptor until close(). A loop that opens sockets and never "
+        "closes them (or keeps them all in a list) reaches the limit, usually 1024; then every "
+        "socket() and accept() fails.",
+        "Close each socket when you are done with it (a `with` block does it). In a notebook, "
+        "socklab.stop_all() stops socklab's demos; restarting the kernel closes everything.",
+    ),
+    errno.ENFILE: (
+        "Too many open files in the system",
+        "The whole machine has as many files open as it may.",
+        "Every socket of every process holds a file: all users of a shared host count.",
+        "Close the sockets you do not need; ask whoever runs the host if it persists.",
+    ),
     errno.EBADF: (
         "Bad file descriptor",
         "The socket was already closed, or another object took over its file descriptor.",
@@ -767,6 +782,15 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
     name = _errname(exc)
     where = f" in {call}()" if call else ""
 
+    if isinstance(exc, socket.herror):  # its number is the resolver's h_errno, not an errno
+        return Explanation(
+            "Host lookup failed", f"The name lookup{where}{' for' + addr if addr else ''} found no "
+            f"answer ({exc.args[-1] if exc.args else exc}).",
+            "The resolver (/etc/hosts, then DNS) had no answer. Most addresses have no name "
+            "(gethostbyaddr() fails for them), and a lookup can fail where the host is reachable "
+            "all the same.",
+            "Use the address itself; a missing name is not an error of the connection. (Its number, "
+            f"{exc.errno}, is the resolver's code, not an errno.)", short, "")
     if isinstance(exc, socket.gaierror):
         one = _loopback_name_one_family(address, short, name)
         if one is not None:
@@ -802,7 +826,8 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
             "Would block", f"The call{where} could not complete immediately, and this socket does not wait.",
             "A non-blocking socket (setblocking(False) or settimeout(0)) raises BlockingIOError where "
             "a call would have to wait. A socket with a timeout is non-blocking underneath too: an "
-            "AF_UNIX connect() to a full accept queue fails this way at once, timeout or not.",
+            "AF_UNIX connect() to a full accept queue fails this way at once, however long its "
+            "timeout (one with no timeout at all waits until the server accept()s).",
             "For a non-blocking socket, wait for readiness with selectors/select and try again. For "
             "a connect() to a full AF_UNIX queue, let the server accept() sooner, or retry later.",
             short, name)

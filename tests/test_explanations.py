@@ -9,8 +9,11 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import tempfile
+import textwrap
+import threading
 
 import pytest
 
@@ -354,6 +357,61 @@ def test_a_future_result_that_gives_up_says_the_work_goes_on(leakcheck):
     assert e.title == "Gave up waiting for another thread"
     assert e.what.startswith("result() waited") and "That work goes on" in e.what
     assert "settimeout" not in e.why and "backlog" not in e.fix
+
+
+def test_a_full_af_unix_queue_makes_only_a_connect_with_a_timeout_fail_at_once(tmp_path):
+    """The explanation said it fails at once 'timeout or not'; a blocking connect() waits for room
+    (measured here: it connects once the server accept()s)."""
+    path = str(tmp_path / "q.sock")
+    with socket.socket(socket.AF_UNIX) as srv, socket.socket(socket.AF_UNIX) as first:
+        srv.bind(path)
+        srv.listen(0)
+        first.connect(path)  # the queue's one place
+        timed = socket.socket(socket.AF_UNIX)
+        timed.settimeout(5)
+        with timed:
+            exc = provoke(lambda: timed.connect(path))
+        assert isinstance(exc, BlockingIOError)
+        waiting = socket.socket(socket.AF_UNIX)  # no timeout: blocks until there is room
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (waiting.connect(path), done.set()))
+        t.start()
+        assert not done.wait(0.2)  # still waiting for room, not failed
+        conn, _ = srv.accept()
+        assert done.wait(5)
+        t.join(5)
+        conn.close()
+        waiting.close()
+    e = explain(exc)
+    assert "however long its timeout" in e.why and "one with no timeout at all waits" in e.why
+    assert "timeout or not" not in e.text()
+
+
+def test_a_host_lookup_error_is_not_read_as_an_errno():
+    """herror's number is the resolver's h_errno: 1 is HOST_NOT_FOUND, not EPERM (it was explained
+    as 'raw sockets need root')."""
+    e = explain(socket.herror(1, "Unknown host"))
+    assert e.title == "Host lookup failed" and "Unknown host" in e.what
+    assert "root" not in e.text() and "not an errno" in e.fix
+
+
+def test_too_many_open_files_says_which_limit_and_why(tmp_path):
+    """A loop that never closes its sockets, in a child whose descriptor limit is 64."""
+    code = textwrap.dedent("""
+        import resource, socket
+        from socklab.errors import explain
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        kept = []
+        try:
+            while True:
+                kept.append(socket.socket())
+        except OSError as exc:
+            e = explain(exc)
+            print(e.title, "|", e.what, "|", e.fix)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.startswith("Too many open files |"), out
+    assert "ulimit -n" in out.stdout and "with` block" in out.stdout
 
 
 def test_a_timeout_error_the_learner_raised_is_not_given_socket_advice():
