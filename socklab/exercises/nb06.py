@@ -65,7 +65,8 @@ def _case_send_binary(ctx, send_msg, recv_msg):
         _judge_framed(got, message)
 
 
-BIG = 8 << 20  # more than the kernel takes in one go: one send() sends part of it
+BIG = 4 << 20  # many times the learner's send buffer (SNDBUF): one send() sends part of it
+SNDBUF = 65536  # fixed: autotuned, Linux let one send() take all of BIG in about half the runs
 
 
 def _case_send_big(ctx, send_msg, recv_msg):
@@ -73,6 +74,7 @@ def _case_send_big(ctx, send_msg, recv_msg):
     # send() takes what fits in the send buffer and returns. On a socket with no timeout, Linux
     # makes one send() wait until all is taken, so this is where a bare send() shows.
     mine, peer = tcp_pair(ctx, learner_timeout=5)
+    mine.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
     message = ctx.rng.randbytes(BIG)
     box: dict = {}
     read = threading.Event()
@@ -194,7 +196,7 @@ message as `bytes`, `None` if the peer closed cleanly *between* messages, and ra
 closed in the *middle* of one (for example a header announcing 10 bytes, then 3 bytes, then the end).
 Define `recv_exactly` in the same cell. The check sends you headers that arrive in pieces, an empty
 message, 70 000 bytes in chunks of 1..4096 bytes, and a message cut short; and has your `send_msg`
-send 8 MiB through a socket with a timeout. Then: what does the
+send 4 MiB through a socket with a timeout. Then: what does the
 `reverse_messages` server do when a client sends half a message and shuts down?""",
     hints=[
         "Sending is one line: `sock.sendall(struct.pack('!I', len(data)) + data)`. '!' means network "
@@ -209,7 +211,7 @@ send 8 MiB through a socket with a timeout. Then: what does the
     cases=[
         Case("send_msg(b'hello') puts b'\\x00\\x00\\x00\\x05hello' on the wire", _case_send_hello),
         Case("send_msg with an empty message and 100 kB of binary data", _case_send_binary),
-        Case("send_msg of 8 MiB on a socket with a timeout: every byte arrives", _case_send_big),
+        Case("send_msg of 4 MiB on a socket with a timeout: every byte arrives", _case_send_big),
         Case("recv_msg: 4 messages in chunks of 1..4096 bytes (a split header), then None at the end",
              _case_recv_chunks),
         Case("recv_msg: the peer closes in the middle of a message: an exception",
