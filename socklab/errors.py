@@ -889,6 +889,13 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
         tcall = origin[1] if origin and origin[0] == "call" else call
         twhere = f" in {tcall}()" if tcall else ""
         maybe_address = tcall is None or tcall in _ADDRESS_CALLS
+        if "concatenate str (not \"bytes\")" in msg or "can't concat str to bytes" in msg:
+            return Explanation(
+                "str and bytes mixed", f"Code joined a str and bytes with + ({msg}).",
+                "Sockets carry bytes: recv() returns bytes, and what you send must be bytes. A "
+                "str literal ('done: ') and received data (b'...') cannot be added together.",
+                "Write bytes literals for what you send (b'done: ' + data), or decode what you "
+                "received first and encode the result: ('done: ' + data.decode()).encode().", short)
         if "address must be" in msg:
             about_address = True
         elif "bytes-like" in msg:  # the data, or an AF_UNIX address of the wrong type

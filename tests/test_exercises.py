@@ -144,6 +144,33 @@ def serve(sock, warm, stop):
         b.close()
 
 
+@pytest.mark.parametrize("wait", ["idle.wait_for(stop.is_set, 10)", "stop.wait(10)",
+                                  "worker.join(10)"])
+def test_a_serve_waiting_for_its_client_threads_is_seen_waiting(wait, leakcheck):
+    """09.1 waits until serve() waits for its client threads; a Condition or an Event was not
+    recognised, and every such right solution took 2 s more per check."""
+    from socklab.exercises.nb09 import _waiting_for_threads
+    from socklab.exercises.peers import wait_for
+    ns = load("09.1", f"""
+def serve(stop, worker, idle):
+    with idle:
+        {wait}
+""")
+    stop, idle = threading.Event(), threading.Condition()
+    worker = threading.Thread(target=stop.wait, args=(10,), name="t-client-thread")
+    worker.start()
+    t = threading.Thread(target=ns["serve"], args=(stop, worker, idle), name="t-learner-serve")
+    t.start()
+    try:
+        assert wait_for(lambda: _waiting_for_threads(t), 5, threading.Event())
+    finally:
+        stop.set()
+        with idle:
+            idle.notify_all()
+        t.join(15)
+        worker.join(15)
+
+
 def test_read_all_returns_once_the_peer_is_stalled_with_what_it_sent():
     """read_all(stalled=...): judged as soon as nothing more can come, with every byte already
     sent, even bytes that arrive at the moment it decides (the peer's last sendall before it
@@ -771,6 +798,17 @@ def recv_msg(sock):
                                                                "        if True:\n"),
          "of your code (in serve): conn, _ = listener.accept()"),
         # no client ever closed without finishing its line: the endless loop on b'' passed
+        # TimeoutError is an OSError: this serve() ends at its first accept() timeout
+        ("ends at the first accept() timeout", source("09.1").replace(
+            "        except TimeoutError:\n            continue\n",
+            "        except OSError:\n            break\n"),
+         "after its accept() timed out with no client yet"),
+        ("reply without its newline", source("09.1").replace(
+            'conn.sendall(b"done: " + buf)', 'conn.sendall(b"done: " + buf.strip())'),
+         "expected b'done: quick 0\\n'"),
+        ("a client thread that crashes", source("09.1").replace(
+            'conn.sendall(b"done: " + buf)', 'conn.sendall("done: " + buf)'),
+         "a client thread of your serve() raised TypeError: str and bytes mixed"),
         ("select() with no timeout", SELECT_SERVE.replace("select.select([listener], [], [], 0.1)",
                                                            "select.select([listener], [], [])"),
          "its select() is waiting for a client that never comes. Give select() a timeout"),

@@ -387,6 +387,13 @@ def test_a_full_af_unix_queue_makes_only_a_connect_with_a_timeout_fail_at_once(t
     assert "timeout or not" not in e.text()
 
 
+@pytest.mark.parametrize("join", [lambda data: "done: " + data, lambda data: data + "\n"])
+def test_str_and_bytes_added_together_are_named(join):
+    exc = provoke(lambda: join(b"hello"), TypeError)
+    e = explain(exc)
+    assert e.title == "str and bytes mixed" and "b'done: ' + data" in e.fix, e.text()
+
+
 def test_a_host_lookup_error_is_not_read_as_an_errno():
     """herror's number is the resolver's h_errno: 1 is HOST_NOT_FOUND, not EPERM (it was explained
     as 'raw sockets need root')."""

@@ -11,6 +11,7 @@ thread that still cannot be ended (e.g. waiting on a lock with no timeout) is re
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import random
 import socket
@@ -95,12 +96,33 @@ class CheckAbandoned(BaseException):
 _excepthook = threading.excepthook
 
 
-def _quiet_when_abandoned(args) -> None:
+def _quiet_when_abandoned(args, then=None) -> None:
     """A thread the learner started, ended by the check with CheckAbandoned: that is our signal,
-    not an error, so no traceback of socklab's internals in the learner's cell. Others go on."""
+    not an error, so no traceback of socklab's internals in the learner's cell. An exception of a
+    thread the learner's code started during a check goes into the check's feedback instead
+    (``Context.thread_errors``). Others go on to ``then`` (the hook in force before)."""
     if args.exc_type is not None and issubclass(args.exc_type, CheckAbandoned):
         return
-    _excepthook(args)
+    ctx = _watched
+    if ctx is not None and isinstance(args.exc_value, Exception) and _raised_in_learner_code(args):
+        if not ctx._closing:  # while the case closes its sockets, errors are the check's doing
+            ctx.thread_errors.append(args.exc_value)
+        return
+    (then or _excepthook)(args)
+
+
+def _raised_in_learner_code(args) -> bool:
+    """A thread's exception that went through the learner's code: a thread it started (whose
+    ``_target`` is gone by now: Thread.run() deletes it before the hook runs)."""
+    name = getattr(args.thread, "name", "")
+    if name.startswith(("socklab", "exercise-")):
+        return False
+    tb = args.exc_traceback
+    while tb is not None:
+        if is_learner_file(tb.tb_frame.f_code.co_filename):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 threading.excepthook = _quiet_when_abandoned
@@ -320,6 +342,8 @@ class Context:
         self.stop = threading.Event()
         self.notes: list = []          # extra feedback lines for a passing case (tips)
         self.learner_errors: list = []  # exceptions raised by learner code in adopted threads
+        self.thread_errors: list = []   # ... and in threads the learner's code started itself
+        self.thread_errors_shown = False  # a case that puts them in its own feedback sets this
         self._sockets: list = []
         self._peers: list = []
         self._learner: list = []
@@ -858,9 +882,15 @@ def run_check(exercise: Exercise, *solution, only=None) -> Result:
         return Result(exercise.id, exercise.title, "failed", lines=[
             "A check is already running (did your solution call check() or grade()?). A check runs "
             "your code; your code must not run a check. Remove that call and check again."])
+    # Put back in force for the check: a test runner, or the kernel, may have replaced it since.
+    before = threading.excepthook
+    during = functools.partial(_quiet_when_abandoned, then=before)
+    threading.excepthook = during
     try:
         return _run_check(exercise, solution, only)
     finally:
+        if threading.excepthook is during:
+            threading.excepthook = before
         _checking.release()
 
 
@@ -934,6 +964,13 @@ def _run_check(exercise: Exercise, solution, only) -> Result:
                    and "The check's own connection failed" not in ln])
         if stuck and stuck not in outcome.lines:
             outcome.lines.append(stuck)
+        crashed = [e for e in ctx.thread_errors if not isinstance(e, NotImplementedError)]
+        if crashed and not ctx.thread_errors_shown:
+            lines = raised_lines(crashed[0], "a thread your code started")
+            if outcome.status == "failed":  # most likely the cause: first
+                outcome.lines = lines + [ln for ln in outcome.lines if ln not in lines]
+            elif outcome.status == "passed":
+                ctx.notes.append(" ".join(lines))
         if outcome.status == "passed":
             for n in ctx.notes:
                 if n not in res.notes:

@@ -12,6 +12,7 @@ from .peers import plural, read_all, wait_for, waiting_in
 
 EOF_LOOPS = 20  # recv() calls that returned b'' on one connection: a loop that will never end
 FINISHING = 0.25  # s a client thread may take to end after serve() returned (see _start)
+IDLE = 0.3  # s with no client at the start of _case_one: longer than the usual accept() timeouts
 
 
 class _Conn(socket.socket):
@@ -43,9 +44,14 @@ class _Listener(socket.socket):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.accepted: list = []
+        self.timeouts = 0  # accept() calls that timed out
 
     def accept(self):  # socket.socket.accept, making a _Conn
-        fd, addr = self._accept()
+        try:
+            fd, addr = self._accept()
+        except TimeoutError:
+            self.timeouts += 1
+            raise
         conn = _Conn(self.family, self.type, self.proto, fileno=fd)
         if socket.getdefaulttimeout() is None and self.gettimeout():
             conn.setblocking(True)
@@ -89,6 +95,27 @@ def _waiting_for_a_client(thread) -> str | None:
             return callee if callee in WAIT_CALLS else None
         frame = frame.f_back  # e.g. threading.py's Event.wait(), called by the learner's code
     return None
+
+
+# Where serve() may wait for its client threads: join(), or a wait of its own (a Condition, an
+# Event, a sleep between looks at is_alive()).
+THREAD_WAITS = frozenset({"join", "wait", "wait_for", "sleep", "acquire"})
+
+
+def _waiting_for_threads(thread) -> bool:
+    """Whether serve()'s thread waits for its client threads right now (read from its stack)."""
+    if waiting_in(thread, JOINS):
+        return True
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None and not is_learner_file(frame.f_code.co_filename):
+        frame = frame.f_back
+    if frame is None:
+        return False
+    try:
+        _, callee = _instruction(frame.f_code, frame.f_lasti)
+    except Exception:  # bytecode this Python's dis cannot read: not known to wait
+        return False
+    return callee in THREAD_WAITS
 
 
 def _client_threads(before: set, but=None) -> list:
@@ -212,12 +239,34 @@ def _stop_and_join(ctx, stop, run, set_stop=True):
                    + NOT_JOINED)
 
 
+def _thread_error(ctx, run) -> None:
+    """A client thread of serve() raised: that is why its client got no (right) reply."""
+    # The thread's `with conn:` closes the connection before its exception reaches the hook
+    # that records it: wait for those of serve()'s threads that are ending.
+    wait_for(lambda: ctx.thread_errors or not _client_threads(run.before, but=run.thread),
+             0.5, ctx.stop)
+    if ctx.thread_errors:
+        ctx.thread_errors_shown = True
+        raise Fail(*raised_lines(ctx.thread_errors[0], "a client thread of your serve()"))
+
+
 def _case_one(ctx, serve):
     before = set(threading.enumerate())
     lst, stop, run = _start(ctx, serve, before)
+    # No client for a while: a serve() that ends at its first accept() timeout (`except OSError:
+    # break`: TimeoutError is an OSError) must show it. Over once serve() is back in accept()
+    # after a timeout, or after IDLE s (a serve() waiting in select() has no accept() timeouts).
+    wait_for(lambda: run.done.is_set()
+             or (lst.timeouts > 0 and _waiting_for_a_client(run.thread) is not None), IDLE, ctx.stop)
+    if run.done.is_set() and run.error is None and lst.timeouts:
+        raise Fail("your serve() returned before stop was set, after its accept() timed out with no "
+                   "client yet. A timeout only means 'no client this time': catch TimeoutError and "
+                   "go round the loop again (TimeoutError is an OSError, so `except OSError: break` "
+                   "ends serve() at the first timeout).")
     reply, how = _ask(ctx, run, lst.getsockname(), b"hello\n")
     _ended_early(run)
     if reply != b"done: hello\n":
+        _thread_error(ctx, run)
         raise Fail(f"a client sent b'hello\\n' and got {reply!r}"
                    f"{' (nothing within 2 s)' if not reply else ''}; expected b'done: hello\\n'.")
     _stop_and_join(ctx, stop, run)
@@ -232,11 +281,22 @@ def _case_slow_client(ctx, serve):
     for i in range(3):
         reply, how = _ask(ctx, run, lst.getsockname(), b"quick %d\n" % i, wait=1.5)
         _ended_early(run)
-        if reply != b"done: quick %d\n" % i:
-            raise Fail(f"client {i + 2} got {reply!r} within 1.5 s while client 1 was still sending its "
-                       "line: your server serves one client at a time, so one slow client holds up "
-                       "everyone. Serve each connection in its own thread: "
-                       "threading.Thread(target=handle, args=(conn,)).start().")
+        want = b"done: quick %d\n" % i
+        if reply == want:
+            continue
+        _thread_error(ctx, run)
+        if b"slo" in reply:
+            raise Fail(f"client {i + 2} sent b'quick {i}\\n' and got {reply!r}: it holds bytes of "
+                       "client 1's unfinished line (b'slo'). Each connection needs its own buffer: "
+                       "a local variable of the function that serves it.")
+        if reply or how != "timeout":
+            raise Fail(f"client {i + 2} sent b'quick {i}\\n' and got {reply!r}"
+                       f"{' before the connection closed' if how in ('closed', 'reset') else ''}; "
+                       f"expected {want!r}.")
+        raise Fail(f"client {i + 2} got no reply within 1.5 s while client 1 was still sending its "
+                   "line: your server serves one client at a time, so one slow client holds up "
+                   "everyone. Serve each connection in its own thread: "
+                   "threading.Thread(target=handle, args=(conn,)).start().")
     slow.sendall(b"w\n")
     reply, _ = read_all(slow, 2, until=b"\n")
     slow.close()
@@ -268,7 +328,7 @@ def _case_stop(ctx, serve):
                    f"{reply!r} within 2 s; expected b'done: n5\\n'. Serve each connection in its "
                    "own thread.")
     stop.set()
-    wait_for(lambda: run.done.is_set() or waiting_in(run.thread, JOINS), 2.0, ctx.stop)
+    wait_for(lambda: run.done.is_set() or _waiting_for_threads(run.thread), 2.0, ctx.stop)
     returned = run.done.is_set()
     last.sendall(b"st\n")
     got, _ = read_all(last, 2, until=b"\n")
