@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+import time
 from time import monotonic  # bound here: learner code replacing time.monotonic cannot stop our clock
 
 from ..servers import Server
@@ -17,6 +18,7 @@ TIMEOUT = 0.05  # s: the first wait the check asks for (replies on loopback take
 # after a first wait that did not grow (the learner's recvfrom() has timed out by then) and well
 # before the second try's grown timeout (2 x the first wait) ends.
 LATE_TIMEOUT = 0.1
+ANSWERED_TIMEOUT = 0.5  # the first wait asked for where the server answers at once
 LATE = 1.25
 # Tolerances on the waits of the learner's tries, as fractions of the first wait: a timeout never
 # fires early, so a wait is short only by how late the server's thread saw a datagram (SLACK_DOWN);
@@ -26,6 +28,7 @@ LATE = 1.25
 # t) and linear growth (t, 2t, 3t).
 SLACK_DOWN = 0.3
 SLACK_UP = 0.5
+BUSY_CPU = 0.15  # share of its wall time a waiting ping_backoff may spend on the CPU (a right one: ~1%)
 
 
 class Lossy:
@@ -41,6 +44,7 @@ class Lossy:
         self.arrivals: list = []   # (monotonic time, data, address)
         self.late: list = []       # (when a delayed reply was sent, the learner's site then)
         self.learner: threading.Thread | None = None  # the thread running the learner's function
+        self.cpu: float | None = None  # CPU time that thread had used when the function returned
         self.lock = threading.Lock()
 
     def __call__(self, sock, data, addr, server):
@@ -75,6 +79,35 @@ class Lossy:
         return None
 
 
+# A try makes a few calls that let go of the interpreter lock (sendto(), the receive, returning):
+# each may have to wait as long as the probe's worst to get it back, when a busy thread holds it.
+WAKE_UPS = 3
+
+
+class _Lateness:
+    """How late this machine wakes a waiting thread right now: a peer thread waits STEP s again and
+    again and keeps the largest overshoot. A busy machine, or a busy thread of this kernel holding
+    the interpreter lock, wakes the learner's thread late by as much: the waits allow for it."""
+
+    STEP = 0.005
+
+    def __init__(self, ctx):
+        self.worst = 0.0
+        ctx.spawn(self._run, ctx.stop, name="lateness")
+
+    @property
+    def allowance(self) -> float:
+        """Time a wait may run over, for this machine's lateness meanwhile."""
+        return WAKE_UPS * self.worst
+
+    def _run(self, stop):
+        while True:
+            t0 = monotonic()
+            if stop.wait(self.STEP):
+                return
+            self.worst = max(self.worst, monotonic() - t0 - self.STEP)
+
+
 def _server(ctx, plan) -> tuple:
     handler = Lossy(ctx, plan)
     srv = Server(type="SOCK_DGRAM", handler=handler, name=f"exercise-udp-{id(ctx)}", lifetime=60)
@@ -95,6 +128,10 @@ class _Noted(socket.socket):
     def sendto(self, *args):
         self.calls.append(("send", monotonic(), None, 0.0))
         return super().sendto(*args)
+
+    def send(self, *args):  # on a socket the code connect()ed to the server
+        self.calls.append(("send", monotonic(), None, 0.0))
+        return super().send(*args)
 
     def _received(self, receive, args):
         began, timeout = monotonic(), self.gettimeout()
@@ -131,34 +168,42 @@ def _tries(calls: list, ended: float) -> list:
     return out
 
 
-def _asked_for(tries: list, asked: list, t: float) -> list:
-    """Per try, whether the code asked for just the wait asked of it: a single receive whose timeout
-    is that wait (a deadline-based timeout may be a little less), and no time spent outside it.
-    Such a wait can still come out long: the OS wakes the thread when the timeout ends, and a busy
-    machine runs it later."""
+def _asked_for(tries: list, asked: list, t: float, late: float = 0.0) -> list:
+    """Per try, the wait the code asked for, where that is all it did: a single receive with a
+    timeout, and no time spent outside it (beyond ``late``, the machine's lateness); else None.
+    The wait it got can be longer: the OS wakes the thread when the timeout ends, and a busy
+    machine runs it later. (A deadline-based timeout is a little less than the asked-for wait.)"""
     out = []
     for (_, wait, receives), a in zip(tries, asked):
         timeout, took = receives[0] if len(receives) == 1 else (None, 0.0)
-        out.append(timeout is not None and a - SLACK_DOWN * t <= timeout <= a + 1e-9
-                   and wait - took < SLACK_UP * t)
+        if timeout is not None and wait - took < SLACK_UP * t + late:
+            out.append(a if a - SLACK_DOWN * t <= timeout <= a + 1e-9 else timeout)
+        else:
+            out.append(None)
     return out
 
 
-def _ping(ctx, ping_backoff, sock, address, seq, handler, timeout=TIMEOUT, limit=3.0):
-    """Run the learner's ping_backoff(sock, address, seq, timeout, 3): (its value, the monotonic
-    time it returned)."""
+def _ping(ctx, ping_backoff, sock, address, seq, handler, timeout=TIMEOUT, limit=3.0, tries=3):
+    """Run the learner's ping_backoff(sock, address, seq, timeout, tries): (its value, the
+    monotonic time it was called, the time it returned)."""
     def diagnose():
         n = len(handler.arrivals)
         if sock.gettimeout() is None:
             return (f"your UDP client waited forever: the server got {plural(n, 'datagram')} and "
                     "dropped the last one, so no reply will ever come, and recvfrom() has no "
                     "timeout. Set one (sock.settimeout(timeout)) and send again when it expires.")
-        return (f"the server has received {plural(n, 'datagram')}; with tries=3 and timeouts of "
-                f"{timeout:g}, {2 * timeout:g} and {4 * timeout:g} s the function should be done "
-                f"after about {7 * timeout:g} s.")
-    run = ctx.start(ping_backoff, sock, address, seq, timeout, 3, what="your ping_backoff")
+        return (f"the server has received {plural(n, 'datagram')}; with tries={tries} and a first "
+                f"timeout of {timeout:g} s the function should be done after about "
+                f"{(2 ** tries - 1) * timeout:g} s.")
+    cpu: dict = {}
+
+    def cpu_at_end(r):  # in the learner's thread as it ends: the CPU time that thread has used
+        cpu["used"] = time.thread_time()
+    run = ctx.start(ping_backoff, sock, address, seq, timeout, tries, what="your ping_backoff",
+                    on_end=cpu_at_end)
     handler.learner = run.thread
     value = run.result(limit, diagnose=diagnose)
+    handler.cpu = cpu.get("used")
     if value is not None and type(value) is not int:  # exactly int: not True, not 1.0, not a look-alike
         raise Fail(f"your ping_backoff returned {value!r:.40} (a {type(value).__name__}): return the "
                    "number of tries as an int, or None when no reply came.")
@@ -171,13 +216,42 @@ def _request(seq) -> bytes:
 
 def _case_answered(ctx, ping_backoff):
     srv, handler = _server(ctx, lambda i, d: [d])
-    got, _, _ = _ping(ctx, ping_backoff, _client(ctx), srv.address, 1, handler)
+    probe, sock = _Lateness(ctx), _client(ctx)
+    # A long first wait: a right solution returns as soon as the reply is there anyway, and the
+    # check's server may answer late when the machine is busy.
+    got, _, ended = _ping(ctx, ping_backoff, sock, srv.address, 1, handler, timeout=ANSWERED_TIMEOUT)
     if handler.arrivals and handler.arrivals[0][1] != _request(1):
         raise Fail(f"the server received {handler.arrivals[0][1]!r}; send b'ping 1' for seq=1 "
                    "(b'ping %d' % seq), as ping() does.")
     if got != 1:
         raise Fail(f"the server answered the first datagram at once; your ping_backoff returned {got!r}, "
                    "expected 1 (one try).")
+    sent = [c[1] for c in sock.calls if c[0] == "send"]
+    if sent and ended - sent[0] > TIMEOUT / 2 + probe.allowance:
+        raise Fail(f"the server answered at once, but your ping_backoff returned "
+                   f"{ended - sent[0]:.2f} s after it sent: wait for the reply in recvfrom() with a "
+                   "timeout, which returns as soon as the reply is there, not in a sleep first.")
+
+
+ATTEMPTS = 3  # runs of a case whose own late reply may go out too late on a busy machine
+BUSY = ["This machine was too busy for this case: the check's reply, meant to come within your "
+        "timeout, went out too late each time it tried. That says nothing about your code: run the "
+        "check again when the machine is less busy."]
+
+
+def _reply_was_late(handler, sock, i: int, planned: float, window: float) -> bool:
+    """Whether the delayed reply to datagram ``i`` (0-based) went out so late (planned ``planned``
+    s after it came) that it missed a wait of ``window`` s from when the learner's code sent that
+    datagram: not the learner's doing (a busy machine ran the check's threads late)."""
+    sends = [c[1] for c in sock.calls if c[0] == "send"]
+    if len(sends) > i:
+        since = sends[i]
+    elif len(handler.arrivals) > i:
+        since = handler.arrivals[i][0]
+    else:
+        return False
+    sent = [at for at, _ in handler.late]
+    return bool(sent) and sent[0] - since > planned + 0.8 * (window - planned)
 
 
 def _case_first_lost(ctx, ping_backoff):
@@ -185,10 +259,16 @@ def _case_first_lost(ctx, ping_backoff):
     # timeout that grows catches it. A sleep after a timeout that stays the same misses it (the
     # reply waits unread, and the third try takes it as its own answer).
     t, late = LATE_TIMEOUT, LATE * LATE_TIMEOUT
-    srv, handler = _server(ctx, lambda i, d: [] if i == 1 else [(late, d)] if i == 2 else [d])
-    got, _, _ = _ping(ctx, ping_backoff, _client(ctx), srv.address, 2, handler, timeout=t)
-    if got == 2:
-        return
+    for _ in range(ATTEMPTS):
+        srv, handler = _server(ctx, lambda i, d: [] if i == 1 else [(late, d)] if i == 2 else [d])
+        sock = _client(ctx)
+        got, _, _ = _ping(ctx, ping_backoff, sock, srv.address, 2, handler, timeout=t)
+        if got == 2:
+            return
+        if not _reply_was_late(handler, sock, 1, late, 2 * t):
+            break
+    else:
+        raise Fail(*BUSY)
     lines = [f"the server drops the first datagram and answers the second {late:g} s after it "
              f"comes, within the second try's timeout (2 x {t:g} = {2 * t:g} s); your ping_backoff "
              f"returned {got!r}, expected 2 (tries)."]
@@ -208,15 +288,18 @@ def _case_first_lost(ctx, ping_backoff):
     raise Fail(*lines)
 
 
-def _waits_problem(waits: list, before: float, t: float, asked_for=(False, False, False)) -> str:
+def _waits_problem(waits: list, before: float, t: float, asked_for=(None, None, None),
+                   late: float = 0.0) -> str:
     """What is wrong with the waits of the three tries (t, 2t, 4t asked for), or ''. ``before``:
-    the time until the first datagram; ``asked_for``: per try, whether the code asked for just
-    that wait (see _asked_for), so that a wait the machine stretched is not held against it."""
+    the time until the first datagram; ``asked_for``: per try, the wait the code asked for if
+    known (see _asked_for): judged instead of the wait it got, which the machine may have
+    stretched; ``late``: how late the machine woke threads meanwhile (_Lateness), allowed on top."""
     asked = [t, 2 * t, 4 * t]
-    waits = [min(w, a) if ok else w for w, a, ok in zip(waits, asked, asked_for)]
+    waits = [w if a is None else a for w, a in zip(waits, asked_for)]
+    up = SLACK_UP * t + late
     low = [a - SLACK_DOWN * t for a in asked]
-    high = [a + SLACK_UP * t for a in asked]
-    if all(2 * a - SLACK_DOWN * t <= w < 2 * a + SLACK_UP * t for w, a in zip(waits, asked)):
+    high = [a + up for a in asked]
+    if all(2 * a - SLACK_DOWN * t <= w < 2 * a + up for w, a in zip(waits, asked)):
         return ("Each wait is twice the one asked for: you double the timeout before the first try. "
                 "The first try waits timeout itself: sock.settimeout(timeout * 2 ** (attempt - 1)) "
                 "with attempt = 1, 2, 3.")
@@ -237,7 +320,7 @@ def _waits_problem(waits: list, before: float, t: float, asked_for=(False, False
                 "wait) for a reply before giving up.")
     if w3 >= high[2]:
         return f"After the third datagram it should wait {4 * t:g} s, then give up and return None."
-    if before >= 2 * t:
+    if before >= 2 * t + late:
         return (f"Your first datagram left {before:.2f} s after the call began: send it at once; "
                 f"the three waits ({t:g}, {2 * t:g} and {4 * t:g} s) are all the time it takes.")
     return ""
@@ -246,7 +329,7 @@ def _waits_problem(waits: list, before: float, t: float, asked_for=(False, False
 def _case_all_lost(ctx, ping_backoff):
     t = TIMEOUT
     srv, handler = _server(ctx, lambda i, d: [])
-    sock = _client(ctx)
+    probe, sock = _Lateness(ctx), _client(ctx)
     got, started, ended = _ping(ctx, ping_backoff, sock, srv.address, 3, handler)
     times = [at for at, _, _ in handler.arrivals]
     if len(times) != 3:
@@ -257,32 +340,63 @@ def _case_all_lost(ctx, ping_backoff):
     tries = _tries(sock.calls, ended)
     if len(tries) == 3:  # measured where the learner's code sent, not where the server saw it
         times = [at for at, _, _ in tries]
-        asked_for = _asked_for(tries, [t, 2 * t, 4 * t], t)
-    else:  # e.g. sock.send() on a connected socket: only the server saw the datagrams
-        asked_for = [False] * 3
+        asked_for = _asked_for(tries, [t, 2 * t, 4 * t], t, probe.allowance)
+    else:  # e.g. a sendmsg(): only the server saw the datagrams
+        asked_for = [None] * 3
     waits = [times[1] - times[0], times[2] - times[1], ended - times[2]]
-    problem = _waits_problem(waits, times[0] - started, t, asked_for)
+    problem = _waits_problem(waits, times[0] - started, t, asked_for, probe.allowance)
     if problem:
         raise Fail(f"the server dropped every datagram; your ping_backoff waited "
                    f"{waits[0]:.2f} s, {waits[1]:.2f} s, then {waits[2]:.2f} s before giving up: "
                    f"asked for {t:g} s, {2 * t:g} s and {4 * t:g} s (timeout={t:g}, doubled after "
                    "each try).", problem)
+    wall = ended - started
+    if handler.cpu is not None and handler.cpu > max(0.05, BUSY_CPU * wall):
+        raise Fail(f"your ping_backoff kept the CPU busy while it waited: {handler.cpu:.2f} s of CPU "
+                   f"time in {wall:.2f} s. A loop that asks a non-blocking socket again and again "
+                   "burns a CPU core for nothing. Let the kernel wake your code instead: "
+                   "sock.settimeout(...) and recvfrom(), or select() with a timeout.")
+
+
+STALE_THEN = 0.4  # the right reply comes this fraction of the first wait after the stale one
 
 
 def _case_stale_reply(ctx, ping_backoff):
-    # The first try gets only a late reply to an *earlier* ping; the second try gets the right one.
-    srv, handler = _server(ctx, lambda i, d: [b"ping 99"] if i == 1 else [d])
-    try:
-        got, _, _ = _ping(ctx, ping_backoff, _client(ctx), srv.address, 4, handler)
-    except LearnerRaised:
-        raise
-    if got == 1:
-        raise Fail("the only reply to the first try was b'ping 99', a late answer to another ping; "
-                   "your ping_backoff returned 1 as if it were the answer. Compare the reply with "
-                   "the request and keep waiting if they differ.")
-    if got != 2:
-        raise Fail(f"the first try got only a stale reply (b'ping 99'), the second the right one; "
-                   f"your ping_backoff returned {got!r}, expected 2.")
+    # The first try gets a late reply to an *earlier* ping, then its own reply, well within its
+    # timeout: only code that keeps waiting after the stale one returns 1.
+    t, then = LATE_TIMEOUT, STALE_THEN * LATE_TIMEOUT
+    for _ in range(ATTEMPTS):
+        srv, handler = _server(ctx, lambda i, d: [b"ping 99", (then, d)] if i == 1 else [d])
+        sock = _client(ctx)
+        got, _, ended = _ping(ctx, ping_backoff, sock, srv.address, 4, handler, timeout=t)
+        if got == 1 and handler.late and handler.late[0][0] <= ended:
+            return
+        if not _reply_was_late(handler, sock, 0, then, t):
+            break
+    else:
+        raise Fail(*BUSY)
+    if got == 1:  # returned before its own reply was even sent
+        raise Fail("the first reply was b'ping 99', a late answer to another ping; your ping_backoff "
+                   "returned 1 as if it were the answer. Compare the reply with the request and "
+                   "keep waiting if they differ.")
+    if got == 2 and len(handler.arrivals) >= 2 and handler.arrivals[1][0] - handler.arrivals[0][0] < then:
+        raise Fail(f"the first reply was b'ping 99', a late answer to another ping, and the right "
+                   f"one came {then:g} s later, within the first try's timeout ({t:g} s). Your code "
+                   "sent again as soon as the stale reply came: keep waiting in recvfrom() for the "
+                   "right reply until the timeout (an inner `while True:` that skips other replies).")
+    raise Fail(f"the first try got a stale reply (b'ping 99'), then its own {then:g} s later, within "
+               f"its timeout ({t:g} s); your ping_backoff returned {got!r}, expected 1.")
+
+
+def _case_one_try(ctx, ping_backoff):
+    srv, handler = _server(ctx, lambda i, d: [])
+    got, _, _ = _ping(ctx, ping_backoff, _client(ctx), srv.address, 5, handler, tries=1)
+    n = len(handler.arrivals)
+    if n != 1:
+        raise Fail(f"with tries=1 your ping_backoff sent {plural(n, 'datagram')}; expected 1. Use the "
+                   "tries argument for the number of tries.")
+    if got is not None:
+        raise Fail(f"with tries=1 and no reply your ping_backoff returned {got!r}, expected None.")
 
 
 PING_BACKOFF = Exercise(
@@ -295,8 +409,8 @@ PING_BACKOFF = Exercise(
 seq, timeout=0.1, tries=3)`: like `ping()` above, it sends `b"ping %d" % seq` and returns the
 number of tries once the matching reply arrives (or `None` after `tries` tries); but each retry waits
 twice as long as the previous one: 0.1 s, 0.2 s, 0.4 s. The check runs it against servers that
-answer at once, drop the first datagram, drop everything, or send a stale reply first. Why do real
-protocols back off like this?""",
+answer at once, drop the first datagram, drop everything (with 3 tries and with 1), or send a stale
+reply before the right one. Why do real protocols back off like this?""",
     hints=[
         "Start from `ping()`: the loop over `attempt`, `sendto`, then `recvfrom` in a `try:` that "
         "catches `TimeoutError`. Only the timeout changes from try to try.",
@@ -312,7 +426,8 @@ protocols back off like this?""",
         Case("the first datagram is dropped: 2 tries", _case_first_lost),
         Case(f"everything is dropped: None, after waiting {TIMEOUT:g}, {2 * TIMEOUT:g} and "
              f"{4 * TIMEOUT:g} s", _case_all_lost),
-        Case("a stale reply (to another ping) is not the answer", _case_stale_reply),
+        Case("a stale reply (to another ping) is not the answer: it keeps waiting", _case_stale_reply),
+        Case("tries=1: one datagram, then None", _case_one_try),
     ],
 )
 
