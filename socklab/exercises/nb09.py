@@ -384,8 +384,11 @@ serve each one in its own thread: read one line (until `b"\\n"`), answer `b"done
 Give `listener` a timeout so you notice `stop`, and join your client threads before returning. The
 check sends one client, then a slow client (half a line, the rest later) with three quick ones
 behind it, then five in a row, and stops your server. Then time it yourself: run it in a
-`threading.Thread`, time it with `concurrency.run_clients(listener.getsockname(), 20)`, then set
-`stop`.""",
+`threading.Thread`, time 20 clients with `total, results = concurrency.run_clients(listener.getsockname(), 20)`,
+then set `stop` and join the thread. Do the same with a server that serves one client at a time:
+with no work to wait for, threads buy nothing (starting one costs more than answering). Then give
+each client 20 ms of waiting (`stop.wait(0.02)` in `handle`, standing in for a disk or a database)
+and compare again: threads pay off when clients wait.""",
     hints=[
         "The accept loop: `listener.settimeout(0.1)`, then `while not stop.is_set():` with "
         "`try: conn, _ = listener.accept()` / `except TimeoutError: continue`.",
