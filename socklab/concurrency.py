@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import math
 import selectors
 import socket
 import threading
@@ -600,12 +601,17 @@ class Measurement:
     def row(self) -> str:
         """One line; times in ms (unpadded, so nbval's duration mask keeps the line stable)."""
         return (f"{self.style:<9}  clients={self.clients}  answered={self.answered}/{self.clients}  "
-                f"total {self.total * 1000:.1f} ms  mean latency {self.mean * 1000:.1f} ms  "
-                f"max latency {self.max * 1000:.1f} ms  "
+                f"total {self.total * 1000:.1f} ms  mean latency {ms(self.mean)}  "
+                f"max latency {ms(self.max)}  "
                 f"{'overlapped requests' if self.overlapped else 'one request at a time'}"
                 + ("  (stopped early)" if self.stopped else "")
                 + (f"  ({self.turned_away} closed at once by the server: over its "
                    f"max_connections={self.max_connections})" if self.turned_away else ""))
+
+
+def ms(seconds: float) -> str:
+    """'12.3 ms'; '-' for no value (a latency of a run in which no client was answered)."""
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f} ms"
 
 
 def client_timeout(clients: int, service_time: float) -> float:

@@ -748,7 +748,16 @@ def explain(exc: BaseException, address=None, call: str | None = None) -> Explan
     For timeouts and wrong types, the traceback's innermost frames name the socket call (or the
     wait, or the `raise` statement) that raised ``exc``; where they name one, it counts over
     ``call``, which may be a step or button name (a panel's 'send' is connect, sendall and recv)."""
-    return _explain(exc, address, call)
+    try:
+        return _explain(exc, address, call)
+    except Exception as broken:  # e.g. an exception whose __str__ raises: say what is known
+        name = type(exc).__name__
+        return Explanation(
+            f"{name} (not explained)", f"The code raised {name}, which could not be shown: "
+            f"turning it into text raised {type(broken).__name__}.",
+            "The exception's own __str__ (or its arguments) is broken.",
+            "Run the code without explain_errors() to see the traceback, or print repr(exc.args).",
+            name)
 
 
 def _explain(exc: BaseException, address=None, call: str | None = None, origin=None) -> Explanation:

@@ -367,3 +367,19 @@ def test_an_error_in_on_done_is_raised_in_the_caller(leakcheck):
 
     with pytest.raises(ZeroDivisionError, match="progress view broke"):
         measure("threads", 2, 0.001, on_done=on_done)
+
+
+def test_a_run_stopped_before_any_answer_shows_no_latency_not_nan():
+    """A run stopped before its first client was answered has no latency: '-', not 'nan ms'."""
+    from socklab.concurrency import Measurement
+    m = Measurement("threaded", clients=5, service_time=0.02, total=0.01, stopped=True)
+    assert "mean latency -  max latency -" in m.row() and "nan" not in m.row()
+    pytest.importorskip("ipywidgets")
+    from socklab.widgets.manyclients import ManyClientsPanel
+    panel = ManyClientsPanel(name="t-mc-nan")
+    try:
+        panel.measurements.append(m)
+        table = panel._table_html()
+        assert "<td>-</td><td>-</td>" in table and "nan" not in table
+    finally:
+        panel.stop()

@@ -394,6 +394,17 @@ def test_str_and_bytes_added_together_are_named(join):
     assert e.title == "str and bytes mixed" and "b'done: ' + data" in e.fix, e.text()
 
 
+def test_explain_never_raises_even_for_an_exception_that_cannot_be_printed():
+    class Unprintable(OSError):
+        def __str__(self):
+            raise RuntimeError("no")
+    e = explain(Unprintable(5, "x"))
+    assert e.title == "Unprintable (not explained)" and "RuntimeError" in e.what
+    with socklab.notebook.explain_errors() as box:  # and the cell goes on
+        raise Unprintable(5, "x")
+    assert isinstance(box.error, Unprintable)
+
+
 def test_a_host_lookup_error_is_not_read_as_an_errno():
     """herror's number is the resolver's h_errno: 1 is HOST_NOT_FOUND, not EPERM (it was explained
     as 'raw sockets need root')."""

@@ -173,7 +173,7 @@ class ManyClientsPanel(BackgroundPanel):
             rows.append(
                 f"<tr><td><b>{_html.escape(m.style)}</b></td><td>{m.clients}</td>"
                 f"<td>{m.answered}/{m.clients}</td><td>{m.total * 1000:.1f} ms</td>"
-                f"<td>{m.mean * 1000:.1f} ms</td><td>{m.max * 1000:.1f} ms</td>"
+                f"<td>{concurrency.ms(m.mean)}</td><td>{concurrency.ms(m.max)}</td>"
                 f"<td>{'overlapped' if m.overlapped else 'one at a time'}"
                 f"{' (stopped early)' if m.stopped else ''}</td>"
                 + (f'<td><div aria-hidden="true" style="background:{colour("info")};height:10px;'
