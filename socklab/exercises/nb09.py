@@ -79,22 +79,28 @@ ACCEPTS = ((__file__.rsplit("/", 1)[-1], "accept"), ("socket.py", "accept"),
 WAIT_CALLS = frozenset({"select", "poll", "epoll", "accept", "sleep", "wait"})
 
 
-def _waiting_for_a_client(thread) -> str | None:
-    """What serve()'s thread waits in for the next client right now ('accept', 'select', ...), or
-    None: accept() or a selector (ACCEPTS), or a wait its own code calls (WAIT_CALLS)."""
+def _waiting_in(thread, library: tuple, calls: frozenset) -> str | None:
+    """What ``thread`` waits in right now, read from its stack: a function of ``library`` (file
+    name ending, function name) it is inside, or else a call of ``calls`` that the innermost frame
+    of the learner's code is making (a C function such as select.select() has no frame)."""
     frame = sys._current_frames().get(thread.ident)
     while frame is not None:
         code = frame.f_code
-        if any(code.co_filename.endswith(f) and code.co_name == n for f, n in ACCEPTS):
+        if any(code.co_filename.endswith(f) and code.co_name == n for f, n in library):
             return code.co_name
-        if is_learner_file(code.co_filename):  # the innermost frame of the learner's code
+        if is_learner_file(code.co_filename):
             try:
                 _, callee = _instruction(code, frame.f_lasti)
             except Exception:  # bytecode this Python's dis cannot read: not known to wait
                 return None
-            return callee if callee in WAIT_CALLS else None
+            return callee if callee in calls else None
         frame = frame.f_back  # e.g. threading.py's Event.wait(), called by the learner's code
     return None
+
+
+def _waiting_for_a_client(thread) -> str | None:
+    """What serve()'s thread waits in for the next client right now ('accept', 'select', ...)."""
+    return _waiting_in(thread, ACCEPTS, WAIT_CALLS)
 
 
 # Where serve() may wait for its client threads: join(), or a wait of its own (a Condition, an
@@ -103,19 +109,8 @@ THREAD_WAITS = frozenset({"join", "wait", "wait_for", "sleep", "acquire"})
 
 
 def _waiting_for_threads(thread) -> bool:
-    """Whether serve()'s thread waits for its client threads right now (read from its stack)."""
-    if waiting_in(thread, JOINS):
-        return True
-    frame = sys._current_frames().get(thread.ident)
-    while frame is not None and not is_learner_file(frame.f_code.co_filename):
-        frame = frame.f_back
-    if frame is None:
-        return False
-    try:
-        _, callee = _instruction(frame.f_code, frame.f_lasti)
-    except Exception:  # bytecode this Python's dis cannot read: not known to wait
-        return False
-    return callee in THREAD_WAITS
+    """Whether serve()'s thread waits for its client threads right now."""
+    return _waiting_in(thread, JOINS, THREAD_WAITS) is not None
 
 
 def _client_threads(before: set, but=None) -> list:
