@@ -117,9 +117,9 @@ def _server(ctx, plan) -> tuple:
 
 
 class _Noted(socket.socket):
-    """A plain UDP socket that notes each sendto() and each receive: (what, when it began, the
-    timeout in force, how long it took). The check then knows the wait the code asked for, besides
-    the wait it got, which a busy machine stretches by waking the thread late."""
+    """A plain UDP socket that notes each send (sendto(), send()) and each receive: (what, when it
+    began, the timeout in force, how long it took). The check then knows the wait the code asked
+    for, besides the wait it got, which a busy machine stretches by waking the thread late."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
