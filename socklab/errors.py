@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import difflib
 import dis
 import errno
 import ipaddress
+import linecache
 import os
 import re
 import socket
@@ -972,5 +974,28 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
             "that cell has not run yet, or the kernel was restarted since.",
             "Run the cells above this one first (in JupyterLab: Run > Run All Above Selected Cell), "
             "or run the cell that makes it.", short)
+    if isinstance(exc, AttributeError):
+        return _no_such_attribute(exc, short)
     return Explanation(type(exc).__name__, f"The call{where} raised {short}.",
                        "This is not a socket error from the OS.", "Check the arguments of the call.", short)
+
+
+def _no_such_attribute(exc: AttributeError, short: str) -> Explanation:
+    """A misspelt method (s.sned()) or the wrong object: say where, and what was probably meant."""
+    name, obj = getattr(exc, "name", None), getattr(exc, "obj", None)
+    close = []
+    if name and obj is not None:
+        close = difflib.get_close_matches(name, [a for a in dir(obj) if not a.startswith("_")], 1)
+    tb, at = exc.__traceback__, ""
+    while tb is not None:  # the innermost line of the learner's code (not socklab, not the library)
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith(_LIBRARY_DIRS):
+            text = linecache.getline(filename, tb.tb_lineno).strip()
+            at = f" At line {tb.tb_lineno}" + (f": {text}" if text else "") + "."
+        tb = tb.tb_next
+    return Explanation(
+        "No such attribute", f"{exc}.{at}",
+        "This is a Python error in the code (a misspelt name, or another object than meant), not "
+        "a socket error from the OS.",
+        (f"Did you mean {close[0]!r}? " if close else "")
+        + "dir(x) lists what an object has; print(type(x)) shows what it is.", short)

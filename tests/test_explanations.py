@@ -405,6 +405,15 @@ def test_explain_never_raises_even_for_an_exception_that_cannot_be_printed():
     assert isinstance(box.error, Unprintable)
 
 
+def test_a_misspelt_method_is_named_with_its_line_and_the_likely_one():
+    """An AttributeError was 'not a socket error ... Check the arguments of the call'."""
+    with socket.socket() as s:
+        exc = provoke(lambda: s.sned(b"hi"), AttributeError)
+    e = explain(exc)
+    assert e.title == "No such attribute" and "Did you mean 'send'?" in e.fix
+    assert 'provoke(lambda: s.sned(b"hi"), AttributeError)' in e.what and "arguments" not in e.fix
+
+
 def test_a_host_lookup_error_is_not_read_as_an_errno():
     """herror's number is the resolver's h_errno: 1 is HOST_NOT_FOUND, not EPERM (it was explained
     as 'raw sockets need root')."""
