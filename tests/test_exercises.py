@@ -575,6 +575,9 @@ WRONG = {
         ("sendmsg", source("06.1").replace("sock.sendall(struct.pack(\"!I\", len(data)) + data)",
                                            "sock.sendmsg([struct.pack(\"!I\", len(data)), data])"),
          "sendmsg(), like send(), may send only part of the data"),
+        # send_msg little-endian, recv_msg right: the round trip hung, and was told to set a timeout
+        ("little-endian send_msg only", source("06.1").replace('"!I"', '"<I"', 1),
+         "Do both read and write the header the same way"),
         ("little-endian header", """
             import struct
             def send_msg(sock, data): sock.sendall(struct.pack("<I", len(data)) + data)

@@ -173,8 +173,13 @@ def _case_round_trip(ctx, send_msg, recv_msg):
     messages = [b"ping", bytes(5000), b"\n" * 3]
     for m in messages:
         ctx.call(send_msg, a, m, what="your send_msg")
+    def diagnose():  # everything was sent: a recv_msg still waiting read a wrong length
+        return ("your recv_msg is still waiting, although send_msg has sent every message. Do both "
+                "read and write the header the same way, 4 bytes big-endian (struct '!I')? With "
+                "another byte order the length read is wrong (b'\\x04\\x00\\x00\\x00' read "
+                "as '!I' is 67108864), and recv_msg waits for bytes that never come.")
     for m in messages:
-        got = ctx.call(recv_msg, b_obs, what="your recv_msg")
+        got = ctx.call(recv_msg, b_obs, what="your recv_msg", diagnose=diagnose)
         if not isinstance(got, (bytes, bytearray)):
             raise Fail(f"send_msg then recv_msg of {shorten(m, 20)}: your recv_msg returned "
                        f"{type(got).__name__} {got!r:.40}; return the message as bytes"
