@@ -313,6 +313,38 @@ SELECT_SERVE = """
 """
 
 
+# A non-blocking listener, polled: serve() waits in time.sleep() between tries.
+# 09.1 with a non-blocking listener, polled: serve() waits in time.sleep() between tries (right);
+# without the sleep it asks again at once, a busy loop (wrong).
+OTHER_RIGHT_NONBLOCKING = """
+    import time
+    def serve(listener, stop):
+        def handle(conn):
+            with conn:
+                conn.settimeout(5)
+                buf = b""
+                while b"\\n" not in buf:
+                    chunk = conn.recv(1024)
+                    if not chunk:
+                        return
+                    buf += chunk
+                conn.sendall(b"done: " + buf)
+        threads = []
+        listener.setblocking(False)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            t = threading.Thread(target=handle, args=(conn,))
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join()
+"""
+
+
 WRONG = {
     "02.1": [
         ("not listening", """
@@ -812,6 +844,9 @@ def recv_msg(sock):
         ("a client thread that crashes", source("09.1").replace(
             'conn.sendall(b"done: " + buf)', 'conn.sendall("done: " + buf)'),
          "a client thread of your serve() raised TypeError: str and bytes mixed"),
+        ("busy non-blocking accept loop", OTHER_RIGHT_NONBLOCKING.replace(
+            "                time.sleep(0.01)\n", ""),   # asks again at once, for ever
+         "serve() kept the CPU busy while it waited for clients"),
         ("select() with no timeout", SELECT_SERVE.replace("select.select([listener], [], [], 0.1)",
                                                            "select.select([listener], [], [])"),
          "its select() is waiting for a client that never comes. Give select() a timeout"),
@@ -1133,34 +1168,7 @@ OTHER_RIGHT["09.1 a Condition instead of join"] = """
 """
 
 OTHER_RIGHT["09.1 select.select"] = SELECT_SERVE
-# A non-blocking listener, polled: serve() waits in time.sleep() between tries.
-OTHER_RIGHT["09.1 non-blocking accept"] = """
-    import time
-    def serve(listener, stop):
-        def handle(conn):
-            with conn:
-                conn.settimeout(5)
-                buf = b""
-                while b"\\n" not in buf:
-                    chunk = conn.recv(1024)
-                    if not chunk:
-                        return
-                    buf += chunk
-                conn.sendall(b"done: " + buf)
-        threads = []
-        listener.setblocking(False)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except BlockingIOError:
-                time.sleep(0.01)
-                continue
-            t = threading.Thread(target=handle, args=(conn,))
-            t.start()
-            threads.append(t)
-        for t in threads:
-            t.join()
-"""
+OTHER_RIGHT["09.1 non-blocking accept"] = OTHER_RIGHT_NONBLOCKING
 
 
 # A backlog of 0 or 1: the check's clients find the AF_UNIX accept queue full now and then, and a

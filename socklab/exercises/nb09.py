@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+import time
 
 from ..errors import _instruction
 from .core import (Case, Exercise, Fail, NotAttempted, _learner_site, is_learner_file,
@@ -13,6 +14,7 @@ from .peers import plural, read_all, wait_for, waiting_in
 EOF_LOOPS = 20  # recv() calls that returned b'' on one connection: a loop that will never end
 FINISHING = 0.25  # s a client thread may take to end after serve() returned (see _start)
 IDLE = 0.3  # s with no client at the start of _case_one: longer than the usual accept() timeouts
+BUSY_CPU = 0.15  # share of its wall time serve() may spend on the CPU (a right one: a few %)
 
 
 class _Conn(socket.socket):
@@ -126,6 +128,7 @@ def _start(ctx, serve, before: set):
     woken = threading.Event()  # made before the Run starts: its thread may end at once
 
     def ended(run):
+        run.cpu = time.thread_time()  # in serve()'s own thread: the CPU time it used
         # The moment serve() returns: a client thread still running now was not joined. One that
         # ends within a moment had finished its client (it signalled a counter or a Condition
         # that serve() waited for, then ran its last lines): only one still running then counts.
@@ -232,6 +235,11 @@ def _stop_and_join(ctx, stop, run, set_stop=True):
     if left:
         raise Fail(f"serve() returned while {len(left)} client thread(s) were still running: "
                    + NOT_JOINED)
+    if run.cpu > max(0.05, BUSY_CPU * run.elapsed):
+        raise Fail(f"serve() kept the CPU busy while it waited for clients: {run.cpu:.2f} s of CPU "
+                   f"time in {run.elapsed:.2f} s. A loop that asks a non-blocking listener again "
+                   "and again burns a CPU core for nothing: let the kernel wake serve() instead, "
+                   "with listener.settimeout(0.1) and accept(), or select() with a timeout.")
 
 
 def _thread_error(ctx, run) -> None:
