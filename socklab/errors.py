@@ -538,6 +538,18 @@ def send_before_connected(exc: BaseException, call: str) -> Explanation:
         "not full).", _short(exc), "timeout")
 
 
+def send_unconnected(exc: BaseException, call: str) -> Explanation:
+    """A send call on a TCP socket that was never connected (Linux answers EPIPE)."""
+    return Explanation(
+        "Not connected", f"{call}() was called on a TCP socket that was never connected: no peer "
+        "closed anything.",
+        "A TCP socket sends only over a connection: connect() it first (a client), or send on the "
+        "socket accept() returned (a server), not on the listening one. Linux reports this as "
+        "BrokenPipeError, the same error as a send after the peer has gone.",
+        "Call connect((host, port)) before sending, and check that it succeeded; on a server, use "
+        "conn from `conn, addr = srv.accept()`.", _short(exc), "EPIPE")
+
+
 def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
     """A socket call's own timeout (settimeout(t) or a timeout= argument), by the kind of call."""
     if kind == "send":

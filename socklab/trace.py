@@ -375,16 +375,22 @@ class TracedSocket:
         trace.record(side, "socket", args, result=Sym(f"<{side} socket>"), start=start)
         return cls(s, trace, side, owner)
 
-    def _if_never_connected(self, exc: TimeoutError, call: str) -> None:
-        """A send that timed out on a TCP socket still connecting waited for the connection, not
-        for the peer to read: ``exc`` then explains itself so."""
-        if self.sock.type != socket.SOCK_STREAM:
+    def _if_never_connected(self, exc: OSError, call: str) -> None:
+        """A send on a TCP socket that is not connected: one that timed out while still connecting
+        waited for the connection, not for the peer to read; a broken pipe on one never connected
+        (no local port yet) is not a peer that closed. ``exc`` then explains itself so."""
+        if self.sock.type != socket.SOCK_STREAM or self.sock.fileno() == -1:
+            return
+        from .errors import send_before_connected, send_unconnected
+        if isinstance(exc, BrokenPipeError):
+            address = self.sock.getsockname()
+            if isinstance(address, tuple) and address[1] == 0:
+                exc.socklab_explanation = functools.partial(send_unconnected, exc, call)
             return
         try:
             self.sock.getpeername()
         except OSError as e:
             if e.errno == errno.ENOTCONN:
-                from .errors import send_before_connected
                 exc.socklab_explanation = functools.partial(send_before_connected, exc, call)
 
     # ---- recording helper
@@ -441,7 +447,7 @@ class TracedSocket:
     def send(self, data, flags=0):
         try:
             return self._do("send", self.sock.send, (data, flags), (_payload(data),), nbytes_of=int)
-        except TimeoutError as exc:
+        except (TimeoutError, BrokenPipeError) as exc:
             self._if_never_connected(exc, "send")
             raise
 
@@ -452,7 +458,7 @@ class TracedSocket:
             r = self.sock.sendall(data, flags)
         except BaseException as exc:
             self.trace.record(self.side, "sendall", (_payload(data),), error=exc, start=start)
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, (TimeoutError, BrokenPipeError)):
                 self._if_never_connected(exc, "sendall")
             raise
         n = len(data) if data.__class__ is bytes else memoryview(data).nbytes

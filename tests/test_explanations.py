@@ -324,6 +324,31 @@ def test_a_send_on_a_socket_whose_connect_timed_out_says_it_never_connected(leak
             assert "not reading" not in e.text() and "connect a new one" in e.fix
 
 
+def test_a_send_on_a_socket_never_connected_is_not_called_a_peer_that_closed(leakcheck):
+    """Linux answers EPIPE, as for a peer that has gone; the explanation said 'the peer closed it'."""
+    from socklab.trace import TracedSocket, Trace
+    with TracedSocket.create(trace=Trace(), side="client") as c:
+        for call in (lambda: c.sendall(b"hi"), lambda: c.send(b"hi")):
+            exc = provoke(call)
+            e = explain(exc)
+            assert isinstance(exc, BrokenPipeError) and e.title == "Not connected", e.text()
+            assert "never connected" in e.what and "connect((host, port))" in e.fix
+    srv, filler = full_listener()  # a connection whose peer has gone keeps 'Broken pipe'
+    with srv, filler:
+        conn, _ = srv.accept()
+        conn.close()
+        c = TracedSocket(filler, Trace(), "client")
+        exc = None
+        for _ in range(100):  # the first send may still go out; the peer's reset ends the rest
+            try:
+                c.send(b"x")
+            except OSError as e:
+                exc = e
+                break
+        assert exc is not None, "no error after 100 sends to a closed peer"
+    assert explain(exc).title != "Not connected"
+
+
 def test_a_background_result_that_gives_up_is_not_called_an_accept_timeout(leakcheck):
     """Background.result(timeout) gave up; the accept() it waits for is still waiting."""
     with socket.create_server(("127.0.0.1", 0)) as srv:
