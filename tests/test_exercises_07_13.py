@@ -344,6 +344,38 @@ def test_07_a_right_solution_passes_on_a_machine_that_wakes_it_late(leakcheck, m
     assert "The first wait should be the timeout itself" in feedback(res, ALL_LOST), res.text()
 
 
+class _ReplyTakenLate(nb07._Noted):
+    """A busy machine: the thread gets the answered-at-once reply back late, by ``lag`` s on every
+    run, and by ``first`` s more on the first run only (a busy moment that passes)."""
+
+    lag, first, runs = 0.0, 0.0, 0
+
+    def _received(self, receive, args):
+        def late(*a):
+            got = receive(*a)
+            if self.gettimeout() == nb07.ANSWERED_TIMEOUT:
+                cls = type(self)
+                cls.runs += 1
+                # stands for the scheduler running the woken thread late (not a wait for an event)
+                time.sleep(cls.lag + (cls.first if cls.runs == 1 else 0.0))
+            return got
+        return super()._received(late, args)
+
+
+@pytest.mark.parametrize("lag, first", [(0.15, 0.0), (0.0, 1.0)],
+                         ids=["0.15 s late each time (seen in CI)", "1 s late once"])
+def test_07_a_reply_the_machine_hands_over_late_is_not_taken_for_a_sleep(lag, first, leakcheck,
+                                                                         monkeypatch):
+    """A right solution was refused in CI ("returned 0.15 s after it sent") with two busy threads."""
+    late = type("Late", (_ReplyTakenLate,), {"lag": lag, "first": first, "runs": 0})
+    monkeypatch.setattr(nb07, "_Noted", late)
+    res = run("07.1", ping_src(set_timeout="sock.settimeout(timeout * 2 ** (attempt - 1))"))
+    assert res.passed, res.text()
+    assert late.runs == (1 if first == 0.0 else 2)
+    res = run("07.1", SLEEP_THEN_READ)  # a sleep of the whole wait is late every time: still refused
+    assert "not in a sleep first" in feedback(res, "a server that answers at once"), res.text()
+
+
 def test_07_the_learner_gets_a_socket_that_prints_as_one():
     with nb07._Noted(socket.AF_INET, socket.SOCK_DGRAM) as s:
         assert isinstance(s, socket.socket) and repr(s).startswith("<socket.socket fd=")
