@@ -400,8 +400,8 @@ _WAIT_CALLS = frozenset({"result", "exception", "wait", "as_completed"})
 _SOCKET_CALLS = (frozenset(n for n in dir(socket.socket) + dir(ssl.SSLSocket) if not n.startswith("__"))
                  | _SEND_CALLS | _RECV_CALLS | _ACCEPT_CALLS | _CONNECT_CALLS
                  | {"create_server", "getaddrinfo", "do_handshake", "wrap_socket"})
-_LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,  # socklab
-                 os.path.dirname(os.__file__) + os.sep)                 # the standard library
+LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,  # socklab
+                os.path.dirname(os.__file__) + os.sep)                 # the standard library
 _LOADS = ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_FAST", "LOAD_DEREF")
 
 
@@ -460,7 +460,7 @@ def _origin(exc: BaseException) -> tuple | None:
             op, callee = _instruction(code, tb.tb_lasti)
         except Exception:  # bytecode this Python's dis cannot read: no (further) guess
             return found
-        library = code.co_filename.startswith(_LIBRARY_DIRS)
+        library = code.co_filename.startswith(LIBRARY_DIRS)
         if op.startswith("RAISE") or op == "RERAISE":
             if found is not None:  # a re-raise of the call's own error
                 return found
@@ -756,6 +756,21 @@ def _address_problem(msg: str, address) -> tuple:
     return ("", "")
 
 
+def from_socket_call(exc: BaseException) -> bool:
+    """True for an OSError that a socket call, a name lookup or a wait for one raised (what
+    ``explain`` is written for); False for others, such as open()'s FileNotFoundError, whose errno
+    means something else there, or one the code raised itself. Never raises."""
+    if not isinstance(exc, OSError):
+        return False
+    if isinstance(exc, (socket.gaierror, socket.herror)):
+        return True
+    try:
+        origin = _origin(exc)
+    except Exception:  # a traceback this Python's dis cannot read: do not claim it
+        return False
+    return origin is not None and origin[0] in ("call", "wait")
+
+
 def explain(exc: BaseException, address=None, call: str | None = None) -> Explanation:
     """Explain ``exc`` (raised by ``call`` on ``address`` if known) for a learner. Never raises.
 
@@ -1001,7 +1016,7 @@ def _no_such_attribute(exc: AttributeError, short: str) -> Explanation:
     tb, at = exc.__traceback__, ""
     while tb is not None:  # the innermost line of the learner's code (not socklab, not the library)
         filename = tb.tb_frame.f_code.co_filename
-        if not filename.startswith(_LIBRARY_DIRS):
+        if not filename.startswith(LIBRARY_DIRS):
             text = linecache.getline(filename, tb.tb_lineno).strip()
             at = f" At line {tb.tb_lineno}" + (f": {text}" if text else "") + "."
         tb = tb.tb_next

@@ -4,13 +4,17 @@ Everything shown has a text/plain form too, so notebooks read well on GitHub and
 """
 from __future__ import annotations
 
+import dataclasses
+import errno
 import html
+import sys
+import types
 
 from IPython import get_ipython
 from IPython.display import display
 
 from . import envcheck
-from .errors import SocklabError, explain
+from .errors import LIBRARY_DIRS, SocklabError, explain, from_socket_call
 from .render.html import CSS, code_html, explanation_html, table_html, transcript_html, warnings_html
 from .render.text import side_by_side, transcript
 from .trace import Trace
@@ -32,21 +36,67 @@ class Rich:
         return self.text
 
 
+# Said under the explanation of an uncaught error in a cell: the usual notebook story behind it.
+_IN_A_NOTEBOOK = {
+    errno.EBADF: "In a notebook this is usually a cell run again (or out of order) after a later "
+                 "cell, such as a clean-up cell, closed the socket: run the cells that create it "
+                 "again, in order.",
+    errno.EADDRINUSE: "In a notebook, running a bind() cell again binds a second time: the first "
+                      "run's socket still holds the address (for AF_UNIX, its file is still there). "
+                      "Run the cells from the one that creates the socket, or close it first.",
+    errno.EINVAL: "In a notebook, running a cell again repeats its calls on a socket that has "
+                  "moved on (bound, listening or shut down already): run the cells from the one "
+                  "that creates the socket.",
+}
+
+
+def _own_frames(tb):
+    """``tb`` without the frames of socklab and the standard library: what is left is the code in
+    the cell (and the learner's own functions). The first frame, IPython's, stays: its display
+    skips it."""
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    kept = entries[:1] + [e for e in entries[1:]
+                          if not e.tb_frame.f_code.co_filename.startswith(LIBRARY_DIRS)]
+    if len(kept) < 2:  # nothing of the learner's: the whole traceback says more than none
+        return entries[0] if entries else None
+    out = None
+    for e in reversed(kept):
+        out = types.TracebackType(out, e.tb_frame, e.tb_lasti, e.tb_lineno)
+    return out
+
+
 def _error_handler(shell, etype, value, tb, tb_offset=None):
-    """Show a SocklabError as its explanation instead of a wall of traceback."""
-    import sys
-    sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb  # so %tb still works
-    exp = value.explanation
+    """Show a SocklabError as its explanation instead of a wall of traceback; an OSError from a
+    socket call as its explanation above the traceback of the cell's own code; anything else as
+    IPython does."""
+    if isinstance(value, SocklabError):
+        sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb  # so %tb still works
+        exp = value.explanation
+        display(Rich(exp.text(), explanation_html(exp)))
+        shell._showtraceback(etype, value, [f"{etype.__name__}: {exp.title} (explained above; %tb "
+                                            "shows the full traceback)"])
+        return
+    if not from_socket_call(value):
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        return
+    exp = explain(value)
+    note = _IN_A_NOTEBOOK.get(value.errno)
+    if note:
+        exp = dataclasses.replace(exp, details=exp.details + (note,))
     display(Rich(exp.text(), explanation_html(exp)))
-    shell._showtraceback(etype, value, [f"{etype.__name__}: {exp.title} (explained above; %tb shows "
-                                        "the full traceback)"])
+    shell.showtraceback((etype, value, _own_frames(tb)), tb_offset=tb_offset)
+    sys.last_traceback = tb  # %tb shows every frame, socket.py's included
 
 
 def setup(check: bool = True):
     """Install friendly error display for this kernel; return the environment check to display."""
     shell = get_ipython()
     if shell is not None:
-        shell.set_custom_exc((SocklabError,), _error_handler)
+        # OSError: plain socket code in a cell gets the explanation too (others show as usual).
+        shell.set_custom_exc((SocklabError, OSError), _error_handler)
     return environment() if check else None
 
 

@@ -1,0 +1,121 @@
+"""Uncaught errors in a notebook cell, in a real kernel after ``socklab.notebook.setup()``.
+
+A learner's run found that running a cell again after a later (clean-up) cell closed its socket
+showed a bare traceback: ``OSError: [Errno 9] Bad file descriptor`` (notebook 06), ``[Errno 98]
+Address already in use`` (notebook 08). Only socklab's own errors were explained. Now an OSError
+that a socket call raised in plain code is explained too, above a traceback of the cell's own
+code; every other error shows as IPython shows it.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from test_rerun import ROOT, Kernel
+
+pytest.importorskip("jupyter_client")
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Cells(Kernel):
+    def cell(self, code: str, timeout: float = 30) -> dict:
+        """Run ``code`` as a cell: {status, shown (display_data text), stdout, ename, traceback}."""
+        shown, out, tb = [], [], []
+
+        def hook(msg):
+            kind, c = msg["msg_type"], msg["content"]
+            if kind == "display_data":
+                shown.append(c["data"].get("text/plain", ""))
+            elif kind == "stream":
+                out.append(c["text"])
+            elif kind == "error":
+                tb.extend(ANSI.sub("", line) for line in c["traceback"])
+
+        reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=hook,
+                                            allow_stdin=False, stop_on_error=False)
+        c = reply["content"]
+        return {"status": c["status"], "ename": c.get("ename"), "shown": "\n".join(shown),
+                "stdout": "".join(out), "traceback": "\n".join(tb)}
+
+
+@pytest.fixture(scope="module")
+def k(tmp_path_factory):
+    kernel = Cells(ROOT, tmp_path_factory.mktemp("ipython"))
+    try:
+        r = kernel.cell("import socket, socklab\nsocklab.notebook.setup(check=False)")
+        assert r["status"] == "ok", r
+        yield kernel
+    finally:
+        kernel.cell("socklab.stop_all()")
+        kernel.shutdown()
+
+
+def test_a_cell_run_again_after_its_socket_was_closed_is_explained(k):
+    assert k.cell("s = socket.socket()\ns.bind(('127.0.0.1', 0))")["status"] == "ok"
+    assert k.cell("s.close()  # the notebook's clean-up cell")["status"] == "ok"
+    r = k.cell("s.bind(('127.0.0.1', 0))  # the first cell, run again")
+    assert r["status"] == "error" and r["ename"] == "OSError", r
+    assert "The socket was already closed" in r["shown"], r
+    assert "Note: In a notebook this is usually a cell run again" in r["shown"], r
+    # the traceback still points at the line, and ends with the error as Python prints it
+    assert "s.bind(('127.0.0.1', 0))" in r["traceback"], r
+    assert "OSError: [Errno 9] Bad file descriptor" in r["traceback"], r
+
+
+def test_binding_again_in_a_cell_run_twice_is_explained(k):
+    first = k.cell("path = socklab.runtime.private_path()\n"
+                   "u = socket.socket(socket.AF_UNIX)\nu.bind(path)")
+    assert first["status"] == "ok", first
+    r = k.cell("u.bind(path)")
+    assert r["ename"] == "OSError" and "Address already in use" in r["traceback"], r
+    assert "another socket already holds this address" in r["shown"], r
+    assert "running a bind() cell again binds a second time" in r["shown"], r
+    assert k.cell("u.close()\nimport os\nos.unlink(path)")["status"] == "ok"
+
+
+def test_library_frames_are_left_out_and_percent_tb_still_has_them(k):
+    """create_connection() fails three frames down in socket.py: the cell shows its own line, the
+    explanation, and the error; %tb shows every frame."""
+    port = k.cell("with socket.socket() as t:\n    t.bind(('127.0.0.1', 0))\n"
+                  "    print(t.getsockname()[1])")["stdout"].strip()
+    r = k.cell(f"def fetch():\n    return socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+               "fetch()")
+    assert r["ename"] == "ConnectionRefusedError", r
+    assert "nothing accepts connections at this address" in r["shown"], r
+    assert "fetch()" in r["traceback"] and "socket.create_connection" in r["traceback"], r
+    assert "socket.py" not in r["traceback"], r["traceback"]
+    full = k.cell("%tb")
+    assert "socket.py" in full["stdout"] + full["traceback"], full
+
+
+@pytest.mark.parametrize("code, ename, says", [
+    ("open('/no/such/file')", "FileNotFoundError", "No such file or directory"),
+    ("raise ConnectionResetError(104, 'my own')", "ConnectionResetError", "my own"),
+    ("1 / 0", "ZeroDivisionError", "division by zero"),
+], ids=["open()", "raised by the code itself", "not an OSError"])
+def test_other_errors_show_as_ipython_shows_them(k, code, ename, says):
+    """open()'s ENOENT is not an AF_UNIX path problem; an error the code raises on purpose needs
+    no explanation: both keep IPython's traceback, with nothing displayed above it."""
+    r = k.cell(code)
+    assert r["ename"] == ename and says in r["traceback"], r
+    assert r["shown"] == "", r
+    assert "Traceback (most recent call last)" in r["traceback"], r
+
+
+def test_a_name_lookup_error_is_explained(k):
+    r = k.cell("socket.getaddrinfo('127.0.0.1', 'no-such-service-name')")
+    assert r["ename"] == "gaierror", r
+    assert "What happened:" in r["shown"], r
+
+
+def test_socklab_errors_keep_their_one_line(k):
+    r = k.cell("socklab.Client(('127.0.0.1', 1)).connect()")
+    assert r["ename"] == "ConnectionRefusedError", r
+    assert "What happened:" in r["shown"], r
+    assert "(explained above; %tb shows the full traceback)" in r["traceback"], r
+
+
+def test_the_kernel_stays_usable(k):
+    assert k.cell("print(1 + 1)")["stdout"].strip() == "2"
