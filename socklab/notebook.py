@@ -13,7 +13,7 @@ import types
 from IPython import get_ipython
 from IPython.display import display
 
-from . import envcheck
+from . import envcheck, runtime
 from .errors import LIBRARY_DIRS, SocklabError, explain, from_socket_call
 from .render.html import CSS, code_html, explanation_html, table_html, transcript_html, warnings_html
 from .render.text import side_by_side, transcript
@@ -34,6 +34,20 @@ class Rich:
 
     def __repr__(self):
         return self.text
+
+
+def _interrupted(shell, etype, value, tb, tb_offset):
+    """An interrupt (the stop button): where the cell's own code was, without the frames of the
+    call it was waiting in, and what socklab still has open or running."""
+    still = runtime.running()
+    if still:
+        shown = ", ".join(repr(o) for o in still[:3]) + (f" and {len(still) - 3} more" if len(still) > 3 else "")
+        text = (f"Interrupted: the cell stopped at the line the traceback marks. What socklab still "
+                f"has open or running: {shown}. Running a cell again stops what its last run "
+                "started; socklab.stop_all() stops all of it now.")
+        display(Rich(text, warnings_html([text])))
+    shell.showtraceback((etype, value, _own_frames(tb)), tb_offset=tb_offset)
+    sys.last_traceback = tb
 
 
 # Said under the explanation of an uncaught error in a cell: the usual notebook story behind it.
@@ -79,6 +93,9 @@ def _error_handler(shell, etype, value, tb, tb_offset=None):
         shell._showtraceback(etype, value, [f"{etype.__name__}: {exp.title} (explained above; %tb "
                                             "shows the full traceback)"])
         return
+    if isinstance(value, KeyboardInterrupt):
+        _interrupted(shell, etype, value, tb, tb_offset)
+        return
     if not from_socket_call(value):
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return
@@ -95,8 +112,9 @@ def setup(check: bool = True):
     """Install friendly error display for this kernel; return the environment check to display."""
     shell = get_ipython()
     if shell is not None:
-        # OSError: plain socket code in a cell gets the explanation too (others show as usual).
-        shell.set_custom_exc((SocklabError, OSError), _error_handler)
+        # OSError: plain socket code in a cell gets the explanation too (others show as usual);
+        # KeyboardInterrupt: where the cell was, not the library frames of the wait it broke.
+        shell.set_custom_exc((SocklabError, OSError, KeyboardInterrupt), _error_handler)
     return environment() if check else None
 
 

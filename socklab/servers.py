@@ -831,6 +831,10 @@ class Background(_Stoppable):
     def done(self) -> bool:
         return self._done.is_set()
 
+    def __repr__(self):
+        return (f"<socklab.Background {getattr(self.fn, '__name__', 'call')}() "
+                f"{'done' if self._done.is_set() else 'waiting'}>")
+
     def result(self, timeout: float = DEFAULT_TIMEOUT):
         """The call's return value; its exception (explained) if it failed."""
         if not self._done.wait(timeout):

@@ -20,8 +20,9 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class Cells(Kernel):
-    def cell(self, code: str, timeout: float = 30) -> dict:
-        """Run ``code`` as a cell: {status, shown (display_data text), stdout, ename, traceback}."""
+    def cell(self, code: str, timeout: float = 30, interrupt_on: str | None = None) -> dict:
+        """Run ``code`` as a cell: {status, shown (display_data text), stdout, ename, traceback};
+        interrupt the kernel (the stop button) once it prints ``interrupt_on``."""
         shown, out, tb = [], [], []
 
         def hook(msg):
@@ -30,6 +31,8 @@ class Cells(Kernel):
                 shown.append(c["data"].get("text/plain", ""))
             elif kind == "stream":
                 out.append(c["text"])
+                if interrupt_on and interrupt_on in "".join(out):
+                    self.km.interrupt_kernel()
             elif kind == "error":
                 tb.extend(ANSI.sub("", line) for line in c["traceback"])
 
@@ -115,6 +118,29 @@ def test_socklab_errors_keep_their_one_line(k):
     assert r["ename"] == "ConnectionRefusedError", r
     assert "What happened:" in r["shown"], r
     assert "(explained above; %tb shows the full traceback)" in r["traceback"], r
+
+
+def test_an_interrupt_shows_the_cell_and_what_is_still_open(k):
+    """An interrupt while a traced accept() waited showed the frames of socklab's trace.py and of
+    socket.py (with their absolute paths) under the cell's line."""
+    r = k.cell("socklab.stop_all()\nlst = socklab.socket(side='server')\n"
+               "lst.bind(('127.0.0.1', 0))\nlst.listen()\nlst.settimeout(30)\n"
+               "print('waiting', flush=True)\nconn, addr = lst.accept()", interrupt_on="waiting")
+    assert r["ename"] == "KeyboardInterrupt", r
+    assert "conn, addr = lst.accept()" in r["traceback"], r
+    assert "trace.py" not in r["traceback"] and "socket.py" not in r["traceback"], r["traceback"]
+    assert "Interrupted: the cell stopped" in r["shown"], r
+    assert "<TracedSocket server AF_INET SOCK_STREAM open>" in r["shown"], r
+    assert "socklab.stop_all()" in r["shown"], r
+    assert k.cell("print(socklab.stop_all())")["stdout"].strip() == "1"
+
+
+def test_an_interrupt_with_nothing_of_socklab_open_says_only_where(k):
+    r = k.cell("socklab.stop_all()\na, b = socket.socketpair()\nprint('waiting', flush=True)\n"
+               "try:\n    a.recv(1)\nfinally:\n    a.close()\n    b.close()", interrupt_on="waiting")
+    assert r["ename"] == "KeyboardInterrupt", r
+    assert r["shown"] == "", r
+    assert "a.recv(1)" in r["traceback"], r
 
 
 def test_the_kernel_stays_usable(k):
