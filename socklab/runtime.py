@@ -86,6 +86,11 @@ def _cell_id(frame) -> str | None:
     return f"cell {frame.f_code.co_filename}"
 
 
+def in_cell() -> bool:
+    """True when this thread is running a notebook cell (not a thread of its own)."""
+    return _cell_frame(sys._getframe(1)) is not None
+
+
 def caller_key(depth: int = 2) -> str:
     """A key for the code that called us: the cell being run and the line in it, so re-running
     the cell gives the same key (a helper function from another cell does not count); outside a

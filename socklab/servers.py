@@ -831,6 +831,28 @@ class Background(_Stoppable):
     def done(self) -> bool:
         return self._done.is_set()
 
+    def _release(self) -> None:
+        """Clear the finished frames of a failed call: they hold its sockets (and, through the
+        frame of _run(), this object: a cycle only the garbage collector would break). The error
+        keeps its traceback's code and lines, for result() and its explanation."""
+        tb = self._error.__traceback__ if self._error is not None else None
+        frames = []
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        back = frames[0].f_back if frames else None
+        while back is not None:  # the callers, _run()'s frame with self among them
+            frames.append(back)
+            back = back.f_back
+        for f in frames:
+            try:
+                f.clear()
+            except RuntimeError:  # "cannot clear an executing frame": the thread has not ended yet
+                return
+            # Python 3.11 and 3.12 keep a snapshot dict of the locals on the frame once a traceback
+            # display has read them; reading f_locals again syncs it, dropping what clear() cleared.
+            f.f_locals  # noqa: B018
+
     def __repr__(self):
         return (f"<socklab.Background {getattr(self.fn, '__name__', 'call')}() "
                 f"{'done' if self._done.is_set() else 'waiting'}>")
@@ -863,6 +885,11 @@ class Background(_Stoppable):
         if not self._done.wait(timeout):
             raise RuntimeError(f"background {getattr(self.fn, '__name__', 'call')}() still running after "
                                f"{timeout} s (its socket was shut down; it ends when the call returns)")
+        self._thread.join(timeout)  # it returns right after setting done: its frames have ended
+        self._release()
+        # The call's arguments (its socket) are no longer needed, though this object may be: the
+        # last traceback IPython keeps can hold it, through a result() that raised.
+        self.args, self.wake = (), None
         runtime.unregister(self.key, self)
 
 

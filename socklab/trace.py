@@ -436,7 +436,15 @@ class TracedSocket:
         if side.endswith("/conn"):
             side += "1"
         self.trace.record(self.side, "accept", (), result=(Sym(f"<{side}>"), addr), start=start)
-        return TracedSocket(conn, self.trace, side, self.owner), addr
+        new = TracedSocket(conn, self.trace, side, self.owner)
+        if self.registry_key is not None:  # a listener of socklab.socket(): its connections too
+            from . import runtime
+            # Called from a cell, a re-run of that cell closes the connection its last run
+            # accepted; called in a thread (a Background accept), only stop_all() does.
+            new.registry_key = (runtime.caller_key(2) if runtime.in_cell()
+                                else f"{self.registry_key}/{side}/{id(new)}")
+            runtime.register(new.registry_key, new, explicit=False)
+        return new, addr
 
     def connect(self, address):
         return self._do("connect", self.sock.connect, (address,))

@@ -165,3 +165,88 @@ def test_a_tls_socket_is_not_waited_on_by_readability(leakcheck):
             assert rest.result(timeout=2) == b" world"  # already decrypted, inside the SSL object
             rest.stop()
     assert trustme and ssl
+
+
+def test_a_failed_call_stopped_and_dropped_frees_its_socket_at_once(leakcheck):
+    """Notebook 08 (the parent and child over socketpair()): a re-run dropped a Background whose
+    call had failed, and its socket stayed open until the garbage collector ran. The error's
+    frames held the socket, and held the Background itself through the frame of its thread."""
+    import gc
+    import weakref
+
+    def child(sock):
+        sock.settimeout(0.05)
+        return sock.recv(10)  # nothing comes: TimeoutError
+
+    a, b = socket.socketpair()
+    job = socklab.Background(child, b, name="bg-test/child")
+    with pytest.raises(TimeoutError):
+        job.result(timeout=5)
+    was_enabled = gc.isenabled()
+    gc.disable()  # freed by reference counting alone, not by a collection that happens to run
+    try:
+        job.stop()
+        gone_job, gone_sock = weakref.ref(job), weakref.ref(b)
+        del job, b
+        assert gone_job() is None and gone_sock() is None
+    finally:
+        if was_enabled:
+            gc.enable()
+        a.close()
+
+
+def test_a_stopped_failed_call_still_explains_its_error(leakcheck):
+    srv = listener(timeout=0.05)
+    job = socklab.Background(srv.accept, name="bg-test/accept-timeout")
+    first = pytest.raises(TimeoutError, job.result, timeout=5).value
+    job.stop()  # its frames are cleared now
+    again = pytest.raises(TimeoutError, job.result, timeout=5).value
+    assert socklab.explain(again).text() == socklab.explain(first).text()
+    assert "accept" in socklab.explain(again).what
+    srv.close()
+
+
+def test_a_stopped_call_lets_go_of_its_socket_while_the_object_is_still_held(leakcheck):
+    """IPython keeps the last error's traceback: a result() that raised holds its Background. The
+    socket given to the call stayed open after stop_all() (notebook 08, cells run out of order)."""
+    import gc
+    import weakref
+
+    def child(sock):
+        sock.settimeout(0.05)
+        return sock.recv(10)
+
+    a, b = socket.socketpair()
+    job = socklab.Background(child, b, name="bg-test/held")
+    with pytest.raises(TimeoutError):
+        job.result(timeout=5)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        socklab.stop_all()
+        gone = weakref.ref(b)
+        del b
+        assert gone() is None and job.done()  # job itself is still here, as a traceback keeps it
+        assert "child" in repr(job)
+    finally:
+        if was_enabled:
+            gc.enable()
+        a.close()
+
+
+@pytest.mark.parametrize("in_background", [False, True], ids=["accept() in the cell", "in a Background"])
+def test_connections_a_socklab_listener_accepted_are_closed_by_stop_all(in_background, leakcheck):
+    """A listener from socklab.socket() was closed by stop_all(), its accepted connections were
+    not (notebook 08: an AF_UNIX connection kept its listener's socket file in use)."""
+    srv = listener()
+    with socket.create_connection(srv.getsockname(), timeout=5) as c:
+        if in_background:
+            job = socklab.Background(srv.accept, name="bg-test/accept-conn")
+            conn, _ = job.result(timeout=5)
+        else:
+            conn, _ = srv.accept()
+        assert any(o is conn for o in socklab.running())
+        socklab.stop_all()
+        assert conn.closed and srv.closed
+        c.settimeout(5)
+        assert c.recv(10) == b""  # the peer sees the close

@@ -520,3 +520,22 @@ def test_rerunning_a_cell_whose_background_connect_waits_stops_it_at_once(kernel
     assert again["status"] == "ok", again
     old = run_as_cell(kernel, "print(olds[0].done(), olds[1].done(), olds[0] is not olds[1])", None)
     assert old["stdout"].split() == ["True", "False", "True"], old
+
+
+@pytest.mark.parametrize("cell_id", ["cell-acc", None], ids=["cell id", "no cell id"])
+def test_rerunning_an_accept_cell_closes_the_connection_its_last_run_accepted(kernel, cell_id):
+    """The connection an accept() cell got was left open by a re-run of that cell, and by
+    stop_all() (notebook 08, cells run out of order: its AF_UNIX socket file stayed in use)."""
+    setup = run_as_cell(kernel, "import socket\nlst = socklab.socket(side='server')\nlst.settimeout(5)\n"
+                                "lst.bind(('127.0.0.1', 0))\nlst.listen()\nclients = [socket.create_connection("
+                                "lst.getsockname(), timeout=5) for _ in range(2)]", "cell-listen")
+    assert setup["status"] == "ok", setup
+    cell = "conn, addr = lst.accept()\ngot.append(conn)"
+    assert run_as_cell(kernel, "got = []", None)["status"] == "ok"
+    assert run_as_cell(kernel, cell, cell_id)["status"] == "ok"
+    assert run_as_cell(kernel, cell, cell_id)["status"] == "ok"  # the same cell, run again
+    again = run_as_cell(kernel, "print(got[0].closed, got[1].closed, lst.closed)", None)
+    assert again["stdout"].split() == ["True", "False", "False"], again
+    done = run_as_cell(kernel, "socklab.stop_all()\nprint(conn.closed, lst.closed)\n"
+                               "for c in clients:\n    c.close()", None)
+    assert done["stdout"].split() == ["True", "True"], done
