@@ -660,6 +660,20 @@ def recv_msg(sock):
                                                "return recv_exactly(sock, size).decode('latin-1')"),
          "send_msg then recv_msg of b'ping': your recv_msg returned str 'ping'; return the message "
          "as bytes"),
+        # a file per call reads ahead and drops the rest: was told "raised EOFError" and, in the
+        # round trip, to check the byte order
+        ("a buffered file per call", source("06.1").split("def recv_msg")[0] + """
+def recv_msg(sock):
+    f = sock.makefile("rb")
+    head = f.read(4)
+    if not head:
+        return None
+    (n,) = struct.unpack("!I", head)
+    data = f.read(n)
+    if len(data) < n:
+        raise EOFError("short body")
+    return data
+""", "makes a new file with sock.makefile() each time it is called. A file reads ahead"),
     ],
     "06.2": [
         ("no limit", """
@@ -1047,6 +1061,25 @@ def test_a_handler_that_crashes_with_two_clients_is_told_it_crashed(leakcheck):
 # Right solutions written another way than the reference: with no `with` around each socket, a
 # thread pool, an ExitStack. Sockets and threads are judged closed and joined, not the style.
 OTHER_RIGHT = {
+    # one file for the whole conversation, kept per socket: the read-ahead stays in it
+    "06.1 one file per socket": """
+        import struct
+        _files = {}
+        def send_msg(sock, data):
+            sock.sendall(struct.pack("!I", len(data)) + data)
+        def recv_msg(sock):
+            f = _files.setdefault(sock.fileno(), sock.makefile("rb"))
+            head = f.read(4)
+            if not head:
+                return None
+            if len(head) < 4:
+                raise EOFError("cut in the header")
+            (n,) = struct.unpack("!I", head)
+            data = f.read(n)
+            if len(data) < n:
+                raise EOFError("cut in the body")
+            return data
+     """,
     "10.1 own socket per try": """
         def connect_with_retry(address, tries=5, delay=0.1, timeout=0.5):
             for attempt in range(tries):

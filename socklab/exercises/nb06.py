@@ -1,6 +1,7 @@
 """Notebook 06 (message framing): length-prefix send_msg/recv_msg, and a line server with a limit."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -111,11 +112,42 @@ def _recv_one(ctx, recv_msg, mine, log, what="your recv_msg"):
     return ctx.call(recv_msg, mine, what=what, diagnose=diagnose)
 
 
+# Said of a recv_msg that made a file per call, when it failed (its subject comes first).
+MAKEFILE = ("makes a new file with sock.makefile() each time it is called. A file reads ahead: it "
+            "takes up to 8 KiB from the socket at once, and whatever it read beyond this message is "
+            "lost when the file is dropped, so a later call starts in the middle of a message, or "
+            "waits for bytes that are gone. Read with sock.recv() (recv_exactly), or make one file "
+            "for the whole conversation and read every message from it.")
+
+
+@contextlib.contextmanager
+def _one_file_per_call_explained(mine):
+    """A failure of a recv_msg that made a buffered file per call is explained by that (its
+    read-ahead). An unbuffered one (buffering=0) reads no more than asked: not that."""
+    def per_call() -> bool:
+        return sum(1 for b in mine.returned["makefile"] if b != 0) > 1
+    try:
+        yield
+    except (Fail, LearnerRaised):
+        if per_call():
+            raise Fail("your recv_msg " + MAKEFILE) from None
+        raise
+    except DidNotReturn as d:
+        if per_call():
+            d.why = "it " + MAKEFILE
+        raise
+
+
 def _case_recv_chunks(ctx, send_msg, recv_msg):
+    mine, peer = tcp_pair(ctx)
+    with _one_file_per_call_explained(mine):
+        _recv_chunks(ctx, recv_msg, mine, peer)
+
+
+def _recv_chunks(ctx, recv_msg, mine, peer):
     messages = [b"hello", b"", bytes(ctx.rng.getrandbits(8) for _ in range(70_000)), b"a\nb"]
     stream = b"".join(_frame(m) for m in messages)
     sizes = [1, 3, 2] + chunk_sizes(ctx.rng, len(stream) - 6)  # the first header arrives in pieces
-    mine, peer = tcp_pair(ctx)
     # The header's first byte on its own: the rest only after the learner's first recv() returned.
     log = send_chunks(ctx, peer, stream, sizes, pause=0.002, then="shutdown",
                       gate=lambda k: k > 1 or recv_returns(mine)(1))
@@ -170,6 +202,11 @@ def _case_recv_truncated(ctx, send_msg, recv_msg):
 def _case_round_trip(ctx, send_msg, recv_msg):
     a, b = tcp_pair(ctx)
     b_obs = type(a)(b)  # the peer end, observed too
+    with _one_file_per_call_explained(b_obs):
+        _round_trip(ctx, send_msg, recv_msg, a, b_obs)
+
+
+def _round_trip(ctx, send_msg, recv_msg, a, b_obs):
     messages = [b"ping", bytes(5000), b"\n" * 3]
     for m in messages:
         ctx.call(send_msg, a, m, what="your send_msg")

@@ -24,7 +24,7 @@ from .core import Context
 
 MAX_CHUNK = 4096
 COUNTED = ("recv", "recv_into", "recvfrom", "recvfrom_into", "send", "sendall", "sendto", "sendmsg",
-           "settimeout", "setblocking", "close", "shutdown", "connect", "accept")
+           "settimeout", "setblocking", "close", "shutdown", "connect", "accept", "makefile")
 
 
 class Observed:
@@ -32,7 +32,8 @@ class Observed:
 
     Anything not counted is passed straight to the socket (``fileno``, ``getsockname``, ...),
     so it works with selectors, ``sendall`` with memoryviews, ``with`` blocks and so on.
-    ``calls['recv']`` is how many times recv was called; ``returned['recv']`` the sizes it returned.
+    ``calls['recv']`` is how many times recv was called; ``returned['recv']`` the sizes it returned
+    (``returned['makefile']``: the buffering each makefile() asked for).
     """
 
     def __init__(self, sock: socket.socket):
@@ -66,6 +67,9 @@ class Observed:
             elif name in ("send", "recv_into") and isinstance(r, int):
                 with self._lock:
                     self.returned[name].append(r)
+            elif name == "makefile":  # its buffering: a buffered file reads ahead
+                with self._lock:
+                    self.returned[name].append(kw.get("buffering", args[1] if len(args) > 1 else None))
             return r
         counted.__name__ = name
         return counted
