@@ -180,11 +180,12 @@ _BY_ERRNO = {
     errno.EPIPE: (
         "Broken pipe",
         "send() failed: the connection is closed for sending (the peer closed it, or this side "
-        "called shutdown(SHUT_WR)).",
+        "called shutdown(SHUT_WR)), or it never existed: a TCP socket that was never connected "
+        "gets this error too.",
         "After the other side closes, the first send() may still succeed; the next one fails with "
         "BrokenPipeError. recv() on such a socket returns b'' (end of stream).",
         "Treat recv() returning b'' as 'the peer is gone' and stop sending; catch BrokenPipeError "
-        "around send in long-lived servers.",
+        "around send in long-lived servers. A socket that never connected: connect() it first.",
     ),
     errno.ECONNRESET: (
         "Connection reset by peer",
@@ -318,6 +319,13 @@ _GAI = {
         "addresses like '::1'.",
         "Use '127.0.0.1' with AF_INET or '::1' with AF_INET6 (or change the family to match).",
     ),
+    "EAI_SERVICE": (
+        "Unknown port or service name",
+        "The port{addr} is neither a number nor a service name this machine knows.",
+        "A port given as a string is looked up as a service name (/etc/services: 'http' is 80); a "
+        "misspelt name, or a name the socket type does not have, fails.",
+        "Give the port as a number, e.g. ('127.0.0.1', 8080), not a string.",
+    ),
     "EAI_ADDRFAMILY": (
         "Address family does not match the address",
         "The host{addr} has no address of the socket's family.",
@@ -399,7 +407,8 @@ _WAIT_CALLS = frozenset({"result", "exception", "wait", "as_completed"})
 # Any name of a socket call: a traceback that reaches one has found the call that failed.
 _SOCKET_CALLS = (frozenset(n for n in dir(socket.socket) + dir(ssl.SSLSocket) if not n.startswith("__"))
                  | _SEND_CALLS | _RECV_CALLS | _ACCEPT_CALLS | _CONNECT_CALLS
-                 | {"create_server", "getaddrinfo", "do_handshake", "wrap_socket"})
+                 | {"create_server", "getaddrinfo", "do_handshake", "wrap_socket", "socket",
+                    "socketpair", "fromfd"})
 LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,  # socklab
                 os.path.dirname(os.__file__) + os.sep)                 # the standard library
 _LOADS = ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_FAST", "LOAD_DEREF")
@@ -578,7 +587,8 @@ def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
             "or its reply was lost or went to another address.",
             "Check who sends first in your protocol, and that the peer really sends on this "
             "connection (for UDP: to this socket's address); give a slow peer a longer timeout; for "
-            "UDP, send the request again after a timeout.", short, "timeout")
+            "UDP, send the request again after a timeout. A listening socket never has data: "
+            "receive on the socket accept() returned.", short, "timeout")
     if kind == "accept":
         return Explanation(
             "Timed out", "accept() waited for its whole timeout and no client connected.",
@@ -587,7 +597,10 @@ def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
             "address in that time (or it connected to another port or address).",
             "Connect a client to the listener's address (listener.getsockname()) while accept() "
             "waits: from another thread or program, or run accept() in the background with "
-            "socklab.Background(listener.accept) and connect from the next cell.", short, "timeout")
+            "socklab.Background(listener.accept) and connect from the next cell. With a timeout, "
+            "Python waits for a client before it calls accept(), so a SOCK_DGRAM socket, which can "
+            "never accept, ends here too: accept() is for a SOCK_STREAM socket that listens.",
+            short, "timeout")
     if kind == "connect":
         again = (" Try again with a new socket: this one's connect() is still in progress in the "
                  "kernel (connecting it again fails with EALREADY)." if name in ("connect", "connect_ex")
@@ -756,19 +769,29 @@ def _address_problem(msg: str, address) -> tuple:
     return ("", "")
 
 
-def from_socket_call(exc: BaseException) -> bool:
-    """True for an OSError that a socket call, a name lookup or a wait for one raised (what
-    ``explain`` is written for); False for others, such as open()'s FileNotFoundError, whose errno
-    means something else there, or one the code raised itself. Never raises."""
+# Names that other objects' calls have too (files, os): not enough to call an error a socket's.
+_GENERIC_CALLS = frozenset({"close", "read", "write", "readinto", "readline", "fileno", "detach",
+                            "dup", "makefile", "__enter__", "__exit__"})
+
+
+def socket_call_of(exc: BaseException) -> str | None:
+    """The socket call (or name lookup, or wait for one) that raised ``exc``, an OSError: what
+    ``explain`` is written for. None for others: open()'s FileNotFoundError, whose errno means
+    something else there; os.close(); a file's read(); one the code raised itself. Never raises."""
     if not isinstance(exc, OSError):
-        return False
+        return None
     if isinstance(exc, (socket.gaierror, socket.herror)):
-        return True
+        return "getaddrinfo"
     try:
         origin = _origin(exc)
     except Exception:  # a traceback this Python's dis cannot read: do not claim it
-        return False
-    return origin is not None and origin[0] in ("call", "wait")
+        return None
+    if origin is None or origin[0] not in ("call", "wait"):
+        return None
+    # A timeout is a socket's (or a wait's) whatever the name: files and os calls have none.
+    if origin[1] in _GENERIC_CALLS and not isinstance(exc, _TIMEOUTS):
+        return None
+    return origin[1]
 
 
 def explain(exc: BaseException, address=None, call: str | None = None) -> Explanation:

@@ -14,7 +14,7 @@ from IPython import get_ipython
 from IPython.display import display
 
 from . import envcheck, runtime
-from .errors import LIBRARY_DIRS, SocklabError, explain, from_socket_call
+from .errors import LIBRARY_DIRS, SocklabError, explain, socket_call_of
 from .render.html import CSS, code_html, explanation_html, table_html, transcript_html, warnings_html
 from .render.text import side_by_side, transcript
 from .trace import Trace
@@ -39,7 +39,9 @@ class Rich:
 def _interrupted(shell, etype, value, tb, tb_offset):
     """An interrupt (the stop button): where the cell's own code was, without the frames of the
     call it was waiting in, and what socklab still has open or running."""
-    still = runtime.running()
+    # What has ended (a finished Background, a closed Client) waits only for its name to go.
+    still = [o for o in runtime.running() if not getattr(o, "closed", False)
+             and not (callable(getattr(o, "done", None)) and o.done())]
     if still:
         shown = ", ".join(repr(o) for o in still[:3]) + (f" and {len(still) - 3} more" if len(still) > 3 else "")
         text = (f"Interrupted: the cell stopped at the line the traceback marks. What socklab still "
@@ -52,15 +54,12 @@ def _interrupted(shell, etype, value, tb, tb_offset):
 
 # Said under the explanation of an uncaught error in a cell: the usual notebook story behind it.
 _IN_A_NOTEBOOK = {
-    errno.EBADF: "In a notebook this is usually a cell run again (or out of order) after a later "
+    errno.EBADF: "In a notebook this often means a cell ran again (or out of order) after another "
                  "cell, such as a clean-up cell, closed the socket: run the cells that create it "
                  "again, in order.",
-    errno.EADDRINUSE: "In a notebook, running a bind() cell again binds a second time: the first "
-                      "run's socket still holds the address (for AF_UNIX, its file is still there). "
-                      "Run the cells from the one that creates the socket, or close it first.",
-    errno.EINVAL: "In a notebook, running a cell again repeats its calls on a socket that has "
-                  "moved on (bound, listening or shut down already): run the cells from the one "
-                  "that creates the socket.",
+    errno.EADDRINUSE: "In a notebook, a cell that only binds a socket an earlier cell made binds it "
+                      "a second time when it runs again (for AF_UNIX its file is there already); "
+                      "run the cells from the one that creates the socket.",
 }
 
 
@@ -96,10 +95,11 @@ def _error_handler(shell, etype, value, tb, tb_offset=None):
     if isinstance(value, KeyboardInterrupt):
         _interrupted(shell, etype, value, tb, tb_offset)
         return
-    if not from_socket_call(value):
+    call = socket_call_of(value)
+    if call is None:
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return
-    exp = explain(value)
+    exp = explain(value, call=call)
     note = _IN_A_NOTEBOOK.get(value.errno)
     if note:
         exp = dataclasses.replace(exp, details=exp.details + (note,))

@@ -627,9 +627,13 @@ class Client(_Stoppable):
             self.open() if not self.config.stream else self.connect()
         return self.sock
 
+    @property
+    def closed(self) -> bool:
+        """True when no socket is open (never opened, or closed)."""
+        return self.sock is None or self.sock.closed
+
     def __repr__(self):
-        state = "closed" if self.sock is None or self.sock.closed else "open"
-        return f"<socklab.Client {self.side} -> {self.target!r} {state}>"
+        return f"<socklab.Client {self.side} -> {self.target!r} {'closed' if self.closed else 'open'}>"
 
 
 def _check_target_host(host: str) -> None:

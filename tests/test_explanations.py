@@ -569,3 +569,33 @@ def test_an_ipv6_host_and_port_in_one_str_is_not_split_wrongly(address, leakchec
     e = explain(exc, address, "connect")
     assert "IPv6" in e.why and "('::1', 8080)" in e.fix, e.text()
     assert f"({address!r}, 8080)" not in e.fix  # not a tuple whose host still holds the port
+
+
+def test_a_send_on_a_socket_that_never_connected_is_not_only_blamed_on_a_peer():
+    """Linux answers EPIPE there too: the explanation told only of a peer that closed."""
+    with socket.socket() as s:
+        s.settimeout(2)
+        with pytest.raises(BrokenPipeError) as info:
+            s.send(b"hello")
+    e = socklab.explain(info.value)
+    assert "never connected" in e.what and "connect() it first" in e.fix, e.text()
+
+
+@pytest.mark.parametrize("kind, call, says", [
+    (socket.SOCK_DGRAM, "accept", "a SOCK_DGRAM socket, which can never accept, ends here too"),
+    (socket.SOCK_STREAM, "recv", "A listening socket never has data"),
+], ids=["accept() on UDP", "recv() on a listener"])
+def test_a_call_that_can_never_succeed_times_out_and_says_why_that_may_be(kind, call, says):
+    """With a timeout, Python waits for readiness before the call, so the OS never refuses it:
+    the explanation only said that no client came (or that the peer sent nothing)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            s.listen()
+        s.settimeout(0.05)
+        with pytest.raises(TimeoutError) as info:
+            if call == "accept":
+                s.accept()
+            else:
+                s.recv(10)
+    assert says in socklab.explain(info.value).text()
