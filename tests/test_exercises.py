@@ -964,7 +964,7 @@ def recv_msg(sock):
         ("does not check the name", source("12.1").replace(
             "context = ssl.create_default_context(cafile=ca_file)   # verifies the chain and the name",
             "context = ssl.create_default_context(cafile=ca_file)\n    context.check_hostname = False"),
-         "did not check the name"),
+         "did not check that name"),
         ("wraps the verification error", source("12.1").replace(
             "        with context.wrap_socket(raw, server_hostname=hostname) as tls:",
             "        try:\n"
@@ -1002,6 +1002,25 @@ def recv_msg(sock):
             "            raise ConnectionError(f'certificate problem: {e}') from e\n"
             "        with tls:"),
          "your client refused, but with ConnectionError: certificate problem"),
+        # the check itself crashed: 'RuntimeError' object has no attribute 'strerror'
+        ("raises RuntimeError from it", source("12.1").replace(
+            "        with context.wrap_socket(raw, server_hostname=hostname) as tls:",
+            "        try:\n"
+            "            tls = context.wrap_socket(raw, server_hostname=hostname)\n"
+            "        except ssl.SSLCertVerificationError as e:\n"
+            "            raise RuntimeError('certificate rejected') from e\n"
+            "        with tls:"),
+         "your client refused, but with RuntimeError: certificate rejected"),
+        # passed: no name check in the handshake, data sent, then a hand-made check raised
+        ("checks the name after sending", source("12.1").replace(
+            "context = ssl.create_default_context(cafile=ca_file)   # verifies the chain and the name",
+            "context = ssl.create_default_context(cafile=ca_file)\n    context.check_hostname = False")
+         .replace("                reply += chunk\n",
+                  "                reply += chunk\n"
+                  "            names = [v for k, v in tls.getpeercert()['subjectAltName']]\n"
+                  "            if hostname not in names:\n"
+                  "                raise ssl.SSLCertVerificationError('hostname mismatch')\n"),
+         "only after the handshake had completed"),
         ("sends on the plain socket", source("12.1").replace("            tls.sendall(data)",
                                                              "            raw.sendall(data)"),
          "wrap_socket() takes over the socket it is given"),

@@ -96,13 +96,22 @@ def _case_ok(ctx, tls_request):
         raise Fail(f"the server reported a problem: {exp.title}.")
 
 
-def _expect_verification_error(e: LearnerRaised):
-    """Pass on ssl.SSLCertVerificationError (the handshake's own verdict); explain any other SSLError
-    or an exception raised from it."""
+def _expect_verification_error(e: LearnerRaised, srv):
+    """Pass on ssl.SSLCertVerificationError (the handshake's own verdict) raised before the
+    handshake completed; explain any other SSLError or an exception raised from it."""
     if isinstance(e.error, ssl.SSLCertVerificationError):
+        srv.wait_idle(2)
+        # A client that verifies refuses before its Finished message: the server's handshake never
+        # completes. One that completed it talked to an unverified server, whatever it raised after.
+        if any(st.handshake_done for st in srv.handler.streams):
+            raise Fail("your client raised SSLCertVerificationError, but only after the handshake "
+                       "had completed: from then on it could send data to a server that was not "
+                       "verified. Let the handshake verify (keep verify_mode=CERT_REQUIRED and "
+                       "check_hostname=True): it refuses before anything is sent.") from None
         return
     if isinstance(e.error, ssl.SSLError) or _verification_error(e.error) is not None:
-        said = e.error.strerror or (e.error.args[0] if len(e.error.args) == 1 else str(e.error))
+        said = getattr(e.error, "strerror", None) or \
+            (e.error.args[0] if len(e.error.args) == 1 else str(e.error))
         raise Fail(f"your client refused, but with {type(e.error).__name__}: {said}. The handshake "
                    "raises ssl.SSLCertVerificationError when a certificate does not verify: let that "
                    "exception through as it is (its verify_message says what was wrong).") from None
@@ -131,7 +140,7 @@ def _case_other_ca(ctx, tls_request):
     try:
         got = _request(ctx, tls_request, srv.address, _ca_file(ctx, trusted), "localhost", b"secret")
     except LearnerRaised as e:
-        _expect_verification_error(e)
+        _expect_verification_error(e, srv)
         return
     _refused_quietly(srv, got)
     raise Fail(f"this server's certificate was signed by a CA you were not told to trust, and your "
@@ -146,12 +155,13 @@ def _case_wrong_name(ctx, tls_request):
     try:
         got = _request(ctx, tls_request, srv.address, _ca_file(ctx, certs), "example.org", b"secret")
     except LearnerRaised as e:
-        _expect_verification_error(e)
+        _expect_verification_error(e, srv)
         return
     _refused_quietly(srv, got)
-    raise Fail("the certificate is for localhost, but your client asked for example.org and still "
-               "talked to it: it did not check the name. Pass server_hostname=hostname to "
-               "wrap_socket() and keep check_hostname=True.")
+    raise Fail("the certificate is for localhost, and the check called tls_request with "
+               "hostname='example.org'; your client still talked to the server: it did not check "
+               "that name. Pass server_hostname=hostname to wrap_socket() and keep "
+               "check_hostname=True.")
 
 
 TLS_REQUEST = Exercise(
