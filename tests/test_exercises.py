@@ -530,6 +530,21 @@ WRONG = {
          """, "would never return: your code kept connecting"),
     ],
     "05.1": [
+        # a short silence taken for the end of the message: passed (the peer never paused long)
+        ("a quiet spell ends it", """
+            def recv_exactly(sock, n):
+                sock.settimeout(0.05)
+                buf = b""
+                try:
+                    while len(buf) < n:
+                        chunk = sock.recv(n - len(buf))
+                        if not chunk:
+                            raise EOFError
+                        buf += chunk
+                except TimeoutError:
+                    pass
+                return buf
+         """, "while the peer paused for 0.3 s between two chunks: a pause is not the end"),
         ("one recv", """
             def recv_exactly(sock, n):
                 return sock.recv(n)
@@ -571,6 +586,23 @@ WRONG = {
          """, "returned a str"),
     ],
     "05.2": [
+        ("a quiet spell ends it", """
+            def echo_handler(conn, server):
+                conn.settimeout(0.05)
+                try:
+                    while data := conn.recv(65536):
+                        conn.sendall(data)
+                except TimeoutError:
+                    return
+         """, "your handler closed the connection while the client paused for 0.3 s"),
+        # was told "data from an earlier connection ... not in a global": the buffer is local
+        ("sends all it has so far", """
+            def echo_handler(conn, server):
+                seen = b""
+                while data := conn.recv(65536):
+                    seen += data
+                    conn.sendall(seen)
+         """, "sent some of the client's bytes more than once"),
         ("one recv only", """
             def echo_handler(conn, server):
                 conn.sendall(conn.recv(65536))
@@ -920,6 +952,21 @@ def recv_msg(sock):
          "return the connected socket itself"),
     ],
     "11.1": [
+        # the head was read whole; the wrong field: was told the head comes in small pieces
+        ("the wrong status field", """
+            import socket
+            def http_get(address, path):
+                with socket.create_connection(address, timeout=5) as s:
+                    s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+                    buf = b""
+                    while b"\\r\\n\\r\\n" not in buf:
+                        c = s.recv(4096)
+                        if not c:
+                            raise EOFError
+                        buf += c
+                    head, body = buf.split(b"\\r\\n\\r\\n", 1)
+                    return int(head.split(b" ")[2]), body
+         """, "the code is its second field"),
         ("bare newlines", source("11.1").replace('\\r\\nHost: {host}:{port}\\r\\n\\r\\n',
                                                  '\\nHost: {host}:{port}\\n\\n'), "bare \\n"),
         ("no Host header", source("11.1").replace('Host: {host}:{port}\\r\\n', ''), "no Host header"),

@@ -51,6 +51,7 @@ def _recv_exactly_once(ctx, recv_exactly, data, sizes, pause, n=None, then="keep
 
     got = ctx.call(recv_exactly, mine, n, what="your recv_exactly", diagnose=diagnose,
                    hopeless=hopeless)
+    log.sent_when_done = log.sent
     return got, mine, log
 
 
@@ -101,9 +102,20 @@ def _judge(got, data, mine, log, n=None):
                "differ (are chunks added in order, each exactly once?).")
 
 
+PAUSE = 0.3  # s a slow peer stops between two chunks: a pause is not the end of a message
+
+
 def _case_small_chunks(ctx, recv_exactly):
     data = b"hello, world"
-    got, mine, log = _recv_exactly_once(ctx, recv_exactly, data, [3, 4, 2, 3], pause=0.01, gated=True)
+    got, mine, log = _recv_exactly_once(ctx, recv_exactly, data, [3, 4, 2, 3],
+                                        pause=[0.01, PAUSE, 0.01, 0], gated=True)
+    short = _as_bytes(got)
+    if log.sent_when_done is not None and log.sent_when_done < len(data) \
+            and data.startswith(short) and len(short) < len(data):
+        raise Fail(f"your recv_exactly returned {len(short)} of {len(data)} bytes while the peer "
+                   f"paused for {PAUSE:g} s between two chunks: a pause is not the end of a "
+                   "message. Keep calling recv() until you have n bytes (or it returns b'': then "
+                   "raise), with no timeout of your own that ends the message.")
     _judge(got, data, mine, log)
     _not_closed(mine)
 
@@ -282,6 +294,7 @@ def _echo_exchange(ctx, srv, message, sizes, pause, timeout=3.0, who="the client
     log = send_chunks(ctx, c, message, sizes, pause=pause, then="shutdown",
                       gate=gate if gated else None)
     reply, how = read_all(c, timeout, expect=None, stalled=lambda: _eof_ignored(srv))
+    log.sent_when_done = log.sent
     log.finished.wait(5)
     return reply, how, log
 
@@ -341,6 +354,11 @@ def _judge_echo(ctx, srv, message, reply, how, log, who="the client", wait=3.0):
                    f"{plural(len(log.planned), 'chunk')} long. It stops after the first recv(); loop "
                    "until recv() returns b''.")
     if len(reply) > len(message) and reply.endswith(message):
+        extra = reply[:len(reply) - len(message)]
+        if message.startswith(extra[:min(8, len(extra))]):  # the client's own bytes, again
+            raise Fail(f"{who} got back {len(reply) - len(message)} bytes more than it sent: your "
+                       "handler sent some of the client's bytes more than once. After each recv(), "
+                       "send back only what that recv() returned, not everything received so far.")
         raise Fail(f"{who} got back {len(reply) - len(message)} bytes more than it sent, before its "
                    "own: data from an earlier connection. Keep the data in a local variable of "
                    "the handler, not in a global.")
@@ -357,7 +375,15 @@ def _case_echo_one(ctx, handler):
 def _case_echo_chunks(ctx, handler):
     srv = _echo_server(ctx, handler)
     msg = b"one message, four chunks"
-    reply, how, log = _echo_exchange(ctx, srv, msg, [4, 8, 6, len(msg) - 18], pause=0.01, gated=True)
+    reply, how, log = _echo_exchange(ctx, srv, msg, [4, 8, 6, len(msg) - 18],
+                                     pause=[0.01, PAUSE, 0.01, 0], gated=True)
+    if how == "closed" and log.sent_when_done is not None and log.sent_when_done < len(msg) \
+            and msg.startswith(reply):
+        ctx.raise_learner_errors("your handler")
+        raise Fail(f"your handler closed the connection while the client paused for {PAUSE:g} s "
+                   f"between two chunks (it had sent {log.sent_when_done} of {len(msg)} bytes): "
+                   "a pause is not the end. Only recv() returning b'' means the client is done; do "
+                   "not end the conversation on a timeout of your own.")
     _judge_echo(ctx, srv, msg, reply, how, log)
 
 
@@ -537,8 +563,9 @@ def _send_tip(ctx, srv) -> None:
         return
     buffers = sum(ev.count for ev in _handler_recvs(srv) if ev.nbytes)
     if calls.count("send") <= buffers:
-        ctx.notes.append("you used send(); here it happened to send everything, but send() may "
-                         "send only part of the data: sendall() is the safe choice.")
+        ctx.notes.append("send() may send only part of what it is given (here each send() took "
+                         "all of it). If your code does not send the rest of what send() did not "
+                         "take, use sendall(); a loop like my_sendall is right as it is.")
 
 
 ECHO_HANDLER = Exercise(

@@ -21,6 +21,7 @@ class Seen:
     problem: str = ""           # why the request was refused (400), if it was
     status: int = 0
     response_sent: bool = False
+    response_head_sent: bool = False  # the whole head of the response, up to b'\r\n\r\n'
     head_complete: bool = False
     asked_close: bool = False   # the request said Connection: close (the server then closes)
     paused_after: int = -1      # body bytes sent before the pause, if the server paused
@@ -110,6 +111,8 @@ def _serve(ctx, routes: dict, keep_open: bool = True, header_case: str = "Conten
                                 (body, chunk_sizes(ctx.rng, len(body)))):
                 i = 0
                 for n in sizes:
+                    if part is head and i + n >= len(head):  # noted before: the client may read it at once
+                        seen.response_head_sent = True
                     conn.sendall(part[i:i + n])
                     i += n
                     if ctx.stop.wait(0.002):
@@ -170,10 +173,15 @@ def _get(ctx, http_get, address, path, seen, wanted):
         got = ctx.call(http_get, address, path, what=f"your http_get(address, {path!r})",
                        diagnose=diagnose)
     except LearnerRaised as e:
-        if isinstance(e.error, (ValueError, IndexError)) and seen.status and not seen.problem:
+        parsing = isinstance(e.error, (ValueError, IndexError)) and seen.status and not seen.problem
+        if parsing and not seen.response_head_sent:  # it gave up on a head that was still coming
             raise Fail(*e.lines(), "The server sends the head in small pieces on purpose (1 byte, "
                        "then 5, then 7, ...): one recv() returns only what has arrived so far. Read "
                        "into a buffer until b'\\r\\n\\r\\n' is in it, then split.") from None
+        if parsing and "invalid literal for int()" in str(e.error):
+            raise Fail(*e.lines(), f"The status line is b'HTTP/1.1 {seen.status} ...': the code is "
+                       "its second field (line.split(b' ')[1]); Content-Length is the header whose "
+                       "name, in any case, is exactly content-length.") from None
         raise
     if seen.response_sent and not seen.asked_close:
         late = monotonic() - seen.sent_at

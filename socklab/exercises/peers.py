@@ -160,6 +160,7 @@ class PeerLog:
     chunks: list = field(default_factory=list)    # the chunks sent so far
     received: bytearray = field(default_factory=bytearray)
     closed_by_learner: bool = False
+    sent_when_done: int | None = None  # what it had sent when the learner's side returned or closed
     finished: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -196,7 +197,8 @@ def tcp_pair(ctx: Context, nodelay: bool = True, learner_timeout: float | None =
 def send_chunks(ctx: Context, sock: socket.socket, data: bytes, sizes=None, *, pause: float = 0.0,
                 then: str = "keep", log: PeerLog | None = None, gate=None) -> PeerLog:
     """In a peer thread: send ``data`` cut at ``sizes`` (default: random 1..4096), waiting
-    ``pause`` s between chunks; then 'keep' the connection open, 'shutdown' (SHUT_WR) or 'close'.
+    ``pause`` s after each chunk (or ``pause[k]`` after chunk k, for a list); then 'keep' the
+    connection open, 'shutdown' (SHUT_WR) or 'close'.
 
     ``gate(k)``, if given, is waited for (up to 0.5 s) before chunk k (k >= 1) is sent: e.g. "the
     learner's recv() has returned k times", so that chunks stay apart however slow the learner's
@@ -218,7 +220,8 @@ def send_chunks(ctx: Context, sock: socket.socket, data: bytes, sizes=None, *, p
                 i += n
                 log.sent += n
                 log.chunks.append(n)
-                if pause and ctx.stop.wait(pause):
+                wait = pause[k] if isinstance(pause, (list, tuple)) else pause
+                if wait and ctx.stop.wait(wait):
                     return
             if then == "shutdown":
                 sock.shutdown(socket.SHUT_WR)
