@@ -952,6 +952,14 @@ def recv_msg(sock):
          "return the connected socket itself"),
     ],
     "11.1": [
+        # the peer closing before Content-Length bytes was never tried: both of these passed
+        ("ignores b'' in the body loop", source("11.1").replace(
+            "            if not chunk:\n                raise EOFError(\"the connection closed inside the body\")",
+            "            pass"),
+         "your http_get is still running. After the server closes, recv() returns b''"),
+        ("returns a cut body", source("11.1").replace(
+            "raise EOFError(\"the connection closed inside the body\")", "break"),
+         "instead of raising. A cut body must raise"),
         # the head was read whole; the wrong field: was told the head comes in small pieces
         ("the wrong status field", """
             import socket

@@ -60,10 +60,11 @@ def _asks_close(head: bytes) -> bool:
 
 
 def _serve(ctx, routes: dict, keep_open: bool = True, header_case: str = "Content-Length",
-           pause: bool = False):
+           pause: bool = False, cut: int | None = None):
     """A tiny HTTP server in a peer thread; ``routes`` maps a path to (status, body). Like an
     HTTP/1.1 server it keeps the connection open after a response, unless the request asked it to
-    close or was refused (400). ``pause``: stop for PAUSE s in the middle of the body."""
+    close or was refused (400). ``pause``: stop for PAUSE s in the middle of the body. ``cut``:
+    send only that many body bytes (Content-Length still announces them all), then close."""
     lst = ctx.own(socket.socket())
     lst.bind(("127.0.0.1", 0))
     lst.listen(4)
@@ -104,6 +105,8 @@ def _serve(ctx, routes: dict, keep_open: bool = True, header_case: str = "Conten
         head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n"
                 f"{header_case}: {len(body)}\r\n" + ("Connection: close\r\n" if close else "")
                 + "\r\n").encode()
+        if cut is not None and not problem:
+            body, close = body[:cut], True
         try:
             # The head in small pieces, a pause, then the body in chunks of 1..4096 bytes: a
             # client must not take whatever arrived with the head for the whole body.
@@ -245,6 +248,38 @@ def _case_big(ctx, http_get):
     _judge(ctx, got, seen, 200, body)
 
 
+CUT, WHOLE = 300, 1000  # body bytes sent, and announced, by the server that closes early
+
+
+def _case_cut(ctx, http_get):
+    address, seen, wanted = _serve(ctx, {"/cut": (200, b"0123456789" * (WHOLE // 10))}, cut=CUT)
+    wanted["path"] = "/cut"
+    said = (f"the server announced Content-Length: {WHOLE}, sent {CUT} body bytes and closed the "
+            "connection")
+
+    def diagnose():
+        return (f"{said}; your http_get is still running. After the server closes, recv() returns "
+                "b'' at once, every time: when it does before the body is complete, raise an "
+                "exception (e.g. EOFError).")
+    try:
+        got = ctx.call(http_get, address, "/cut", what="your http_get(address, '/cut')",
+                       diagnose=diagnose)
+    except LearnerRaised as e:
+        if seen.problem:
+            raise Fail(f"the server answered 400 Bad Request: {seen.problem}.") from None
+        if isinstance(e.error, TimeoutError):
+            raise Fail(f"{said}; your http_get raised TimeoutError, after waiting for its timeout. "
+                       "The close was there at once: recv() returned b''. Raise when it does, "
+                       "before the body is complete.") from None
+        return  # right: a cut body is an error
+    if seen.problem:
+        raise Fail(f"the server answered 400 Bad Request: {seen.problem}.")
+    shown = (f"({got[0]!r}, {shorten(bytes(got[1]))})" if isinstance(got, tuple) and len(got) == 2
+             and isinstance(got[1], (bytes, bytearray)) else f"{got!r:.50}")
+    raise Fail(f"{said}; your http_get returned {shown} instead of raising. A cut body must "
+               "raise (e.g. EOFError), or the caller takes part of a page for the whole of it.")
+
+
 def _case_missing(ctx, http_get):
     address, seen, wanted = _serve(ctx, {}, header_case="content-length")
     got = _get(ctx, http_get, address, "/missing", seen, wanted)
@@ -267,7 +302,8 @@ HTTP_GET = Exercise(
 connect to `address`, send `GET path HTTP/1.1` with a `Host` header (lines end in `\\r\\n`, an empty
 line ends the request), then read the response: the head up to `b"\\r\\n\\r\\n"`, the status code
 from the status line, and exactly `Content-Length` bytes of body (header names are
-case-insensitive). Return `(status, body)` with `status` an `int` and `body` bytes. The test server
+case-insensitive). Return `(status, body)` with `status` an `int` and `body` bytes; if the
+connection closes before the body is complete, raise an exception (e.g. `EOFError`). The test server
 sends its response in small pieces, pauses now and then, and, like an HTTP/1.1 server, keeps the
 connection open afterwards: do not wait for it to close, or for it to go quiet.""",
     hints=[
@@ -284,6 +320,8 @@ connection open afterwards: do not wait for it to close, or for it to go quiet."
              "middle; the connection stays open", _case_big),
         Case("GET /missing: status 404 (this server writes 'content-length' in lower case)",
              _case_missing),
+        Case(f"GET /cut: the server closes after {CUT} of {WHOLE} body bytes: an exception",
+             _case_cut),
     ],
 )
 
