@@ -1019,7 +1019,7 @@ def recv_msg(sock):
         ("does not check the name", source("12.1").replace(
             "context = ssl.create_default_context(cafile=ca_file)   # verifies the chain and the name",
             "context = ssl.create_default_context(cafile=ca_file)\n    context.check_hostname = False"),
-         "did not check that name"),
+         "still talked to the server: it did not check the name"),
         ("wraps the verification error", source("12.1").replace(
             "        with context.wrap_socket(raw, server_hostname=hostname) as tls:",
             "        try:\n"
@@ -1057,6 +1057,15 @@ def recv_msg(sock):
             "            raise ConnectionError(f'certificate problem: {e}') from e\n"
             "        with tls:"),
          "your client refused, but with ConnectionError: certificate problem"),
+        # was told "your client asked for example.org": it asked for the address instead
+        ("asks for the address, not the name", source("12.1").replace(
+            "context.wrap_socket(raw, server_hostname=hostname)",
+            "context.wrap_socket(raw, server_hostname=address[0])"),
+         "asked the server for no name (as for an IP address)"),
+        ("asks for localhost", source("12.1").replace(
+            "context.wrap_socket(raw, server_hostname=hostname)",
+            "context.wrap_socket(raw, server_hostname='localhost')"),
+         "asked the server for 'localhost'"),
         # the check itself crashed: 'RuntimeError' object has no attribute 'strerror'
         ("raises RuntimeError from it", source("12.1").replace(
             "        with context.wrap_socket(raw, server_hostname=hostname) as tls:",

@@ -19,8 +19,14 @@ def _certificates(which: str):
 
 
 def _server(ctx, certs):
+    """A TLS echo server; ``srv.names_asked`` collects the name each client asked for (SNI; None
+    when it sent none, as for an IP address)."""
     from .. import tls
-    srv = tls.echo_server(certs, name=f"exercise-tls-{id(ctx)}", lifetime=60)
+    context = certs.server_context()
+    names: list = []
+    context.sni_callback = lambda obj, name, context: names.append(name)
+    srv = tls.echo_server(context, name=f"exercise-tls-{id(ctx)}", lifetime=60)
+    srv.names_asked = names
     srv.start()
     ctx.later(srv.stop)
     return srv
@@ -158,10 +164,15 @@ def _case_wrong_name(ctx, tls_request):
         _expect_verification_error(e, srv)
         return
     _refused_quietly(srv, got)
+    asked = [n for n in srv.names_asked if n != "example.org"]
+    if asked and len(asked) == len(srv.names_asked):
+        shown = repr(asked[0]) if asked[0] is not None else "no name (as for an IP address)"
+        raise Fail(f"the check called tls_request with hostname='example.org', but your client "
+                   f"asked the server for {shown}, so the certificate (for localhost) was checked "
+                   "against that. Pass server_hostname=hostname to wrap_socket().")
     raise Fail("the certificate is for localhost, and the check called tls_request with "
-               "hostname='example.org'; your client still talked to the server: it did not check "
-               "that name. Pass server_hostname=hostname to wrap_socket() and keep "
-               "check_hostname=True.")
+               "hostname='example.org'; your client asked for that name and still talked to the "
+               "server: it did not check the name. Keep check_hostname=True.")
 
 
 TLS_REQUEST = Exercise(
