@@ -586,6 +586,14 @@ WRONG = {
          """, "returned a str"),
     ],
     "05.2": [
+        # was asked "did you call sendall()?": it does, after a loop that never sees the end
+        ("waits for a newline", """
+            def echo_handler(conn, server):
+                buf = b""
+                while b"\\n" not in buf:
+                    buf += conn.recv(1024)
+                conn.sendall(buf)
+         """, "your handler's recv() returned b'' and it called recv() again"),
         ("a quiet spell ends it", """
             def echo_handler(conn, server):
                 conn.settimeout(0.05)
@@ -1066,6 +1074,13 @@ def recv_msg(sock):
             "context.wrap_socket(raw, server_hostname=hostname)",
             "context.wrap_socket(raw, server_hostname='localhost')"),
          "asked the server for 'localhost'"),
+        # was given DNS advice: it connected to (hostname, port)
+        ("connects to the hostname", source("12.1").replace(
+            "socket.create_connection(address, timeout=5)",
+            "socket.create_connection((hostname, address[1]), timeout=5)"),
+         "Connect to address, as given"),
+        ("returns str", source("12.1").replace("    return reply", "    return reply.decode()"),
+         "returned a str of 45000 characters: return the bytes"),
         # the check itself crashed: 'RuntimeError' object has no attribute 'strerror'
         ("raises RuntimeError from it", source("12.1").replace(
             "        with context.wrap_socket(raw, server_hostname=hostname) as tls:",

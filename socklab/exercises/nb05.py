@@ -335,6 +335,11 @@ def _judge_echo(ctx, srv, message, reply, how, log, who="the client", wait=3.0):
         if not any(c.startswith("send") for c in made):
             raise DidNotReturn("your handler", wait, f"it received data from {who} but never sent a "
                                "reply; did you call sendall()?")
+    if not reply and how == "stalled":
+        raise DidNotReturn("your handler", wait, f"{who} sent {plural(len(message), 'byte')} and shut "
+                           "down its sending side; your handler's recv() returned b'' and it called "
+                           "recv() again, for ever, without sending a reply. When recv() returns "
+                           "b'', the client is done: leave the loop.", never=True)
     if not reply:
         if "recv" not in made:
             raise Fail(f"your server accepted the connection but your handler never called recv(): "

@@ -170,7 +170,7 @@ def _get(ctx, http_get, address, path, seen, wanted):
             return ("the server sent the whole response and keeps the connection open (HTTP/1.1 "
                     "keep-alive); your client is still waiting for more. Read the head up to "
                     "b'\\r\\n\\r\\n', then exactly Content-Length bytes of body: do not wait for "
-                    "the connection to close.")
+                    "the connection to close, and stop at n bytes (len(body) < n, not <=).")
         return "is a recv waiting for data that never comes? set a timeout"
     try:
         got = ctx.call(http_get, address, path, what=f"your http_get(address, {path!r})",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import ssl
 
 from .core import Case, Exercise, Fail, LearnerRaised
@@ -65,6 +66,10 @@ def _misused_socket(error: BaseException) -> None:
     """Fail with the likely cause when the plain and the wrapped socket were mixed up."""
     if not isinstance(error, OSError) or isinstance(error, ssl.SSLError):
         return
+    if isinstance(error, socket.gaierror):
+        raise Fail(f"your code raised gaierror ({error.strerror}): it looked up a host name to "
+                   "connect to. Connect to address, as given (the check's server); hostname is "
+                   "only the name the certificate must carry: server_hostname=hostname.")
     if error.errno == errno.EBADF:
         raise Fail(f"your code raised {type(error).__name__}: {error.strerror}. wrap_socket() takes "
                    "over the socket it is given (that socket's fileno() is -1 afterwards): send and "
@@ -90,8 +95,11 @@ def _case_ok(ctx, tls_request):
                        "ssl.create_default_context(cafile=ca_file).") from None
         _misused_socket(e.error)
         raise
-    if isinstance(got, str) or got is None:
-        raise Fail(f"return the bytes the server echoed; got {got!r:.40}.")
+    if isinstance(got, str):
+        raise Fail(f"your tls_request returned a str of {len(got)} characters: return the bytes "
+                   "the server echoed, not decoded text.")
+    if got is None:
+        raise Fail("your tls_request returned None: return the bytes the server echoed.")
     if bytes(got) != data:
         raise Fail(f"sent {len(data)} bytes, the server echoed them all, and your tls_request returned "
                    f"{shorten(bytes(got))}: TLS records arrive in pieces too, keep reading until you "
