@@ -599,7 +599,7 @@ class Context:
             for t in alive:
                 _stuck.append((f"{self.exercise_id}: {t.name}", t))
         return ("It could not be stopped and keeps running in the background (it waits on something "
-                "that has no timeout); its sockets are closed. Restart the kernel if the notebook "
+                "that has no timeout); the check shut its sockets down. Restart the kernel if the notebook "
                 "gets slow.")
 
     def close(self) -> str:

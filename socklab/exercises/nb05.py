@@ -217,10 +217,11 @@ RECV_EXACTLY = Exercise(
 exactly `n` bytes from the connected socket `sock` as `bytes`, calling `recv()` as often as needed (it
 may return fewer bytes than asked for), and never reading past the `n`th byte (the next message's bytes
 must stay in the socket). If the peer closes first (`recv()` returns `b''`), raise an exception
-(`EOFError` or `ConnectionError`). The plain code of section 8 shows one way; try it yourself first.
+(`EOFError` or `ConnectionError`). Leave `sock` open: it belongs to the caller, who may read the next
+message from it. The plain code of section 8 shows one way; try it yourself first.
 
-The check sends you messages in chunks of random sizes (1 to 4096 bytes), slowly and quickly, two
-messages back to back, and a peer that closes early. Then try it by hand with the exchange panel:
+The check sends you messages in chunks of random sizes (1 to 4096 bytes), slowly (with a pause) and
+quickly, two messages back to back, and a peer that closes early. Then try it by hand with the exchange panel:
 `ex.connect()`, three `ex.client_send(...)`, then `recv_exactly(ex.server.sock, 12)`.""",
     hints=[
         "`recv(n)` returns *up to* n bytes: whatever has arrived. So loop: keep a buffer "
@@ -587,7 +588,8 @@ sending side down (`recv()` returns `b''`); then it returns (the server closes `
 The check connects clients that send one short message, one message in four slow chunks, three
 clients at once, and one that sends 1 MB while reading slowly (where `send()` alone is not enough).
 Then write `my_sendall(sock, data)` yourself, with a loop over `send()` and a `memoryview`, and try
-it against the `count_chunks` server of section 4 with 4 MiB.""",
+it with 4 MiB against a `count_chunks` server like the one of section 4 (start a new one: that one
+was stopped at the end of section 5).""",
     hints=[
         "The shape is a loop: `while True:` read with `data = conn.recv(65536)`; if `not data`, "
         "the client is done: `return`; otherwise send `data` back.",
