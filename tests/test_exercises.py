@@ -530,6 +530,27 @@ WRONG = {
          """, "would never return: your code kept connecting"),
     ],
     "05.1": [
+        # was told only "raised EOFError": the peer never closed; recv(0) returned b''
+        ("<= in the loop", """
+            def recv_exactly(sock, n):
+                buf = b""
+                while len(buf) <= n:
+                    chunk = sock.recv(n - len(buf))
+                    if not chunk:
+                        raise EOFError
+                    buf += chunk
+                return buf
+         """, "It called recv(0), which returns b'' at once"),
+        ("a short recv taken for the end", """
+            def recv_exactly(sock, n):
+                buf = b""
+                while len(buf) < n:
+                    chunk = sock.recv(n - len(buf))
+                    if len(chunk) < n - len(buf):
+                        raise EOFError("short read")
+                    buf += chunk
+                return buf
+         """, "recv() may return fewer bytes than asked for: that is normal"),
         # a short silence taken for the end of the message: passed (the peer never paused long)
         ("a quiet spell ends it", """
             def recv_exactly(sock, n):

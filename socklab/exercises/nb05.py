@@ -49,8 +49,20 @@ def _recv_exactly_once(ctx, recv_exactly, data, sizes, pause, n=None, then="keep
                     "bytes.")
         return "is a recv waiting for data that never comes? set a timeout"
 
-    got = ctx.call(recv_exactly, mine, n, what="your recv_exactly", diagnose=diagnose,
-                   hopeless=hopeless)
+    try:
+        got = ctx.call(recv_exactly, mine, n, what="your recv_exactly", diagnose=diagnose,
+                       hopeless=hopeless)
+    except LearnerRaised as e:
+        if then == "keep" and isinstance(e.error, (EOFError, ConnectionError)) \
+                and not isinstance(e.error, ConnectionResetError):
+            asked_zero = any(a == 0 for a in mine.asked.get("recv", []))
+            raise Fail(*e.lines(), f"The peer had not closed: your code had received "
+                       f"{_received(mine)} of {n} bytes when it raised. "
+                       + ("It called recv(0), which returns b'' at once: ask for n - len(buf) "
+                          "bytes while len(buf) < n (not <=)." if asked_zero else
+                          "recv() may return fewer bytes than asked for: that is normal, not the "
+                          "end. Only b'' means the peer closed.")) from None
+        raise
     log.sent_when_done = log.sent
     return got, mine, log
 

@@ -40,6 +40,7 @@ class Observed:
         object.__setattr__(self, "_sock", sock)
         object.__setattr__(self, "calls", collections.Counter())
         object.__setattr__(self, "returned", collections.defaultdict(list))
+        object.__setattr__(self, "asked", collections.defaultdict(list))  # recv()'s bufsize
         object.__setattr__(self, "_lock", threading.Lock())
         object.__setattr__(self, "_ended", 0)  # counted calls that returned or raised
 
@@ -55,6 +56,8 @@ class Observed:
         def counted(*args, **kw):
             with self._lock:
                 self.calls[name] += 1
+                if name == "recv" and args and isinstance(args[0], int):
+                    self.asked[name].append(args[0])
             try:
                 r = attr(*args, **kw)
             finally:
