@@ -607,6 +607,15 @@ WRONG = {
          """, "returned a str"),
     ],
     "05.2": [
+        # was told "Create a new socket" and "It stops after the first recv()"
+        ("hands conn to a thread", """
+            import threading
+            def echo_handler(conn, server):
+                def work():
+                    while data := conn.recv(65536):
+                        conn.sendall(data)
+                threading.Thread(target=work, daemon=True).start()
+         """, "Your handler returned while a thread it started still used conn"),
         # was asked "did you call sendall()?": it does, after a loop that never sees the end
         ("waits for a newline", """
             def echo_handler(conn, server):

@@ -9,7 +9,7 @@ from time import monotonic  # bound here: learner code replacing time.monotonic 
 
 from ..runtime import Thread
 from ..servers import Server
-from .core import Case, DidNotReturn, Exercise, Fail, LearnerRaised
+from .core import Case, DidNotReturn, Exercise, Fail, LearnerRaised, raised_lines
 from .peers import (HandlerConn, blocked_in_recv, chunk_sizes, plural, read_all, recv_returns,
                     send_chunks, shorten, tcp_pair, unacked, wait_for, waiting_in)
 
@@ -325,6 +325,15 @@ RECVS = ("recv", "recvfrom", "recvmsg")  # what the trace calls the handler's re
 
 
 def _judge_echo(ctx, srv, message, reply, how, log, who="the client", wait=3.0):
+    handed_over = [e for e in ctx.thread_errors if isinstance(e, OSError) and e.errno == errno.EBADF]
+    if handed_over:  # its thread used conn after the handler returned and the server closed conn
+        ctx.thread_errors_shown = True
+        where = [ln for ln in raised_lines(handed_over[0], "a thread your code started")
+                 if not ln.lstrip().startswith(("What happened", "Why", "How to fix"))]
+        raise Fail(*where, "Your handler returned while a thread it started still used conn: the "
+                   "server closes conn as soon as the handler returns. Do the echo in the handler "
+                   "itself (the server already runs it in a thread of its own), or join() the "
+                   "thread before returning.")
     ctx.raise_learner_errors("your handler")
     calls = _handler_calls(srv)
     made = [c for cs in calls.values() for c in cs]
