@@ -774,6 +774,25 @@ _GENERIC_CALLS = frozenset({"close", "read", "write", "readinto", "readline", "f
                             "dup", "makefile", "__enter__", "__exit__"})
 
 
+def _library_call_raising(exc: BaseException) -> tuple | None:
+    """('call', name) of the socket call a library raised ``exc`` for, with its errno, in a `raise`
+    of its own (asyncio's loop.sock_connect() raises OSError(err, 'Connect call failed ...')):
+    the innermost library frame, outward from the raise, named after a socket call. None if the
+    raise is not in a library, or no such frame comes before the learner's code."""
+    entries = []
+    tb = exc.__traceback__
+    while tb is not None and len(entries) < 200:
+        entries.append(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    for code in reversed(entries):
+        if not code.co_filename.startswith(LIBRARY_DIRS):
+            return None
+        name = code.co_name[len("sock_"):] if code.co_name.startswith("sock_") else code.co_name
+        if name in _SOCKET_CALLS and name not in _GENERIC_CALLS:
+            return ("call", name)
+    return None
+
+
 def socket_call_of(exc: BaseException) -> str | None:
     """The socket call (or name lookup, or wait for one) that raised ``exc``, an OSError: what
     ``explain`` is written for. None for others: open()'s FileNotFoundError, whose errno means
@@ -786,6 +805,8 @@ def socket_call_of(exc: BaseException) -> str | None:
         origin = _origin(exc)
     except Exception:  # a traceback this Python's dis cannot read: do not claim it
         return None
+    if origin is not None and origin[0] == "raise" and getattr(exc, "errno", None):
+        origin = _library_call_raising(exc)  # e.g. asyncio's connect: raise OSError(err, ...)
     if origin is None or origin[0] not in ("call", "wait"):
         return None
     # A timeout is a socket's (or a wait's) whatever the name: files and os calls have none.

@@ -9,6 +9,7 @@ import errno
 import html
 import sys
 import types
+import urllib.error
 
 from IPython import get_ipython
 from IPython.display import display
@@ -95,16 +96,25 @@ def _error_handler(shell, etype, value, tb, tb_offset=None):
     if isinstance(value, KeyboardInterrupt):
         _interrupted(shell, etype, value, tb, tb_offset)
         return
-    call = socket_call_of(value)
+    # urllib wraps the socket's error: explain that one (its reason), and show only the wrapper's
+    # own frames, not the chained traceback of the error it handled.
+    wrapped = isinstance(value, urllib.error.URLError) and isinstance(value.reason, OSError)
+    cause = value.reason if wrapped else value
+    call = socket_call_of(cause)
     if call is None:
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return
-    exp = explain(value, call=call)
-    note = _IN_A_NOTEBOOK.get(value.errno)
+    exp = explain(cause, call=call)
+    note = _IN_A_NOTEBOOK.get(cause.errno)
     if note:
         exp = dataclasses.replace(exp, details=exp.details + (note,))
     display(Rich(exp.text(), explanation_html(exp)))
-    shell.showtraceback((etype, value, _own_frames(tb)), tb_offset=tb_offset)
+    suppressed = value.__suppress_context__
+    value.__suppress_context__ = suppressed or wrapped
+    try:
+        shell.showtraceback((etype, value, _own_frames(tb)), tb_offset=tb_offset)
+    finally:
+        value.__suppress_context__ = suppressed
     sys.last_traceback = tb  # %tb shows every frame, socket.py's included
 
 

@@ -112,6 +112,25 @@ def test_other_errors_show_as_ipython_shows_them(k, code, ename, says):
     assert "Traceback (most recent call last)" in r["traceback"], r
 
 
+@pytest.mark.parametrize("code, ename", [
+    ("import asyncio\nasync def main():\n    await asyncio.open_connection('127.0.0.1', PORT)\n"
+     "await main()", "ConnectionRefusedError"),
+    ("import urllib.request\nurllib.request.urlopen(f'http://127.0.0.1:{PORT}/', timeout=2)",
+     "URLError"),
+], ids=["asyncio", "urllib"])
+def test_a_socket_error_one_layer_up_is_explained_without_the_library_frames(k, code, ename):
+    """asyncio raises the refusal in a `raise` of its own, urllib wraps it in URLError: both showed
+    a wall of 45 to 60 lines of library frames, unexplained."""
+    port = k.cell("with socket.socket() as t:\n    t.bind(('127.0.0.1', 0))\n"
+                  "    print(t.getsockname()[1])")["stdout"].strip()
+    r = k.cell(code.replace("PORT", port))
+    assert r["ename"] == ename, r
+    assert "nothing accepts connections at this address" in r["shown"], r
+    assert "asyncio/" not in r["traceback"] and "urllib/" not in r["traceback"], r["traceback"]
+    assert "http/client.py" not in r["traceback"], r["traceback"]
+    assert len(r["traceback"].splitlines()) < 25, r["traceback"]
+
+
 def test_a_misspelt_service_name_is_explained_as_that(k):
     """It was explained as a host that could not be looked up ("use a numeric address")."""
     r = k.cell("socket.getaddrinfo('127.0.0.1', 'htp')")
