@@ -1827,16 +1827,30 @@ def test_ending_a_case_leaves_sockets_that_older_threads_made_meanwhile_alone(le
             s.close()
 
 
+# What the task asks of every client since the cut-body case: a body shorter than Content-Length
+# (the server closed early) raises.
+CUT_CHECKED = """    length = next(int(line.split(b":")[1]) for line in head.split(b"\\r\\n")[1:]
+                  if line.split(b":")[0].strip().lower() == b"content-length")
+    if len(body) < length:
+        raise EOFError("the connection closed inside the body")
+    return int(head.split(b" ")[1]), body"""
+
+
 def test_11_1_connection_close_and_reading_to_the_end_passes_with_a_tip(leakcheck):
-    """Asking the server to close is valid HTTP/1.1: the test server honours it."""
-    res = run("11.1", READ_TO_END_HTTP_GET.replace(
-        "REQUEST", 'f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n"'))
+    """Asking the server to close is valid HTTP/1.1: the test server honours it (and a body cut
+    short is still told from a whole one, by its Content-Length)."""
+    src = READ_TO_END_HTTP_GET.replace(
+        "REQUEST", 'f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n"')
+    res = run("11.1", src.replace('    return int(head.split(b" ")[1]), body', CUT_CHECKED))
     assert res.passed, res.text()
     assert any("Connection: close" in n for n in res.notes), res.notes
+    # without the length check, the cut body passes for a whole one
+    assert "A cut body must raise" in run("11.1", src).text()
 
 
 def test_11_1_waiting_longer_than_the_pause_for_quiet_gets_a_tip(leakcheck):
-    res = run("11.1", QUIET_HTTP_GET.replace("QUIET", "0.7"))
+    res = run("11.1", QUIET_HTTP_GET.replace("QUIET", "0.7").replace(
+        '    return int(head.split(b" ")[1]), body', CUT_CHECKED))
     assert res.passed, res.text()  # it waits out every pause: right, but slow
     assert any("does it wait for the server to go quiet" in n for n in res.notes), res.notes
 
