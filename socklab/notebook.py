@@ -49,8 +49,7 @@ def _interrupted(shell, etype, value, tb, tb_offset):
                 f"has open or running: {shown}. Running a cell again stops what its last run "
                 "started; socklab.stop_all() stops all of it now.")
         display(Rich(text, warnings_html([text])))
-    shell.showtraceback((etype, value, _own_frames(tb)), tb_offset=tb_offset)
-    sys.last_traceback = tb
+    _show_own_frames(shell, etype, value, tb, tb_offset)
 
 
 # Said under the explanation of an uncaught error in a cell: the usual notebook story behind it.
@@ -80,6 +79,12 @@ def _own_frames(tb):
     for e in reversed(kept):
         out = types.TracebackType(out, e.tb_frame, e.tb_lasti, e.tb_lineno)
     return out
+
+
+def _show_own_frames(shell, etype, value, tb, tb_offset):
+    """IPython's traceback of the learner's frames only; %tb afterwards shows every frame."""
+    shell.showtraceback((etype, value, _own_frames(tb)), tb_offset=tb_offset)
+    sys.last_traceback = tb
 
 
 def _error_handler(shell, etype, value, tb, tb_offset=None):
@@ -112,10 +117,9 @@ def _error_handler(shell, etype, value, tb, tb_offset=None):
     suppressed = value.__suppress_context__
     value.__suppress_context__ = suppressed or wrapped
     try:
-        shell.showtraceback((etype, value, _own_frames(tb)), tb_offset=tb_offset)
+        _show_own_frames(shell, etype, value, tb, tb_offset)
     finally:
         value.__suppress_context__ = suppressed
-    sys.last_traceback = tb  # %tb shows every frame, socket.py's included
 
 
 def setup(check: bool = True):
