@@ -1872,3 +1872,32 @@ def test_closing_a_case_closes_a_socket_whose_makefile_is_alive_once(leakcheck):
         assert newer.getsockname()[1] > 0
     finally:
         newer.close()
+
+
+def test_an_abandon_that_python_could_not_raise_is_not_printed(monkeypatch, leakcheck):
+    """CheckAbandoned, raised into a learner's thread spinning on b'' (05.2), landed in a weakref
+    callback once: Python printed "Exception ignored in: <function WeakSet...>" to the cell. During
+    a check such a report is dropped; any other goes on to the hook in force before."""
+    import types
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+
+    def report(exc_type):  # what the interpreter does with an exception it cannot raise
+        sys.unraisablehook(types.SimpleNamespace(exc_type=exc_type, exc_value=exc_type(),
+                                                 exc_traceback=None, err_msg=None, object=None))
+
+    def recv_exactly(sock, n):
+        report(core.CheckAbandoned)
+        report(ValueError)
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return buf
+
+    res = exercises.run_check(exercises.get("05.1"), recv_exactly)
+    assert res.passed, res.text()
+    assert seen and {a.exc_type for a in seen} == {ValueError}, seen
+    assert sys.unraisablehook == seen.append  # put back after the check

@@ -128,6 +128,15 @@ def _raised_in_learner_code(args) -> bool:
 threading.excepthook = _quiet_when_abandoned
 
 
+def _quiet_unraisable(args, then) -> None:
+    """CheckAbandoned can land where Python cannot raise it (a weakref callback, a __del__): it is
+    then "ignored", and the check raises it again. Our signal, not an error: nothing printed.
+    Others go on to ``then`` (the hook in force before the check)."""
+    if args.exc_type is not None and issubclass(args.exc_type, CheckAbandoned):
+        return
+    then(args)
+
+
 def raised_lines(error: BaseException, what: str, context: str = "") -> list:
     """Feedback for an exception from the learner's code: socket errors explained with
     socklab.explain, anything else as Python says it; plus where in the learner's code it happened."""
@@ -886,11 +895,16 @@ def run_check(exercise: Exercise, *solution, only=None) -> Result:
     before = threading.excepthook
     during = functools.partial(_quiet_when_abandoned, then=before)
     threading.excepthook = during
+    unraisable_before = sys.unraisablehook
+    unraisable_during = functools.partial(_quiet_unraisable, then=unraisable_before)
+    sys.unraisablehook = unraisable_during
     try:
         return _run_check(exercise, solution, only)
     finally:
         if threading.excepthook is during:
             threading.excepthook = before
+        if sys.unraisablehook is unraisable_during:
+            sys.unraisablehook = unraisable_before
         _checking.release()
 
 
