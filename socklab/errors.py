@@ -432,7 +432,7 @@ def _instruction(code, lasti: int) -> tuple:
             break
         at = ins
     if at is not None and at.opname == "PRECALL":
-        # Python 3.11 makes a call to a C function (select.select(), time.sleep()) in PRECALL
+        # Python 3.11 makes a call to a C function (select.select(), sleep()) in PRECALL
         # itself once the call site is specialised: CALL, which follows, is then skipped.
         at = at._replace(opname="CALL")
     if at is None or not at.opname.startswith("CALL") or at.positions is None \

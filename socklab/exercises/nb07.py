@@ -431,7 +431,7 @@ reply before the right one. Why do real protocols back off like this?""",
         "catches `TimeoutError`. Only the timeout changes from try to try.",
         "Set the timeout inside the loop, before each `recvfrom`: "
         "`sock.settimeout(timeout * 2 ** (attempt - 1))` for attempt = 1, 2, 3. The wait is the "
-        "receive timeout itself: a `time.sleep()` after a timeout would miss a reply that comes "
+        "receive timeout itself: a sleep after a timeout would miss a reply that comes "
         "meanwhile.",
         "Keep the inner `while True:` that skips replies that are not `== request`: a late reply to "
         "another ping is not your answer.",

@@ -77,7 +77,7 @@ ACCEPTS = ((__file__.rsplit("/", 1)[-1], "accept"), ("socket.py", "accept"),
 
 
 # Waits that the learner's own code may call to wait for a client, read from the call its
-# innermost frame is making: select.select() and time.sleep() are C functions, with no frame.
+# innermost frame is making: select.select() and a sleep() are C functions, with no frame.
 WAIT_CALLS = frozenset({"select", "poll", "epoll", "accept", "sleep", "wait"})
 
 
