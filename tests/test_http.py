@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -298,6 +299,19 @@ def _wakeups(thread) -> int:
         return int(next(line for line in f if line.startswith("voluntary_ctxt_switches:")).split()[1])
 
 
+def _until_asleep_in_select(thread, limit: float = 5.0) -> None:
+    """Return once ``thread`` sleeps in epoll_wait (its wchan). The kernel offers no event for
+    another thread falling asleep, so this looks every millisecond, for at most ``limit`` s."""
+    path = f"/proc/self/task/{thread.native_id}/wchan"
+    deadline = time.monotonic() + limit
+    while True:
+        with open(path) as f:
+            if f.read().strip() == "do_epoll_wait":
+                return
+        assert time.monotonic() < deadline, f"the thread never went back to select(): {path}"
+        threading.Event().wait(0.001)
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
 def test_stdlib_server_sleeps_while_idle_and_stops_at_once(leakcheck):
     """No polling: an idle StdlibServer's thread never wakes (serve_forever() would, every
@@ -305,6 +319,9 @@ def test_stdlib_server_sleeps_while_idle_and_stops_at_once(leakcheck):
     py = H.StdlibServer()
     try:
         assert H.request(py.address, target="/").status == 200
+        # The reply can reach us before the serving thread is back in select() (it may still be
+        # returning from starting the handler's thread), and going to sleep counts as a switch.
+        _until_asleep_in_select(py._thread)
         before = _wakeups(py._thread)
         # Watch an idle stretch: 0.3 s is 6 rounds of the 0.05 s poll this replaced.
         threading.Event().wait(0.3)
