@@ -117,19 +117,16 @@ def _short(exc: BaseException) -> str:
 
 _UNIX_REFUSED = (" For AF_UNIX: a file exists at the path, but no socket listens on it (a stale socket "
                  "file, which outlives close(), or a file that is not a socket).")
+_TCP_REFUSED = ("No socket is listening on that address and port (the server is not started, was "
+                "stopped, or listens on another port or address family). A full accept queue does NOT "
+                "cause this on Linux: there the client waits and times out instead.")
+_TCP_REFUSED_FIX = ("Start the server first and connect to the address it reports (server.address); "
+                    "check the port and that both sides use the same family (IPv4 vs IPv6).")
+_UNIX_REFUSED_FIX = (" For AF_UNIX, connect to the path the server bound while it listens; a stale file "
+                     "stays refused until a new server removes it and binds again.")
 
 # errno -> (title, what, why, fix).  The {addr} placeholder is filled when known.
 _BY_ERRNO = {
-    errno.ECONNREFUSED: (
-        "Connection refused",
-        "The other side answered at once that nothing accepts connections at this address{addr}.",
-        "No socket is listening on that address and port (the server is not started, was stopped, "
-        "or listens on another port or address family). A full accept queue does NOT cause this on "
-        "Linux: there the client waits and times out instead. On a connected UDP socket it means an "
-        "earlier datagram came back as ICMP 'port unreachable': nothing is bound to that port.",
-        "Start the server first and connect to the address it reports (server.address); check the port "
-        "and that both sides use the same family (IPv4 vs IPv6).",
-    ),
     errno.EADDRINUSE: (
         "Address already in use",
         "bind() (or listen()) failed: another socket already holds this address{addr}.",
@@ -244,6 +241,17 @@ _BY_ERRNO = {
         "once the peer has closed).",
         "Call connect() first, or use the socket accept() returned; if the peer already reset or "
         "closed the connection, just close() your socket (catch OSError around shutdown()).",
+    ),
+    errno.ENOPROTOOPT: (
+        "Option not available",
+        "setsockopt() or getsockopt() named an option this socket does not have.",
+        "Each option belongs to a level: SOL_SOCKET options apply to every socket, IPPROTO_TCP "
+        "ones (TCP_NODELAY) only to TCP sockets, IPPROTO_IPV6 ones (IPV6_V6ONLY) only to IPv6 "
+        "sockets. A UDP socket has no TCP_NODELAY, and an option number the kernel does not know "
+        "is refused the same way.",
+        "Check the (level, option) pair and that it fits the socket's family and type: e.g. "
+        "setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) on a SOCK_STREAM socket. "
+        "`man 7 socket`, `man 7 tcp` and `man 7 ipv6` list the options.",
     ),
     errno.EISCONN: (
         "Socket is already connected",
@@ -578,6 +586,28 @@ def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
             "peer's receive buffer, and only the peer's recv() empties that. When the peer does not "
             "read, both buffers fill up, the send waits for room, and with settimeout(t) it gives up "
             "after t seconds.", fix, short, "timeout")
+    if name in ("wrap_socket", "do_handshake"):
+        return Explanation(
+            "Timed out", f"{name}(): the TLS handshake waited for its whole timeout for the other "
+            "side's handshake message.",
+            "A TLS handshake is a few messages over the TCP connection: the client sends its "
+            "ClientHello and waits for the server's answer, a server waits for the ClientHello. A "
+            "peer that accepted the TCP connection but does not speak TLS on it (a plain server "
+            "waiting for a request, or one that never wraps its side) answers nothing.",
+            "Make sure both sides run the handshake: the server wraps the accepted connection "
+            "(context.wrap_socket(conn, server_side=True)) and the client connects to that TLS "
+            "port. Allow a slow server a longer timeout.", short, "timeout")
+    if kind == "recv" and name == "readinto":  # SocketIO.readinto: a makefile() file's read
+        return Explanation(
+            "Timed out", "A read from the socket's file (makefile()'s readline() or read(), which "
+            "call recv_into() underneath) waited for its whole timeout and no data arrived.",
+            "The file reads through the socket, so the socket's timeout applies: the peer sent no "
+            "(complete) line in that time. It may be waiting to receive first as well, or be slow, "
+            "or have sent a line without its ending b'\\n'.",
+            "Check who sends first in your protocol and that the peer ends its lines with b'\\n'; "
+            "give a slow peer a longer timeout. After a timeout this file cannot be read again "
+            "(Python refuses with 'cannot read from timed out object'): make a new one with "
+            "makefile(), or close the connection.", short, "timeout")
     if kind == "recv":
         return Explanation(
             "Timed out", f"{name}() waited for its whole timeout and no data arrived.",
@@ -656,6 +686,44 @@ _ADDRESS_RULE = ("AF_INET takes a tuple (host: str, port: int), AF_INET6 (host, 
                  "(host, port, flowinfo, scope_id), AF_UNIX a path (str or bytes).")
 _ADDRESS_FIX = ("Write ('127.0.0.1', 8080): a tuple with the port as an int; for AF_UNIX, a path "
                 "such as '/tmp/demo.sock'.")
+
+
+_DATAGRAM_IO = _SEND_CALLS | _RECV_CALLS
+
+
+def _refused(address, addr: str, call: str | None, short: str, name: str) -> Explanation:
+    """ECONNREFUSED, for an IP address or an unknown one (AF_UNIX paths are explained before): a
+    refused connect() is TCP's (or AF_UNIX's), one on a send or receive a datagram socket's."""
+    unknown = address is None  # plain socket code: the address, and so the family, is not known
+    if call in _DATAGRAM_IO:
+        to = f" (to{addr})" if addr else ""
+        return Explanation(
+            "Connection refused",
+            f"{call}() on a datagram socket was refused: nothing receives at the address it sends "
+            f"to{addr}." if unknown else
+            f"{call}() failed: an earlier datagram from this socket{to} was answered with 'port "
+            "unreachable': nothing was bound to the port it went to.",
+            "UDP has no connections, so nothing refuses a connect(). But a datagram to a port where "
+            "no socket is bound comes back as an ICMP 'port unreachable' message, and a connected "
+            "UDP socket (one that called connect()) reports it on its next call, often the recv() "
+            "that waits for the reply. An unconnected socket is not told, so its recvfrom() just "
+            "times out. (On Windows even an unconnected socket hears of it, as ConnectionResetError.)"
+            + (" On a connected AF_UNIX datagram socket, the same error means that the socket it "
+               "is connected to has closed." if unknown else ""),
+            "Start the receiving side first (it binds its port) and send to the address it reports. "
+            "The socket is still usable: send again once something listens.", short, name)
+    if call in _CONNECT_CALLS:
+        return Explanation(
+            "Connection refused",
+            f"The other side answered at once that nothing accepts connections at this address{addr}.",
+            _TCP_REFUSED + (_UNIX_REFUSED if unknown else ""),
+            _TCP_REFUSED_FIX + (_UNIX_REFUSED_FIX if unknown else ""), short, name)
+    return Explanation(  # which call, and so which kind of socket, is not known: every case
+        "Connection refused",
+        f"The other side answered at once that nothing accepts connections at this address{addr}.",
+        _TCP_REFUSED + " On a connected UDP socket it means an earlier datagram came back as ICMP "
+        "'port unreachable': nothing is bound to that port." + (_UNIX_REFUSED if unknown else ""),
+        _TCP_REFUSED_FIX + (_UNIX_REFUSED_FIX if unknown else ""), short, name)
 
 
 def _a(type_name: str) -> str:
@@ -816,12 +884,17 @@ def socket_call_of(exc: BaseException) -> str | None:
 
 
 def explain(exc: BaseException, address=None, call: str | None = None) -> Explanation:
-    """Explain ``exc`` (raised by ``call`` on ``address`` if known) for a learner. Never raises.
+    """Explain ``exc`` (raised by ``call`` on ``address`` if known, or as a traced socket noted
+    them on it) for a learner. Never raises.
 
     For timeouts and wrong types, the traceback's innermost frames name the socket call (or the
     wait, or the `raise` statement) that raised ``exc``; where they name one, it counts over
     ``call``, which may be a step or button name (a panel's 'send' is connect, sendall and recv)."""
     try:
+        if address is None:  # what a traced socket noted when the call failed (trace.record)
+            address = getattr(exc, "socklab_address", None)
+        if call is None:
+            call = getattr(exc, "socklab_call", None)
         return _explain(exc, address, call)
     except Exception as broken:  # e.g. an exception whose __str__ raises: say what is known
         name = type(exc).__name__
@@ -928,6 +1001,21 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
             "Start the server first, and connect to the path it bound. To reuse the path for a new "
             "server, remove the file before bind(), but only if it is a socket file (stat.S_ISSOCK) "
             "that refuses connections.", short, name)
+    if isinstance(exc, FileNotFoundError) and call == "bind":
+        return Explanation(
+            "No such directory", f"bind() could not create the AF_UNIX socket file{addr}: a "
+            "directory on its path does not exist.",
+            "bind() creates the socket file itself, but not the directories above it.",
+            "Create the directory first (os.makedirs(directory, exist_ok=True)), or bind in one "
+            "that exists, such as a tempfile.mkdtemp() directory of your own.", short, name)
+    if isinstance(exc, OSError) and exc.errno is None and str(exc) == "cannot read from timed out object":
+        return Explanation(
+            "File unusable after a timeout", "A read from a socket's file (made by makefile()) "
+            "failed at once: an earlier read from this file timed out.",
+            "The file keeps its own buffer, and a read that timed out may have left part of a line "
+            "in it or lost it, so Python refuses every further read from that file.",
+            "After a timeout, make a new file with sock.makefile() (or give up on the connection); "
+            "better, choose a timeout long enough for the peer to finish its line.", short)
     if isinstance(exc, OSError) and "AF_UNIX path too long" in str(exc):
         return Explanation(
             "AF_UNIX path too long", "The socket file path is longer than the OS allows.",
@@ -948,9 +1036,8 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
             "after '%' must name an interface that exists and, for bind(), has that address.",
             "Look up the interface's fe80:: address with `ip -6 addr` and use it with its zone "
             "(e.g. 'fe80::1%eth0'), or use '::1' for this machine.", short, name)
-    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED and address is None:
-        t = _BY_ERRNO[exc.errno]  # the address is not known: it may have been an AF_UNIX path
-        return Explanation(t[0], t[1].format(addr=addr), t[2] + _UNIX_REFUSED, t[3], short, name)
+    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
+        return _refused(address, addr, call, short, name)
     if isinstance(exc, OSError) and exc.errno in _BY_ERRNO:
         t = _BY_ERRNO[exc.errno]
         return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)

@@ -183,5 +183,8 @@ class explain_errors:
         if value is None or not isinstance(value, Exception):
             return False
         self.error = value
-        display(explanation(value, self.address, self.call))
+        # Read the failed call from the traceback: a recv() refused on a UDP socket and a refused
+        # connect() are different stories.
+        call = self.call if self.call is not None else socket_call_of(value)
+        display(explanation(value, self.address, call))
         return True

@@ -163,6 +163,11 @@ class Trace:
         ends the run. ``payload=True`` says ``result`` is received bytes: kept as a ``Data`` preview,
         made only when a new event needs it (a folded call costs no copy).
         """
+        if isinstance(error, OSError) and getattr(error, "socklab_call", None) is None:
+            # For explain(): a traceback names the call, but not the address it was given.
+            error.socklab_call = call
+            error.socklab_address = (args[0] if call in ("bind", "connect", "connect_ex") and args
+                                     else args[-1] if call == "sendto" and len(args) == 2 else None)
         data = call in DATA_CALLS and error is None and not (call.startswith("recv") and nbytes == 0)
         if data:
             last = self.fold(side, call, nbytes or 0)

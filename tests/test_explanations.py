@@ -599,3 +599,139 @@ def test_a_call_that_can_never_succeed_times_out_and_says_why_that_may_be(kind, 
             else:
                 s.recv(10)
     assert says in socklab.explain(info.value).text()
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on: bound, then closed (it stays free for these tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_refused_tcp_connect_speaks_of_tcp_only_where_the_call_is_known(leakcheck):
+    address = ("127.0.0.1", refused_port())
+    with socket.socket() as c:
+        exc = provoke(lambda: c.connect(address))
+    assert isinstance(exc, ConnectionRefusedError)
+    e = explain(exc, address, "connect")
+    assert "No socket is listening" in e.why and "accept queue does NOT" in e.why
+    assert "UDP" not in e.why and "AF_UNIX" not in e.why + e.fix
+    plain = explain(exc, call="connect")  # plain socket code: the family is not known
+    assert "UDP" not in plain.why and "stale socket file" in plain.why
+    assert "path the server bound" in plain.fix
+    unknown = explain(exc)  # not even the call: every case stays in
+    assert "UDP" in unknown.why and "AF_UNIX" in unknown.why
+
+
+def test_refused_on_a_connected_udp_socket_is_the_earlier_datagram(leakcheck):
+    address = ("127.0.0.1", refused_port())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(5)
+        u.connect(address)
+        u.send(b"ping")                   # answered by ICMP port unreachable
+        exc = provoke(lambda: u.recv(100))
+    assert isinstance(exc, ConnectionRefusedError)
+    e = explain(exc, address, "recv")
+    assert "earlier datagram" in e.what and "port unreachable" in e.what
+    assert "accept queue" not in e.why and "connected UDP socket" in e.why
+    assert "server.address" not in e.fix and "still usable" in e.fix
+    assert "AF_UNIX" in explain(exc, call="recv").why  # without the address: AF_UNIX's case too
+
+
+def test_refused_send_on_a_connected_af_unix_datagram_socket_names_the_closed_peer(leakcheck):
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b.close()
+    with a:
+        exc = provoke(lambda: a.send(b"x"))
+    assert isinstance(exc, ConnectionRefusedError)
+    e = explain(exc, call="send")
+    assert "AF_UNIX datagram socket" in e.why and "has closed" in e.why
+    assert "earlier datagram" not in e.what and "listening" not in e.why
+
+
+def test_bind_in_a_missing_directory_says_create_it_not_start_the_server(leakcheck, tmp_path):
+    path = str(tmp_path / "no-such-dir" / "s.sock")
+    with socket.socket(socket.AF_UNIX) as s:
+        exc = provoke(lambda: s.bind(path))
+    assert isinstance(exc, FileNotFoundError)
+    e = explain(exc, path, "bind")
+    assert "directory" in e.what and "makedirs" in e.fix and "Start the server" not in e.fix
+    with socket.socket(socket.AF_UNIX) as c:  # connect() to it: that is the missing server
+        exc = provoke(lambda: c.connect(path))
+    assert "Start the server first" in explain(exc, path, "connect").fix
+
+
+@pytest.mark.parametrize("family, type_, level, option", [
+    (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_TCP, socket.TCP_NODELAY),
+    (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY),
+    (socket.AF_INET, socket.SOCK_STREAM, socket.SOL_SOCKET, 9999),
+])
+def test_an_option_the_socket_lacks_is_explained(leakcheck, family, type_, level, option):
+    with socket.socket(family, type_) as s:
+        exc = provoke(lambda: s.setsockopt(level, option, 1))
+    assert exc.errno == errno.ENOPROTOOPT
+    e = explain(exc, call="setsockopt")
+    assert e.title == "Option not available" and "level" in e.why and "TCP_NODELAY" in e.fix
+
+
+def test_a_tls_handshake_with_a_peer_that_does_not_speak_tls_times_out_explained(leakcheck):
+    ctx = ssl.create_default_context()
+    with socket.create_server(("127.0.0.1", 0)) as plain:  # accepts (in the kernel), never answers
+        with socket.create_connection(plain.getsockname(), timeout=0.2) as tcp:
+            exc = provoke(lambda: ctx.wrap_socket(tcp, server_hostname="localhost"), TimeoutError)
+            conn, _ = plain.accept()
+            conn.close()
+    e = explain(exc)  # the call is read from the traceback
+    assert "TLS handshake" in e.what and "ClientHello" in e.why and "server_side=True" in e.fix
+
+
+def test_a_makefile_read_timeout_names_the_file_and_what_follows(leakcheck):
+    a, b = socket.socketpair()
+    with a, b:
+        a.settimeout(0.05)
+        f = a.makefile("rb")
+        with f:
+            exc = provoke(f.readline, TimeoutError)
+            e = explain(exc)
+            assert "makefile()" in e.what and "readinto" not in e.what
+            assert "cannot read from timed out object" in e.fix
+            b.sendall(b"late\n")
+            after = provoke(f.readline)  # the file is done for, though the line has arrived
+    assert str(after) == "cannot read from timed out object"
+    e = explain(after)
+    assert e.title == "File unusable after a timeout" and "makefile()" in e.fix
+
+
+def test_explain_errors_reads_the_failed_call_from_the_traceback(leakcheck, capsys):
+    """``with explain_errors(): u.recv(...)`` is told as UDP's refusal, not as a refused connect()."""
+    from socklab.notebook import explain_errors
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(5)
+        u.connect(("127.0.0.1", refused_port()))
+        u.send(b"ping")
+        with explain_errors() as caught:
+            u.recv(100)
+    assert isinstance(caught.error, ConnectionRefusedError)
+    shown = capsys.readouterr().out
+    assert "connected UDP socket" in shown and "accept queue" not in shown
+
+
+def test_a_traced_socket_notes_its_call_and_address_for_the_explanation(leakcheck, tmp_path):
+    """explain(exc) alone, as a cell's error display calls it, knows what a socklab socket was doing."""
+    path = str(tmp_path / "stale.sock")
+    with socket.socket(socket.AF_UNIX) as old:
+        old.bind(path)
+    with socklab.socket("AF_UNIX") as c:
+        exc = provoke(lambda: c.connect(path))
+    e = explain(exc)
+    assert "stale socket file" in e.why and "port" not in e.what + e.why + e.fix
+    with socklab.socket() as c:
+        exc = provoke(lambda: c.connect(("127.0.0.1", refused_port())))
+    e = explain(exc)
+    assert "No socket is listening" in e.why and "AF_UNIX" not in e.why + e.fix
+    with socklab.socket("AF_INET", "SOCK_DGRAM") as u:
+        u.settimeout(5)
+        u.connect(("127.0.0.1", refused_port()))
+        u.send(b"ping")
+        exc = provoke(lambda: u.recv(100))
+    assert "connected UDP socket" in explain(exc).why

@@ -2,7 +2,8 @@
 
 * ``send_chunks``: sends a message cut into chunks of random sizes (seeded, 1..4096 bytes),
   optionally pausing between chunks (a *slow* peer: it waits on the case's stop Event with a
-  timeout, never ``time.sleep``), then keeps the connection open, half-closes or closes early.
+  timeout, so that stopping the case ends a pause at once), then keeps the connection open,
+  half-closes or closes early.
 * ``read_all``: reads what the learner's code sends until the peer closes or a deadline passes.
 * ``Observed``: the learner's end of a connection, a real socket whose calls are counted (so the
   feedback can say "you called recv() once").
