@@ -10,6 +10,7 @@ import concurrent.futures
 import difflib
 import dis
 import errno
+import inspect
 import ipaddress
 import linecache
 import os
@@ -17,6 +18,7 @@ import re
 import socket
 import ssl
 import sys
+import threading
 from dataclasses import dataclass, field
 
 from .runtime import display_path
@@ -182,7 +184,8 @@ _BY_ERRNO = {
         "After the other side closes, the first send() may still succeed; the next one fails with "
         "BrokenPipeError. recv() on such a socket returns b'' (end of stream).",
         "Treat recv() returning b'' as 'the peer is gone' and stop sending; catch BrokenPipeError "
-        "around send in long-lived servers. A socket that never connected: connect() it first.",
+        "around send in long-lived servers. A socket that never connected: connect() it first; "
+        "on a server, send on the socket accept() returned, not on the listening one.",
     ),
     errno.ECONNRESET: (
         "Connection reset by peer",
@@ -555,6 +558,21 @@ def send_before_connected(exc: BaseException, call: str) -> Explanation:
         "not full).", _short(exc), "timeout")
 
 
+def on_listener(exc: BaseException, call: str) -> Explanation:
+    """A send or receive on a listening socket: it has no connection and never will."""
+    sends = call in _SEND_CALLS
+    return Explanation(
+        "Not a connection", f"{call}() was called on the listening socket, which has no connection "
+        "to " + ("send on" if sends else "receive from") + ".",
+        "A listening socket only hands out connections: accept() returns a new socket for each "
+        "client, and data goes over that one. The listening socket never becomes "
+        + ("writable, so a send with a timeout waits for it all, and one without fails at once "
+           "(BrokenPipeError)." if sends else "readable for data, so the call waits for its whole "
+           "timeout (or fails with ENOTCONN)."),
+        f"Call {call}() on the socket accept() returned: `conn, addr = srv.accept()`, then "
+        f"conn.{call}(...).", _short(exc), _errname(exc))
+
+
 def send_unconnected(exc: BaseException, call: str) -> Explanation:
     """A send call on a TCP socket that was never connected (Linux answers EPIPE)."""
     return Explanation(
@@ -570,9 +588,11 @@ def send_unconnected(exc: BaseException, call: str) -> Explanation:
 def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
     """A socket call's own timeout (settimeout(t) or a timeout= argument), by the kind of call."""
     if kind == "send":
-        what = f"{name}() waited for its whole timeout for room in the send buffer: the peer is not reading."
+        what = (f"{name}() waited for its whole timeout for room in the send buffer: the peer is "
+                "not reading (or this is a listening socket, which can never send).")
         fix = ("Make the peer read what you send while you send it (e.g. a recv() loop in its own "
-               "thread), or take turns: send a part, read the reply, send the next.")
+               "thread), or take turns: send a part, read the reply, send the next. On a server, "
+               "send on the connection's socket (conn), not on the listening one.")
         if name in _PARTIAL_SENDS:
             what += f" Part of the data may have been sent already; {name}() does not say how much."
             fix += (f" After a {name}() timeout the receiver cannot tell where the data stops: close "
@@ -691,27 +711,60 @@ _ADDRESS_FIX = ("Write ('127.0.0.1', 8080): a tuple with the port as an int; for
 _DATAGRAM_IO = _SEND_CALLS | _RECV_CALLS
 
 
-def _refused(address, addr: str, call: str | None, short: str, name: str) -> Explanation:
+_UDP_REFUSED = (
+    "UDP has no connections, so nothing refuses a connect(). But a datagram to a port where no "
+    "socket is bound comes back as an ICMP 'port unreachable' message, and a connected UDP socket "
+    "(one that called connect()) reports it on its next call, often the recv() that waits for the "
+    "reply. An unconnected socket is not told, so its recvfrom() just times out. (On Windows even "
+    "an unconnected socket hears of it, as ConnectionResetError.)")
+_UNIX_DGRAM_REFUSED = (
+    "An AF_UNIX datagram socket is refused at once when no socket is bound at the path any more "
+    "(a stale file, or the receiver closed): send() or sendto() fails, while recv() would just "
+    "wait. A connected one is disconnected by this error (its next send() fails with ENOTCONN).")
+_UNIX_DGRAM_REFUSED_FIX = ("Start the receiver first; once it is back, connect() an AF_UNIX "
+                           "datagram socket again (or use sendto() with the path).")
+_STREAM_REFUSED_LATE = (
+    "On a TCP socket, it is the refusal of an earlier non-blocking connect() (or connect_ex()) "
+    "that had not finished: the kernel keeps the error for the next call.")
+_STREAM_REFUSED_LATE_FIX = ("For a non-blocking connect(), wait until the socket is writable and "
+                            "read sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) (0: "
+                            "connected) before sending; check connect_ex()'s result.")
+
+
+def _refused(address, addr: str, call: str | None, short: str, name: str,
+             family=None, type_=None) -> Explanation:
     """ECONNREFUSED, for an IP address or an unknown one (AF_UNIX paths are explained before): a
-    refused connect() is TCP's (or AF_UNIX's), one on a send or receive a datagram socket's."""
-    unknown = address is None  # plain socket code: the address, and so the family, is not known
+    refused connect() is TCP's (or AF_UNIX's), one on a send or receive a datagram socket's, or a
+    non-blocking TCP connect()'s that had not finished. ``family`` and ``type_``: if known."""
+    unknown = address is None and family is None  # plain socket code: the family is not known
+    if family == socket.AF_UNIX and type_ == socket.SOCK_DGRAM:
+        return Explanation(
+            "Connection refused", f"{call or 'The call'}() on an AF_UNIX datagram socket was "
+            "refused: no socket receives at the path it sends to.", _UNIX_DGRAM_REFUSED,
+            _UNIX_DGRAM_REFUSED_FIX, short, name)
+    if call in _DATAGRAM_IO and type_ == socket.SOCK_STREAM:
+        return Explanation(
+            "Connection refused", f"{call}() failed: this TCP socket's connect() was refused.",
+            _STREAM_REFUSED_LATE + " " + _TCP_REFUSED, _STREAM_REFUSED_LATE_FIX + " " + _TCP_REFUSED_FIX,
+            short, name)
     if call in _DATAGRAM_IO:
         to = f" (to{addr})" if addr else ""
+        sends = call in _SEND_CALLS
+        if type_ == socket.SOCK_DGRAM:  # UDP: the family is AF_INET or AF_INET6
+            return Explanation(
+                "Connection refused",
+                f"{call}() failed: an earlier datagram from this socket{to} was answered with 'port "
+                "unreachable': nothing was bound to the port it went to.", _UDP_REFUSED,
+                "Start the receiving side first (it binds its port) and send to the address it "
+                "reports. A UDP socket is still usable: send again once something listens.",
+                short, name)
         return Explanation(
             "Connection refused",
-            f"{call}() on a datagram socket was refused: nothing receives at the address it sends "
-            f"to{addr}." if unknown else
-            f"{call}() failed: an earlier datagram from this socket{to} was answered with 'port "
-            "unreachable': nothing was bound to the port it went to.",
-            "UDP has no connections, so nothing refuses a connect(). But a datagram to a port where "
-            "no socket is bound comes back as an ICMP 'port unreachable' message, and a connected "
-            "UDP socket (one that called connect()) reports it on its next call, often the recv() "
-            "that waits for the reply. An unconnected socket is not told, so its recvfrom() just "
-            "times out. (On Windows even an unconnected socket hears of it, as ConnectionResetError.)"
-            + (" On a connected AF_UNIX datagram socket, the same error means that the socket it "
-               "is connected to has closed." if unknown else ""),
-            "Start the receiving side first (it binds its port) and send to the address it reports. "
-            "The socket is still usable: send again once something listens.", short, name)
+            f"{call}() was refused: nothing receives at the address this socket sends to{addr}.",
+            _UDP_REFUSED + (" " + _UNIX_DGRAM_REFUSED if sends else "") + " " + _STREAM_REFUSED_LATE,
+            "Start the receiving side first and send to the address it reports. A UDP socket is "
+            "still usable afterwards; " + _UNIX_DGRAM_REFUSED_FIX[0].lower() + _UNIX_DGRAM_REFUSED_FIX[1:]
+            + " " + _STREAM_REFUSED_LATE_FIX, short, name)
     if call in _CONNECT_CALLS:
         return Explanation(
             "Connection refused",
@@ -724,6 +777,108 @@ def _refused(address, addr: str, call: str | None, short: str, name: str) -> Exp
         _TCP_REFUSED + " On a connected UDP socket it means an earlier datagram came back as ICMP "
         "'port unreachable': nothing is bound to that port." + (_UNIX_REFUSED if unknown else ""),
         _TCP_REFUSED_FIX + (_UNIX_REFUSED_FIX if unknown else ""), short, name)
+
+
+def _by_call(exc, call, family, type_, address, addr: str, short: str,
+             name: str) -> Explanation | None:
+    """Errnos whose meaning depends on the call (or the socket's type): None where the errno's
+    general text fits."""
+    if not isinstance(exc, OSError):
+        return None
+    e = exc.errno
+    if e == errno.ENOENT and isinstance(address, str) and address.startswith("@") \
+            and call in ("connect", "connect_ex", "sendto"):
+        return Explanation(
+            "No such file or directory", f"There is no file at the AF_UNIX path{addr}.",
+            "A leading '@' is how ss and netstat show an abstract name, whose first byte is really "
+            "a NUL; to Python, '@name' is an ordinary (relative) file path.",
+            f"Write the abstract name with its NUL byte: '\\0{address[1:]}'. For a file path, "
+            "start the server first and use the path it bound.", short, name)
+    if e == errno.EADDRINUSE and type_ == socket.SOCK_DGRAM and family in (socket.AF_INET, socket.AF_INET6):
+        return Explanation(
+            "Address already in use", f"bind() failed: another UDP socket is bound to this "
+            f"address{addr}.",
+            "A UDP socket from an earlier run (or another program) still holds the port. UDP has "
+            "no listening and no TIME_WAIT: the port is free as soon as that socket closes.",
+            "Close the other socket (socklab.stop_all() for socklab's demos), or bind to port 0 "
+            "and let the OS pick a free one. Do not set SO_REUSEADDR to get around it: on Linux "
+            "both sockets would then be bound, and each datagram goes to only one of them.",
+            short, name)
+    if e == errno.EADDRINUSE and type_ == socket.SOCK_STREAM and family in (socket.AF_INET, socket.AF_INET6):
+        t = _BY_ERRNO[e]
+        return Explanation(
+            t[0], t[1].format(addr=addr),
+            "A server from an earlier run (or another program) is still listening there, or the "
+            "port is in TIME_WAIT after a close and the sockets do not both set SO_REUSEADDR.",
+            "Use port 0 to let the OS pick a free port; close the old server socket "
+            "(socklab.stop_all() for socklab's demos); set SO_REUSEADDR on both old and new "
+            "sockets for TIME_WAIT.", short, name)
+    if e == errno.EOPNOTSUPP and call in ("setsockopt", "getsockopt"):
+        return Explanation(
+            "Option not supported", f"{call}() named an option this socket's family does not have.",
+            "An AF_UNIX socket has only SOL_SOCKET options: TCP_NODELAY, TCP_MAXSEG and the other "
+            "IPPROTO_TCP options belong to TCP sockets (Linux answers EOPNOTSUPP here, where a UDP "
+            "socket answers ENOPROTOOPT).",
+            "Leave the option out for AF_UNIX sockets (there is no Nagle delay to turn off), or "
+            "check the (level, option) pair.", short, name)
+    if e == errno.EOPNOTSUPP and call == "socketpair":
+        return Explanation(
+            "Operation not supported", "socketpair() refused this family.",
+            "On Linux socketpair() makes only AF_UNIX pairs: two connected sockets inside one "
+            "machine, with no address. (Windows makes AF_INET pairs over loopback instead.)",
+            "Leave the family out: socket.socketpair() gives an AF_UNIX pair where there is one.",
+            short, name)
+    if e == errno.EINVAL and call == "setsockopt":
+        return Explanation(
+            "Invalid argument", "setsockopt() refused this option or its value.",
+            "Some options can only be set before bind() (IPV6_V6ONLY, for one); others take only "
+            "some values, or a struct of a given size (SO_LINGER takes struct.pack('ii', on, "
+            "seconds)).",
+            "Set such options right after socket(), before bind(); check the value the option "
+            "takes in `man 7 socket` (or tcp, ip, ipv6).", short, name)
+    if e == errno.EINVAL and call == "listen":
+        return Explanation(
+            "Invalid argument", "listen() refused: this socket cannot become a listening socket.",
+            "Only a SOCK_STREAM socket that is not connected can listen: a socket that connect()ed "
+            "(a client) or that accept() returned is one end of a connection already.",
+            "Use a separate socket for the server: socket(), bind(), listen(), then accept().",
+            short, name)
+    if e == errno.EACCES and call == "setsockopt":
+        return Explanation(
+            "Permission denied", "setsockopt() refused: this option needs a privilege.",
+            "A few options need CAP_NET_ADMIN (root), e.g. SO_DEBUG, and also the option number a "
+            "wrong level picks: at SOL_SOCKET, TCP_NODELAY's number (1) is SO_DEBUG.",
+            "Check the level: TCP_NODELAY goes with socket.IPPROTO_TCP, not SOL_SOCKET.",
+            short, name)
+    if e == errno.EINPROGRESS:
+        return Explanation(
+            "Connection in progress", "connect() on a non-blocking socket started the handshake "
+            "and returned at once: this is not a failure.",
+            "A non-blocking connect() cannot wait for the server's answer, so it raises "
+            "BlockingIOError (EINPROGRESS) and the kernel goes on with the handshake. Calling "
+            "connect() again gives EALREADY (still going on) or EISCONN (done).",
+            "Wait until the socket is writable (select/selectors), then read "
+            "sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR): 0 means connected, anything "
+            "else is the errno of the failure. connect_ex() returns the code instead of raising.",
+            short, name)
+    if e == errno.EDESTADDRREQ:
+        return Explanation(
+            "Destination address required", f"{call or 'send'}() has no address to send to: this "
+            "datagram socket is not connected.",
+            "A datagram socket has no connection to say where data goes: each sendto() names the "
+            "address, or connect() fixes one for send().",
+            "Use sendto(data, (host, port)), or connect((host, port)) first and then send().",
+            short, name)
+    if e == errno.EAGAIN and call == "sendall":
+        return Explanation(
+            "Would block", "sendall() on a non-blocking socket stopped when the send buffer was "
+            "full.",
+            "sendall() may have sent part of the data before it raised, and does not say how "
+            "much: sending it again would send that part twice.",
+            "On a non-blocking socket, use send() in a loop: keep the count it returns, and wait "
+            "for the socket to be writable (select/selectors) before the next send(). Or give the "
+            "socket a timeout (settimeout(5)) and let sendall() wait.", short, name)
+    return None
 
 
 def _a(type_name: str) -> str:
@@ -861,6 +1016,102 @@ def _library_call_raising(exc: BaseException) -> tuple | None:
     return None
 
 
+# ---- what a plain socket call was given: read from CPython's audit events, per thread
+
+_AUDITED = {"socket.bind": "bind", "socket.connect": "connect", "socket.sendto": "sendto"}
+# The calls that make those events: create_connection() connects, create_server() binds.
+_EVENT_OF = {"bind": "bind", "create_server": "bind", "connect": "connect", "connect_ex": "connect",
+             "create_connection": "connect", "sendto": "sendto"}
+_recent = threading.local()
+_watching = False
+
+
+def _audit(event: str, args: tuple) -> None:
+    call = _AUDITED.get(event)
+    if call is not None:
+        sock, address = args[0], args[-1]
+        _recent.last = (call, sock.family, sock.type, address)
+
+
+def watch_socket_calls() -> None:
+    """Note, per thread, the family, type and address of the latest bind(), connect() and sendto()
+    (CPython's audit events 'socket.bind' ...), so that ``note_call`` can tell explain() what a
+    plain socket call that failed was given. Installed once per process; an audit hook cannot be
+    removed, and this one only keeps a tuple per thread."""
+    global _watching
+    if not _watching:
+        sys.addaudithook(_audit)
+        _watching = True
+
+
+def note_call(exc: BaseException, call: str | None) -> None:
+    """Note on ``exc`` (which ``call`` just raised in this thread) what explain() can use: the
+    family and type of the socket the learner's code called it on (``u.recv(...)``), and the
+    address a bind(), connect() or sendto() was given, if ``watch_socket_calls`` saw it. A traced
+    socket's own note (trace.record) is kept."""
+    if not isinstance(exc, OSError):
+        return
+    if call is not None and getattr(exc, "socklab_call", None) is None:
+        exc.socklab_call = call
+    last = getattr(_recent, "last", None)
+    if last is not None and _EVENT_OF.get(call) == last[0]:
+        _recent.last = None  # one error per call: a later error of another socket must not use it
+        _, family, type_, address = last
+        if getattr(exc, "socklab_address", None) is None:
+            exc.socklab_address = address
+        exc.socklab_family, exc.socklab_type = family, type_
+        return
+    try:
+        sock = _receiver(exc)
+    except Exception:  # bytecode this Python's dis cannot read: nothing noted, explain() guesses less
+        sock = None
+    if sock is not None:
+        exc.socklab_family, exc.socklab_type = sock.family, sock.type
+        if sock.type == socket.SOCK_STREAM and sock.fileno() != -1 and hasattr(socket, "SO_ACCEPTCONN"):
+            exc.socklab_listening = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+
+
+_NAME_LOADS = ("LOAD_NAME", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_FAST", "LOAD_FAST_CHECK")
+
+
+def _receiver(exc: BaseException) -> socket.socket | None:
+    """The socket a call such as ``u.recv(...)`` or ``self.sock.send(...)`` in the learner's
+    innermost frame was made on: the names before the method, looked up in the frame without
+    running any code (no properties). None for anything else, e.g. ``make().recv(...)``."""
+    tb, entries = exc.__traceback__, []
+    while tb is not None and len(entries) < 200:
+        entries.append(tb)
+        tb = tb.tb_next
+    learner = next((e for e in reversed(entries)
+                    if not e.tb_frame.f_code.co_filename.startswith(LIBRARY_DIRS)), None)
+    if learner is None:
+        return None
+    frame, code = learner.tb_frame, learner.tb_frame.f_code
+    instrs = list(dis.get_instructions(code))
+    at = max((i for i, ins in enumerate(instrs) if ins.offset <= learner.tb_lasti), default=None)
+    if at is None or instrs[at].positions is None:
+        return None
+    start = (instrs[at].positions.lineno, instrs[at].positions.col_offset)
+    chain = []  # the loads of this call's own expression, in order: u, .sock, .send
+    for ins in instrs[:at]:
+        q = ins.positions
+        if q is not None and (q.lineno, q.col_offset) == start:
+            chain.append(ins)
+    while chain and not chain[-1].opname.startswith(("LOAD_METHOD", "LOAD_ATTR")):
+        chain.pop()  # PRECALL and the like, between the method and the call
+    if len(chain) < 2 or not chain[0].opname.startswith(_NAME_LOADS) \
+            or any(not ins.opname.startswith("LOAD_ATTR") for ins in chain[1:-1]):
+        return None
+    name = chain[0].argval
+    scopes = (frame.f_locals, frame.f_globals, frame.f_builtins)
+    obj = next((scope[name] for scope in scopes if name in scope), None)
+    for ins in chain[1:-1]:
+        obj = inspect.getattr_static(obj, ins.argval, None)
+    if not isinstance(obj, socket.socket):  # a TracedSocket keeps its socket in .sock
+        obj = inspect.getattr_static(obj, "sock", None)
+    return obj if isinstance(obj, socket.socket) else None
+
+
 def socket_call_of(exc: BaseException) -> str | None:
     """The socket call (or name lookup, or wait for one) that raised ``exc``, an OSError: what
     ``explain`` is written for. None for others: open()'s FileNotFoundError, whose errno means
@@ -877,6 +1128,8 @@ def socket_call_of(exc: BaseException) -> str | None:
         origin = _library_call_raising(exc)  # e.g. asyncio's connect: raise OSError(err, ...)
     if origin is None or origin[0] not in ("call", "wait"):
         return None
+    if origin[1] == "readinto" and str(exc) == "cannot read from timed out object":
+        return "readinto"  # socket.py's SocketIO raises it: a makefile() file after a timeout
     # A timeout is a socket's (or a wait's) whatever the name: files and os calls have none.
     if origin[1] in _GENERIC_CALLS and not isinstance(exc, _TIMEOUTS):
         return None
@@ -920,6 +1173,8 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
     if isinstance(exc, ssl.SSLError):  # errno 1 here is OpenSSL's, not EPERM
         from .tls import explain as explain_tls
         return explain_tls(exc)
+    if getattr(exc, "socklab_listening", False) and (call in _SEND_CALLS or call in _RECV_CALLS):
+        return on_listener(exc, call)
     if isinstance(exc, PermissionError) and exc.errno == errno.EACCES and call == "socket":
         return Explanation(
             "Permission denied", "The operating system refused to create this socket.",
@@ -936,6 +1191,12 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
     short = _short(exc)
     name = _errname(exc)
     where = f" in {call}()" if call else ""
+    # What note_call() or a traced socket noted: the socket's family and type, if known.
+    family, type_ = getattr(exc, "socklab_family", None), getattr(exc, "socklab_type", None)
+    if family is None and isinstance(address, tuple):
+        family = socket.AF_INET6 if len(address) == 4 or ":" in str(address[0]) else socket.AF_INET
+    elif family is None and isinstance(address, (str, bytes)):
+        family = socket.AF_UNIX
 
     if isinstance(exc, socket.herror):  # its number is the resolver's h_errno, not an errno
         return Explanation(
@@ -958,6 +1219,9 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
     if isinstance(exc, _TIMEOUTS) and getattr(exc, "errno", None) in (None, 0):
         # socket.timeout is TimeoutError (Python 3.10+); it has no errno when raised by settimeout().
         return _timeout(exc, call, origin, short)
+    specific = _by_call(exc, call, family, type_, address, addr, short, name)
+    if specific is not None:
+        return specific
     if isinstance(exc, BlockingIOError) and exc.errno == errno.EALREADY:
         return Explanation(
             "Connection attempt already in progress",
@@ -993,6 +1257,11 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
                 "An abstract name (it starts with a NUL byte) has no file: it exists only while a socket "
                 "is bound to it, and is released when that socket closes. No socket bound to it listens now.",
                 "Start the server first, and connect to the name it bound.", short, name)
+        if call == "sendto" or type_ == socket.SOCK_DGRAM:
+            return Explanation(
+                "Connection refused", f"A file exists at the AF_UNIX path{addr}, but no socket is "
+                "bound to it any more.", _UNIX_DGRAM_REFUSED + " The file outlives close().",
+                _UNIX_DGRAM_REFUSED_FIX, short, name)
         return Explanation(
             "Connection refused", f"A file exists at the AF_UNIX path{addr}, but no socket listens on it.",
             "This is a stale socket file (a server bound it and closed: close() does not remove the "
@@ -1037,7 +1306,14 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
             "Look up the interface's fe80:: address with `ip -6 addr` and use it with its zone "
             "(e.g. 'fe80::1%eth0'), or use '::1' for this machine.", short, name)
     if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
-        return _refused(address, addr, call, short, name)
+        return _refused(address, addr, call, short, name, family, type_)
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno < 0:
+        # create_server() re-raises a getaddrinfo error as OSError(-9, '... (while attempting
+        # to bind on address ...)')
+        gai = {getattr(socket, n): n for n in _GAI if hasattr(socket, n)}.get(exc.errno)
+        if gai is not None:
+            t = _GAI[gai]
+            return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, gai)
     if isinstance(exc, OSError) and exc.errno in _BY_ERRNO:
         t = _BY_ERRNO[exc.errno]
         return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)

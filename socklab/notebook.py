@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import html
+import socket
 import sys
 import types
 import urllib.error
@@ -15,7 +16,7 @@ from IPython import get_ipython
 from IPython.display import display
 
 from . import envcheck, runtime
-from .errors import LIBRARY_DIRS, SocklabError, explain, socket_call_of
+from .errors import LIBRARY_DIRS, SocklabError, explain, note_call, socket_call_of, watch_socket_calls
 from .render.html import CSS, code_html, explanation_html, table_html, transcript_html, warnings_html
 from .render.text import side_by_side, transcript
 from .trace import Trace
@@ -53,14 +54,31 @@ def _interrupted(shell, etype, value, tb, tb_offset):
 
 
 # Said under the explanation of an uncaught error in a cell: the usual notebook story behind it.
+_REBOUND = ("In a notebook, a cell that only binds a socket an earlier cell made binds it a second "
+            "time when it runs again: run the cells from the one that creates the socket.")
 _IN_A_NOTEBOOK = {
     errno.EBADF: "In a notebook this often means a cell ran again (or out of order) after another "
                  "cell, such as a clean-up cell, closed the socket: run the cells that create it "
                  "again, in order.",
-    errno.EADDRINUSE: "In a notebook, a cell that only binds a socket an earlier cell made binds it "
-                      "a second time when it runs again (for AF_UNIX its file is there already); "
-                      "run the cells from the one that creates the socket.",
+    # A second bind() of the same socket: EINVAL for TCP and UDP, EADDRINUSE for AF_UNIX (its
+    # file is there already).
+    errno.EINVAL: _REBOUND,
+    errno.EADDRINUSE: _REBOUND,
 }
+
+
+def _in_a_notebook(exc: OSError, call: str | None) -> str | None:
+    """The note for a cell's socket error that re-running cells often causes, where it fits."""
+    if exc.errno == errno.EINVAL and call != "bind":
+        return None
+    if exc.errno == errno.EADDRINUSE:
+        if getattr(exc, "socklab_family", None) != socket.AF_UNIX:
+            # Another socket holds the port: one an earlier run (or another cell) left open.
+            return ("In a notebook, an earlier run's socket may still hold the address: a cell "
+                    "that ran before and kept its socket open, or a thread still waiting in "
+                    "accept() (close() from another thread does not free a socket that a thread "
+                    "waits on: shutdown(socket.SHUT_RDWR) does). Close it, or restart the kernel.")
+    return _IN_A_NOTEBOOK.get(exc.errno)
 
 
 def _own_frames(tb):
@@ -109,8 +127,9 @@ def _error_handler(shell, etype, value, tb, tb_offset=None):
     if call is None:
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return
+    note_call(cause, call)  # the socket's family and type, the address it was given
     exp = explain(cause, call=call)
-    note = _IN_A_NOTEBOOK.get(cause.errno)
+    note = _in_a_notebook(cause, call)
     if note:
         exp = dataclasses.replace(exp, details=exp.details + (note,))
     display(Rich(exp.text(), explanation_html(exp)))
@@ -129,6 +148,7 @@ def setup(check: bool = True):
         # OSError: plain socket code in a cell gets the explanation too (others show as usual);
         # KeyboardInterrupt: where the cell was, not the library frames of the wait it broke.
         shell.set_custom_exc((SocklabError, OSError, KeyboardInterrupt), _error_handler)
+        watch_socket_calls()
     return environment() if check else None
 
 
@@ -185,6 +205,7 @@ class explain_errors:
         self.error = value
         # Read the failed call from the traceback: a recv() refused on a UDP socket and a refused
         # connect() are different stories.
-        call = self.call if self.call is not None else socket_call_of(value)
-        display(explanation(value, self.address, call))
+        found = socket_call_of(value)
+        note_call(value, found)
+        display(explanation(value, self.address, self.call if self.call is not None else found))
         return True

@@ -386,7 +386,10 @@ class TracedSocket:
         (no local port yet) is not a peer that closed. ``exc`` then explains itself so."""
         if self.sock.type != socket.SOCK_STREAM or self.sock.fileno() == -1:
             return
-        from .errors import send_before_connected, send_unconnected
+        from .errors import on_listener, send_before_connected, send_unconnected
+        if hasattr(socket, "SO_ACCEPTCONN") and self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            exc.socklab_explanation = functools.partial(on_listener, exc, call)
+            return
         if isinstance(exc, BrokenPipeError):
             address = self.sock.getsockname()
             if isinstance(address, tuple) and address[1] == 0:

@@ -78,6 +78,33 @@ def test_binding_again_in_a_cell_run_twice_is_explained(k):
     assert k.cell("u.close()\nimport os\nos.unlink(path)")["status"] == "ok"
 
 
+def test_binding_a_tcp_socket_again_is_einval_with_the_note(k):
+    """For TCP and UDP the second bind() of one socket is EINVAL (AF_UNIX's is EADDRINUSE)."""
+    assert k.cell("t2 = socket.socket()\nt2.bind(('127.0.0.1', 0))")["status"] == "ok"
+    r = k.cell("t2.bind(('127.0.0.1', 0))")
+    assert r["ename"] == "OSError" and "Invalid argument" in r["traceback"], r
+    assert "binds it a second time when it runs again" in r["shown"], r
+    assert k.cell("t2.close()")["status"] == "ok"
+
+
+def test_a_port_held_by_another_udp_socket_is_not_told_as_a_rebind(k):
+    r = k.cell("u1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nu1.bind(('127.0.0.1', 0))\n"
+               "u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nu2.bind(u1.getsockname())")
+    assert r["ename"] == "OSError" and "Address already in use" in r["traceback"], r
+    assert "another UDP socket is bound" in r["shown"] and "Do not set SO_REUSEADDR" in r["shown"], r
+    assert "binds it a second time" not in r["shown"] and "earlier run's socket" in r["shown"], r
+    assert k.cell("u1.close()\nu2.close()")["status"] == "ok"
+
+
+def test_sending_on_the_listening_socket_is_told_as_that(k):
+    r = k.cell("srv = socket.create_server(('127.0.0.1', 0))\n"
+               "cli = socket.create_connection(srv.getsockname(), timeout=5)\n"
+               "conn, addr = srv.accept()\nsrv.settimeout(0.1)\nsrv.sendall(b'welcome')")
+    assert r["ename"] == "TimeoutError", r
+    assert "called on the listening socket" in r["shown"] and "conn.sendall" in r["shown"], r
+    assert k.cell("for x in (srv, cli, conn):\n    x.close()")["status"] == "ok"
+
+
 def test_library_frames_are_left_out_and_percent_tb_still_has_them(k):
     """create_connection() fails three frames down in socket.py: the cell shows its own line, the
     explanation, and the error; %tb shows every frame."""

@@ -18,7 +18,7 @@ import threading
 import pytest
 
 import socklab
-from socklab.errors import explain
+from socklab.errors import explain, note_call, socket_call_of, watch_socket_calls
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="errno values are Linux's")
 
@@ -451,7 +451,7 @@ def test_too_many_open_files_says_which_limit_and_why(tmp_path):
     """A loop that never closes its sockets, in a child whose descriptor limit is 64."""
     code = textwrap.dedent("""
         import resource, socket
-        from socklab.errors import explain
+        from socklab.errors import explain, note_call, socket_call_of, watch_socket_calls
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         kept = []
         try:
@@ -631,11 +631,14 @@ def test_refused_on_a_connected_udp_socket_is_the_earlier_datagram(leakcheck):
         u.send(b"ping")                   # answered by ICMP port unreachable
         exc = provoke(lambda: u.recv(100))
     assert isinstance(exc, ConnectionRefusedError)
-    e = explain(exc, address, "recv")
+    unknown = explain(exc, address, "recv")  # the socket's type is not known: every case
+    assert "connected UDP socket" in unknown.why and "non-blocking connect()" in unknown.why
+    note_call(exc, "recv")  # as a cell's error display does: `u` is the socket recv() was called on
+    e = explain(exc)
     assert "earlier datagram" in e.what and "port unreachable" in e.what
     assert "accept queue" not in e.why and "connected UDP socket" in e.why
     assert "server.address" not in e.fix and "still usable" in e.fix
-    assert "AF_UNIX" in explain(exc, call="recv").why  # without the address: AF_UNIX's case too
+    assert "AF_UNIX" not in e.why + e.fix and "non-blocking" not in e.why
 
 
 def test_refused_send_on_a_connected_af_unix_datagram_socket_names_the_closed_peer(leakcheck):
@@ -644,9 +647,12 @@ def test_refused_send_on_a_connected_af_unix_datagram_socket_names_the_closed_pe
     with a:
         exc = provoke(lambda: a.send(b"x"))
     assert isinstance(exc, ConnectionRefusedError)
-    e = explain(exc, call="send")
-    assert "AF_UNIX datagram socket" in e.why and "has closed" in e.why
-    assert "earlier datagram" not in e.what and "listening" not in e.why
+    assert "AF_UNIX datagram socket" in explain(exc, call="send").why  # type unknown: among others
+    note_call(exc, "send")
+    e = explain(exc)
+    assert "AF_UNIX datagram socket" in e.what and "receiver closed" in e.why
+    assert "ENOTCONN" in e.why and "connect() an AF_UNIX datagram socket again" in e.fix
+    assert "earlier datagram" not in e.what and "listening" not in e.why and "UDP" not in e.why
 
 
 def test_bind_in_a_missing_directory_says_create_it_not_start_the_server(leakcheck, tmp_path):
@@ -735,3 +741,149 @@ def test_a_traced_socket_notes_its_call_and_address_for_the_explanation(leakchec
         u.send(b"ping")
         exc = provoke(lambda: u.recv(100))
     assert "connected UDP socket" in explain(exc).why
+
+
+# ---- a learner's plain socket code, as a cell's error display sees it: socket_call_of() finds
+# the call, note_call() what it was called on (and, with watch_socket_calls(), the address)
+
+def noted(fn, kind=OSError):
+    """The error ``fn`` raises, with what note_call() notes on it, as the notebook handler does."""
+    watch_socket_calls()
+    exc = provoke(fn, kind)
+    note_call(exc, socket_call_of(exc))
+    return exc
+
+
+def test_sending_on_the_listening_socket_is_named(leakcheck):
+    """The classic slip `srv.sendall(...)` for `conn.sendall(...)`, with and without a timeout."""
+    with socket.create_server(("127.0.0.1", 0)) as srv, \
+            socket.create_connection(srv.getsockname(), timeout=5) as cli:
+        conn, _ = srv.accept()
+        with conn:
+            srv.settimeout(0.1)
+            exc = noted(lambda: srv.sendall(b"welcome\n"), TimeoutError)
+            e = explain(exc)
+            assert e.title == "Not a connection" and "conn, addr = srv.accept()" in e.fix
+            assert "not reading" not in e.what
+            srv.settimeout(None)
+            exc = noted(lambda: srv.send(b"welcome\n"), BrokenPipeError)
+            assert explain(exc).title == "Not a connection"
+            srv.settimeout(0.1)
+            exc = noted(lambda: srv.recv(100), TimeoutError)
+            assert explain(exc).title == "Not a connection"
+        plain = explain(provoke(lambda: srv.sendall(b"x"), TimeoutError), call="sendall")
+        assert "listening socket" in plain.what  # nothing noted: the text still names the case
+    with socklab.socket() as lst:  # a traced listener says it by itself
+        lst.bind(("127.0.0.1", 0))
+        lst.listen()
+        lst.settimeout(0.1)
+        exc = provoke(lambda: lst.sendall(b"x"), TimeoutError)
+        e = explain(exc)
+        assert e.title == "Not a connection" and "SYN-SENT" not in e.why
+
+
+def test_tcp_options_on_an_af_unix_socket_and_an_inet_socketpair(leakcheck):
+    with socket.socket(socket.AF_UNIX) as s:
+        exc = noted(lambda: s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
+    assert exc.errno == errno.EOPNOTSUPP
+    e = explain(exc)
+    assert "AF_UNIX socket has only SOL_SOCKET options" in e.why and "listen" not in e.why
+    exc = noted(lambda: socket.socketpair(socket.AF_INET))
+    e = explain(exc, call="socketpair")
+    assert exc.errno == errno.EOPNOTSUPP and "only AF_UNIX pairs" in e.why
+
+
+def test_the_file_after_a_makefile_timeout_is_a_socket_matter(leakcheck):
+    a, b = socket.socketpair()
+    with a, b:
+        a.settimeout(0.05)
+        with a.makefile("rb") as f:
+            provoke(f.readline, TimeoutError)
+            exc = provoke(f.readline)
+    assert socket_call_of(exc) == "readinto"  # so a cell's handler explains it
+
+
+def test_plain_code_gets_the_address_it_passed_explained(leakcheck, tmp_path):
+    """With watch_socket_calls(), a plain connect() or bind() is explained with its address."""
+    name = "\0socklab-test-nobody-%d" % os.getpid()
+    with socket.socket(socket.AF_UNIX) as c:
+        exc = noted(lambda: c.connect(name))
+    e = explain(exc)
+    assert "abstract" in e.what and "stale" not in e.why + e.fix
+    with socket.socket(socket.AF_UNIX) as srv:
+        srv.bind(name)
+        srv.listen()
+        with socket.socket(socket.AF_UNIX) as c:  # the '@' that ss shows for the NUL byte
+            exc = noted(lambda: c.connect("@" + name[1:]))
+    e = explain(exc)
+    assert isinstance(exc, FileNotFoundError) and "'\\0" in e.fix and "ss" in e.why
+    with socket.socket(socket.AF_INET6) as s:
+        exc = noted(lambda: s.bind(("fe80::1", 0)))
+    assert exc.errno in (errno.EINVAL, errno.EADDRNOTAVAIL)
+    if exc.errno == errno.EINVAL:
+        assert "link-local" in explain(exc).what
+
+
+def test_udp_address_in_use_never_advises_so_reuseaddr(leakcheck):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
+        first.bind(("127.0.0.1", 0))
+        exc = noted(lambda: second.bind(first.getsockname()))
+    e = explain(exc)
+    assert exc.errno == errno.EADDRINUSE and "UDP socket" in e.what
+    assert "TIME_WAIT" in e.why and "Do not set SO_REUSEADDR" in e.fix and "AF_UNIX" not in e.fix
+    with socket.create_server(("127.0.0.1", 0)) as lst, socket.socket() as other:
+        exc = noted(lambda: other.bind(lst.getsockname()))
+    e = explain(exc)
+    assert "still listening" in e.why and "AF_UNIX" not in e.why + e.fix
+
+
+def test_errors_whose_meaning_depends_on_the_call(leakcheck):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        exc = noted(lambda: u.send(b"hello"))
+    assert exc.errno == errno.EDESTADDRREQ and "sendto(data, (host, port))" in explain(exc).fix
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        exc = noted(lambda: s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0))
+    assert exc.errno == errno.EINVAL and "before bind()" in explain(exc).why
+    with socket.create_server(("127.0.0.1", 0)) as lst, \
+            socket.create_connection(lst.getsockname(), timeout=5) as c:
+        exc = noted(lambda: c.listen())
+    assert exc.errno == errno.EINVAL and "connect()ed" in explain(exc).why
+    exc = noted(lambda: socket.create_server(("127.0.0.1", 0), family=socket.AF_INET6))
+    e = explain(exc)
+    assert e.title == "Address family does not match the address" and "man 2" not in e.fix
+    with socket.create_server(("127.0.0.1", 0)) as lst, socket.socket() as c:
+        c.setblocking(False)
+        exc = noted(lambda: c.connect(lst.getsockname()), BlockingIOError)
+    assert exc.errno == errno.EINPROGRESS
+    e = explain(exc)
+    assert "not a failure" in e.what and "SO_ERROR" in e.fix and "try again" not in e.fix
+
+
+def test_a_non_blocking_sendall_warns_that_part_may_be_sent(leakcheck):
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        exc = noted(lambda: a.sendall(b"x" * 50_000_000), BlockingIOError)
+    e = explain(exc)
+    assert "part of the data" in e.why and "send() in a loop" in e.fix
+
+
+def test_the_wrong_level_for_tcp_nodelay_as_an_unprivileged_user(as_nobody):
+    r = as_nobody(textwrap.dedent("""
+        import json, socket
+        from socklab.errors import explain, note_call, socket_call_of
+        s = socket.socket()
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            note_call(exc, socket_call_of(exc))
+            e = explain(exc)
+            print(json.dumps({"errno": exc.errno, "why": e.why, "fix": e.fix}))
+        else:
+            print(json.dumps({"errno": 0}))
+        s.close()
+    """))
+    assert r["errno"] == errno.EACCES
+    assert "SO_DEBUG" in r["why"] and "IPPROTO_TCP" in r["fix"] and "port" not in r["fix"]
