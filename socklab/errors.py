@@ -527,6 +527,16 @@ def _timeout(exc: BaseException, call: str | None, origin, short: str) -> Explan
         how, name = "wait", call
     if how == "wait":
         return _timeout_wait(name, call if _call_kind(call) not in (None, "wait") else None, msg, short)
+    if how == "call" and name in ("wrap_socket", "do_handshake") and _tls_server_side(exc):
+        return Explanation(
+            "Timed out", f"{name}(): this server's TLS handshake waited for its whole timeout for "
+            "the client's ClientHello.",
+            "A TLS server waits for the client to start the handshake. This client connected over "
+            "TCP and sent nothing TLS: it did not wrap its socket (it may be waiting for the "
+            "server to speak first, as in a plain protocol), or it is slow.",
+            "Make the client wrap its socket before it sends: "
+            "ctx.wrap_socket(sock, server_hostname='localhost') with a client context; give a "
+            "slow client a longer timeout.", short, "timeout")
     if how == "call":
         return _timeout_of(_call_kind(name), _SHOWN_AS.get(name, name), short)
     if how != "raise" and call is not None and _call_kind(call) is not None:
@@ -543,6 +553,18 @@ def _timeout(exc: BaseException, call: str | None, origin, short: str) -> Explan
             "Follow the traceback to that raise and see what it waited for; make that happen in time, "
             "or catch TimeoutError where giving up is the right outcome.", short)
     return _timeout_of(None, call, short)
+
+
+def _tls_server_side(exc: BaseException) -> bool:
+    """Whether the TLS handshake that raised ``exc`` was a server's: ssl.py's SSLSocket in the
+    traceback knows (read without running code)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        me = tb.tb_frame.f_locals.get("self")
+        if isinstance(me, ssl.SSLSocket):
+            return bool(inspect.getattr_static(me, "server_side", False))
+        tb = tb.tb_next
+    return False
 
 
 def send_before_connected(exc: BaseException, call: str) -> Explanation:
@@ -620,7 +642,8 @@ def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
     if kind == "recv" and name == "readinto":  # SocketIO.readinto: a makefile() file's read
         return Explanation(
             "Timed out", "A read from the socket's file (makefile()'s readline() or read(), which "
-            "call recv_into() underneath) waited for its whole timeout and no data arrived.",
+            "call recv_into() underneath) waited for its whole timeout, and what it reads up to (the "
+            "end of a line, or the bytes asked for) did not arrive.",
             "The file reads through the socket, so the socket's timeout applies: the peer sent no "
             "(complete) line in that time. It may be waiting to receive first as well, or be slow, "
             "or have sent a line without its ending b'\\n'.",
@@ -850,6 +873,13 @@ def _by_call(exc, call, family, type_, address, addr: str, short: str,
             "wrong level picks: at SOL_SOCKET, TCP_NODELAY's number (1) is SO_DEBUG.",
             "Check the level: TCP_NODELAY goes with socket.IPPROTO_TCP, not SOL_SOCKET.",
             short, name)
+    if e == errno.EMSGSIZE and family == socket.AF_UNIX:
+        return Explanation(
+            "Message too long", "One datagram was larger than this AF_UNIX socket can send.",
+            "An AF_UNIX datagram is limited by the socket's send buffer (SO_SNDBUF, about 200 KB "
+            "by default on Linux), not by a network protocol.",
+            "Send smaller datagrams, raise the send buffer "
+            "(setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, n)), or use SOCK_STREAM.", short, name)
     if e == errno.EINPROGRESS:
         return Explanation(
             "Connection in progress", "connect() on a non-blocking socket started the handshake "
@@ -1136,6 +1166,29 @@ def socket_call_of(exc: BaseException) -> str | None:
     return origin[1]
 
 
+# Socket functions called without a socket object before them (socket.create_connection(...)).
+_FUNCTIONS = frozenset({"create_connection", "create_server", "getaddrinfo", "socketpair", "socket",
+                        "fromfd", "inet_aton", "inet_pton", "inet_ntop", "wrap_socket"})
+
+
+def argument_error_call(exc: BaseException) -> str | None:
+    """The socket call that refused its arguments with ``exc`` (a TypeError, ValueError or
+    OverflowError): ``c.sendall('hi')``, ``s.bind('127.0.0.1:80')``. None if the call is not a
+    socket's (``int('x')``, a generator's send()): that error is not explain()'s. Never raises."""
+    if not isinstance(exc, (TypeError, ValueError, OverflowError)):
+        return None
+    try:
+        origin = _origin(exc)
+        if origin is None or origin[0] != "call" or origin[1] not in _SOCKET_CALLS \
+                or origin[1] in _GENERIC_CALLS or origin[1] in _WAIT_CALLS:
+            return None
+        if origin[1] in _FUNCTIONS or _receiver(exc) is not None:
+            return origin[1]
+    except Exception:  # a traceback this Python's dis cannot read: do not claim it
+        return None
+    return None
+
+
 def explain(exc: BaseException, address=None, call: str | None = None) -> Explanation:
     """Explain ``exc`` (raised by ``call`` on ``address`` if known, or as a traced socket noted
     them on it) for a learner. Never raises.
@@ -1334,6 +1387,21 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
         tcall = origin[1] if origin and origin[0] == "call" else call
         twhere = f" in {tcall}()" if tcall else ""
         maybe_address = tcall is None or tcall in _ADDRESS_CALLS
+        if tcall == "setsockopt":
+            return Explanation(
+                "Wrong option value", f"setsockopt() was given a value of the wrong type: {msg}.",
+                "An option's value is an int for most options (a size, a flag 1/0), or bytes for "
+                "the few that take a C struct (SO_LINGER: struct.pack('ii', on, seconds)); a str "
+                "is neither.", "Pass a number without quotes, e.g. setsockopt(socket.SOL_SOCKET, "
+                "socket.SO_RCVBUF, 65536).", short)
+        if tcall == "sendto" and "not 'NoneType'" in msg:
+            return Explanation(
+                "No address to send to", "sendto() was given None as its address.",
+                "recvfrom() returns None as the sender's address when the sender is an AF_UNIX "
+                "datagram socket that never bound a path of its own: it has no address, so no reply "
+                "can reach it.",
+                "Make the client bind() a path of its own before it sends (socklab's Client does); "
+                "the server then replies with sendto(data, addr) to that path.", short)
         if "concatenate str (not \"bytes\")" in msg or "can't concat str to bytes" in msg:
             return Explanation(
                 "str and bytes mixed", f"Code joined a str and bytes with + ({msg}).",
@@ -1388,6 +1456,13 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
             "encoding, or a UTF-8 character split across two recv() calls.",
             "Keep data as bytes until a whole message has arrived; decode with "
             "errors='replace' (or 'backslashreplace') when showing untrusted data.", short)
+    if isinstance(exc, ValueError) and "values to unpack" in str(exc) and \
+            (origin and origin[1] in ("create_connection", "create_server") or call in
+             ("create_connection", "create_server")):
+        return Explanation(
+            "Wrong address format", f"The address{addr} has the wrong shape: {exc}.",
+            "create_connection() and create_server() take the address as one tuple (host, port), "
+            "and unpack it into those two.", _ADDRESS_FIX, short)
     if isinstance(exc, ValueError) and "timeout" in str(exc).lower():
         return Explanation("Invalid timeout", f"The timeout given{where} is not allowed: {exc}.",
                            "settimeout(t) takes None (wait forever), 0 (non-blocking) or a positive "

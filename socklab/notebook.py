@@ -16,7 +16,8 @@ from IPython import get_ipython
 from IPython.display import display
 
 from . import envcheck, runtime
-from .errors import LIBRARY_DIRS, SocklabError, explain, note_call, socket_call_of, watch_socket_calls
+from .errors import (LIBRARY_DIRS, SocklabError, argument_error_call, explain, note_call,
+                     socket_call_of, watch_socket_calls)
 from .render.html import CSS, code_html, explanation_html, table_html, transcript_html, warnings_html
 from .render.text import side_by_side, transcript
 from .trace import Trace
@@ -54,6 +55,7 @@ def _interrupted(shell, etype, value, tb, tb_offset):
 
 
 # Said under the explanation of an uncaught error in a cell: the usual notebook story behind it.
+_ARGUMENT_ERRORS = (TypeError, ValueError, OverflowError)  # what a socket call refuses arguments with
 _REBOUND = ("In a notebook, a cell that only binds a socket an earlier cell made binds it a second "
             "time when it runs again: run the cells from the one that creates the socket.")
 _IN_A_NOTEBOOK = {
@@ -107,8 +109,9 @@ def _show_own_frames(shell, etype, value, tb, tb_offset):
 
 def _error_handler(shell, etype, value, tb, tb_offset=None):
     """Show a SocklabError as its explanation instead of a wall of traceback; an OSError from a
-    socket call as its explanation above the traceback of the cell's own code; anything else as
-    IPython does."""
+    socket call, or a socket call's refusal of its arguments (TypeError, ValueError,
+    OverflowError), as its explanation above the traceback of the cell's own code; anything else
+    as IPython does."""
     if isinstance(value, SocklabError):
         sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb  # so %tb still works
         exp = value.explanation
@@ -118,6 +121,17 @@ def _error_handler(shell, etype, value, tb, tb_offset=None):
         return
     if isinstance(value, KeyboardInterrupt):
         _interrupted(shell, etype, value, tb, tb_offset)
+        return
+    if isinstance(value, _ARGUMENT_ERRORS):
+        # A socket call refused its arguments (c.sendall('hi')): explained where explain() knows
+        # the case; any other such error shows as IPython shows it.
+        call = argument_error_call(value)
+        exp = explain(value, call=call) if call is not None else None
+        if exp is None or exp.title == etype.__name__:
+            shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+            return
+        display(Rich(exp.text(), explanation_html(exp)))
+        _show_own_frames(shell, etype, value, tb, tb_offset)
         return
     # urllib wraps the socket's error: explain that one (its reason), and show only the wrapper's
     # own frames, not the chained traceback of the error it handled.
@@ -145,9 +159,11 @@ def setup(check: bool = True):
     """Install friendly error display for this kernel; return the environment check to display."""
     shell = get_ipython()
     if shell is not None:
-        # OSError: plain socket code in a cell gets the explanation too (others show as usual);
+        # OSError, and the argument errors: plain socket code in a cell gets the explanation
+        # too (other such errors show as usual);
         # KeyboardInterrupt: where the cell was, not the library frames of the wait it broke.
-        shell.set_custom_exc((SocklabError, OSError, KeyboardInterrupt), _error_handler)
+        shell.set_custom_exc((SocklabError, OSError, KeyboardInterrupt, *_ARGUMENT_ERRORS),
+                             _error_handler)
         watch_socket_calls()
     return environment() if check else None
 

@@ -105,6 +105,32 @@ def test_sending_on_the_listening_socket_is_told_as_that(k):
     assert k.cell("for x in (srv, cli, conn):\n    x.close()")["status"] == "ok"
 
 
+@pytest.mark.parametrize("code, ename, says", [
+    ("c = socket.socket()\ntry:\n    c.sendall('hello')\nfinally:\n    c.close()", "TypeError",
+     "Sockets send bytes, not str"),
+    ("with socket.socket() as s:\n    s.bind('127.0.0.1:8080')", "TypeError", "Wrong address format"),
+    ("with socket.socket() as s:\n    s.bind(('127.0.0.1', 70000))", "OverflowError", "Port out of range"),
+    ("socket.create_connection('127.0.0.1:8080')", "ValueError", "Wrong address format"),
+    ("with socket.socket() as s:\n    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, '65536')",
+     "TypeError", "Wrong option value"),
+])
+def test_a_socket_call_refusing_its_arguments_is_explained(k, code, ename, says):
+    r = k.cell(code)
+    assert r["status"] == "error" and r["ename"] == ename, r
+    assert says in r["shown"], r
+    assert "socket.py" not in r["traceback"], r["traceback"]
+
+
+@pytest.mark.parametrize("code, ename", [
+    ("int('eighty')", "ValueError"),
+    ("def g():\n    yield 1\ng().send(5)", "TypeError"),
+    ("'port' + 80", "TypeError"),
+])
+def test_other_argument_errors_are_left_to_ipython(k, code, ename):
+    r = k.cell(code)
+    assert r["ename"] == ename and r["shown"] == "", r
+
+
 def test_library_frames_are_left_out_and_percent_tb_still_has_them(k):
     """create_connection() fails three frames down in socket.py: the cell shows its own line, the
     explanation, and the error; %tb shows every frame."""

@@ -887,3 +887,31 @@ def test_the_wrong_level_for_tcp_nodelay_as_an_unprivileged_user(as_nobody):
     """))
     assert r["errno"] == errno.EACCES
     assert "SO_DEBUG" in r["why"] and "IPPROTO_TCP" in r["fix"] and "port" not in r["fix"]
+
+
+def test_replying_to_an_unbound_af_unix_datagram_client_names_the_missing_address(leakcheck, tmp_path):
+    path = str(tmp_path / "srv.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:  # never binds a path
+        srv.bind(path)
+        srv.settimeout(5)
+        client.sendto(b"ping", path)
+        data, addr = srv.recvfrom(100)
+        assert addr is None
+        exc = provoke(lambda: srv.sendto(b"pong", addr), TypeError)
+    e = explain(exc)
+    assert e.title == "No address to send to" and "bind() a path of its own" in e.fix
+    assert "bytes, not str" not in e.title
+
+
+def test_a_tls_server_waiting_for_a_plain_client_is_told_from_the_server_side(leakcheck):
+    server_ctx = socklab.tls.Certificates().server_context()  # in memory: nothing to clean up
+    with socket.create_server(("127.0.0.1", 0)) as lst, \
+            socket.create_connection(lst.getsockname(), timeout=5):  # a client that never wraps
+        conn, _ = lst.accept()
+        with conn:
+            conn.settimeout(0.2)
+            exc = provoke(lambda: server_ctx.wrap_socket(conn, server_side=True), TimeoutError)
+    e = explain(exc)
+    assert "server's TLS handshake" in e.what and "client's ClientHello" in e.what
+    assert "server_hostname" in e.fix and "server_side=True" not in e.fix
