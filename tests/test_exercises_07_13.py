@@ -272,6 +272,19 @@ def test_07_right_solutions_pass(src, leakcheck):
     assert res.passed, res.text()
 
 
+def test_07_the_task_and_the_case_name_say_which_timeout_the_check_passes():
+    """The task's example waits (0.1, 0.2, 0.4 s) are for the default timeout; the check passes its
+    own (nb07.TIMEOUT where everything is dropped): the task and the case name both say so, with
+    the check's own numbers, so a learner comparing them does not think the function is wrong."""
+    t = nb07.TIMEOUT
+    waits = f"{t:g} s, {2 * t:g} s, {4 * t:g} s"
+    task = nb07.PING_BACKOFF.task
+    assert "0.1 s, 0.2 s, 0.4 s with the default `timeout=0.1`" in task
+    assert f"with `timeout={t:g}` the waits are {waits}" in task
+    (all_lost,) = [c.name for c in nb07.PING_BACKOFF.cases if c.name.startswith(ALL_LOST)]
+    assert all_lost.endswith(f"{4 * t:g} s (called with timeout={t:g})"), all_lost
+
+
 def test_07_waits_are_judged_against_the_schedule():
     """The tolerances tell each usual schedule from the asked-for one (timeout t: t, 2t, 4t)."""
     t = nb07.TIMEOUT

@@ -420,12 +420,14 @@ PING_BACKOFF = Exercise(
     anchor="3. **Exponential backoff.**",
     names=("ping_backoff",),
     limit=3.0,
-    task="""3. **Exponential backoff** *(exercise 07.1, checked below)*. Write `ping_backoff(sock, address,
+    task=f"""3. **Exponential backoff** *(exercise 07.1, checked below)*. Write `ping_backoff(sock, address,
 seq, timeout=0.1, tries=3)`: like `ping()` above, it sends `b"ping %d" % seq` and returns the
 number of tries once the matching reply arrives (or `None` after `tries` tries); but each retry waits
-twice as long as the previous one: 0.1 s, 0.2 s, 0.4 s. The check runs it against servers that
-answer at once, drop the first datagram, drop everything (with 3 tries and with 1), or send a stale
-reply before the right one. Why do real protocols back off like this?""",
+twice as long as the previous one: 0.1 s, 0.2 s, 0.4 s with the default `timeout=0.1`. The check
+passes its own `timeout` (with `timeout={TIMEOUT:g}` the waits are {TIMEOUT:g} s, \
+{2 * TIMEOUT:g} s, {4 * TIMEOUT:g} s) and runs it
+against servers that answer at once, drop the first datagram, drop everything (with 3 tries and
+with 1), or send a stale reply before the right one. Why do real protocols back off like this?""",
     hints=[
         "Start from `ping()`: the loop over `attempt`, `sendto`, then `recvfrom` in a `try:` that "
         "catches `TimeoutError`. Only the timeout changes from try to try.",
@@ -440,7 +442,7 @@ reply before the right one. Why do real protocols back off like this?""",
         Case("a server that answers at once: 1 try", _case_answered),
         Case("the first datagram is dropped: 2 tries", _case_first_lost),
         Case(f"everything is dropped: None, after waiting {TIMEOUT:g}, {2 * TIMEOUT:g} and "
-             f"{4 * TIMEOUT:g} s", _case_all_lost),
+             f"{4 * TIMEOUT:g} s (called with timeout={TIMEOUT:g})", _case_all_lost),
         Case("a stale reply (to another ping) is not the answer: it keeps waiting", _case_stale_reply),
         Case("tries=1: one datagram, then None", _case_one_try),
     ],
