@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import html
 import socket
 import sys
+import textwrap
+import threading
+import traceback
 import types
 import urllib.error
 
@@ -125,9 +129,8 @@ def _error_handler(shell, etype, value, tb, tb_offset=None):
     if isinstance(value, _ARGUMENT_ERRORS):
         # A socket call refused its arguments (c.sendall('hi')): explained where explain() knows
         # the case; any other such error shows as IPython shows it.
-        call = argument_error_call(value)
-        exp = explain(value, call=call) if call is not None else None
-        if exp is None or exp.title == etype.__name__:
+        exp = _socket_error_explained(value)
+        if exp is None:
             shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
             return
         display(Rich(exp.text(), explanation_html(exp)))
@@ -155,6 +158,50 @@ def _error_handler(shell, etype, value, tb, tb_offset=None):
         value.__suppress_context__ = suppressed
 
 
+def _socket_error_explained(value) -> object:
+    """The explanation of a socket call's error (an OSError, or its refusal of its arguments),
+    with what note_call() finds; None for any other error."""
+    if isinstance(value, OSError):
+        call = socket_call_of(value)
+        if call is None:
+            return None
+        note_call(value, call)
+        return explain(value, call=call)
+    call = argument_error_call(value)
+    if call is None:
+        return None
+    exp = explain(value, call=call)
+    return None if exp.title == type(value).__name__ else exp
+
+
+def _thread_error(args, then) -> None:
+    """threading.excepthook for the kernel: a socket error in a thread of the learner's (a server
+    thread of notebook 09) is printed with its explanation and the learner's own frames only;
+    anything else goes on to ``then``, the hook in force before."""
+    checking = getattr(sys.modules.get("socklab.exercises.core"), "_watched", None) is not None
+    name = getattr(args.thread, "name", "")
+    exp = None
+    if not checking and not name.startswith("socklab") and isinstance(args.exc_value, Exception):
+        exp = _socket_error_explained(args.exc_value)
+    if exp is None:  # a check collects its learner threads' errors itself (exercises.core)
+        then(args)
+        return
+    frames = traceback.extract_tb(args.exc_traceback)
+    frames = [f for f in frames if not f.filename.startswith(LIBRARY_DIRS)] or frames
+    shell = get_ipython()
+    lines = []
+    for f in frames:  # a cell as IPython names it ('Cell In[3]'), not its temporary file
+        label = shell.compile.format_code_name(f.filename) if shell is not None else None
+        where = f"{label[0]} {label[1]}" if label else f'File "{f.filename}"'
+        lines.append(f"  {where}, line {f.lineno}, in {f.name}\n    {(f.line or '').strip()}")
+    print(f"Exception in thread {name}: {exp.title}\n" + textwrap.indent(exp.text(), "  ")
+          + "\n  Where (your code):\n" + "\n".join(lines)
+          + f"\n{type(args.exc_value).__name__}: {args.exc_value}", file=sys.stderr)
+
+
+_hooked = False
+
+
 def setup(check: bool = True):
     """Install friendly error display for this kernel; return the environment check to display."""
     shell = get_ipython()
@@ -165,6 +212,10 @@ def setup(check: bool = True):
         shell.set_custom_exc((SocklabError, OSError, KeyboardInterrupt, *_ARGUMENT_ERRORS),
                              _error_handler)
         watch_socket_calls()
+        global _hooked
+        if not _hooked:  # once per kernel: setup() may run in every notebook's first cell
+            threading.excepthook = functools.partial(_thread_error, then=threading.excepthook)
+            _hooked = True
     return environment() if check else None
 
 

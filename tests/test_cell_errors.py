@@ -131,6 +131,23 @@ def test_other_argument_errors_are_left_to_ipython(k, code, ename):
     assert r["ename"] == ename and r["shown"] == "", r
 
 
+def test_a_socket_error_in_a_thread_of_the_learners_is_explained(k):
+    """Notebook 09's servers run in threads: `srv.recv()` for `conn.recv()` there is explained too,
+    with the thread's own lines; other thread errors print as Python prints them."""
+    r = k.cell("import threading\n"
+               "srv = socket.create_server(('127.0.0.1', 0))\nsrv.settimeout(0.2)\n"
+               "def serve():\n    data = srv.recv(1024)\n"
+               "t = threading.Thread(target=serve, name='server-thread')\nt.start()\nt.join(5)\n"
+               "srv.close()")
+    assert r["status"] == "ok", r
+    assert "Exception in thread server-thread: Not a connection" in r["stdout"], r
+    assert "data = srv.recv(1024)" in r["stdout"] and "threading.py" not in r["stdout"], r
+    assert "Cell In[" in r["stdout"] and "ipykernel_" not in r["stdout"], r  # no temporary path
+    r = k.cell("def boom():\n    raise RuntimeError('not a socket matter')\n"
+               "t = threading.Thread(target=boom, name='other')\nt.start()\nt.join(5)")
+    assert "RuntimeError: not a socket matter" in r["stdout"] and "What happened" not in r["stdout"], r
+
+
 def test_library_frames_are_left_out_and_percent_tb_still_has_them(k):
     """create_connection() fails three frames down in socket.py: the cell shows its own line, the
     explanation, and the error; %tb shows every frame."""
