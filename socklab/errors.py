@@ -123,7 +123,9 @@ _TCP_REFUSED = ("No socket is listening on that address and port (the server is 
                 "stopped, or listens on another port or address family). A full accept queue does NOT "
                 "cause this on Linux: there the client waits and times out instead.")
 _TCP_REFUSED_FIX = ("Start the server first and connect to the address it reports (server.address); "
-                    "check the port and that both sides use the same family (IPv4 vs IPv6).")
+                    "check the port and that both sides use the same family (IPv4 vs IPv6). A "
+                    "server started in a thread may not have called listen() yet: let it set a "
+                    "threading.Event after listen(), and wait for that before connecting.")
 _UNIX_REFUSED_FIX = (" For AF_UNIX, connect to the path the server bound while it listens; a stale file "
                      "stays refused until a new server removes it and binds again.")
 
@@ -656,8 +658,9 @@ def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
             "Timed out", f"{name}() waited for its whole timeout and no data arrived.",
             "recv() returns as soon as any data is there; with settimeout(t) it gives up after t "
             "seconds of silence. The peer sent nothing to this socket in that time: it may be waiting "
-            "to receive first as well (both sides in recv()), it may be slow, or (UDP) the datagram "
-            "or its reply was lost or went to another address.",
+            "to receive first as well (both sides in recv()), it may be slow, it may have written to "
+            "a makefile() file without flush() (the data waits in that file's buffer), or (UDP) the "
+            "datagram or its reply was lost or went to another address.",
             "Check who sends first in your protocol, and that the peer really sends on this "
             "connection (for UDP: to this socket's address); give a slow peer a longer timeout; for "
             "UDP, send the request again after a timeout. A listening socket never has data: "
@@ -788,6 +791,14 @@ def _refused(address, addr: str, call: str | None, short: str, name: str,
             "Start the receiving side first and send to the address it reports. A UDP socket is "
             "still usable afterwards; " + _UNIX_DGRAM_REFUSED_FIX[0].lower() + _UNIX_DGRAM_REFUSED_FIX[1:]
             + " " + _STREAM_REFUSED_LATE_FIX, short, name)
+    if call in _CONNECT_CALLS and isinstance(address, tuple) and len(address) > 1 and address[1] == 0:
+        return Explanation(
+            "Connection refused", f"connect() to port 0{addr} was refused: no socket ever listens "
+            "on port 0.",
+            "Port 0 means 'any free port' only to bind(): the OS then gives the socket a real "
+            "port, which getsockname() reports.",
+            "Connect to the port the server reports: srv.getsockname()[1] (server.address for "
+            "socklab's servers).", short, name)
     if call in _CONNECT_CALLS:
         return Explanation(
             "Connection refused",
@@ -866,6 +877,25 @@ def _by_call(exc, call, family, type_, address, addr: str, short: str,
             "(a client) or that accept() returned is one end of a connection already.",
             "Use a separate socket for the server: socket(), bind(), listen(), then accept().",
             short, name)
+    if e == errno.EACCES and call in ("bind", "connect", "connect_ex", "sendto") and family is not None:
+        t = _BY_ERRNO[e]
+        if family == socket.AF_UNIX:
+            why = ("For an AF_UNIX path, bind() needs write permission on the directory it creates "
+                   "the socket file in, and connect() (or sendto()) needs write permission on the "
+                   "socket file itself.")
+            fix = ("Use a path in a directory you own (socklab's private directory); another user's "
+                   "socket is not yours to use.")
+        elif call == "bind":
+            why = ("A port below the unprivileged limit (usually 1024) needs root or "
+                   "CAP_NET_BIND_SERVICE to bind().")
+            fix = "Use a port of 1024 or above, or port 0 to let the OS choose one."
+        elif call == "sendto":
+            why = "Sending to a broadcast address needs the socket option SO_BROADCAST."
+            fix = ("sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1) before sendto(), or "
+                   "send to one host's address.")
+        else:
+            return None
+        return Explanation(t[0], t[1].format(addr=addr), why, fix, short, name)
     if e == errno.EACCES and call == "setsockopt":
         return Explanation(
             "Permission denied", "setsockopt() refused: this option needs a privilege.",

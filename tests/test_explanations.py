@@ -915,3 +915,48 @@ def test_a_tls_server_waiting_for_a_plain_client_is_told_from_the_server_side(le
     e = explain(exc)
     assert "server's TLS handshake" in e.what and "client's ClientHello" in e.what
     assert "server_hostname" in e.fix and "server_side=True" not in e.fix
+
+
+def test_connecting_to_port_zero_is_told_what_port_zero_means(leakcheck):
+    with socket.socket() as c:
+        exc = noted(lambda: c.connect(("127.0.0.1", 0)))
+    e = explain(exc)
+    assert isinstance(exc, ConnectionRefusedError) and "only to bind()" in e.why
+    assert "getsockname()" in e.fix
+
+
+def test_a_refused_connect_names_the_race_with_a_server_thread(leakcheck):
+    """socket-facts: a client connecting right after Thread.start() is refused now and then."""
+    with socket.socket() as c:
+        exc = noted(lambda: c.connect(("127.0.0.1", refused_port())))
+    assert "threading.Event after listen()" in explain(exc).fix
+
+
+def test_permission_denied_names_only_the_case_of_the_call(as_nobody):
+    r = as_nobody(textwrap.dedent("""
+        import json, socket
+        from socklab.errors import explain, note_call, socket_call_of, watch_socket_calls
+        watch_socket_calls()
+        out = {}
+
+        def told(key, exc):
+            note_call(exc, socket_call_of(exc))
+            e = explain(exc)
+            out[key] = [exc.errno, e.why, e.fix]
+
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", 80))
+            except OSError as exc:
+                told("port 80", exc)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.sendto(b"x", ("255.255.255.255", 9))
+            except OSError as exc:
+                told("broadcast", exc)
+        print(json.dumps(out))
+    """))
+    port, broadcast = r["port 80"], r["broadcast"]
+    assert port[0] == errno.EACCES and "1024" in port[1] and "AF_UNIX" not in port[1] + port[2]
+    assert "broadcast" not in port[1].lower()
+    assert broadcast[0] == errno.EACCES and "SO_BROADCAST" in broadcast[2] and "1024" not in broadcast[1]
