@@ -813,6 +813,68 @@ def _refused(address, addr: str, call: str | None, short: str, name: str,
         _TCP_REFUSED_FIX + (_UNIX_REFUSED_FIX if unknown else ""), short, name)
 
 
+# (errno, the calls it is for (None: any), the family (None: any)) -> (title, what, why, fix): errors
+# whose meaning depends on the call. {call} is the call's name.
+_BY_CALL = {
+    (errno.EOPNOTSUPP, ("setsockopt", "getsockopt"), None): (
+        "Option not supported", "{call}() named an option this socket's family does not have.",
+        "An AF_UNIX socket has only SOL_SOCKET options: TCP_NODELAY, TCP_MAXSEG and the other "
+        "IPPROTO_TCP options belong to TCP sockets (Linux answers EOPNOTSUPP here, where a UDP "
+        "socket answers ENOPROTOOPT).",
+        "Leave the option out for AF_UNIX sockets (there is no Nagle delay to turn off), or check "
+        "the (level, option) pair."),
+    (errno.EOPNOTSUPP, ("socketpair",), None): (
+        "Operation not supported", "socketpair() refused this family.",
+        "On Linux socketpair() makes only AF_UNIX pairs: two connected sockets inside one machine, "
+        "with no address. (Windows makes AF_INET pairs over loopback instead.)",
+        "Leave the family out: socket.socketpair() gives an AF_UNIX pair where there is one."),
+    (errno.EINVAL, ("setsockopt",), None): (
+        "Invalid argument", "setsockopt() refused this option or its value.",
+        "Some options can only be set before bind() (IPV6_V6ONLY, for one); others take only some "
+        "values, or a struct of a given size (SO_LINGER takes struct.pack('ii', on, seconds)).",
+        "Set such options right after socket(), before bind(); check the value the option takes "
+        "in `man 7 socket` (or tcp, ip, ipv6)."),
+    (errno.EINVAL, ("listen",), None): (
+        "Invalid argument", "listen() refused: this socket cannot become a listening socket.",
+        "Only a SOCK_STREAM socket that is not connected can listen: a socket that connect()ed (a "
+        "client) or that accept() returned is one end of a connection already.",
+        "Use a separate socket for the server: socket(), bind(), listen(), then accept()."),
+    (errno.EACCES, ("setsockopt",), None): (
+        "Permission denied", "setsockopt() refused: this option needs a privilege.",
+        "A few options need CAP_NET_ADMIN (root), e.g. SO_DEBUG, and also the option number a wrong "
+        "level picks: at SOL_SOCKET, TCP_NODELAY's number (1) is SO_DEBUG.",
+        "Check the level: TCP_NODELAY goes with socket.IPPROTO_TCP, not SOL_SOCKET."),
+    (errno.EMSGSIZE, None, socket.AF_UNIX): (
+        "Message too long", "One datagram was larger than this AF_UNIX socket can send.",
+        "An AF_UNIX datagram is limited by the socket's send buffer (SO_SNDBUF, about 200 KB by "
+        "default on Linux), not by a network protocol.",
+        "Send smaller datagrams, raise the send buffer "
+        "(setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, n)), or use SOCK_STREAM."),
+    (errno.EINPROGRESS, None, None): (
+        "Connection in progress", "connect() on a non-blocking socket started the handshake and "
+        "returned at once: this is not a failure.",
+        "A non-blocking connect() cannot wait for the server's answer, so it raises "
+        "BlockingIOError (EINPROGRESS) and the kernel goes on with the handshake. Calling connect() "
+        "again gives EALREADY (still going on) or EISCONN (done).",
+        "Wait until the socket is writable (select/selectors), then read "
+        "sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR): 0 means connected, anything else is "
+        "the errno of the failure. connect_ex() returns the code instead of raising."),
+    (errno.EDESTADDRREQ, None, None): (
+        "Destination address required", "{call}() has no address to send to: this datagram socket "
+        "is not connected.",
+        "A datagram socket has no connection to say where data goes: each sendto() names the "
+        "address, or connect() fixes one for send().",
+        "Use sendto(data, (host, port)), or connect((host, port)) first and then send()."),
+    (errno.EAGAIN, ("sendall",), None): (
+        "Would block", "sendall() on a non-blocking socket stopped when the send buffer was full.",
+        "sendall() may have sent part of the data before it raised, and does not say how much: "
+        "sending it again would send that part twice.",
+        "On a non-blocking socket, use send() in a loop: keep the count it returns, and wait for "
+        "the socket to be writable (select/selectors) before the next send(). Or give the socket a "
+        "timeout (settimeout(5)) and let sendall() wait."),
+}
+
+
 def _by_call(exc, call, family, type_, address, addr: str, short: str,
              name: str) -> Explanation | None:
     """Errnos whose meaning depends on the call (or the socket's type): None where the errno's
@@ -847,36 +909,6 @@ def _by_call(exc, call, family, type_, address, addr: str, short: str,
             "Use port 0 to let the OS pick a free port; close the old server socket "
             "(socklab.stop_all() for socklab's demos); set SO_REUSEADDR on both old and new "
             "sockets for TIME_WAIT.", short, name)
-    if e == errno.EOPNOTSUPP and call in ("setsockopt", "getsockopt"):
-        return Explanation(
-            "Option not supported", f"{call}() named an option this socket's family does not have.",
-            "An AF_UNIX socket has only SOL_SOCKET options: TCP_NODELAY, TCP_MAXSEG and the other "
-            "IPPROTO_TCP options belong to TCP sockets (Linux answers EOPNOTSUPP here, where a UDP "
-            "socket answers ENOPROTOOPT).",
-            "Leave the option out for AF_UNIX sockets (there is no Nagle delay to turn off), or "
-            "check the (level, option) pair.", short, name)
-    if e == errno.EOPNOTSUPP and call == "socketpair":
-        return Explanation(
-            "Operation not supported", "socketpair() refused this family.",
-            "On Linux socketpair() makes only AF_UNIX pairs: two connected sockets inside one "
-            "machine, with no address. (Windows makes AF_INET pairs over loopback instead.)",
-            "Leave the family out: socket.socketpair() gives an AF_UNIX pair where there is one.",
-            short, name)
-    if e == errno.EINVAL and call == "setsockopt":
-        return Explanation(
-            "Invalid argument", "setsockopt() refused this option or its value.",
-            "Some options can only be set before bind() (IPV6_V6ONLY, for one); others take only "
-            "some values, or a struct of a given size (SO_LINGER takes struct.pack('ii', on, "
-            "seconds)).",
-            "Set such options right after socket(), before bind(); check the value the option "
-            "takes in `man 7 socket` (or tcp, ip, ipv6).", short, name)
-    if e == errno.EINVAL and call == "listen":
-        return Explanation(
-            "Invalid argument", "listen() refused: this socket cannot become a listening socket.",
-            "Only a SOCK_STREAM socket that is not connected can listen: a socket that connect()ed "
-            "(a client) or that accept() returned is one end of a connection already.",
-            "Use a separate socket for the server: socket(), bind(), listen(), then accept().",
-            short, name)
     if e == errno.EACCES and call in ("bind", "connect", "connect_ex", "sendto") and family is not None:
         t = _BY_ERRNO[e]
         if family == socket.AF_UNIX:
@@ -896,48 +928,9 @@ def _by_call(exc, call, family, type_, address, addr: str, short: str,
         else:
             return None
         return Explanation(t[0], t[1].format(addr=addr), why, fix, short, name)
-    if e == errno.EACCES and call == "setsockopt":
-        return Explanation(
-            "Permission denied", "setsockopt() refused: this option needs a privilege.",
-            "A few options need CAP_NET_ADMIN (root), e.g. SO_DEBUG, and also the option number a "
-            "wrong level picks: at SOL_SOCKET, TCP_NODELAY's number (1) is SO_DEBUG.",
-            "Check the level: TCP_NODELAY goes with socket.IPPROTO_TCP, not SOL_SOCKET.",
-            short, name)
-    if e == errno.EMSGSIZE and family == socket.AF_UNIX:
-        return Explanation(
-            "Message too long", "One datagram was larger than this AF_UNIX socket can send.",
-            "An AF_UNIX datagram is limited by the socket's send buffer (SO_SNDBUF, about 200 KB "
-            "by default on Linux), not by a network protocol.",
-            "Send smaller datagrams, raise the send buffer "
-            "(setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, n)), or use SOCK_STREAM.", short, name)
-    if e == errno.EINPROGRESS:
-        return Explanation(
-            "Connection in progress", "connect() on a non-blocking socket started the handshake "
-            "and returned at once: this is not a failure.",
-            "A non-blocking connect() cannot wait for the server's answer, so it raises "
-            "BlockingIOError (EINPROGRESS) and the kernel goes on with the handshake. Calling "
-            "connect() again gives EALREADY (still going on) or EISCONN (done).",
-            "Wait until the socket is writable (select/selectors), then read "
-            "sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR): 0 means connected, anything "
-            "else is the errno of the failure. connect_ex() returns the code instead of raising.",
-            short, name)
-    if e == errno.EDESTADDRREQ:
-        return Explanation(
-            "Destination address required", f"{call or 'send'}() has no address to send to: this "
-            "datagram socket is not connected.",
-            "A datagram socket has no connection to say where data goes: each sendto() names the "
-            "address, or connect() fixes one for send().",
-            "Use sendto(data, (host, port)), or connect((host, port)) first and then send().",
-            short, name)
-    if e == errno.EAGAIN and call == "sendall":
-        return Explanation(
-            "Would block", "sendall() on a non-blocking socket stopped when the send buffer was "
-            "full.",
-            "sendall() may have sent part of the data before it raised, and does not say how "
-            "much: sending it again would send that part twice.",
-            "On a non-blocking socket, use send() in a loop: keep the count it returns, and wait "
-            "for the socket to be writable (select/selectors) before the next send(). Or give the "
-            "socket a timeout (settimeout(5)) and let sendall() wait.", short, name)
+    for (number, calls, only_family), t in _BY_CALL.items():
+        if e == number and (calls is None or call in calls) and only_family in (None, family):
+            return Explanation(t[0], t[1].format(call=call or "send"), t[2], t[3], short, name)
     return None
 
 
