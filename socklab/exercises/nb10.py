@@ -69,8 +69,9 @@ def _judge_connects(ctx, error=None):
         raise Fail("your connect_with_retry called connect() with no timeout, at "
                    f"{site_text(untimed[0].site)}.",
                    "Without a timeout, a connect() to a server whose accept queue is full waits "
-                   "while Linux retries the handshake (1 s, 3 s, 7 s, ... for minutes). Pass the "
-                   "timeout on: socket.create_connection(address, timeout=timeout).")
+                   "while Linux resends the handshake (after 1 s, then again and again, for about "
+                   "two minutes). Pass the timeout on: socket.create_connection(address, "
+                   "timeout=timeout).")
     seen = set()
     for c in ctx.connects:
         if id(c.sock) in seen:
