@@ -796,9 +796,10 @@ def _refused(address, addr: str, call: str | None, short: str, name: str,
             "Connection refused", f"connect() to port 0{addr} was refused: no socket ever listens "
             "on port 0.",
             "Port 0 means 'any free port' only to bind(): the OS then gives the socket a real "
-            "port, which getsockname() reports.",
-            "Connect to the port the server reports: srv.getsockname()[1] (server.address for "
-            "socklab's servers).", short, name)
+            "port, which getsockname() reports. A client that connects to port 0 was not told that "
+            "port: the server is not started yet, or its port was not passed on.",
+            "Start the server first, then connect to the port it reports: srv.getsockname()[1] "
+            "(server.address for socklab's servers).", short, name)
     if call in _CONNECT_CALLS:
         return Explanation(
             "Connection refused",
