@@ -131,7 +131,8 @@ class BacklogResult:
     def text(self) -> str:
         """A plain-text report: setup, what the kernel showed, one line per client."""
         arg = "" if self.backlog is None else str(self.backlog)
-        lines = [f"listen({arg}) on {self.family}; {len(self.clients)} clients connect at once with a "
+        lines = [f"listen({arg}) on {self.family}; {len(self.clients)} clients, started one after another "
+                 f"(the next when the one before connected, or after {LAUNCH_GRACE * 1000:g} ms), each with a "
                  f"{self.connect_timeout:g} s timeout; the server "
                  + ("never calls accept()." if self.accept_after is None else
                     f"starts accept() {self.accept_after:g} s after the last client called "

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from socklab.backlog import run_backlog_experiment
+from socklab.backlog import LAUNCH_GRACE, run_backlog_experiment
 from socklab.errors import ConfigError
 from socklab.render.diagram import diagram_text
 from socklab.render.state import queue_gauge_html, queue_gauge_text
@@ -27,6 +27,21 @@ def test_backlog_plus_one_connect_and_the_rest_time_out(backlog, leakcheck):
     text = r.text()
     assert f"listen({backlog})" in text and f"holds {backlog + 1}" in text
     assert f"{backlog + 1} connected, 2 timed out, 0 refused." in text
+
+
+def test_text_says_the_clients_start_one_after_another(leakcheck):
+    """The report used to say the clients 'connect at once'. They start one after another: the next
+    as soon as the one before connected, or after LAUNCH_GRACE while it still waits."""
+    r = run_backlog_experiment(0, clients=3, connect_timeout=0.3)
+    first = r.text().splitlines()[0]
+    assert "at once" not in first
+    assert ("3 clients, started one after another (the next when the one before connected, or after "
+            f"{LAUNCH_GRACE * 1000:g} ms), each with a 0.3 s timeout") in first
+    start = {e.side: e.t for e in r.trace if e.call == "connect"}
+    assert start["client1"] < start["client2"] < start["client3"]
+    # listen(0) holds one: client2's SYN was dropped, so client3 waited LAUNCH_GRACE for it before
+    # starting (a loose bound: thread start-up varies on a busy machine)
+    assert start["client3"] - start["client2"] > LAUNCH_GRACE / 2
 
 
 def test_waiting_clients_get_in_when_the_server_accepts(leakcheck):
