@@ -120,7 +120,7 @@ def test_server_accepting_lets_a_waiting_client_in(leakcheck):
     r = panel.run(backlog=0, clients=2, connect_timeout=2.5, accept_after=0.3)
     assert [c.outcome for c in r.clients] == ["connected", "connected after accept"]
     assert panel.accepts.value and panel.accept_after.value == 0.3
-    assert "got in late: connect() waited for room (a retried SYN, about 1 s)" in panel.table.value
+    assert "got in late: connect() waited for room (a resent SYN, the first about 1 s after)" in panel.table.value
     assert "listen(0)  #+" in panel.transcript().text
     r2 = panel.run(accept_after=None, connect_timeout=0.3)  # None: never accept again
     assert not panel.accepts.value

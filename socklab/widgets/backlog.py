@@ -45,8 +45,8 @@ _BUSY = "A run is in progress: it ends by itself within the timeout."
 
 OUTCOMES = {  # outcome of socklab.backlog -> what it means, for the results table
     "connected": "connected: waits in the accept queue",
-    "connected after accept": "got in late: connect() waited for room (a retried SYN, about 1 s) "
-                              "until accept() made some",
+    "connected after accept": "got in late: connect() waited for room (a resent SYN, the first "
+                              "about 1 s after) until accept() made some",
     "timed out": "timed out: its SYN was dropped (not refused)",
     "refused": "refused: ConnectionRefusedError (TCP: the server answered with RST; AF_UNIX on "
                "macOS/BSD: the queue was full)",
