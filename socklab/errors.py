@@ -19,6 +19,7 @@ import socket
 import ssl
 import sys
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 from .runtime import display_path
@@ -539,6 +540,15 @@ def _timeout(exc: BaseException, call: str | None, origin, short: str) -> Explan
             "Make the client wrap its socket before it sends: "
             "ctx.wrap_socket(sock, server_hostname='localhost') with a client context; give a "
             "slow client a longer timeout.", short, "timeout")
+    if how == "call" and _call_kind(name) == "recv" and getattr(exc, "socklab_type", None) == \
+            socket.SOCK_DGRAM and getattr(exc, "socklab_bound", None) is False:
+        return Explanation(
+            "Timed out", f"{name}() waited for its whole timeout on a UDP socket that was never "
+            "bound.",
+            "A socket that never bound (and never sent) has no port, so nobody can send to it: "
+            "getsockname() shows port 0.",
+            "A UDP server binds first: sock.bind(('127.0.0.1', 0)) (or a fixed port), then tells "
+            "clients its port (sock.getsockname()[1]) and calls recvfrom().", short, "timeout")
     if how == "call":
         return _timeout_of(_call_kind(name), _SHOWN_AS.get(name, name), short)
     if how != "raise" and call is not None and _call_kind(call) is not None:
@@ -901,6 +911,26 @@ def _by_call(exc, call, family, type_, address, addr: str, short: str,
             "and let the OS pick a free one. Do not set SO_REUSEADDR to get around it: on Linux "
             "both sockets would then be bound, and each datagram goes to only one of them.",
             short, name)
+    if e == errno.EADDRINUSE and family == socket.AF_UNIX:
+        return Explanation(
+            "Address already in use", f"bind() failed: a file already exists at the AF_UNIX "
+            f"path{addr}.",
+            "bind() creates the socket file, so the path must be free: a running server's socket, "
+            "a stale socket file (it outlives close()), or an ordinary file or directory is there. "
+            "(The same socket bound a second time fails this way too.)",
+            "Choose another path, or remove the file with os.unlink(path) only if it is a socket "
+            "file (stat.S_ISSOCK) and connecting to it is refused: any other file is somebody's "
+            "data, and a socket that accepts belongs to a running server.", short, name)
+    if e == errno.EADDRINUSE and type_ is None and family in (socket.AF_INET, socket.AF_INET6):
+        t = _BY_ERRNO[e]
+        return Explanation(
+            t[0], t[1].format(addr=addr),
+            "A socket from an earlier run (or another program) still holds the port: a server "
+            "still listening there, a UDP socket still bound, or (TCP) connections in TIME_WAIT "
+            "after a close, where the sockets do not both set SO_REUSEADDR.",
+            "Use port 0 to let the OS pick a free port; close the old socket (socklab.stop_all() "
+            "for socklab's demos). For TCP's TIME_WAIT only: set SO_REUSEADDR on both old and new "
+            "sockets (never for UDP: both would then be bound).", short, name)
     if e == errno.EADDRINUSE and type_ == socket.SOCK_STREAM and family in (socket.AF_INET, socket.AF_INET6):
         t = _BY_ERRNO[e]
         return Explanation(
@@ -933,6 +963,58 @@ def _by_call(exc, call, family, type_, address, addr: str, short: str,
         if e == number and (calls is None or call in calls) and only_family in (None, family):
             return Explanation(t[0], t[1].format(call=call or "send"), t[2], t[3], short, name)
     return None
+
+
+def _argument_count(call: str | None, msg: str, short: str) -> Explanation:
+    """A socket call given too many or too few arguments: what the call takes."""
+    what = f"{call or 'The call'}() was given the wrong number of arguments: {msg}."
+    if call in ("connect", "connect_ex", "bind"):
+        return Explanation(
+            "Wrong number of arguments", what,
+            f"{call}() takes ONE argument, the address: for AF_INET a tuple (host, port). "
+            f"{call}('127.0.0.1', 8080) passes two.",
+            f"Put the address in its own parentheses: {call}(('127.0.0.1', 8080)).", short)
+    if call == "sendto":
+        return Explanation(
+            "Wrong number of arguments", what,
+            "sendto(data, address) needs both: the data, and where it goes. A UDP socket has no "
+            "connection that would say where.",
+            "A server replies to the address recvfrom() returned: data, addr = sock.recvfrom(1024), "
+            "then sock.sendto(reply, addr). (After connect(address), send(data) needs no address.)",
+            short)
+    if call in ("recv", "recvfrom", "recv_into", "recvfrom_into"):
+        return Explanation(
+            "Wrong number of arguments", what,
+            f"{call}() needs the most bytes it may return at once (bufsize): there is no 'read "
+            "everything', because a stream has no end until the peer closes.",
+            f"Write e.g. {call}(1024); to read a whole message, loop until you have it.", short)
+    return Explanation(
+        "Wrong number of arguments", what, "Each socket call takes a fixed list of arguments.",
+        f"Check the call's signature: help(socket.socket.{call})" if call else
+        "Check the call's signature with help().", short)
+
+
+def _not_bytes(given: str, twhere: str, short: str) -> Explanation:
+    """Data that is not bytes, by what it is."""
+    why, fix = {
+        "str": ("Sockets carry raw bytes; text must be encoded first.",
+                "Send b'hello' or 'hello'.encode('utf-8'); decode what you receive with "
+                ".decode('utf-8')."),
+        "int": ("Sockets carry raw bytes: a number has to be turned into bytes first, as text or "
+                "in binary.", "As text: str(n).encode(); in binary, a fixed size: "
+                "n.to_bytes(4, 'big') or struct.pack('!I', n)."),
+        "NoneType": ("The value sent is None: often a function that was meant to return the data "
+                     "returned nothing (no return statement).",
+                     "Check where the value comes from; send bytes such as b'hello'."),
+        "dict": ("Sockets carry raw bytes: a dict or list has to be serialised first.",
+                 "json.dumps(obj).encode() on one side, json.loads(data) on the other."),
+    }.get(given, ("Sockets carry raw bytes only.", "Turn the value into bytes before sending it."))
+    if given == "list":
+        why, fix = ("Sockets carry raw bytes: a dict or list has to be serialised first.",
+                    "json.dumps(obj).encode() on one side, json.loads(data) on the other.")
+    return Explanation("Sockets send bytes, not str" if given == "str" else "Sockets send bytes",
+                       f"The call{twhere} was given {_a(given)}"
+                       + ("." if given == "str" else ", not bytes."), why, fix, short)
 
 
 def _a(type_name: str) -> str:
@@ -1078,6 +1160,9 @@ _EVENT_OF = {"bind": "bind", "create_server": "bind", "connect": "connect", "con
              "create_connection": "connect", "sendto": "sendto"}
 _recent = threading.local()
 _watching = False
+# socket -> how many bind/connect/sendto calls it has made: after close() (a `with` block ends
+# before a cell's error is shown), whether it ever had an address.
+_addressed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -1085,6 +1170,7 @@ def _audit(event: str, args: tuple) -> None:
     if call is not None:
         sock, address = args[0], args[-1]
         _recent.last = (call, sock.family, sock.type, address)
+        _addressed[sock] = _addressed.get(sock, 0) + 1
 
 
 def watch_socket_calls() -> None:
@@ -1103,26 +1189,34 @@ def note_call(exc: BaseException, call: str | None) -> None:
     family and type of the socket the learner's code called it on (``u.recv(...)``), and the
     address a bind(), connect() or sendto() was given, if ``watch_socket_calls`` saw it. A traced
     socket's own note (trace.record) is kept."""
-    if not isinstance(exc, OSError):
+    if not isinstance(exc, (OSError, TypeError, ValueError, OverflowError)):
         return
     if call is not None and getattr(exc, "socklab_call", None) is None:
         exc.socklab_call = call
     last = getattr(_recent, "last", None)
-    if last is not None and _EVENT_OF.get(call) == last[0]:
+    # The audit event comes after the arguments are parsed: an argument error has none of its own.
+    own_event = isinstance(exc, OSError) and last is not None and _EVENT_OF.get(call) == last[0]
+    if own_event:
         _recent.last = None  # one error per call: a later error of another socket must not use it
         _, family, type_, address = last
         if getattr(exc, "socklab_address", None) is None:
             exc.socklab_address = address
         exc.socklab_family, exc.socklab_type = family, type_
-        return
     try:
         sock = _receiver(exc)
     except Exception:  # bytecode this Python's dis cannot read: nothing noted, explain() guesses less
         sock = None
     if sock is not None:
         exc.socklab_family, exc.socklab_type = sock.family, sock.type
-        if sock.type == socket.SOCK_STREAM and sock.fileno() != -1 and hasattr(socket, "SO_ACCEPTCONN"):
-            exc.socklab_listening = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        exc.socklab_timeout = sock.gettimeout()  # 0.0: a non-blocking socket
+        if sock.fileno() != -1:
+            if sock.type == socket.SOCK_STREAM and hasattr(socket, "SO_ACCEPTCONN"):
+                exc.socklab_listening = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+            here = sock.getsockname()
+            # bound already: a port, or an AF_UNIX path or abstract name
+            exc.socklab_bound = bool(here[1]) if isinstance(here, tuple) else bool(here)
+        elif _watching:  # closed since: had it an address before this call?
+            exc.socklab_bound = _addressed.get(sock, 0) - own_event > 0
 
 
 _NAME_LOADS = ("LOAD_NAME", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_FAST", "LOAD_FAST_CHECK")
@@ -1190,6 +1284,12 @@ def socket_call_of(exc: BaseException) -> str | None:
     return origin[1]
 
 
+# What select.select() and a selector say about a closed socket (its fileno() is -1).
+_CLOSED_IN_SELECT = ("file descriptor cannot be a negative integer (-1)", "Invalid file descriptor: -1")
+# ValueErrors that the standard library raises itself, by the call they come from.
+_RAISED_BY = {**dict.fromkeys(_CLOSED_IN_SELECT, "select"),
+              "check_hostname requires server_hostname": "wrap_socket",
+              "only SOCK_STREAM type sockets are supported": "sendfile"}
 # Socket functions called without a socket object before them (socket.create_connection(...)).
 _FUNCTIONS = frozenset({"create_connection", "create_server", "getaddrinfo", "socketpair", "socket",
                         "fromfd", "inet_aton", "inet_pton", "inet_ntop", "wrap_socket"})
@@ -1201,6 +1301,8 @@ def argument_error_call(exc: BaseException) -> str | None:
     socket's (``int('x')``, a generator's send()): that error is not explain()'s. Never raises."""
     if not isinstance(exc, (TypeError, ValueError, OverflowError)):
         return None
+    if isinstance(exc, ValueError) and str(exc) in _RAISED_BY:
+        return _RAISED_BY[str(exc)]  # raised by the library's own code, which names no call
     try:
         origin = _origin(exc)
         if origin is None or origin[0] != "call" or origin[1] not in _SOCKET_CALLS \
@@ -1299,6 +1401,16 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
     specific = _by_call(exc, call, family, type_, address, addr, short, name)
     if specific is not None:
         return specific
+    if isinstance(exc, BlockingIOError) and exc.errno == errno.EALREADY \
+            and getattr(exc, "socklab_timeout", None) == 0.0:
+        return Explanation(
+            "Connection attempt already in progress", "connect() was called again on this "
+            "non-blocking socket while its first connect() is still going on.",
+            "A non-blocking connect() starts the handshake and returns at once (EINPROGRESS); the "
+            "kernel goes on with it, and connect() again only says so (EALREADY).",
+            "Do not call connect() again: wait until the socket is writable (select/selectors), "
+            "then read sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR): 0 means connected.",
+            short, name)
     if isinstance(exc, BlockingIOError) and exc.errno == errno.EALREADY:
         return Explanation(
             "Connection attempt already in progress",
@@ -1418,6 +1530,16 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
                 "the few that take a C struct (SO_LINGER: struct.pack('ii', on, seconds)); a str "
                 "is neither.", "Pass a number without quotes, e.g. setsockopt(socket.SOL_SOCKET, "
                 "socket.SO_RCVBUF, 65536).", short)
+        counted = re.search(r"takes (?:exactly |at least |at most )?\w+(?: or \w+)? arguments? "
+                            r"\(\d+ given\)", msg)
+        if counted:
+            return _argument_count(tcall, msg, short)
+        if tcall == "sendto" and "not 'tuple'" in msg and family in (socket.AF_INET, socket.AF_INET6):
+            return Explanation(
+                "Arguments swapped", "sendto() was given the address where the data goes.",
+                "sendto(data, address) takes the data first, then the address it goes to.",
+                "Write sock.sendto(data, addr), e.g. sock.sendto(b'pong', addr) with the addr that "
+                "recvfrom() returned.", short)
         if tcall == "sendto" and "not 'NoneType'" in msg:
             return Explanation(
                 "No address to send to", "sendto() was given None as its address.",
@@ -1440,13 +1562,7 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
                                                                                   "connect_ex")
             if not about_address:
                 given = re.search(r"not '(\w+)'", msg)
-                given = given.group(1) if given else "str"
-                return Explanation(
-                    "Sockets send bytes, not str", f"The call{twhere} was given {_a(given)}"
-                    + ("." if given == "str" else ", not bytes."),
-                    "Sockets carry raw bytes; text must be encoded first.",
-                    "Send b'hello' or 'hello'.encode('utf-8'); decode what you receive with "
-                    ".decode('utf-8').", short)
+                return _not_bytes(given.group(1) if given else "str", twhere, short)
         elif "str, bytes or bytearray expected" in msg:  # the host of an address tuple
             about_address = maybe_address
         elif "cannot be interpreted as an integer" in msg:  # a port, or recv's bufsize, listen's ...
@@ -1480,6 +1596,27 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
             "encoding, or a UTF-8 character split across two recv() calls.",
             "Keep data as bytes until a whole message has arrived; decode with "
             "errors='replace' (or 'backslashreplace') when showing untrusted data.", short)
+    if isinstance(exc, ValueError) and str(exc) in _CLOSED_IN_SELECT:
+        return Explanation(
+            "Closed socket in a select", "select() (or a selector) was given a socket that is "
+            "already closed: its fileno() is -1.",
+            "select() and selectors watch file descriptors; a closed socket has none any more.",
+            "Take a socket out of the lists (or sel.unregister(sock)) before you close it.", short)
+    if isinstance(exc, ValueError) and str(exc) == "check_hostname requires server_hostname":
+        return Explanation(
+            "Server name missing", "wrap_socket() on a client needs the name of the server it "
+            "connects to.",
+            "A verifying client checks that the server's certificate was issued for that name, so "
+            "it must know the name (it also sends it in the handshake, SNI).",
+            "Pass it: ctx.wrap_socket(sock, server_hostname='localhost'). A server wraps with "
+            "server_side=True instead.", short)
+    if isinstance(exc, ValueError) and str(exc) == "only SOCK_STREAM type sockets are supported":
+        return Explanation(
+            "Not a stream socket", "sendfile() works only on SOCK_STREAM sockets.",
+            "sendfile() copies a file into a connection's byte stream; a datagram socket has no "
+            "stream, only separate datagrams.",
+            "For UDP, read the file and send it in datagrams with sendto(), each well under 65507 "
+            "bytes (and expect loss).", short)
     if isinstance(exc, ValueError) and "values to unpack" in str(exc) and \
             (origin and origin[1] in ("create_connection", "create_server") or call in
              ("create_connection", "create_server")):

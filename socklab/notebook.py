@@ -59,6 +59,11 @@ def _interrupted(shell, etype, value, tb, tb_offset):
 
 
 # Said under the explanation of an uncaught error in a cell: the usual notebook story behind it.
+# Another socket holds the port: one an earlier run (or another cell) left open.
+_HELD = ("In a notebook, an earlier run's socket may still hold the address: a cell that ran before "
+         "and kept its socket open, or a thread still waiting in accept() (close() from another "
+         "thread does not free a socket that a thread waits on: shutdown(socket.SHUT_RDWR) does). "
+         "Close it, or restart the kernel; a TCP port in TIME_WAIT frees itself after about 60 s.")
 _ARGUMENT_ERRORS = (TypeError, ValueError, OverflowError)  # what a socket call refuses arguments with
 _REBOUND = ("In a notebook, a cell that only binds a socket an earlier cell made binds it a second "
             "time when it runs again: run the cells from the one that creates the socket.")
@@ -75,15 +80,16 @@ _IN_A_NOTEBOOK = {
 
 def _in_a_notebook(exc: OSError, call: str | None) -> str | None:
     """The note for a cell's socket error that re-running cells often causes, where it fits."""
+    if exc.errno in (errno.EINVAL, errno.EADDRINUSE) and call == "bind" \
+            and getattr(exc, "socklab_bound", None) is not None:
+        # A second bind() of one socket: only if it was bound before this call.
+        return _REBOUND if exc.socklab_bound else None if exc.errno == errno.EINVAL else (
+            None if exc.socklab_family == socket.AF_UNIX else _HELD)
     if exc.errno == errno.EINVAL and call != "bind":
         return None
     if exc.errno == errno.EADDRINUSE:
         if getattr(exc, "socklab_family", None) != socket.AF_UNIX:
-            # Another socket holds the port: one an earlier run (or another cell) left open.
-            return ("In a notebook, an earlier run's socket may still hold the address: a cell "
-                    "that ran before and kept its socket open, or a thread still waiting in "
-                    "accept() (close() from another thread does not free a socket that a thread "
-                    "waits on: shutdown(socket.SHUT_RDWR) does). Close it, or restart the kernel.")
+            return _HELD
     return _IN_A_NOTEBOOK.get(exc.errno)
 
 
@@ -170,6 +176,7 @@ def _socket_error_explained(value) -> object:
     call = argument_error_call(value)
     if call is None:
         return None
+    note_call(value, call)  # the socket's family: sendto()'s swapped arguments are told by it
     exp = explain(value, call=call)
     return None if exp.title == type(value).__name__ else exp
 
@@ -194,7 +201,7 @@ def _thread_error(args, then) -> None:
         label = shell.compile.format_code_name(f.filename) if shell is not None else None
         where = f"{label[0]} {label[1]}" if label else f'File "{f.filename}"'
         lines.append(f"  {where}, line {f.lineno}, in {f.name}\n    {(f.line or '').strip()}")
-    print(f"Exception in thread {name}: {exp.title}\n" + textwrap.indent(exp.text(), "  ")
+    print(f"Exception in thread {name}:\n" + textwrap.indent(exp.text(), "  ")
           + "\n  Where (your code):\n" + "\n".join(lines)
           + f"\n{type(args.exc_value).__name__}: {args.exc_value}", file=sys.stderr)
 

@@ -73,7 +73,7 @@ def test_binding_again_in_a_cell_run_twice_is_explained(k):
     assert first["status"] == "ok", first
     r = k.cell("u.bind(path)")
     assert r["ename"] == "OSError" and "Address already in use" in r["traceback"], r
-    assert "another socket already holds this address" in r["shown"], r
+    assert "a file already exists at the AF_UNIX path" in r["shown"], r
     assert "binds it a second time when it runs again" in r["shown"], r
     assert k.cell("u.close()\nimport os\nos.unlink(path)")["status"] == "ok"
 
@@ -121,6 +121,53 @@ def test_a_socket_call_refusing_its_arguments_is_explained(k, code, ename, says)
     assert "socket.py" not in r["traceback"], r["traceback"]
 
 
+@pytest.mark.parametrize("code, says, not_says", [
+    ("with socket.socket() as s:\n    s.connect('127.0.0.1', 8080)", "connect(('127.0.0.1', 8080))",
+     "wrong type"),
+    ("with socket.socket() as s:\n    s.bind('', 8080)", "takes ONE argument", "wrong type"),
+    ("with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:\n    u.sendto(b'reply')",
+     "the address recvfrom() returned", "recv(1024) rather"),
+    ("with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:\n"
+     "    u.sendto(('127.0.0.1', 9), b'reply')", "Arguments swapped", "AF_UNIX"),
+    ("with socket.socket() as s:\n    s.recv()", "recv(1024)", "wrong type"),
+    ("with socket.socket() as s:\n    s.sendall(len(b'hello'))", "to_bytes", "encode('utf-8')"),
+    ("import select\nc = socket.socket()\nc.close()\nselect.select([c], [], [], 0)",
+     "already closed", "Negative value"),
+    ("import ssl\nwith socket.socket() as raw:\n    ssl.create_default_context().wrap_socket(raw)",
+     "server_hostname='localhost'", "ssl.py"),
+])
+def test_common_argument_mistakes_are_told_as_what_they_are(k, code, says, not_says):
+    r = k.cell(code)
+    assert r["status"] == "error" and says in r["shown"], r
+    assert not_says not in r["shown"] + r["traceback"], r
+
+
+def test_a_non_blocking_connect_called_again_is_not_told_as_a_timeout(k):
+    # A full accept queue (backlog 0, one client in it) drops the SYN: the handshake stays going on.
+    r = k.cell("lst = socket.socket()\nlst.bind(('127.0.0.1', 0))\nlst.listen(0)\n"
+               "filler = socket.create_connection(lst.getsockname(), timeout=5)\n"
+               "c = socket.socket()\nc.setblocking(False)\n"
+               "try:\n    c.connect(lst.getsockname())\nexcept BlockingIOError:\n    pass\n"
+               "c.connect(lst.getsockname())")
+    assert r["ename"] == "BlockingIOError" and "Operation already in progress" in r["traceback"], r
+    assert "still going on" in r["shown"] and "timed out" not in r["shown"], r
+    assert k.cell("for x in (c, filler, lst):\n    x.close()")["status"] == "ok"
+
+
+def test_a_rebind_note_only_for_a_socket_bound_before(k):
+    r = k.cell("s6 = socket.socket(socket.AF_INET6)\ns6.bind(('fe80::1', 0))")
+    assert r["status"] == "error" and "binds it a second time" not in r["shown"], r
+    assert k.cell("s6.close()")["status"] == "ok"
+    r = k.cell("with socket.socket(socket.AF_INET6) as s6:\n    s6.bind(('fe80::1', 0))")
+    assert r["status"] == "error" and "binds it a second time" not in r["shown"], r  # closed by now
+
+
+def test_a_udp_socket_that_never_bound_waits_for_nothing(k):
+    r = k.cell("with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:\n"
+               "    u.settimeout(0.1)\n    u.recvfrom(1024)")
+    assert r["ename"] == "TimeoutError" and "never bound" in r["shown"], r
+
+
 @pytest.mark.parametrize("code, ename", [
     ("int('eighty')", "ValueError"),
     ("def g():\n    yield 1\ng().send(5)", "TypeError"),
@@ -140,7 +187,7 @@ def test_a_socket_error_in_a_thread_of_the_learners_is_explained(k):
                "t = threading.Thread(target=serve, name='server-thread')\nt.start()\nt.join(5)\n"
                "srv.close()")
     assert r["status"] == "ok", r
-    assert "Exception in thread server-thread: Not a connection" in r["stdout"], r
+    assert "Exception in thread server-thread:\n  Not a connection" in r["stdout"], r
     assert "data = srv.recv(1024)" in r["stdout"] and "threading.py" not in r["stdout"], r
     assert "Cell In[" in r["stdout"] and "ipykernel_" not in r["stdout"], r  # no temporary path
     r = k.cell("def boom():\n    raise RuntimeError('not a socket matter')\n"
