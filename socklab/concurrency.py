@@ -474,7 +474,9 @@ class AsyncioServer(StyleServer):
     async def _main(self):
         self._loop = asyncio.get_running_loop()
         self._quit = asyncio.Event()
-        server = await asyncio.start_server(self._connected, sock=self.sock, limit=MAX_REQUEST)
+        # backlog= too: with sock=, asyncio calls listen() again, with its own default (100)
+        server = await asyncio.start_server(self._connected, sock=self.sock, limit=MAX_REQUEST,
+                                            backlog=self.backlog)
         self.ready.set()
         await self._quit.wait()              # stop() sets it from another thread: call_soon_threadsafe
         # Accept no more, and let connections accepted this very moment get their transports first:
@@ -729,14 +731,15 @@ def table(measurements) -> str:
 
 
 def latency_chart(measurement: Measurement, width: int = 40, scale: float | None = None) -> str:
-    """Each client's latency as a bar, fastest first: a staircase means one at a time."""
+    """The latencies as bars, sorted (fastest first): row k is the k-th answer, not client number k,
+    so every chart rises. Steps of one work time between rows mean one request at a time."""
     lat = measurement.latencies
     if not lat:
         return f"{measurement.style}: no client got an answer"
     scale = scale or max(lat)
-    lines = [f"{measurement.style} ({measurement.clients} clients, bar = latency, "
-             f"full width = {scale * 1000:.0f} ms)"]
+    lines = [f"{measurement.style} ({measurement.clients} clients, sorted: fastest answer first, "
+             f"bar = latency, full width = {scale * 1000:.0f} ms)"]
     for i, x in enumerate(lat, 1):
         bar = "#" * max(1, round(width * x / scale))
-        lines.append(f"  client {i:>2} {bar:<{width}} {x * 1000:6.1f} ms")
+        lines.append(f"  answer {i:>2} {bar:<{width}} {x * 1000:6.1f} ms")
     return "\n".join(lines)

@@ -6,13 +6,14 @@ import ast
 import errno
 import inspect
 import socket
+import sys
 import threading
 import time
 
 import pytest
 
 import socklab
-from socklab import concurrency, runtime
+from socklab import concurrency, kstate, runtime
 from socklab.concurrency import STYLES, make_server, measure, read_line, run_clients
 
 FAST = 1.0  # seconds: "promptly", with room for a loaded CI machine
@@ -261,7 +262,9 @@ def test_compare_table_row_and_chart(leakcheck):
     assert row.startswith("iterative  clients=3  answered=3/3  total ")
     assert row.endswith("one request at a time")
     chart = concurrency.latency_chart(ms[0], width=10)
-    assert chart.count("client ") == 3 and "#" in chart
+    assert chart.count("answer ") == 4 and "#" in chart    # the title, and one row per answer
+    assert "sorted: fastest answer first" in chart.splitlines()[0]
+    assert "client " not in chart    # rows are answers in order, not client numbers
     empty = concurrency.Measurement("threads", 2, 0.01, 0.1,
                                     [concurrency.ClientResult(0, None, "ConnectionRefusedError")])
     assert "no client got an answer" in concurrency.latency_chart(empty)
@@ -383,3 +386,43 @@ def test_a_run_stopped_before_any_answer_shows_no_latency_not_nan():
         assert "<td>-</td><td>-</td>" in table and "nan" not in table
     finally:
         panel.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the backlog in force, read from Linux")
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("backlog", [None, 2])
+def test_every_style_listens_with_the_backlog_it_was_given(style, backlog, leakcheck):
+    """asyncio.start_server(sock=...) calls listen() again, with its own default (100) unless it is
+    given backlog=: every style must listen with the server's backlog (128 unless set)."""
+    kw = {} if backlog is None else {"backlog": backlog}
+    with make_server(style, 0.01, **kw).start() as srv:
+        row = kstate.listener_state(srv.address[1])
+        if row is None or row.backlog is None:
+            pytest.skip("the kernel does not show the backlog in force here (no sock_diag)")
+        assert row.backlog == (128 if backlog is None else backlog)
+
+
+def test_asyncio_accept_queue_holds_backlog_plus_one_while_its_loop_is_busy(leakcheck):
+    """With its event loop held up, the asyncio server accepts nothing: the kernel's accept queue
+    fills. backlog=2 lets 3 connections complete; the 4th SYN is dropped and its connect() times
+    out (with asyncio's default backlog of 100 it would connect)."""
+    srv = make_server("asyncio", 0.01, backlog=2).start()
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_loop():          # runs in the event loop's thread: nothing else runs meanwhile
+        held.set()
+        release.wait(10)
+
+    clients = []
+    try:
+        srv._loop.call_soon_threadsafe(hold_the_loop)
+        assert held.wait(5), "the event loop never ran the callback"
+        for _ in range(3):        # backlog + 1 fit in the queue
+            clients.append(socket.create_connection(srv.address, timeout=2))
+        with pytest.raises(TimeoutError):
+            clients.append(socket.create_connection(srv.address, timeout=0.5))
+    finally:
+        release.set()
+        for c in clients:
+            c.close()
+        srv.stop()

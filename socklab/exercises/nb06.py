@@ -233,9 +233,11 @@ SEND_RECV_MSG = Exercise(
     limit=3.0,
     task="""2. **Length-prefix framing, by hand** *(exercise 06.1, checked below)*. Without `framing`, write
 `send_msg(sock, data)`, which sends `data` with a 4-byte big-endian length in front
-(`struct.pack("!I", len(data))`) in **one** `sendall()`, and `recv_msg(sock)`, which returns the next
-message as `bytes`, `None` if the peer closed cleanly *between* messages, and raises `EOFError` if it
-closed in the *middle* of one (for example a header announcing 10 bytes, then 3 bytes, then the end).
+(`struct.pack("!I", len(data))`) in **one** `sendall()` (two writes also pass the check, with a tip:
+they walk into the Nagle trap of section 6), and `recv_msg(sock)`, which returns the next message as
+`bytes`, `None` if the peer closed cleanly *between* messages, and raises an exception (such as
+`EOFError`) if it closed in the *middle* of one (for example a header announcing 10 bytes, then 3 bytes,
+then the end).
 Define `recv_exactly` in the same cell. The check sends you headers that arrive in pieces, an empty
 message, 70 000 bytes in chunks of 1..4096 bytes, and a message cut short; and has your `send_msg`
 send 4 MiB through a socket with a timeout. Then: what does the

@@ -386,7 +386,9 @@ accept clients on the listening socket `listener` until the `threading.Event` `s
 serve each one in its own thread: read one line (until `b"\\n"`), answer `b"done: " + line`, close.
 Give `listener` a timeout so you notice `stop`, and join your client threads before returning. The
 check sends one client, then a slow client (half a line, the rest later) with three quick ones
-behind it, then five in a row, and stops your server. Then time it yourself: run it in a
+behind it, then five in a row, then a client that shuts down before its line ends (its thread must
+end too), and stops your server each time; a `serve()` that keeps the CPU busy while it waits (a
+loop that asks a non-blocking listener again and again) fails. Then time it yourself: run it in a
 `threading.Thread`, time 20 clients with `total, results = concurrency.run_clients(listener.getsockname(), 20)`,
 then set `stop` and join the thread. Do the same with a server that serves one client at a time:
 with no work to wait for, threads buy nothing (starting one costs more than answering). Then give
