@@ -10,6 +10,7 @@ import atexit
 import functools
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -254,10 +255,39 @@ def rundir() -> str:
     with _lock:
         if _rundir is None or not os.path.isdir(_rundir):
             # Short base: AF_UNIX paths must fit in 108 bytes.
-            base = "/tmp" if os.path.isdir("/tmp") else None
-            _rundir = tempfile.mkdtemp(prefix="socklab-", dir=base)
+            base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+            _remove_stale_rundirs(base)
+            # The pid in the name lets a later process remove it if this one is killed (no atexit).
+            _rundir = tempfile.mkdtemp(prefix=f"socklab-{os.getpid()}-", dir=base)
             os.chmod(_rundir, 0o700)
         return _rundir
+
+
+def _remove_stale_rundirs(base: str) -> list:
+    """Remove the private directories of this user's socklab processes that have ended without
+    cleaning up (a kernel killed, not shut down); return their paths. A directory whose process
+    still runs, or another user's, is left alone."""
+    removed = []
+    if os.name != "posix":  # no uid to compare; and os.kill(pid, 0) on Windows is CTRL_C_EVENT
+        return removed
+    for entry in os.scandir(base):
+        m = re.fullmatch(r"socklab-(\d+)-\w+", entry.name)
+        if m is None or not entry.is_dir(follow_symlinks=False) or \
+                entry.stat(follow_symlinks=False).st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # the process still runs (or a process of that pid does)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # a process of that pid runs, as another user
+        try:
+            shutil.rmtree(entry.path)
+        except FileNotFoundError:  # another socklab process removed it first
+            continue
+        removed.append(entry.path)
+    return removed
 
 
 def private_path(stem: str = "sock") -> str:

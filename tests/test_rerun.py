@@ -27,7 +27,9 @@ import pathlib
 import queue
 import random
 import re
+import shutil
 import sys
+import tempfile
 import time
 import zlib
 
@@ -115,7 +117,11 @@ class Kernel:
     """A real IPython kernel (the project's python3 kernelspec) run from ``cwd``."""
 
     def __init__(self, cwd: pathlib.Path, ipython_dir: pathlib.Path):
-        self.km = jupyter_client.KernelManager(kernel_name="python3")
+        # Channels over AF_UNIX files of its own, not TCP ports: a TCP port jupyter_client picks here
+        # can be taken by another program before the kernel binds it ("Address already in use").
+        self._ipc_dir = tempfile.mkdtemp(prefix="socklab-k")
+        self.km = jupyter_client.KernelManager(kernel_name="python3", transport="ipc",
+                                               ip=os.path.join(self._ipc_dir, "k"))
         # IPython's history database opens files now and then: keep it out of the fd counts
         self.km.start_kernel(cwd=str(cwd), env=dict(os.environ, IPYTHONDIR=str(ipython_dir)),
                              extra_arguments=["--HistoryManager.enabled=False"])
@@ -124,8 +130,8 @@ class Kernel:
         self.kc.wait_for_ready(timeout=60)
 
     def ports(self) -> list:
-        info = self.km.get_connection_info()
-        return [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
+        """The kernel's TCP ports: none, its channels are AF_UNIX files (see __init__)."""
+        return []
 
     def run(self, code: str, timeout: float = CELL_TIMEOUT) -> dict:
         """Execute ``code``; return {status, ename, evalue, stdout, timed_out}."""
@@ -155,7 +161,10 @@ class Kernel:
         try:
             self.kc.stop_channels()
         finally:
-            self.km.shutdown_kernel(now=True)
+            try:
+                self.km.shutdown_kernel(now=True)
+            finally:
+                shutil.rmtree(self._ipc_dir)
 
 
 def _where(traceback: list) -> str:

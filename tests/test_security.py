@@ -520,3 +520,30 @@ def test_stop_all_removes_stale_socket_files_only(tmp_path, leakcheck):
         live.close()
         for name in ("notes.txt", *[n for n in os.listdir(d) if n.startswith("live-")]):
             os.unlink(os.path.join(d, name))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process ids and owners are POSIX's")
+def test_a_killed_processs_private_directory_is_removed_by_the_next_one(tmp_path):
+    """A kernel that is killed (not shut down) runs no atexit: its private directory stays until
+    the next socklab process of the same user makes its own. One of a live process stays."""
+    code = ("import sys, socklab.runtime as r; print(r.rundir(), flush=True); sys.stdin.readline()")
+    killed = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    alive = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        dead_dir, live_dir = killed.stdout.readline().strip(), alive.stdout.readline().strip()
+        killed.kill()
+        killed.wait(10)
+        assert os.path.isdir(dead_dir) and os.path.isdir(live_dir)
+        later = subprocess.run([sys.executable, "-c", "import socklab.runtime as r; print(r.rundir())"],
+                               capture_output=True, text=True, timeout=60, check=True)
+        assert not os.path.exists(dead_dir), dead_dir
+        assert os.path.isdir(live_dir)
+        assert not os.path.exists(later.stdout.strip())  # that one ended normally: atexit removed it
+    finally:
+        alive.stdin.close()
+        alive.wait(10)
+        killed.stdout.close()
+        alive.stdout.close()
+    assert not os.path.exists(live_dir)
