@@ -550,7 +550,8 @@ def _timeout(exc: BaseException, call: str | None, origin, short: str) -> Explan
             "A UDP server binds first: sock.bind(('127.0.0.1', 0)) (or a fixed port), then tells "
             "clients its port (sock.getsockname()[1]) and calls recvfrom().", short, "timeout")
     if how == "call":
-        return _timeout_of(_call_kind(name), _SHOWN_AS.get(name, name), short)
+        return _timeout_of(_call_kind(name), _SHOWN_AS.get(name, name), short,
+                           getattr(exc, "socklab_type", None))
     if how != "raise" and call is not None and _call_kind(call) is not None:
         return _timeout_of(_call_kind(call), call, short)
     # A socket call's own timeout says 'timed out' ('The read operation timed out' for TLS).
@@ -619,7 +620,7 @@ def send_unconnected(exc: BaseException, call: str) -> Explanation:
         "conn from `conn, addr = srv.accept()`.", _short(exc), "EPIPE")
 
 
-def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
+def _timeout_of(kind: str | None, name: str | None, short: str, type_=None) -> Explanation:
     """A socket call's own timeout (settimeout(t) or a timeout= argument), by the kind of call."""
     if kind == "send":
         what = (f"{name}() waited for its whole timeout for room in the send buffer: the peer is "
@@ -663,6 +664,23 @@ def _timeout_of(kind: str | None, name: str | None, short: str) -> Explanation:
             "give a slow peer a longer timeout. After a timeout this file cannot be read again "
             "(Python refuses with 'cannot read from timed out object'): make a new one with "
             "makefile(), or close the connection.", short, "timeout")
+    if kind == "recv" and type_ == socket.SOCK_DGRAM:
+        return Explanation(
+            "Timed out", f"{name}() waited for its whole timeout and no datagram arrived.",
+            "UDP gives no sign of loss: a datagram (or its reply) that was dropped, or sent to "
+            "another address or port, looks the same as one that was never sent.",
+            "Check that the peer sends to this socket's address (getsockname()), and send the "
+            "request again after a timeout, a few times, waiting longer each time.", short, "timeout")
+    if kind == "recv" and type_ == socket.SOCK_STREAM:
+        return Explanation(
+            "Timed out", f"{name}() waited for its whole timeout and no data arrived.",
+            "recv() returns as soon as any data is there; with settimeout(t) it gives up after t "
+            "seconds of silence. The peer sent nothing on this connection in that time: it may be "
+            "waiting to receive first as well (both sides in recv()), it may be slow, or it may "
+            "have written to a makefile() file without flush() (the data waits in that file's "
+            "buffer).",
+            "Check who sends first in your protocol, and give a slow peer a longer timeout.",
+            short, "timeout")
     if kind == "recv":
         return Explanation(
             "Timed out", f"{name}() waited for its whole timeout and no data arrived.",
@@ -1429,6 +1447,14 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
             "(Only a socket without any timeout would wait, for as long as it takes.)",
             "Make the server accept() sooner (or give it a larger backlog), or try to connect again "
             "a little later.", short, name)
+    if isinstance(exc, BlockingIOError) and family is not None and family != socket.AF_UNIX:
+        return Explanation(
+            "Would block", f"The call{where} could not complete immediately, and this socket does not wait.",
+            "A non-blocking socket (setblocking(False) or settimeout(0)) raises BlockingIOError where "
+            "a call would have to wait: recv() for data, accept() for a client, send() for room in "
+            "the send buffer.",
+            "Wait for readiness with selectors (or select), then call again; or give the socket a "
+            "timeout (settimeout(5)) and let the call wait.", short, name)
     if isinstance(exc, BlockingIOError):
         return Explanation(
             "Would block", f"The call{where} could not complete immediately, and this socket does not wait.",

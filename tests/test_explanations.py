@@ -960,3 +960,22 @@ def test_permission_denied_names_only_the_case_of_the_call(as_nobody):
     assert port[0] == errno.EACCES and "1024" in port[1] and "AF_UNIX" not in port[1] + port[2]
     assert "broadcast" not in port[1].lower()
     assert broadcast[0] == errno.EACCES and "SO_BROADCAST" in broadcast[2] and "1024" not in broadcast[1]
+
+
+def test_timeouts_and_would_block_are_told_for_the_socket_type(leakcheck):
+    with socket.create_server(("127.0.0.1", 0)) as lst, \
+            socket.create_connection(lst.getsockname(), timeout=5) as c:
+        conn, _ = lst.accept()
+        with conn:
+            c.settimeout(0.05)
+            tcp = explain(noted(lambda: c.recv(10), TimeoutError))
+            c.setblocking(False)
+            eagain = explain(noted(lambda: c.recv(10), BlockingIOError))
+    assert "UDP" not in tcp.why + tcp.fix and "who sends first" in tcp.fix
+    assert "AF_UNIX" not in eagain.why + eagain.fix and "selectors" in eagain.fix
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.bind(("127.0.0.1", 0))
+        u.settimeout(0.05)
+        udp = explain(noted(lambda: u.recvfrom(10), TimeoutError))
+    assert "no datagram arrived" in udp.what and "send the request again" in udp.fix
+    assert "makefile" not in udp.why
