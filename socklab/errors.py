@@ -1549,6 +1549,13 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
         tcall = origin[1] if origin and origin[0] == "call" else call
         twhere = f" in {tcall}()" if tcall else ""
         maybe_address = tcall is None or tcall in _ADDRESS_CALLS
+        if tcall == "socket" and "cannot be interpreted as an integer" in msg:
+            return Explanation(
+                "Constants, not names", f"socket() was given a name where it takes a constant: {msg}.",
+                "socket(family, type, proto) takes the socket module's numbers: socket.AF_INET, "
+                "socket.SOCK_STREAM, socket.IPPROTO_TCP; the text 'AF_INET' or 'tcp' is not one.",
+                "Write socket.socket(socket.AF_INET, socket.SOCK_STREAM) (socklab.socket() also "
+                "takes the names as text).", short)
         if tcall == "setsockopt":
             return Explanation(
                 "Wrong option value", f"setsockopt() was given a value of the wrong type: {msg}.",
