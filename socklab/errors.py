@@ -679,7 +679,8 @@ def _timeout_of(kind: str | None, name: str | None, short: str, type_=None) -> E
             "waiting to receive first as well (both sides in recv()), it may be slow, or it may "
             "have written to a makefile() file without flush() (the data waits in that file's "
             "buffer).",
-            "Check who sends first in your protocol, and give a slow peer a longer timeout.",
+            "Check who sends first in your protocol, and give a slow peer a longer timeout. A "
+            "listening socket never has data: receive on the socket accept() returned.",
             short, "timeout")
     if kind == "recv":
         return Explanation(
