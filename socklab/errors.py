@@ -604,8 +604,9 @@ def on_listener(exc: BaseException, call: str) -> Explanation:
         + ("writable, so a send with a timeout waits for it all, and one without fails at once "
            "(BrokenPipeError)." if sends else "readable for data, so the call waits for its whole "
            "timeout (or fails with ENOTCONN)."),
-        f"Call {call}() on the socket accept() returned: `conn, addr = srv.accept()`, then "
-        f"conn.{call}(...).", _short(exc), _errname(exc))
+        f"Call {call}() on the socket accept() returned: `conn, addr = "
+        f"{getattr(exc, 'socklab_receiver', None) or 'srv'}.accept()`, then conn.{call}(...).",
+        _short(exc), _errname(exc))
 
 
 def send_unconnected(exc: BaseException, call: str) -> Explanation:
@@ -1222,10 +1223,11 @@ def note_call(exc: BaseException, call: str | None) -> None:
             exc.socklab_address = address
         exc.socklab_family, exc.socklab_type = family, type_
     try:
-        sock = _receiver(exc)
+        sock, written = _receiver_named(exc)
     except Exception:  # bytecode this Python's dis cannot read: nothing noted, explain() guesses less
-        sock = None
+        sock = written = None
     if sock is not None:
+        exc.socklab_receiver = written  # as the code names it: fixes can use the learner's name
         exc.socklab_family, exc.socklab_type = sock.family, sock.type
         exc.socklab_timeout = sock.gettimeout()  # 0.0: a non-blocking socket
         if sock.fileno() != -1:
@@ -1245,6 +1247,12 @@ def _receiver(exc: BaseException) -> socket.socket | None:
     """The socket a call such as ``u.recv(...)`` or ``self.sock.send(...)`` in the learner's
     innermost frame was made on: the names before the method, looked up in the frame without
     running any code (no properties). None for anything else, e.g. ``make().recv(...)``."""
+    return _receiver_named(exc)[0]
+
+
+def _receiver_named(exc: BaseException) -> tuple:
+    """(the socket, as ``_receiver`` finds it, and the expression the code wrote for it, e.g.
+    'srv' or 'self.sock'); (None, None) if not found."""
     tb, entries = exc.__traceback__, []
     while tb is not None and len(entries) < 200:
         entries.append(tb)
@@ -1252,12 +1260,12 @@ def _receiver(exc: BaseException) -> socket.socket | None:
     learner = next((e for e in reversed(entries)
                     if not e.tb_frame.f_code.co_filename.startswith(LIBRARY_DIRS)), None)
     if learner is None:
-        return None
+        return None, None
     frame, code = learner.tb_frame, learner.tb_frame.f_code
     instrs = list(dis.get_instructions(code))
     at = max((i for i, ins in enumerate(instrs) if ins.offset <= learner.tb_lasti), default=None)
     if at is None or instrs[at].positions is None:
-        return None
+        return None, None
     start = (instrs[at].positions.lineno, instrs[at].positions.col_offset)
     chain = []  # the loads of this call's own expression, in order: u, .sock, .send
     for ins in instrs[:at]:
@@ -1268,7 +1276,7 @@ def _receiver(exc: BaseException) -> socket.socket | None:
         chain.pop()  # PRECALL and the like, between the method and the call
     if len(chain) < 2 or not chain[0].opname.startswith(_NAME_LOADS) \
             or any(not ins.opname.startswith("LOAD_ATTR") for ins in chain[1:-1]):
-        return None
+        return None, None
     name = chain[0].argval
     scopes = (frame.f_locals, frame.f_globals, frame.f_builtins)
     obj = next((scope[name] for scope in scopes if name in scope), None)
@@ -1276,7 +1284,9 @@ def _receiver(exc: BaseException) -> socket.socket | None:
         obj = inspect.getattr_static(obj, ins.argval, None)
     if not isinstance(obj, socket.socket):  # a TracedSocket keeps its socket in .sock
         obj = inspect.getattr_static(obj, "sock", None)
-    return obj if isinstance(obj, socket.socket) else None
+    if not isinstance(obj, socket.socket):
+        return None, None
+    return obj, ".".join([name] + [ins.argval for ins in chain[1:-1]])
 
 
 def socket_call_of(exc: BaseException) -> str | None:

@@ -64,7 +64,15 @@ _HELD = ("In a notebook, an earlier run's socket may still hold the address: a c
          "and kept its socket open, or a thread still waiting in accept() (close() from another "
          "thread does not free a socket that a thread waits on: shutdown(socket.SHUT_RDWR) does). "
          "Close it, or restart the kernel; a TCP port in TIME_WAIT frees itself after about 60 s.")
-_ARGUMENT_ERRORS = (TypeError, ValueError, OverflowError)  # what a socket call refuses arguments with
+_ARGUMENT_ERRORS = (TypeError, ValueError, OverflowError)
+
+
+def _held(exc: OSError) -> str:
+    """The note on a port another socket holds; a UDP socket has no accept() and no TIME_WAIT."""
+    if getattr(exc, "socklab_type", None) == socket.SOCK_DGRAM:
+        return ("In a notebook, an earlier run's socket may still hold the port: a cell that ran "
+                "before and kept its socket open. Close it, or restart the kernel.")
+    return _HELD  # what a socket call refuses arguments with
 _REBOUND = ("In a notebook, a cell that only binds a socket an earlier cell made binds it a second "
             "time when it runs again: run the cells from the one that creates the socket.")
 _IN_A_NOTEBOOK = {
@@ -84,12 +92,12 @@ def _in_a_notebook(exc: OSError, call: str | None) -> str | None:
             and getattr(exc, "socklab_bound", None) is not None:
         # A second bind() of one socket: only if it was bound before this call.
         return _REBOUND if exc.socklab_bound else None if exc.errno == errno.EINVAL else (
-            None if exc.socklab_family == socket.AF_UNIX else _HELD)
+            None if exc.socklab_family == socket.AF_UNIX else _held(exc))
     if exc.errno == errno.EINVAL and call != "bind":
         return None
     if exc.errno == errno.EADDRINUSE:
         if getattr(exc, "socklab_family", None) != socket.AF_UNIX:
-            return _HELD
+            return _held(exc)
     return _IN_A_NOTEBOOK.get(exc.errno)
 
 

@@ -773,6 +773,10 @@ def test_sending_on_the_listening_socket_is_named(leakcheck):
             assert explain(exc).title == "Not a connection"
         plain = explain(provoke(lambda: srv.sendall(b"x"), TimeoutError), call="sendall")
         assert "listening socket" in plain.what  # nothing noted: the text still names the case
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # the fix uses the learner's name
+        listener.settimeout(0.05)
+        exc = noted(lambda: listener.recv(10), TimeoutError)
+        assert "conn, addr = listener.accept()" in explain(exc).fix
     with socklab.socket() as lst:  # a traced listener says it by itself
         lst.bind(("127.0.0.1", 0))
         lst.listen()
