@@ -58,47 +58,38 @@ def _interrupted(shell, etype, value, tb, tb_offset):
     _show_own_frames(shell, etype, value, tb, tb_offset)
 
 
+_ARGUMENT_ERRORS = (TypeError, ValueError, OverflowError)  # what a socket call refuses arguments with
+
 # Said under the explanation of an uncaught error in a cell: the usual notebook story behind it.
+_CLOSED = ("In a notebook this often means a cell ran again (or out of order) after another cell, "
+           "such as a clean-up cell, closed the socket: run the cells that create it again, in order.")
+# A second bind() of the same socket: EINVAL for TCP and UDP, EADDRINUSE for AF_UNIX (its file is
+# there already).
+_REBOUND = ("In a notebook, a cell that only binds a socket an earlier cell made binds it a second "
+            "time when it runs again: run the cells from the one that creates the socket.")
 # Another socket holds the port: one an earlier run (or another cell) left open.
 _HELD = ("In a notebook, an earlier run's socket may still hold the address: a cell that ran before "
          "and kept its socket open, or a thread still waiting in accept() (close() from another "
          "thread does not free a socket that a thread waits on: shutdown(socket.SHUT_RDWR) does). "
          "Close it, or restart the kernel; a TCP port in TIME_WAIT frees itself after about 60 s.")
-_ARGUMENT_ERRORS = (TypeError, ValueError, OverflowError)
-
-
-def _held(exc: OSError) -> str:
-    """The note on a port another socket holds; a UDP socket has no accept() and no TIME_WAIT."""
-    if getattr(exc, "socklab_type", None) == socket.SOCK_DGRAM:
-        return ("In a notebook, an earlier run's socket may still hold the port: a cell that ran "
-                "before and kept its socket open. Close it, or restart the kernel.")
-    return _HELD  # what a socket call refuses arguments with
-_REBOUND = ("In a notebook, a cell that only binds a socket an earlier cell made binds it a second "
-            "time when it runs again: run the cells from the one that creates the socket.")
-_IN_A_NOTEBOOK = {
-    errno.EBADF: "In a notebook this often means a cell ran again (or out of order) after another "
-                 "cell, such as a clean-up cell, closed the socket: run the cells that create it "
-                 "again, in order.",
-    # A second bind() of the same socket: EINVAL for TCP and UDP, EADDRINUSE for AF_UNIX (its
-    # file is there already).
-    errno.EINVAL: _REBOUND,
-    errno.EADDRINUSE: _REBOUND,
-}
+_HELD_UDP = ("In a notebook, an earlier run's socket may still hold the port: a cell that ran before "
+             "and kept its socket open. Close it, or restart the kernel.")
 
 
 def _in_a_notebook(exc: OSError, call: str | None) -> str | None:
     """The note for a cell's socket error that re-running cells often causes, where it fits."""
-    if exc.errno in (errno.EINVAL, errno.EADDRINUSE) and call == "bind" \
-            and getattr(exc, "socklab_bound", None) is not None:
-        # A second bind() of one socket: only if it was bound before this call.
-        return _REBOUND if exc.socklab_bound else None if exc.errno == errno.EINVAL else (
-            None if exc.socklab_family == socket.AF_UNIX else _held(exc))
-    if exc.errno == errno.EINVAL and call != "bind":
+    if exc.errno == errno.EBADF:
+        return _CLOSED
+    bound = getattr(exc, "socklab_bound", None)  # before this call; None if not known
+    if exc.errno == errno.EINVAL:  # TCP's and UDP's second bind(), unless known unbound before
+        return _REBOUND if call == "bind" and bound is not False else None
+    if exc.errno != errno.EADDRINUSE:
         return None
-    if exc.errno == errno.EADDRINUSE:
-        if getattr(exc, "socklab_family", None) != socket.AF_UNIX:
-            return _held(exc)
-    return _IN_A_NOTEBOOK.get(exc.errno)
+    if call == "bind" and bound:
+        return _REBOUND
+    if getattr(exc, "socklab_family", None) == socket.AF_UNIX:  # AF_UNIX's second bind()
+        return None if call == "bind" and bound is False else _REBOUND
+    return _HELD_UDP if getattr(exc, "socklab_type", None) == socket.SOCK_DGRAM else _HELD
 
 
 def _own_frames(tb):
@@ -140,27 +131,15 @@ def _error_handler(shell, etype, value, tb, tb_offset=None):
     if isinstance(value, KeyboardInterrupt):
         _interrupted(shell, etype, value, tb, tb_offset)
         return
-    if isinstance(value, _ARGUMENT_ERRORS):
-        # A socket call refused its arguments (c.sendall('hi')): explained where explain() knows
-        # the case; any other such error shows as IPython shows it.
-        exp = _socket_error_explained(value)
-        if exp is None:
-            shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
-            return
-        display(Rich(exp.text(), explanation_html(exp)))
-        _show_own_frames(shell, etype, value, tb, tb_offset)
-        return
     # urllib wraps the socket's error: explain that one (its reason), and show only the wrapper's
     # own frames, not the chained traceback of the error it handled.
     wrapped = isinstance(value, urllib.error.URLError) and isinstance(value.reason, OSError)
     cause = value.reason if wrapped else value
-    call = socket_call_of(cause)
-    if call is None:
+    exp, call = _socket_error_explained(cause)
+    if exp is None:  # not a socket call's error (or one explain() has no text for)
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return
-    note_call(cause, call)  # the socket's family and type, the address it was given
-    exp = explain(cause, call=call)
-    note = _in_a_notebook(cause, call)
+    note = _in_a_notebook(cause, call) if isinstance(cause, OSError) else None
     if note:
         exp = dataclasses.replace(exp, details=exp.details + (note,))
     display(Rich(exp.text(), explanation_html(exp)))
@@ -172,21 +151,18 @@ def _error_handler(shell, etype, value, tb, tb_offset=None):
         value.__suppress_context__ = suppressed
 
 
-def _socket_error_explained(value) -> object:
-    """The explanation of a socket call's error (an OSError, or its refusal of its arguments),
-    with what note_call() finds; None for any other error."""
-    if isinstance(value, OSError):
-        call = socket_call_of(value)
-        if call is None:
-            return None
-        note_call(value, call)
-        return explain(value, call=call)
-    call = argument_error_call(value)
+def _socket_error_explained(value) -> tuple:
+    """(explanation, call) for a socket call's error (an OSError, or its refusal of its arguments),
+    with what note_call() finds on the socket; (None, None) for any other error, and for an
+    argument error explain() has no text of its own for."""
+    call = socket_call_of(value) if isinstance(value, OSError) else argument_error_call(value)
     if call is None:
-        return None
-    note_call(value, call)  # the socket's family: sendto()'s swapped arguments are told by it
+        return None, None
+    note_call(value, call)  # the socket's family and type, the address it was given
     exp = explain(value, call=call)
-    return None if exp.title == type(value).__name__ else exp
+    if not isinstance(value, OSError) and exp.title == type(value).__name__:
+        return None, None
+    return exp, call
 
 
 def _thread_error(args, then) -> None:
@@ -197,7 +173,7 @@ def _thread_error(args, then) -> None:
     name = getattr(args.thread, "name", "")
     exp = None
     if not checking and not name.startswith("socklab") and isinstance(args.exc_value, Exception):
-        exp = _socket_error_explained(args.exc_value)
+        exp = _socket_error_explained(args.exc_value)[0]
     if exp is None:  # a check collects its learner threads' errors itself (exercises.core)
         then(args)
         return
