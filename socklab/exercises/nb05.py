@@ -467,9 +467,10 @@ def _settled(ctx, srv, client, total):
     return settled
 
 
-def _foreign(reply: bytes, i: int, msgs: list):
-    """(j, bytes) when ``reply`` (client i's) holds bytes that client j sent: runs of at least 8
-    bytes of msgs[j] (random bytes: no run that long is in two messages by chance). Or None."""
+def _foreign(reply: bytes, i: int, msgs: list) -> list:
+    """[(j, bytes), ...] in client order, for each client j whose bytes ``reply`` (client i's)
+    holds: runs of at least 8 bytes of msgs[j] (random bytes: no run that long is in two messages
+    by chance). Empty if none."""
     k = 8
     index = {}
     for j, m in enumerate(msgs):
@@ -484,10 +485,7 @@ def _foreign(reply: bytes, i: int, msgs: list):
             start = max(p, covered_until)
             found[j] = found.get(j, 0) + p + k - start
             covered_until = p + k
-    if not found:
-        return None
-    j = max(found, key=found.get)
-    return j, found[j]
+    return sorted(found.items())
 
 
 def _case_echo_many(ctx, handler):
@@ -529,15 +527,16 @@ def _case_echo_many(ctx, handler):
             raise
     results[0] = read_all(socks[0], max(1.0, deadline - monotonic()))
     replies = [r if r is not None else (b"", "timeout") for r in results]
-    for i, (m, (reply, how)) in enumerate(zip(msgs, replies)):
-        if reply != m:
-            mixed = _foreign(reply, i, msgs)
-            if mixed:
-                j, n = mixed
-                raise Fail(f"three clients at once: client {i + 1} got bytes that client {j + 1} "
-                           f"sent ({plural(n, 'byte')} of them). Keep the buffer local to the "
-                           "handler, not in a global: each connection runs your handler in its own "
-                           "thread, at the same time as the others.")
+    # Every client that got another's bytes, in client order: which client's bytes dominate a
+    # reply depends on how the threads took turns, that some got client 1's does not.
+    mixed = [(i, _foreign(reply, i, msgs)) for i, (m, (reply, how)) in enumerate(zip(msgs, replies))
+             if reply != m]
+    mixed = [f"client {i + 1} got bytes that client {j + 1} sent ({plural(n, 'byte')} of them)"
+             for i, found in mixed if found for j, n in found]
+    if mixed:
+        raise Fail(f"three clients at once: {'; '.join(mixed)}. Keep the buffer local to the "
+                   "handler, not in a global: each connection runs your handler in its own "
+                   "thread, at the same time as the others.")
     for i, (m, (reply, how)) in enumerate(zip(msgs, replies)):
         if reply != m or how != "closed":
             _judge_echo(ctx, srv, m, reply, how, logs[i], who=f"client {i + 1} of 3")
