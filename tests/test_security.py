@@ -425,12 +425,14 @@ c.connect()
 print(socklab.runtime.rundir(), sorted(os.listdir(socklab.runtime.rundir())), flush=True)
 if sys.argv[1] == "block":
     c.recv()  # blocks until SIGINT
+else:
+    sys.stdin.readline()  # exits once the test has looked (its stdin closes)
 """
 
 
 def _start(mode):
     return subprocess.Popen([sys.executable, "-c", EXIT_SNIPPET, mode], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _first_line(proc, timeout=30.0) -> str:
@@ -447,7 +449,8 @@ def test_rundir_removed_at_exit():
     proc = _start("exit")
     try:
         rundir, files = _first_line(proc).split(" ", 1)
-        assert os.path.isdir(rundir) or proc.poll() is not None
+        # The child waits on its stdin: its atexit cannot have removed the directory yet.
+        assert os.path.isdir(rundir)
         assert "sock-" in files and "hand-" in files
         out, err = proc.communicate(timeout=30)
     finally:
