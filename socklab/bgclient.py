@@ -1,6 +1,7 @@
 """A client that runs on its own in a thread, for servers the learner builds cell by cell."""
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import threading
@@ -77,15 +78,24 @@ class BackgroundClient:
 
     def _run(self):
         c = self.config
+        own_path = None
         try:
             with self._lock:
                 self.sock = TracedSocket.create(c.af, c.kind, trace=self.trace, side=self.side, owner=self)
             self.sock.settimeout(self.timeout)
-            if c.stream:
+            # An AF_UNIX datagram client binds a path so that replies can come back, and connects
+            # so that a wait for room in a full receiver sleeps (unconnected, it spins on Linux).
+            unix_dgram = c.family == "AF_UNIX" and not c.stream
+            if unix_dgram:
+                own_path = runtime.private_path("client")
+                self.sock.bind(own_path)
+            if c.stream or unix_dgram:
                 self.sock.connect(self.address)
             for msg in self.messages:
                 if c.stream:
                     self.sock.sendall(msg)
+                elif unix_dgram:
+                    self.sock.send(msg)
                 else:
                     self.sock.sendto(msg, self.address)
                 if not self.read_replies:
@@ -99,6 +109,8 @@ class BackgroundClient:
             with self._lock:  # stop() sends its wake-up under this lock: never to a closed pair
                 if self.sock is not None:
                     self.sock.close()
+                if own_path is not None and os.path.exists(own_path):
+                    os.unlink(own_path)
                 self._wake_r.close()  # finished: a client left unstopped holds no fds
                 self._wake_w.close()
                 self.done.set()

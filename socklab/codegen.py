@@ -181,8 +181,12 @@ def client_code(config: SocketConfig | None = None, message: bytes = b"hello") -
     else:
         if c.family == "AF_UNIX":
             out += ["    s.bind(os.path.join(home, 'client.sock'))  # a datagram reply needs an "
-                    "address to come back to"]
-        out += [f"    s.sendto({msg}, {addr})",
-                "    reply, addr = s.recvfrom(65536)",
-                "print('reply:', reply)"]
+                    "address to come back to",
+                    f"    s.connect({addr})  # connected, a wait for room in a full receiver sleeps",
+                    f"    s.send({msg})",
+                    "    reply = s.recv(65536)"]
+        else:
+            out += [f"    s.sendto({msg}, {addr})",
+                    "    reply, addr = s.recvfrom(65536)"]
+        out.append("print('reply:', reply)")
     return "\n".join(out) + "\n"

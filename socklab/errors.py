@@ -541,6 +541,18 @@ def _timeout(exc: BaseException, call: str | None, origin, short: str) -> Explan
             "ctx.wrap_socket(sock, server_hostname='localhost') with a client context; give a "
             "slow client a longer timeout.", short, "timeout")
     if how == "call" and _call_kind(name) == "recv" and getattr(exc, "socklab_type", None) == \
+            socket.SOCK_DGRAM and getattr(exc, "socklab_bound", None) is False \
+            and getattr(exc, "socklab_family", None) == getattr(socket, "AF_UNIX", None):
+        return Explanation(
+            "Timed out", f"{name}() waited for its whole timeout on an AF_UNIX datagram socket that "
+            "never bound.",
+            "Without bind() an AF_UNIX datagram socket has no address (getsockname() gives ''), so "
+            "nobody can send to it: a server that receives from it sees None as the sender's "
+            "address and has nowhere to send a reply.",
+            "Bind the socket to a path of its own before it sends (in a directory only you can "
+            "enter), or on Linux bind('') for an automatic abstract name; remove the file when "
+            "done.", short, "timeout")
+    if how == "call" and _call_kind(name) == "recv" and getattr(exc, "socklab_type", None) == \
             socket.SOCK_DGRAM and getattr(exc, "socklab_bound", None) is False:
         return Explanation(
             "Timed out", f"{name}() waited for its whole timeout on a UDP socket that was never "
@@ -551,7 +563,7 @@ def _timeout(exc: BaseException, call: str | None, origin, short: str) -> Explan
             "clients its port (sock.getsockname()[1]) and calls recvfrom().", short, "timeout")
     if how == "call":
         return _timeout_of(_call_kind(name), _SHOWN_AS.get(name, name), short,
-                           getattr(exc, "socklab_type", None))
+                           getattr(exc, "socklab_type", None), getattr(exc, "socklab_family", None))
     if how != "raise" and call is not None and _call_kind(call) is not None:
         return _timeout_of(_call_kind(call), call, short)
     # A socket call's own timeout says 'timed out' ('The read operation timed out' for TLS).
@@ -621,8 +633,21 @@ def send_unconnected(exc: BaseException, call: str) -> Explanation:
         "conn from `conn, addr = srv.accept()`.", _short(exc), "EPIPE")
 
 
-def _timeout_of(kind: str | None, name: str | None, short: str, type_=None) -> Explanation:
+def _timeout_of(kind: str | None, name: str | None, short: str, type_=None,
+                family=None) -> Explanation:
     """A socket call's own timeout (settimeout(t) or a timeout= argument), by the kind of call."""
+    if kind == "send" and type_ == socket.SOCK_DGRAM and family == getattr(socket, "AF_UNIX", None):
+        return Explanation(
+            "Timed out", f"{name}() waited for its whole timeout for room in the receiver's queue: "
+            "the AF_UNIX datagram socket it sends to is not reading.",
+            "An AF_UNIX datagram goes straight into the receiving socket's queue, which holds only "
+            "so many datagrams (on Linux one more than /proc/sys/net/unix/max_dgram_qlen) and "
+            "bytes. When it is full the sender waits, where UDP would drop the datagram, and with "
+            "settimeout(t) it gives up after t seconds. This datagram was not sent.",
+            "Make the receiver read (a recvfrom() loop in its own thread), or send only as fast as "
+            "it reads. Connect the sender to its one receiver (connect(path), then send()): on "
+            "Linux an unconnected sendto() with a timeout waits in a busy loop, a connected send() "
+            "sleeps.", short, "timeout")
     if kind == "send":
         what = (f"{name}() waited for its whole timeout for room in the send buffer: the peer is "
                 "not reading (or this is a listening socket, which can never send).")
@@ -665,6 +690,15 @@ def _timeout_of(kind: str | None, name: str | None, short: str, type_=None) -> E
             "give a slow peer a longer timeout. After a timeout this file cannot be read again "
             "(Python refuses with 'cannot read from timed out object'): make a new one with "
             "makefile(), or close the connection.", short, "timeout")
+    if kind == "recv" and type_ == socket.SOCK_DGRAM and family == getattr(socket, "AF_UNIX", None):
+        return Explanation(
+            "Timed out", f"{name}() waited for its whole timeout and no datagram arrived.",
+            "AF_UNIX datagrams are not lost on the way (a sender waits while the queue is full): "
+            "none was sent to this socket. A peer can reply only to a socket with an address: to "
+            "a client that never bound, a server's recvfrom() gives None as the address.",
+            "Bind the client to a path of its own before it sends (on Linux bind('') picks an "
+            "abstract name), and check that the peer sends to this socket's address "
+            "(getsockname()).", short, "timeout")
     if kind == "recv" and type_ == socket.SOCK_DGRAM:
         return Explanation(
             "Timed out", f"{name}() waited for its whole timeout and no datagram arrived.",

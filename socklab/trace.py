@@ -402,11 +402,18 @@ class TracedSocket:
                 exc.socklab_explanation = functools.partial(send_before_connected, exc, call)
 
     # ---- recording helper
+    def _note_socket(self, exc: BaseException) -> None:
+        """For explain(): the family and type of the socket an error came from (a send timeout
+        means another thing on an AF_UNIX datagram socket than on a TCP one)."""
+        if isinstance(exc, OSError) and getattr(exc, "socklab_type", None) is None:
+            exc.socklab_family, exc.socklab_type = self.sock.family, self.sock.type
+
     def _do(self, call, fn, args, shown_args=None, nbytes_of=None, show_result=None):
         start = time.perf_counter()
         try:
             r = fn(*args)
         except BaseException as exc:
+            self._note_socket(exc)
             self.trace.record(self.side, call, shown_args if shown_args is not None else args,
                               error=exc, start=start)
             raise
@@ -438,6 +445,7 @@ class TracedSocket:
         try:
             conn, addr = self.sock.accept()
         except BaseException as exc:
+            self._note_socket(exc)
             self.trace.record(self.side, "accept", (), error=exc, start=start)
             raise
         side = conn_side or self.trace.new_side(f"{self.side}/conn")
@@ -473,6 +481,7 @@ class TracedSocket:
         try:
             r = self.sock.sendall(data, flags)
         except BaseException as exc:
+            self._note_socket(exc)
             self.trace.record(self.side, "sendall", (_payload(data),), error=exc, start=start)
             if isinstance(exc, (TimeoutError, BrokenPipeError)):
                 self._if_never_connected(exc, "sendall")
@@ -493,6 +502,7 @@ class TracedSocket:
         try:
             r = self.sock.recv(bufsize, flags)
         except BaseException as exc:
+            self._note_socket(exc)
             self.trace.record(self.side, "recv", args, error=exc, start=start)
             raise
         if not r:  # end of stream: its own event, and the end of the run

@@ -79,3 +79,27 @@ def test_a_silent_server_costs_one_timeout_not_two(leakcheck):
             assert recv[0].dt < 0.25, recv[0]
         finally:
             bg.stop()
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no AF_UNIX here")
+def test_unix_datagram_client_binds_so_that_a_plain_server_can_reply(leakcheck):
+    path = runtime.private_path("plain-dgram")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
+        srv.bind(path)
+        srv.settimeout(5)
+        bg = BackgroundClient(path, [b"one", b"two"], family="AF_UNIX", type="SOCK_DGRAM",
+                              name="bg-unix-dgram", timeout=5)
+        try:
+            for _ in range(2):
+                data, addr = srv.recvfrom(100)
+                assert addr and addr.startswith(runtime.rundir())  # an address to reply to
+                srv.sendto(data.upper(), addr)
+            assert bg.wait(10) == [b"ONE", b"TWO"] and bg.error is None
+            calls = [e.call for e in bg.trace]
+            assert calls.index("bind") < calls.index("connect") < calls.index("send")
+            assert "sendto" not in calls
+            bg._thread.join(5)
+            assert not os.path.exists(addr)  # the client's own file went with it
+        finally:
+            bg.stop()
+    os.unlink(path)

@@ -165,12 +165,16 @@ def test_datagram_exchange(family, leakcheck):
     finally:
         srv.stop()
     assert calls(trace, "server") == ["socket", "bind", "recvfrom", "sendto", "close"]
-    bind = ["bind"] if family == "AF_UNIX" else []  # an AF_UNIX datagram client needs a reply address
-    assert calls(trace, "client") == ["socket", "settimeout", *bind, "sendto", "recvfrom", "close"]
+    if family == "AF_UNIX":  # a reply address, and connected: a wait for room sleeps
+        assert calls(trace, "client") == ["socket", "settimeout", "bind", "connect", "send", "recv",
+                                          "close"]
+        assert events(trace, "client", "recv")[0].result == Data(b"hello datagram")
+    else:
+        assert calls(trace, "client") == ["socket", "settimeout", "sendto", "recvfrom", "close"]
+        assert events(trace, "client", "recvfrom")[0].result[0] == Data(b"hello datagram")
     got, peer = events(trace, "server", "recvfrom")[0].result
     assert got == Data(b"hello datagram")
     assert events(trace, "server", "sendto")[0].args[0] == Data(b"hello datagram")
-    assert events(trace, "client", "recvfrom")[0].result[0] == Data(b"hello datagram")
     if family == "AF_UNIX":
         assert not os.path.exists(srv.config.path)
 
@@ -188,7 +192,7 @@ def test_unix_raw_exchange(leakcheck):
     finally:
         srv.stop()
     assert calls(trace, "server") == ["socket", "bind", "recvfrom", "sendto", "close"]
-    assert calls(trace, "client") == ["socket", "settimeout", "bind", "sendto", "recvfrom", "close"]
+    assert calls(trace, "client") == ["socket", "settimeout", "bind", "connect", "send", "recv", "close"]
     assert events(trace, "server", "recvfrom")[0].result[0] == Data(b"raw unix")
 
 
@@ -1244,3 +1248,32 @@ def test_a_handler_may_read_with_makefile_or_recv_into_and_the_trace_shows_it(le
         assert srv.wait_idle(TIMEOUT) and srv.errors == []
         recv = [e for e in srv.trace if e.side == "server/conn1" and e.call == "recv"]
         assert recv[0].args == (4,) and recv[0].result.head == b"abcd"
+
+
+@pytest.mark.skipif(not HAS_UNIX, reason="no AF_UNIX here")
+def test_unix_datagram_request_to_a_full_receiver_sleeps_and_says_why(leakcheck):
+    """Linux: with a timeout, an unconnected AF_UNIX sendto() to a full receiver spins in poll()/
+    EAGAIN for the whole timeout; a connected send() sleeps. request() connects first."""
+    path = runtime.private_path("full-dgram")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
+        receiver.bind(path)
+        filler.connect(path)
+        filler.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            while True:  # fill the receiver's queue: it never reads
+                filler.send(b"f")
+        c = socklab.Client(path, family="AF_UNIX", type="SOCK_DGRAM", timeout=0.5)
+        try:
+            cpu = time.thread_time()
+            with pytest.raises(TimeoutError) as info:
+                c.request(b"x")
+            cpu = time.thread_time() - cpu
+        finally:
+            c.close()
+        # spinning would use about the whole 0.5 s of this thread's CPU; sleeping uses almost none
+        assert cpu < 0.2, f"{cpu:.3f} s of CPU while waiting for room"
+        calls = [(e.call, e.ok) for e in c.trace]
+        assert ("connect", True) in calls and calls[-2:] == [("send", False), ("close", True)], calls
+        assert "receiver's queue" in info.value.explanation.what
+    os.unlink(path)

@@ -983,3 +983,38 @@ def test_timeouts_and_would_block_are_told_for_the_socket_type(leakcheck):
         udp = explain(noted(lambda: u.recvfrom(10), TimeoutError))
     assert "no datagram arrived" in udp.what and "send the request again" in udp.fix
     assert "makefile" not in udp.why
+
+
+def test_af_unix_datagram_timeouts_are_not_told_as_udp(leakcheck, tmp_path):
+    """A full AF_UNIX receiver makes a sender wait (UDP would drop), its datagrams are never lost,
+    and an unbound one has no path (not port 0): no timeout is told with UDP's loss or TCP's send
+    buffer, for plain sockets and traced ones."""
+    path = str(tmp_path / "r")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as r:
+        r.bind(path)
+        r.setblocking(False)
+        for make in (lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+                     lambda: socklab.socket("AF_UNIX", "SOCK_DGRAM")):
+            for bound in (False, True):
+                with make() as s:
+                    if bound:
+                        s.bind(str(tmp_path / "client"))
+                    s.settimeout(0.05)
+                    s.connect(path)
+
+                    def fill():
+                        while True:
+                            s.send(b"x")
+                    sent = noted(fill, TimeoutError)
+                    got = noted(lambda: s.recv(10), TimeoutError)
+                if bound:
+                    os.unlink(str(tmp_path / "client"))
+                e = explain(sent)
+                assert "receiver's queue" in e.what and "send buffer" not in e.what + e.why, e.text()
+                e = explain(got)
+                assert "UDP" not in e.what + e.why and "port" not in e.what + e.why, e.text()
+                assert ("AF_UNIX datagrams are not lost" in e.why if bound else
+                        "never bound" in e.what and "None" in e.why), e.text()
+                with pytest.raises(BlockingIOError):
+                    while True:  # empty the queue for the next sender
+                        r.recv(10)
