@@ -1359,10 +1359,11 @@ _FUNCTIONS = frozenset({"create_connection", "create_server", "getaddrinfo", "so
 
 
 def argument_error_call(exc: BaseException) -> str | None:
-    """The socket call that refused its arguments with ``exc`` (a TypeError, ValueError or
-    OverflowError): ``c.sendall('hi')``, ``s.bind('127.0.0.1:80')``. None if the call is not a
-    socket's (``int('x')``, a generator's send()): that error is not explain()'s. Never raises."""
-    if not isinstance(exc, (TypeError, ValueError, OverflowError)):
+    """The socket call that refused its arguments with ``exc`` (a TypeError, ValueError,
+    OverflowError, or MemoryError for recv(2**40)): ``c.sendall('hi')``, ``s.bind('127.0.0.1:80')``.
+    None if the call is not a socket's (``int('x')``, a generator's send()): that error is not
+    explain()'s. Never raises."""
+    if not isinstance(exc, (TypeError, ValueError, OverflowError, MemoryError)):
         return None
     if isinstance(exc, ValueError) and str(exc) in _RAISED_BY:
         return _RAISED_BY[str(exc)]  # raised by the library's own code, which names no call
@@ -1706,9 +1707,25 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
         return Explanation("Invalid timeout", f"The timeout given{where} is not allowed: {exc}.",
                            "settimeout(t) takes None (wait forever), 0 (non-blocking) or a positive "
                            "number of seconds.", "Use a positive number of seconds such as 5.", short)
+    if isinstance(exc, ValueError) and "negative buffersize" in str(exc):
+        return Explanation(
+            "Negative size", f"A negative buffer size was passed{where}.",
+            "The number is the most bytes the call may return, so it cannot be below 0. Unlike a "
+            "file's read(-1), -1 does not mean 'everything': a stream has no end until the peer "
+            "closes, and recv() returns whatever has arrived.",
+            "Ask for the most you handle at once, e.g. recv(65536), and call it again in a loop "
+            "until you have all you need (or it returns b'').", short)
     if isinstance(exc, ValueError) and "negative" in str(exc):
-        return Explanation("Negative value", f"A negative number was passed{where}.", str(exc),
-                           "Pass 0 or a positive number.", short)
+        return Explanation("Negative value", f"A negative number was passed{where}: {exc}.",
+                           "This argument is a size, a count or a time, none of which can be "
+                           "below 0.", "Pass 0 or a positive number.", short)
+    if isinstance(exc, MemoryError) and call in ("recv", "recvfrom", "recvmsg"):
+        return Explanation(
+            "Buffer too large", f"{call}() could not allocate the buffer it was asked for.",
+            f"{call}(n) sets aside a buffer of n bytes before it waits for data, however little "
+            "then arrives; this n is more memory than the process can get.",
+            f"Ask for at most what you handle at once, e.g. {call}(65536), and loop: {call}() "
+            "returns at most what has arrived anyway.", short)
     if isinstance(exc, OSError):
         return Explanation(f"Socket error{(' ' + name) if name else ''}", f"The call{where} failed: "
                            f"{exc.strerror or exc}.", "The operating system reported this error.",

@@ -58,7 +58,8 @@ def _interrupted(shell, etype, value, tb, tb_offset):
     _show_own_frames(shell, etype, value, tb, tb_offset)
 
 
-_ARGUMENT_ERRORS = (TypeError, ValueError, OverflowError)  # what a socket call refuses arguments with
+# what a socket call refuses its arguments with (MemoryError: a buffer size too big to allocate)
+_ARGUMENT_ERRORS = (TypeError, ValueError, OverflowError, MemoryError)
 
 # Said under the explanation of an uncaught error in a cell: the usual notebook story behind it.
 _CLOSED = ("In a notebook this often means a cell ran again (or out of order) after another cell, "

@@ -115,6 +115,10 @@ def test_sending_on_the_listening_socket_is_told_as_that(k):
     ("socket.create_connection('127.0.0.1:8080')", "ValueError", "Wrong address format"),
     ("with socket.socket() as s:\n    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, '65536')",
      "TypeError", "Wrong option value"),
+    ("a, b = socket.socketpair()\ntry:\n    a.recv(-1)\nfinally:\n    a.close()\n    b.close()",
+     "ValueError", "a stream has no end until the peer closes"),
+    ("a, b = socket.socketpair()\ntry:\n    a.recv(2**60)\nfinally:\n    a.close()\n    b.close()",
+     "MemoryError", "sets aside a buffer of n bytes"),
 ])
 def test_a_socket_call_refusing_its_arguments_is_explained(k, code, ename, says):
     r = k.cell(code)
