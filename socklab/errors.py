@@ -20,9 +20,10 @@ import ssl
 import sys
 import threading
 import weakref
+import dataclasses
 from dataclasses import dataclass, field
 
-from .runtime import display_path
+from .runtime import display_path, ended
 
 
 @dataclass(frozen=True)
@@ -1462,6 +1463,10 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
     if isinstance(exc, _TIMEOUTS) and getattr(exc, "errno", None) in (None, 0):
         # socket.timeout is TimeoutError (Python 3.10+); it has no errno when raised by settimeout().
         return _timeout(exc, call, origin, short)
+    if isinstance(exc, (ConnectionRefusedError, FileNotFoundError)) and call in _CONNECT_CALLS:
+        stopped = ended(address)  # a socklab server that listened there stopped by itself
+        if stopped is not None:
+            return dataclasses.replace(stopped, error=short, code=name)
     specific = _by_call(exc, call, family, type_, address, addr, short, name)
     if specific is not None:
         return specific

@@ -295,6 +295,37 @@ def private_path(stem: str = "sock") -> str:
     return os.path.join(rundir(), f"{stem}-{next(_counter)}")
 
 
+_ended: dict = {}  # address -> why the socklab server there stopped by itself (an Explanation)
+
+
+def note_ended(address, why) -> None:
+    """Remember that the server at ``address`` stopped by itself, for a refused connect() later."""
+    if address is not None:
+        with _lock:
+            if len(_ended) >= 256:  # bounded: a long session starts many servers
+                _ended.pop(next(iter(_ended)))
+            _ended[_address_key(address)] = why
+
+
+def ended(address):
+    """Why a server that stopped by itself listened at ``address`` last, or None."""
+    with _lock:
+        return _ended.get(_address_key(address)) if address is not None else None
+
+
+def forget_ended(address) -> None:
+    """Something listens at ``address`` again: a later refusal has another cause."""
+    if address is not None:
+        with _lock:
+            _ended.pop(_address_key(address), None)
+
+
+def _address_key(address):
+    if isinstance(address, tuple):
+        return tuple(address[:2])  # an IPv6 address adds flow info and scope id
+    return os.fsdecode(address) if isinstance(address, bytes) else address
+
+
 def display_path(path) -> str:
     """The path as shown to learners: the private directory becomes '<rundir>'."""
     p = os.fsdecode(path) if isinstance(path, bytes) else str(path)

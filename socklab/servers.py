@@ -135,7 +135,7 @@ class Server(_Stoppable):
 
     def __init__(self, config: SocketConfig | None = None, handler=None, *, trace: Trace | None = None,
                  name: str | None = None, side: str | None = None, max_connections: int = 16,
-                 max_message: int = 65536, idle_timeout: float = 30.0, lifetime: float = 900.0,
+                 max_message: int = 65536, idle_timeout: float = 300.0, lifetime: float = 3600.0,
                  reuse_address: bool | None = None, **config_kw):
         self.config = _config(config, config_kw)
         if self.config.type == "SOCK_RAW" and self.config.family != "AF_UNIX":
@@ -149,9 +149,9 @@ class Server(_Stoppable):
         self.max_message = _number("max_message", max_message, integer=True, low=1,
                                    high=MAX_MESSAGE_LIMIT, fix="Use e.g. 65536 (64 KiB per recv).")
         self.idle_timeout = _number("idle_timeout", idle_timeout, integer=False, low=1e-3, high=86400,
-                                    fix="Use a number of seconds such as 30.")
+                                    fix="Use a number of seconds such as 300 (5 minutes).")
         self.lifetime = _number("lifetime", lifetime, integer=False, low=1e-3, high=86400,
-                                fix="Use a number of seconds such as 900 (15 minutes).")
+                                fix="Use a number of seconds such as 3600 (an hour).")
         self.reuse_address = reuse_address
         self.name = name
         self.ready = threading.Event()
@@ -170,6 +170,9 @@ class Server(_Stoppable):
         self.connections_served = 0
         # (when, peer address) of connections closed over max_connections, for the clients' side
         self._turned_away: collections.deque = collections.deque(maxlen=64)
+        # (when, peer address) of connections closed after idle_timeout with no data
+        self._idle_closed: collections.deque = collections.deque(maxlen=64)
+        self.ended_by_lifetime = False  # it stopped itself: its lifetime ran out
 
     @property
     def warnings(self):
@@ -222,6 +225,7 @@ class Server(_Stoppable):
                 else:
                     self.sock.listen(c.backlog)
             self.address = self.sock.getsockname()
+            runtime.forget_ended(self.address)  # a refusal here now has another cause
             call = "bind"
             check_bound(c, self.address)
             self._wake_r, self._wake_w = socket.socketpair()
@@ -292,7 +296,10 @@ class Server(_Stoppable):
             while not self._stop_flag:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    self.trace.note(self.side, f"lifetime of {self.lifetime:g} s reached: stopping")
+                    self.ended_by_lifetime = True
+                    runtime.note_ended(self.address, lifetime_ended(self.lifetime))
+                    self.trace.note(self.side, f"lifetime={self.lifetime:g} s reached: the server "
+                                    "stops itself (a forgotten server must not run for ever)")
                     break
                 for key, _ in sel.select(left):
                     if key.fileobj is self._wake_r:
@@ -330,7 +337,7 @@ class Server(_Stoppable):
                 conn.close()
                 return
             self.connections_served += 1
-            t = Thread(target=self._serve_conn, args=(conn,),
+            t = Thread(target=self._serve_conn, args=(conn, addr),
                        name=f"socklab-{conn.side}")
             self._conns[conn] = t
             self._threads.append(t)
@@ -344,6 +351,12 @@ class Server(_Stoppable):
             "had sent data).",
             _OVER_CAP_WHY, _OVER_CAP_FIX)
 
+    def closed_idle(self, address, since: float = 0.0) -> int:
+        """How many connections from ``address`` (a client's local address) this server closed
+        after idle_timeout, after ``since`` (a ``time.monotonic()`` value)."""
+        return sum(1 for when, peer in list(self._idle_closed)
+                   if when >= since and _same_address(peer, address))
+
     def turned_away(self, address, since: float = 0.0) -> int:
         """How many connections this server closed over max_connections after ``since`` (a
         ``time.monotonic()`` value) that came from ``address``, a client's local address. An
@@ -352,10 +365,16 @@ class Server(_Stoppable):
         return sum(1 for when, peer in list(self._turned_away)
                    if when >= since and _same_address(peer, address))
 
-    def _serve_conn(self, conn: TracedSocket):
+    def _serve_conn(self, conn: TracedSocket, peer=None):
         try:
             conn.settimeout(self.idle_timeout)
             self.handler(conn, self)
+        except TimeoutError:  # the handler waited idle_timeout for data: a cap, not a failure
+            if not self._stop_flag:
+                self._idle_closed.append((time.monotonic(), peer))
+                self.trace.note(conn.side, f"no data for idle_timeout={self.idle_timeout:g} s: the "
+                                "server closes this connection")
+                self.errors.append((conn.side, idle_closed(self.idle_timeout)))
         except Exception as exc:  # recorded in the trace already; keep an explanation for the panel
             if not self._stop_flag:
                 self.errors.append((conn.side, explain(exc)))
@@ -433,7 +452,7 @@ class Client(_Stoppable):
                  **config_kw):
         self._server = target if isinstance(target, Server) else None
         self._connect_started = 0.0
-        self._said_turned_away = False
+        self._said_turned_away = self._said_idle = False
         self._received = False  # any data since connect(): a turned-away connection gets none
         self._peer = None  # what the open socket is connected to, if anything
         if isinstance(target, Server):
@@ -462,6 +481,10 @@ class Client(_Stoppable):
                 own = explain(exc, call=call)
                 raise explained_as(exc, dataclasses.replace(self._turned_away_explanation(),
                                                             error=own.error, code=own.code)) from None
+            if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and self._closed_idle():
+                own = explain(exc, call=call)
+                raise explained_as(exc, dataclasses.replace(idle_closed(self._server.idle_timeout),
+                                                            error=own.error, code=own.code)) from None
             raise explained(exc, self.target if call in ("connect", "sendto") else None, call) from None
 
     def _turned_away(self) -> str:
@@ -477,6 +500,23 @@ class Client(_Stoppable):
         if not self._server.turned_away(local, self._connect_started):
             return ""
         return "yes" if local else "maybe"
+
+    def _closed_idle(self) -> bool:
+        """Whether the socklab server this client targets closed this connection after its
+        idle_timeout (said once in the trace). An unbound AF_UNIX client cannot be told apart."""
+        if self._server is None or self.sock is None or not self.config.stream:
+            return False
+        try:
+            local = self.sock.getsockname()
+        except OSError:  # already closed: nothing more to explain
+            return False
+        if not local or not self._server.closed_idle(local, self._connect_started):
+            return False
+        if not self._said_idle:
+            self._said_idle = True
+            self.trace.note(self.side, "the server had closed this connection: no data for its "
+                            f"idle_timeout={self._server.idle_timeout:g} s")
+        return True
 
     def _turned_away_explanation(self) -> Explanation:
         n = self._server.max_connections
@@ -522,7 +562,7 @@ class Client(_Stoppable):
         """socket() + settimeout() + connect(). For datagram sockets connect() only fixes the peer."""
         self.open()
         self._connect_started = time.monotonic()  # the server may turn it away before connect returns
-        self._said_turned_away = self._received = False
+        self._said_turned_away = self._said_idle = self._received = False
         self._call("connect", self.sock.connect, self.target)
         self._peer = self.target
         return self
@@ -540,8 +580,8 @@ class Client(_Stoppable):
         data = self._call("recv", self._sock().recv, bufsize)
         if data:
             self._received = True
-        elif self.config.stream:
-            self._note_turned_away()
+        elif self.config.stream and not self._note_turned_away():
+            self._closed_idle()
         return data
 
     def recvfrom(self, bufsize: int = 65536):
@@ -551,7 +591,8 @@ class Client(_Stoppable):
         """Send ``data`` and read the reply: for streams, until ``expect`` bytes (default: as many as
         were sent, right for echo) or end of stream; for datagrams, one datagram. A socklab server
         that closed the connection over its max_connections raises ConnectionError, explained (when
-        the client has an address to tell its connection apart: not an unbound AF_UNIX client)."""
+        the client has an address to tell its connection apart: not an unbound AF_UNIX client), and
+        so does one that closed this connection after its idle_timeout."""
         if isinstance(data, str):
             data = self._call("encode", data.encode, "utf-8")
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -616,6 +657,9 @@ class Client(_Stoppable):
         if ended and got < want and self._turned_away() == "yes":
             raise explained_as(ConnectionError("the server closed the connection without replying"),
                                self._turned_away_explanation())
+        if ended and got < want and self._closed_idle():
+            raise explained_as(ConnectionError("the server closed the idle connection"),
+                               idle_closed(self._server.idle_timeout))
         return b"".join(parts)
 
     def shutdown(self, how=socket.SHUT_WR) -> None:
@@ -723,6 +767,31 @@ def _checksum(data: bytes) -> int:
 # it needs no shutdown() of a socket that another cell made and may go on using.
 _READING_CALLS = frozenset({"accept", "recv", "recvfrom", "recv_into", "recvfrom_into", "recvmsg",
                             "recvmsg_into"})
+
+def idle_closed(idle_timeout: float) -> Explanation:
+    """A socklab server closed a connection that sent nothing for ``idle_timeout`` seconds."""
+    return Explanation(
+        "Idle connection closed",
+        f"The server closed the connection: no data had come on it for idle_timeout={idle_timeout:g} s "
+        "(the client's next recv() gets b'', a send may get a reset).",
+        "socklab's demo servers give each connection a timeout, so that a forgotten client cannot "
+        "hold a server thread for ever; a learner who pauses between two cells longer than that "
+        "meets it.",
+        "Connect again and go on (re-run the cell that connects), or start the server with a longer "
+        "idle_timeout, e.g. socklab.Server(idle_timeout=3600).")
+
+
+def lifetime_ended(lifetime: float) -> Explanation:
+    """A socklab server stopped itself: its ``lifetime`` ran out."""
+    return Explanation(
+        "Server stopped itself",
+        f"socklab's server at this address stopped itself when its lifetime of {lifetime:g} s ran "
+        "out, so nothing listens there any more.",
+        "socklab's demo servers stop by themselves after a while, so that a server forgotten in a "
+        "kernel does not run for ever on a shared host.",
+        "Start it again (re-run the cell that started it), or start it with a longer lifetime, "
+        "e.g. socklab.Server(lifetime=4 * 3600).")
+
 
 _OVER_CAP = "Too many connections at once"
 _OVER_CAP_WHY = ("socklab's demo servers cap their connections (one thread each), so that a shared "

@@ -219,7 +219,34 @@ def test_idle_connection_is_closed_after_idle_timeout(leakcheck):
         waited = time.monotonic() - t0
         assert 0.2 <= waited < TIMEOUT, waited
         assert srv.wait_idle(TIMEOUT)
-        assert any(exp.title == "Timed out" for _, exp in srv.errors), srv.errors
+        assert [exp.title for _, exp in srv.errors] == ["Idle connection closed"], srv.errors
+        notes = [e.args[0] for e in srv.trace if e.call == "note"]
+        assert any("no data for idle_timeout=0.3 s: the server closes" in n for n in notes), notes
+        assert any("the server had closed this connection" in n for n in notes), notes
+
+
+def test_a_request_on_a_connection_closed_for_idleness_says_so(leakcheck):
+    """A learner who pauses between connect() and request() longer than idle_timeout is told why
+    no reply comes, not handed b''."""
+    with Server(idle_timeout=0.3, name="sec-idle-req") as srv, Client(srv, timeout=TIMEOUT) as c:
+        closed = threading.Event()
+        srv.trace.subscribe(lambda ev: ev.call == "note" and "the server closes" in ev.args[0]
+                            and closed.set())
+        c.connect()
+        assert closed.wait(TIMEOUT)  # then the request goes to a connection the server gave up on
+        with pytest.raises(ConnectionError) as info:
+            c.request(b"hello")
+        assert info.value.explanation.title == "Idle connection closed"
+        assert "idle_timeout=0.3 s" in info.value.explanation.what
+    with Server(idle_timeout=TIMEOUT, name="sec-busy") as srv, Client(srv, timeout=TIMEOUT) as c:
+        c.connect()
+        srv.stop()  # closed by the stop, not for idleness: no idle story
+        try:
+            got = c.request(b"hello")
+        except ConnectionError as exc:  # a reset, if the data arrived after the close
+            assert exc.explanation.title != "Idle connection closed", exc
+        else:
+            assert got == b""
 
 
 @needs_linux
@@ -235,8 +262,32 @@ def test_server_stops_by_itself_after_lifetime(leakcheck):
     c.close()
     assert not srv.running and srv not in socklab.running()
     assert ("tcp", ("127.0.0.1", port)) not in kstate.listening()
-    assert any(e.call == "note" and "lifetime of 0.5 s reached" in e.args[0] for e in srv.trace)
+    assert any(e.call == "note" and "lifetime=0.5 s reached" in e.args[0] for e in srv.trace)
+    assert srv.ended_by_lifetime
     srv.stop()  # harmless afterwards
+
+
+def test_a_connect_after_the_lifetime_is_told_so_until_a_server_listens_there_again(leakcheck):
+    srv = Server(lifetime=0.2, name="sec-life-told").start()
+    assert srv.stopped.wait(TIMEOUT)
+    with Client(srv, timeout=TIMEOUT) as c, pytest.raises(ConnectionRefusedError) as info:
+        c.connect()
+    assert info.value.explanation.title == "Server stopped itself"
+    assert "lifetime of 0.2 s" in info.value.explanation.what
+    with socket.socket() as plain:  # plain socket code too: explain() is told the address
+        plain.settimeout(TIMEOUT)
+        with pytest.raises(ConnectionRefusedError) as info:
+            plain.connect(srv.address)
+    assert socklab.explain(info.value, srv.address, "connect").title == "Server stopped itself"
+    srv.stop()
+    # A new server on that port: a later refusal there has another cause.
+    again = Server(port=srv.address[1], name="sec-life-again").start()
+    again.stop()
+    with socket.socket() as plain:
+        plain.settimeout(TIMEOUT)
+        with pytest.raises(ConnectionRefusedError) as info:
+            plain.connect(srv.address)
+    assert socklab.explain(info.value, srv.address, "connect").title == "Connection refused"
 
 
 # ===================================================================== nothing received is evaluated
