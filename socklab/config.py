@@ -87,17 +87,28 @@ def _name(value, table, kind) -> str:
                f"A socket {kind} is one of {', '.join(table)}.", f"Pick one of {', '.join(table)}.")
 
 
-def can_raw() -> bool:
-    """True when this process may open raw IP sockets: on Linux, when it has CAP_NET_RAW (root in
-    a container that drops it has not); elsewhere, when it is root."""
+def _has_capability(bit: int) -> bool:
+    """Whether this process holds Linux capability ``bit`` (root in a container that drops it has
+    not); where there are no capabilities (no /proc: macOS), whether it is root."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) & (1 << 13))  # CAP_NET_RAW
+                    return bool(int(line.split()[1], 16) & (1 << bit))
     except OSError:
         pass  # no /proc (macOS): root is what counts there
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def can_raw() -> bool:
+    """True when this process may open raw IP sockets: on Linux, when it has CAP_NET_RAW."""
+    return _has_capability(13)  # CAP_NET_RAW
+
+
+def can_bind_low_ports() -> bool:
+    """True when this process may bind any port below ip_unprivileged_port_start: on Linux, when it
+    has CAP_NET_BIND_SERVICE (root has it, unless a container dropped it)."""
+    return _has_capability(10)  # CAP_NET_BIND_SERVICE
     return False
 
 
@@ -452,12 +463,13 @@ class SocketConfig:
                        "OverflowError.", "Ports are 16-bit numbers.",
                        "Use 0 (the OS picks a free port) or a port from 1024 to 65535.")
         start = unprivileged_port_start(host) if p else 0  # port 0 (the default) never needs it
-        if 0 < p < start and not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        if 0 < p < start and not can_bind_low_ports():
             raise _bad("Privileged port", f"Port {p} is below {start}; bind() would raise "
-                       "PermissionError (EACCES) for this user.",
-                       f"Ports below {start} are reserved for root (Linux: "
-                       "net.ipv4.ip_unprivileged_port_start; macOS since 10.14 allows them only on all "
-                       "interfaces, 0.0.0.0 or ::, not on 127.0.0.1).",
+                       "PermissionError (EACCES) for this process.",
+                       f"On Linux a port below {start} (net.ipv4.ip_unprivileged_port_start) needs the "
+                       "CAP_NET_BIND_SERVICE capability: root has it, unless a container dropped it. "
+                       "macOS since 10.14 allows low ports to normal users only on all interfaces "
+                       "(0.0.0.0 or ::), not on 127.0.0.1.",
                        "Use port 0 or a port of 1024 and above.")
         if p:
             warnings.append(f"fixed port {p}: two servers (or two students on one host) cannot both "

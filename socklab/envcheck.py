@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 
 from . import runtime
-from .config import SOMAXCONN_SYSCTL, can_raw, somaxconn, unprivileged_port_start
+from .config import SOMAXCONN_SYSCTL, can_bind_low_ports, can_raw, somaxconn, unprivileged_port_start
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,14 @@ def checks() -> list:
                      "JupyterHub/Binder, and for root in containers that drop it): lesson 13 explains "
                      "instead of running"))
     start = unprivileged_port_start()
+    low = can_bind_low_ports()
     root = hasattr(os, "geteuid") and os.geteuid() == 0
-    out.append(Check("ports below 1024", root or start == 0,
-                     f"unprivileged ports start at {start}" + ("; you are root, so all are allowed"
-                                                               if root else "")))
+    out.append(Check("ports below 1024", low or start == 0,
+                     f"unprivileged ports start at {start}" + (
+                         "; this process has CAP_NET_BIND_SERVICE (or is root), so all are allowed"
+                         if low and start else "" if low or start == 0 else
+                         "; you are root, but without CAP_NET_BIND_SERVICE (dropped by the "
+                         "container), so not below that" if root else "")))
     cap = somaxconn()
     from_proc = os.path.exists(SOMAXCONN_SYSCTL)
     out.append(Check("listen() backlog cap", True, "unknown" if not cap else

@@ -1225,6 +1225,39 @@ def test_root_without_cap_net_raw_is_not_told_raw_sockets_are_allowed():
     assert out.stdout.split() == ["False", "refused", "False"]
 
 
+@pytest.mark.skipif(shutil.which("setpriv") is None or not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root and setpriv (util-linux) to drop CAP_NET_BIND_SERVICE")
+def test_root_without_cap_net_bind_service_is_not_told_low_ports_are_allowed():
+    """Root in a container that drops CAP_NET_BIND_SERVICE cannot bind a port below
+    ip_unprivileged_port_start: the port check and the environment report say so."""
+    code = ("import socket, socklab, socklab.envcheck\n"
+            "from socklab.config import unprivileged_port_start\n"
+            "low = unprivileged_port_start() - 1\n"
+            "try:\n"
+            "    socklab.SocketConfig(port=low).validate()\n"
+            "    print('accepted')\n"
+            "except socklab.ConfigError as exc:\n"
+            "    print(exc.explanation.title.replace(' ', '-'))\n"
+            "try:\n"
+            "    with socket.socket() as s:\n"
+            "        s.bind(('127.0.0.1', low))\n"
+            "    print('bound')\n"
+            "except PermissionError:\n"
+            "    print('refused')\n"
+            "except OSError:  # taken by something else: permitted all the same\n"
+            "    print('bound')\n"
+            "print(next(c.ok for c in socklab.envcheck.checks() if c.name.startswith('ports')))\n")
+    if unprivileged_port_start() == 0:
+        pytest.skip("ip_unprivileged_port_start is 0 here: every port is unprivileged")
+    dropped = subprocess.run(["setpriv", "--inh-caps=-net_bind_service",
+                              "--bounding-set=-net_bind_service", sys.executable, "-c", code],
+                             capture_output=True, text=True, timeout=60)
+    assert dropped.returncode == 0, dropped.stderr
+    assert dropped.stdout.split() == ["Privileged-port", "refused", "False"], dropped.stdout
+    kept = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert kept.stdout.split() == ["accepted", "bound", "True"], kept.stdout
+
+
 def test_a_handler_may_read_with_makefile_or_recv_into_and_the_trace_shows_it(leakcheck):
     """Learners write handlers with conn.makefile(...).readline() or recv_into(); both work on the
     traced connection, read through its recv() (traced, and capped at max_message)."""
