@@ -268,8 +268,9 @@ UPDATE_CHECKSUM = Exercise(
     limit=3.0,
     task="""5. **Updating a checksum** *(exercise 13.1, checked below; no privileges needed)*. To answer our
 echo request, the kernel changed one 16-bit word (type 8, code 0: `0x0800` became `0x0000`), and
-the checksum went from `0x2085` to `0x2885` without the packet being added up again. Routers do the
-same to every IPv4 header they forward, whose TTL goes down by one. Write
+the checksum went from `0x2085` to `0x2885`. That new checksum follows from the old one and the changed
+word alone: no need to add the packet up again (Linux does add up its reply, but it did not have to).
+Routers do use the shortcut, on every IPv4 header they forward, whose TTL goes down by one. Write
 `update_checksum(csum, old, new)`: the checksum of a message after one of its 16-bit words changed
 from `old` to `new`, from the old checksum `csum` alone (RFC 1624). Return an `int` from 0 to 65535:
 what `internet_checksum` of the changed message would give. The check tries the lesson's echo
