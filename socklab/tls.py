@@ -522,8 +522,12 @@ def explain(exc: BaseException) -> Explanation:
             return Explanation(t[0], t[1], t[2], t[3], short, exc.reason)
         if isinstance(exc, ssl.SSLEOFError):
             return Explanation("The peer closed during TLS", "The TCP connection ended in the middle of "
-                               "the TLS exchange.", "The other side gave up (often because it rejected "
-                               "the handshake) or crashed.", "Look at the other side's error.", short)
+                               "the TLS exchange.", "The other side closed it: it rejected the handshake "
+                               "(a certificate it does not trust, a protocol version it does not "
+                               "offer), it gave up waiting (a server's handshake or idle timeout, after a "
+                               "pause between connect() and the handshake), or its program ended.",
+                               "Look at the other side's error or trace; after a long pause, connect "
+                               "again and go on at once.", short)
         reason = getattr(exc, "reason", None) or ""
         return Explanation(f"TLS error {reason}".strip(), str(exc),
                            "OpenSSL stopped the TLS exchange.", "Read OpenSSL's reason above; check that "
