@@ -192,6 +192,9 @@ def stop_all() -> int:
     with _lock:  # newest first, as register() stops them
         made = {id(e[0]): e for entries in _running.values() for e in entries}
         objs = [e[0] for e in sorted(made.values(), key=lambda e: e[3], reverse=True)]
+    # A call waiting in the background (socklab.Background) may wait on sockets other demos own
+    # (urllib connected to a listener nobody accepts on): stopped last, it finds them closed.
+    objs.sort(key=lambda o: bool(getattr(o, "stop_last", False)))
     stopped, stuck = 0, []
     for obj in objs:
         try:

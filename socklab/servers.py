@@ -834,6 +834,8 @@ class Background(_Stoppable):
     down; ``stop()`` raises RuntimeError if the call still runs after its timeout.
     """
 
+    stop_last = True  # stop_all(): after the sockets and servers its call may be waiting on
+
     def __init__(self, fn, *args, name: str | None = None, wake: TracedSocket | socket.socket | None = None):
         self.fn, self.args = fn, args
         self.wake = wake if wake is not None else getattr(fn, "__self__", None)

@@ -3,6 +3,7 @@ stopping a waiting reading call (a re-run of its cell) leaves the socket it wait
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 
@@ -250,3 +251,24 @@ def test_connections_a_socklab_listener_accepted_are_closed_by_stop_all(in_backg
         assert conn.closed and srv.closed
         c.settimeout(5)
         assert c.recv(10) == b""  # the peer sees the close
+
+
+def test_stop_all_closes_the_sockets_a_background_call_waits_on_first(leakcheck):
+    """urllib in the background, connected to a socklab listener nobody accepts on (notebook 11's
+    'reverse' section): stop_all() closes the listener before it stops the call, so the call ends
+    (its connection is reset) instead of holding stop_all() for its whole timeout."""
+    srv = listener()
+    sent = threading.Event()
+
+    def fetch():  # a client socklab cannot reach: only the listener's close ends its wait
+        with socket.create_connection(srv.getsockname(), timeout=30) as c:
+            c.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            sent.set()
+            return c.recv(100)
+
+    job = socklab.Background(fetch, name="bg-test/fetch")  # made after the listener: newer
+    assert sent.wait(5)
+    assert socklab.stop_all() == 2  # no SocklabError: nothing was left running
+    assert job.done()
+    with pytest.raises(ConnectionResetError):
+        job.result(timeout=1)
