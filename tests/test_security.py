@@ -601,3 +601,13 @@ def test_a_killed_processs_private_directory_is_removed_by_the_next_one(tmp_path
         killed.stdout.close()
         alive.stdout.close()
     assert not os.path.exists(live_dir)
+
+
+def test_the_default_limits_leave_a_learner_minutes_between_cells():
+    """Notebooks drive a server one cell at a time, and a learner reads between cells: the default
+    idle limit must not end a connection during a pause (it was 30 s, and lessons broke at reading
+    pace), and a server must outlast a lesson."""
+    from socklab import concurrency
+    assert Server().idle_timeout >= 300 and Server().lifetime >= 3600
+    for style in concurrency.STYLES:
+        assert concurrency.make_server(style).idle_timeout >= 300, style
