@@ -1359,6 +1359,17 @@ _FUNCTIONS = frozenset({"create_connection", "create_server", "getaddrinfo", "so
                         "fromfd", "inet_aton", "inet_pton", "inet_ntop", "wrap_socket"})
 
 
+def _near_name(name) -> str | None:
+    """A built-in or socket-module name that ``name`` is a likely typo of ('OSEror', 'AF_INTE')."""
+    if not isinstance(name, str) or not name:
+        return None
+    import builtins
+    known = [n for n in (*dir(builtins), *dir(socket)) if not n.startswith("_")]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+    # 'sock' is more likely a variable of the learner's not assigned yet than 'socket' misspelt
+    return close[0] if close and not close[0].startswith(name) else None
+
+
 def argument_error_call(exc: BaseException) -> str | None:
     """The socket call that refused its arguments with ``exc`` (a TypeError, ValueError,
     OverflowError, or MemoryError for recv(2**40)): ``c.sendall('hi')``, ``s.bind('127.0.0.1:80')``.
@@ -1738,6 +1749,13 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
                            short, name)
     if isinstance(exc, NameError):
         missing = f"'{exc.name}'" if getattr(exc, "name", None) else "A name"
+        near = _near_name(getattr(exc, "name", None))
+        if near:
+            return Explanation(
+                "Name not defined", f"{missing} is not defined: a typo of '{near}'?",
+                f"Python knows '{near}' (a built-in name or one of the socket module's), but not "
+                f"{missing}: names must be spelled exactly, capitals included.",
+                f"Write {near}.", short)
         return Explanation(
             "Name not defined yet", f"{missing} is used here but was never assigned in this kernel.",
             "In a notebook, a name exists only once the cell that assigns it has run in this kernel: "

@@ -160,6 +160,25 @@ def test_03_1_none_for_a_regular_file_must_raise(leakcheck):
                      "OSError/FileExistsError) instead of returning None", "a regular file")
 
 
+LIVE_RAISE = '                raise OSError(errno.EADDRINUSE, "a server is listening there", path)\n'
+
+
+def test_03_1_a_slip_in_the_code_is_not_taken_for_the_error_it_must_raise(leakcheck):
+    """A NameError on the live-server branch is a bug, not a refusal: it used to pass."""
+    assert LIVE_RAISE in source("03.1")
+    res = run("03.1", source("03.1").replace(LIVE_RAISE, "                raise OSEror(path)\n"))
+    failed_with(res, "NameError", "a live server's path")
+    assert statuses(res) == ["passed", "passed", "failed", "passed"], res.text()
+
+
+def test_03_1_another_exception_passes_with_a_tip_for_oserror(leakcheck):
+    res = run("03.1", source("03.1").replace(LIVE_RAISE, "                raise RuntimeError(path)\n"))
+    assert res.passed, res.text()
+    assert len(res.notes) == 1 and "raised RuntimeError" in res.notes[0] \
+        and "except OSError" in res.notes[0], res.notes
+    assert run("03.1").notes == []  # the reference raises OSError: no tip
+
+
 def test_03_1_probe_left_open_when_raising_is_reported(leakcheck):
     """Consistent with the success path, where a probe left open was already reported."""
     res = run("03.1", """

@@ -1018,3 +1018,16 @@ def test_af_unix_datagram_timeouts_are_not_told_as_udp(leakcheck, tmp_path):
                 with pytest.raises(BlockingIOError):
                     while True:  # empty the queue for the next sender
                         r.recv(10)
+
+
+@pytest.mark.parametrize("name, near", [("OSEror", "OSError"), ("TimeoutErorr", "TimeoutError"),
+                                        ("AF_INTE", "AF_INET"), ("sock", None), ("conn", None),
+                                        ("lisener", None)])
+def test_a_misspelt_name_is_told_as_a_typo_and_a_missing_variable_is_not(name, near):
+    """Inside a check, `raise OSEror(path)` used to be told 'run the cells above first'."""
+    exc = provoke(lambda: eval(name), NameError)
+    e = explain(exc)
+    if near:
+        assert f"a typo of '{near}'" in e.what and e.fix == f"Write {near}.", e.text()
+    else:
+        assert "typo" not in e.text() and "never assigned" in e.what, e.text()

@@ -76,13 +76,27 @@ def _case_stale(ctx, bind_unix):
     _check_bound(ctx, value, path)
 
 
+# Raised by a slip in the code itself, never on purpose to say "this path is not free".
+_BUGS = (NameError, AttributeError, TypeError, IndexError, KeyError, ZeroDivisionError, ImportError)
+
+
 def _must_raise(ctx, bind_unix, path, took_over: str, owner: str) -> None:
     """bind_unix(path) must raise: Fail with ``took_over`` if it returned a socket, and say that
     it must raise if it returned anything else (None: it printed, or gave up quietly). ``owner``:
     whose the path is, for that feedback."""
     try:
         value = ctx.call(bind_unix, path, what="your bind_unix")
-    except LearnerRaised:
+    except LearnerRaised as e:
+        if isinstance(e.error, _BUGS):  # a mistake in the code, not an error that says why
+            raise Fail(*e.lines(), f"{owner}: your bind_unix must raise an error that says so; "
+                       f"this {type(e.error).__name__} comes from a mistake in the code on the way.") \
+                from None
+        if not isinstance(e.error, OSError):
+            ctx.notes.append(f"for a path that is not free, your bind_unix raised "
+                             f"{type(e.error).__name__}. An OSError (FileExistsError for someone's "
+                             "file, OSError(errno.EADDRINUSE, ..., path) for a live server) lets "
+                             "callers catch it as they catch bind()'s own 'Address already in use': "
+                             "`except OSError`.")
         return  # right; the case looks at what it left behind once it has judged the rest
     if value is None or not (hasattr(value, "fileno") and hasattr(value, "getsockname")):
         if isinstance(value, tuple):
