@@ -26,6 +26,12 @@ from socklab import kstate, runtime
 NOBODY = 65534
 JOIN_TIMEOUT = 5.0
 
+# A job started in the background (`make test &`, nohup, some CI runners) inherits SIGINT ignored,
+# and Python then never raises KeyboardInterrupt: the tests of Jupyter's stop button need it, as a
+# kernel has it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def fd_count() -> int:
     """Open file descriptors of this process."""
