@@ -14,6 +14,9 @@ from .trace import Trace, TracedSocket
 from .runtime import Thread
 
 _BYTES = (bytes, bytearray, memoryview)
+# wait()'s default: called once the learner's server has answered, it needs seconds, and a silent
+# server must not hold the cell for the client's whole (reading-pace) timeout.
+WAIT = 10.0
 _WHY = ("The client sends each message of the list in turn (str is encoded as UTF-8) and waits at "
         "most timeout seconds for each call, so a silent server never blocks it forever.")
 
@@ -50,12 +53,12 @@ class BackgroundClient:
     """Connect to ``address``, send each message, read each reply, close: all in a thread.
 
     The learner's own server (built in the following cells) sees a real peer. Every call has
-    ``timeout``; ``stop()`` wakes a blocked call by shutting the socket down. ``done`` is an
+    ``timeout``, 300 s by default: the learner writes the server's answer a few cells later; ``stop()`` wakes a blocked call by shutting the socket down. ``done`` is an
     Event; ``replies`` and ``error`` (an Explanation) say how it went.
     """
 
     def __init__(self, address, messages=(b"hello",), *, family="AF_INET", type="SOCK_STREAM",
-                 trace: Trace | None = None, side: str = "client", timeout: float = 10.0,
+                 trace: Trace | None = None, side: str = "client", timeout: float = 300.0,
                  name: str | None = None, read_replies: bool = True):
         cfg = SocketConfig(family=family, type=type).validate()
         # Checked before any socket or thread exists: a bad argument leaves nothing behind.
@@ -130,8 +133,9 @@ class BackgroundClient:
             self.sock.sock.settimeout(1e-9)
         return True
     def wait(self, timeout: float | None = None) -> list:
-        """Wait until the client has finished; return the replies (raises TimeoutError if not done)."""
-        if not self.done.wait(self.timeout * (len(self.messages) + 2) if timeout is None else timeout):
+        """Wait until the client has finished (at most ``timeout`` s, default 10 s); return the
+        replies (raises TimeoutError if not done)."""
+        if not self.done.wait(min(self.timeout, WAIT) if timeout is None else timeout):
             raise TimeoutError("the background client is still waiting: is your server accepting "
                                "and replying?")
         return self.replies

@@ -106,7 +106,7 @@ class StyleServer:
     style = "?"
 
     def __init__(self, service_time: float = 0.02, *, host: str = "127.0.0.1", port: int = 0,
-                 backlog: int = 128, idle_timeout: float = 300.0, max_connections: int = 256,
+                 backlog: int = 128, idle_timeout: float = 900.0, max_connections: int = 256,
                  name: str | None = None):
         self.service_time = _service_time(service_time)
         if not isinstance(host, str):
@@ -117,7 +117,7 @@ class StyleServer:
         _number("backlog", backlog, integer=True, low=0, high=INT_MAX, why=_WHY,
                 fix="Use e.g. 128 (the default), or 2 to watch the accept queue fill up.")
         _number("idle_timeout", idle_timeout, integer=False, low=1e-3, high=86400, why=_WHY,
-                fix="Use a number of seconds such as 300 (the default: a learner may pause between cells).")
+                fix="Use a number of seconds such as 900 (the default: a learner may pause between cells).")
         _number("max_connections", max_connections, integer=True, low=1, high=10000, why=_WHY,
                 fix="Use a small number such as 256 (the default).")
         self.host, self.port, self.backlog = host, port, backlog

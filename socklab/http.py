@@ -511,7 +511,7 @@ class Handler:
 
     ``request_timeout``: each request must be complete within that many seconds of its first byte,
     or the client gets ``408 Request Timeout`` and the connection is closed, so a client that drips
-    bytes cannot hold a connection for ever. Default (None): the server's ``idle_timeout``, 300 s
+    bytes cannot hold a connection for ever. Default (None): the server's ``idle_timeout``, 900 s
     unless set, which also bounds each wait for data (e.g. for the next request's first byte).
     """
 
@@ -598,7 +598,7 @@ def server(app=None, *, date: bool = True, request_timeout: float | None = None,
 
     ``request_timeout``: a request not complete within that many seconds of its first byte is
     answered ``408 Request Timeout`` and its connection closed. Default (None): the same as
-    ``idle_timeout`` (a Server setting, default 300 s, which bounds each wait for data).
+    ``idle_timeout`` (a Server setting, default 900 s, which bounds each wait for data).
     """
     return Server(handler=Handler(app, date=date, request_timeout=request_timeout), trace=trace,
                   name=name, **kw)

@@ -135,7 +135,7 @@ class Server(_Stoppable):
 
     def __init__(self, config: SocketConfig | None = None, handler=None, *, trace: Trace | None = None,
                  name: str | None = None, side: str | None = None, max_connections: int = 16,
-                 max_message: int = 65536, idle_timeout: float = 300.0, lifetime: float = 3600.0,
+                 max_message: int = 65536, idle_timeout: float = 900.0, lifetime: float = 3600.0,
                  reuse_address: bool | None = None, **config_kw):
         self.config = _config(config, config_kw)
         if self.config.type == "SOCK_RAW" and self.config.family != "AF_UNIX":
@@ -149,7 +149,7 @@ class Server(_Stoppable):
         self.max_message = _number("max_message", max_message, integer=True, low=1,
                                    high=MAX_MESSAGE_LIMIT, fix="Use e.g. 65536 (64 KiB per recv).")
         self.idle_timeout = _number("idle_timeout", idle_timeout, integer=False, low=1e-3, high=86400,
-                                    fix="Use a number of seconds such as 300 (5 minutes).")
+                                    fix="Use a number of seconds such as 900 (15 minutes).")
         self.lifetime = _number("lifetime", lifetime, integer=False, low=1e-3, high=86400,
                                 fix="Use a number of seconds such as 3600 (an hour).")
         self.reuse_address = reuse_address
@@ -369,8 +369,15 @@ class Server(_Stoppable):
         try:
             conn.settimeout(self.idle_timeout)
             self.handler(conn, self)
-        except TimeoutError:  # the handler waited idle_timeout for data: a cap, not a failure
-            if not self._stop_flag:
+        except TimeoutError as exc:  # a wait of idle_timeout ran out: a cap, not a failure
+            if self._stop_flag:
+                pass
+            elif getattr(exc, "socklab_call", None) in _SENDS:  # the client stopped reading
+                self.trace.note(conn.side, f"the client read nothing for idle_timeout="
+                                f"{self.idle_timeout:g} s: the server's send gave up, and it closes "
+                                "this connection")
+                self.errors.append((conn.side, explain(exc)))
+            else:
                 self._idle_closed.append((time.monotonic(), peer))
                 self.trace.note(conn.side, f"no data for idle_timeout={self.idle_timeout:g} s: the "
                                 "server closes this connection")
@@ -793,6 +800,7 @@ def lifetime_ended(lifetime: float) -> Explanation:
         "e.g. socklab.Server(lifetime=4 * 3600).")
 
 
+_SENDS = frozenset({"send", "sendall", "sendto", "sendfile", "sendmsg"})
 _OVER_CAP = "Too many connections at once"
 _OVER_CAP_WHY = ("socklab's demo servers cap their connections (one thread each), so that a shared "
                  "classroom host stays usable.")

@@ -291,7 +291,7 @@ class TLSEchoHandler:
     ``streams`` keeps each connection's TLSStream (for looking at the bytes afterwards); a failed
     handshake is noted in the trace and explained in ``server.errors``. ``handshake_timeout``: the
     handshake must be done within that many seconds of the client's first byte, or the connection
-    is closed; default (None): the server's ``idle_timeout`` (300 s unless set).
+    is closed; default (None): the server's ``idle_timeout`` (900 s unless set).
     """
 
     def __init__(self, context: ssl.SSLContext, *, handshake_timeout: float | None = None):

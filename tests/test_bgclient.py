@@ -103,3 +103,19 @@ def test_unix_datagram_client_binds_so_that_a_plain_server_can_reply(leakcheck):
         finally:
             bg.stop()
     os.unlink(path)
+
+
+def test_the_client_waits_at_reading_pace_but_wait_does_not(monkeypatch, leakcheck):
+    """The learner writes the server's answer cells later: the client waits minutes for a reply.
+    wait(), called once the server has answered, does not wait that long for a silent server."""
+    from socklab import bgclient
+    monkeypatch.setattr(bgclient, "WAIT", 0.2)  # the default cap of wait(), shortened for the test
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        bg = BackgroundClient(silent.getsockname(), [b"hi"], name="bg-reading-pace")
+        try:
+            assert bg.timeout >= 300
+            with pytest.raises(TimeoutError):
+                bg.wait()
+            assert not bg.done.is_set()  # still waiting for the learner's server
+        finally:
+            bg.stop()

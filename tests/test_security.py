@@ -608,6 +608,27 @@ def test_the_default_limits_leave_a_learner_minutes_between_cells():
     idle limit must not end a connection during a pause (it was 30 s, and lessons broke at reading
     pace), and a server must outlast a lesson."""
     from socklab import concurrency
-    assert Server().idle_timeout >= 300 and Server().lifetime >= 3600
+    assert Server().idle_timeout >= 900 and Server().lifetime >= 3600
     for style in concurrency.STYLES:
-        assert concurrency.make_server(style).idle_timeout >= 300, style
+        assert concurrency.make_server(style).idle_timeout >= 900, style
+
+
+def test_a_send_that_times_out_is_not_told_as_an_idle_connection(leakcheck):
+    """A client that stops reading makes the server's send wait; when it gives up, the trace says
+    so, and no 'Idle connection closed' is claimed (the client sent its request)."""
+    def flood(conn, server):
+        conn.recv(100)
+        conn.sendall(b"x" * (64 << 20))  # far more than the socket buffers hold
+
+    gave_up = threading.Event()
+    with Server(handler=flood, idle_timeout=0.3, name="sec-send-timeout") as srv:
+        srv.trace.subscribe(lambda ev: ev.call == "note" and "read nothing" in ev.args[0]
+                            and gave_up.set())
+        with Client(srv, timeout=TIMEOUT) as c:
+            c.connect()
+            c.sendall(b"send me a lot")
+            assert gave_up.wait(TIMEOUT)
+            assert srv.wait_idle(TIMEOUT)
+            local = c.sock.getsockname()
+            assert srv.closed_idle(local) == 0
+        assert [exp.title for _, exp in srv.errors] != ["Idle connection closed"], srv.errors

@@ -255,7 +255,7 @@ class StepPanel(Panel):
     timeout = Timeout()  # checked when set: every socket of a run waits at most this long
 
     def __init__(self, family="AF_INET", type="SOCK_STREAM", backlog=5, message="hello",
-                 timeout: float = 10.0, name: str | None = None):
+                 timeout: float = 120.0, name: str | None = None):
         self.timeout = timeout
         families = [f for f in FAMILIES if hasattr(socket, f)]
         family = check_choice("family", family, families, normalise=family_name)
