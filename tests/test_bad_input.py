@@ -204,6 +204,9 @@ def click_send(**settings):
 def click_send_to(peer, family="AF_INET", wait=None, **settings):
     """Point the panel at ``peer(env)`` (a socklab server with bad manners), connect and send."""
     def go(p, env):
+        # The API half of the case set these: a peer waiting on them must wait for the panel.
+        env.connected.clear()
+        env.reset_done.clear()
         srv = peer(env)
         if family == "AF_UNIX":
             set_panel(p, family=family, host=srv.address, **settings)

@@ -341,19 +341,35 @@ print(_sl_state())
 """
 
 MARK = "SOCKLAB-BLOCKING"
+# Printed by a thread once the cell's thread is inside recv(): printed by the cell itself, the
+# interrupt could land while that print was still being sent (inside ipykernel's flush), where it
+# can be lost, and the cell then blocks for its whole timeout (seen under load in CI). No event
+# marks that moment, so the thread looks at the cell's frames every millisecond (up to 5 s).
+ANNOUNCE_IN_RECV = f"""import sys as _s, threading as _t
+_main = _t.get_ident()
+def _announce():
+    for _ in range(5000):
+        f = _s._current_frames().get(_main)
+        while f is not None and f.f_code.co_name != "recv":
+            f = f.f_back
+        if f is not None:
+            print({MARK!r}, flush=True)
+            return
+        _t.Event().wait(0.001)
+_t.Thread(target=_announce, daemon=True).start()"""
 
 # Each demo blocks until interrupted; the bound (120 s) is far beyond the test's waits.
 KI_DEMOS = {
     "tcp-recv": f"""srv = socklab.Server().start()
 c = socklab.Client(srv, timeout=120)
 c.connect()
-print({MARK!r}, flush=True)
+{ANNOUNCE_IN_RECV}
 c.recv()  # the echo server answers nothing when nothing was sent: this blocks
 """,
     "unix-recv": f"""srv = socklab.Server(family="AF_UNIX").start()
 c = socklab.Client(srv, timeout=120)
 c.connect()
-print({MARK!r}, flush=True)
+{ANNOUNCE_IN_RECV}
 c.recv()
 """,
     "panel-send": f"""def _swallow(conn, server):
@@ -363,7 +379,7 @@ quiet = socklab.Server(handler=_swallow).start()
 panel = LabPanel()
 panel.host.value, panel.port.value = quiet.address
 panel.connect()
-print({MARK!r}, flush=True)
+{ANNOUNCE_IN_RECV}
 panel.send_message()  # the panel's client waits for a reply that never comes
 """,
 }
