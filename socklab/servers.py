@@ -20,7 +20,7 @@ import weakref
 
 from . import runtime
 from .config import SocketConfig, check_bound
-from .errors import ConfigError, Explanation, SocklabError, explain, explained, explained_as
+from .errors import _SEND_CALLS, ConfigError, Explanation, SocklabError, explain, explained, explained_as
 from .trace import Trace, TracedSocket
 from .runtime import Thread
 
@@ -370,18 +370,8 @@ class Server(_Stoppable):
             conn.settimeout(self.idle_timeout)
             self.handler(conn, self)
         except TimeoutError as exc:  # a wait of idle_timeout ran out: a cap, not a failure
-            if self._stop_flag:
-                pass
-            elif getattr(exc, "socklab_call", None) in _SENDS:  # the client stopped reading
-                self.trace.note(conn.side, f"the client read nothing for idle_timeout="
-                                f"{self.idle_timeout:g} s: the server's send gave up, and it closes "
-                                "this connection")
-                self.errors.append((conn.side, explain(exc)))
-            else:
-                self._idle_closed.append((time.monotonic(), peer))
-                self.trace.note(conn.side, f"no data for idle_timeout={self.idle_timeout:g} s: the "
-                                "server closes this connection")
-                self.errors.append((conn.side, idle_closed(self.idle_timeout)))
+            if not self._stop_flag:
+                self.errors.append((conn.side, self._timed_out(conn, exc, peer)))
         except Exception as exc:  # recorded in the trace already; keep an explanation for the panel
             if not self._stop_flag:
                 self.errors.append((conn.side, explain(exc)))
@@ -390,6 +380,17 @@ class Server(_Stoppable):
                 conn.close()
                 self._conns.pop(conn, None)
                 self._conn_done.notify_all()
+
+    def _timed_out(self, conn: TracedSocket, exc: TimeoutError, peer) -> Explanation:
+        """Note in the trace why a handler's wait of idle_timeout ended its connection."""
+        if getattr(exc, "socklab_call", None) in _SEND_CALLS:  # the client stopped reading
+            self.trace.note(conn.side, f"the client read nothing for idle_timeout={self.idle_timeout:g} "
+                            "s: the server's send gave up, and it closes this connection")
+            return explain(exc)
+        self._idle_closed.append((time.monotonic(), peer))
+        self.trace.note(conn.side, f"no data for idle_timeout={self.idle_timeout:g} s: the server "
+                        "closes this connection")
+        return idle_closed(self.idle_timeout)
 
     def connections(self) -> list:
         """The live connections, as (TracedSocket, the thread running the handler) pairs."""
@@ -775,6 +776,7 @@ def _checksum(data: bytes) -> int:
 _READING_CALLS = frozenset({"accept", "recv", "recvfrom", "recv_into", "recvfrom_into", "recvmsg",
                             "recvmsg_into"})
 
+
 def idle_closed(idle_timeout: float) -> Explanation:
     """A socklab server closed a connection that sent nothing for ``idle_timeout`` seconds."""
     return Explanation(
@@ -800,7 +802,6 @@ def lifetime_ended(lifetime: float) -> Explanation:
         "e.g. socklab.Server(lifetime=4 * 3600).")
 
 
-_SENDS = frozenset({"send", "sendall", "sendto", "sendfile", "sendmsg"})
 _OVER_CAP = "Too many connections at once"
 _OVER_CAP_WHY = ("socklab's demo servers cap their connections (one thread each), so that a shared "
                  "classroom host stays usable.")
