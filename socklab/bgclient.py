@@ -53,8 +53,9 @@ class BackgroundClient:
     """Connect to ``address``, send each message, read each reply, close: all in a thread.
 
     The learner's own server (built in the following cells) sees a real peer. Every call has
-    ``timeout``, 300 s by default: the learner writes the server's answer a few cells later; ``stop()`` wakes a blocked call by shutting the socket down. ``done`` is an
-    Event; ``replies`` and ``error`` (an Explanation) say how it went.
+    ``timeout``, 300 s by default: the learner writes the server's answer a few cells later.
+    ``stop()`` wakes a blocked call by shutting the socket down. ``done`` is an Event;
+    ``replies`` and ``error`` (an Explanation) say how it went.
     """
 
     def __init__(self, address, messages=(b"hello",), *, family="AF_INET", type="SOCK_STREAM",

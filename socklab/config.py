@@ -109,7 +109,6 @@ def can_bind_low_ports() -> bool:
     """True when this process may bind any port below ip_unprivileged_port_start: on Linux, when it
     has CAP_NET_BIND_SERVICE (root has it, unless a container dropped it)."""
     return _has_capability(10)  # CAP_NET_BIND_SERVICE
-    return False
 
 
 def unprivileged_port_start(host: str | None = None) -> int:

@@ -43,13 +43,13 @@ def checks() -> list:
                      "instead of running"))
     start = unprivileged_port_start()
     low = can_bind_low_ports()
-    root = hasattr(os, "geteuid") and os.geteuid() == 0
-    out.append(Check("ports below 1024", low or start == 0,
-                     f"unprivileged ports start at {start}" + (
-                         "; this process has CAP_NET_BIND_SERVICE (or is root), so all are allowed"
-                         if low and start else "" if low or start == 0 else
-                         "; you are root, but without CAP_NET_BIND_SERVICE (dropped by the "
-                         "container), so not below that" if root else "")))
+    detail = f"unprivileged ports start at {start}"
+    if start and low:
+        detail += "; this process has CAP_NET_BIND_SERVICE (or is root), so all are allowed"
+    elif start and hasattr(os, "geteuid") and os.geteuid() == 0:
+        detail += ("; you are root, but without CAP_NET_BIND_SERVICE (dropped by the container), "
+                   "so not below that")
+    out.append(Check("ports below 1024", low or start == 0, detail))
     cap = somaxconn()
     from_proc = os.path.exists(SOMAXCONN_SYSCTL)
     out.append(Check("listen() backlog cap", True, "unknown" if not cap else
