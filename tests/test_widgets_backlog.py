@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
+import struct
 import sys
 import threading
 
@@ -231,6 +233,37 @@ def test_kernel_view_of_sockets_built_by_hand(leakcheck):
         conn2.close()
         c2.close()
     assert not wait_for_state(("127.0.0.1", 1), "LISTEN", timeout=0.05)
+
+
+def test_a_client_with_no_row_is_explained_not_dropped(leakcheck):
+    t = socklab.Trace()
+    with socklab.socket(trace=t, side="server", name="t-bl-srv2") as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        gone = socklab.socket(trace=t, side="client1", name="t-bl-gone")
+        gone.settimeout(2)
+        gone.connect(srv.getsockname())
+        assert "client1" in kernel_view(srv, gone).text
+        # A zero linger makes close() reset the connection: the kernel drops the client's end at
+        # once, as it does after tcp_fin_timeout for a FIN-WAIT-2 (notebook 04 waits 60 s for that).
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        gone.close()
+        idle = socklab.socket(trace=t, side="client2", name="t-bl-idle")
+        try:
+            rows = kernel_rows(srv, gone, idle)
+            assert not {"client1", "client2"} & {r.side for r in rows}
+            view = kernel_view(srv, gone, idle)
+            assert "client1 has no row: it is closed and the kernel has forgotten its end" in view.text
+            assert "tcp_fin_timeout" in view.text and "client2 has no row: it has no address yet" in view.text
+            assert "client1 has no row" in view.html
+        finally:
+            idle.close()
+        with socklab.socket(side="elsewhere", name="t-bl-else") as other, \
+                socket.create_server(("127.0.0.1", 0)) as lst2:
+            other.settimeout(2)
+            other.connect(lst2.getsockname())
+            assert "elsewhere has no row: it is not connected to this listener" in kernel_view(srv, other).text
+            lst2.accept()[0].close()
 
 
 def test_rows_that_only_share_the_port_number_are_left_out():

@@ -154,9 +154,10 @@ def kernel_rows(listener, *clients) -> Rows:
     """The kernel's view of ``listener``'s port (or path), the given client sockets named.
 
     A client is recognised by its socket (inode) or its address; a client that has been closed
-    since an earlier view keeps its name (its address is remembered), e.g. in FIN-WAIT-2.
+    since an earlier view keeps its name (its address is remembered), e.g. in FIN-WAIT-2. A client
+    with no row is not left out silently: the table's note says why it has none.
     """
-    names = {}
+    names, given = {}, []
     for c in clients:
         side = getattr(c, "side", "client")
         addr = _local(c)
@@ -165,7 +166,33 @@ def kernel_rows(listener, *clients) -> Rows:
         ino = _inode(c)
         if ino:
             names[ino] = side
-    return order_rows(_stable_state(listener), names, _listener_address(listener))
+        given.append((side, c, addr))
+    rows = order_rows(_stable_state(listener), names, _listener_address(listener))
+    shown_sides = {r.side for r in rows}
+    missing = [_why_no_row(side, c, addr) for side, c, addr in given if side not in shown_sides]
+    if not missing:
+        return rows
+    reason = "; ".join(filter(None, [getattr(rows, "reason", "")] + missing))
+    return Rows(list(rows), getattr(rows, "source", ""), reason)
+
+
+def _fin_timeout() -> str:
+    try:
+        with open("/proc/sys/net/ipv4/tcp_fin_timeout") as f:
+            return f"{int(f.read())} s here"
+    except (OSError, ValueError):
+        return "60 s on Linux"
+
+
+def _why_no_row(side: str, sock, addr) -> str:
+    """Why the kernel's table has no row for the client ``side``."""
+    if _inode(sock) is None:  # closed
+        return (f"{side} has no row: it is closed and the kernel has forgotten its end (at once after "
+                f"a reset; after a FIN, once FIN-WAIT-2 has lasted net.ipv4.tcp_fin_timeout, "
+                f"{_fin_timeout()}, or TIME-WAIT its 60 s)")
+    if addr is None:
+        return f"{side} has no row: it has no address yet (not connected)"
+    return f"{side} has no row: it is not connected to this listener"
 
 
 def _listener_address(listener):
