@@ -11,7 +11,8 @@ closes the connection. The simulated work is a *timeout wait* on the server's st
 sleep: ``stop()`` ends it at once.
 
 Every server binds and listens in ``start()`` (errors are raised there, explained), serves in a
-background thread, and ``stop()`` is prompt (a wake-up socketpair, ``shutdown()`` of blocked
+background thread, closes a connection that stays silent for ``idle_timeout`` and stops itself after
+``lifetime``, like every socklab server; ``stop()`` is prompt (a wake-up socketpair, ``shutdown()`` of blocked
 connections, ``loop.call_soon_threadsafe``) and complete (threads joined, sockets closed).
 Knows nothing of Jupyter.
 """
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from . import runtime
 from .errors import ConfigError, Explanation, explain, explained
 from .runtime import Thread
-from .servers import _number
+from .servers import _number, lifetime_ended
 
 STYLES = ("iterative", "threads", "selectors", "asyncio")
 MAX_REQUEST = 1024          # bytes: a longer request line is refused
@@ -44,7 +45,7 @@ INT_MAX = 2 ** 31 - 1       # listen() takes a C int
 _WHY = ("The experiment runs real sockets and one thread per client on this machine; every setting "
         "is checked and capped before anything starts, so a shared classroom host stays safe and "
         "every wait ends.")
-_SETTINGS = ("host", "port", "backlog", "idle_timeout", "max_connections", "name")
+_SETTINGS = ("host", "port", "backlog", "idle_timeout", "max_connections", "lifetime", "name")
 
 
 def _bad(title: str, what: str, fix: str) -> ConfigError:
@@ -100,14 +101,15 @@ class StyleServer:
 
     ``served``: requests answered; ``peak``: most requests in their simulated work at the same
     time (1 for a server that serves one client at a time); ``errors``: explanations of
-    unexpected failures while serving.
+    unexpected failures while serving; ``idle_closed``: connections closed after ``idle_timeout``
+    with nothing received (or sent); ``ended_by_lifetime``: it stopped itself after ``lifetime`` s.
     """
 
     style = "?"
 
     def __init__(self, service_time: float = 0.02, *, host: str = "127.0.0.1", port: int = 0,
                  backlog: int = 128, idle_timeout: float = 900.0, max_connections: int = 256,
-                 name: str | None = None):
+                 lifetime: float = 3600.0, name: str | None = None):
         self.service_time = _service_time(service_time)
         if not isinstance(host, str):
             raise _bad("Invalid host", f"host={host!r} is not a str.",
@@ -120,8 +122,15 @@ class StyleServer:
                 fix="Use a number of seconds such as 900 (the default: a learner may pause between cells).")
         _number("max_connections", max_connections, integer=True, low=1, high=10000, why=_WHY,
                 fix="Use a small number such as 256 (the default).")
+        _number("lifetime", lifetime, integer=False, low=1e-3, high=86400, why=_WHY,
+                fix="Use a number of seconds such as 3600 (the default: a forgotten server stops "
+                    "by itself after an hour).")
         self.host, self.port, self.backlog = host, port, backlog
         self.idle_timeout, self.max_connections, self.name = idle_timeout, max_connections, name
+        self.lifetime = lifetime
+        self.ended_by_lifetime = False
+        self.idle_closed = 0
+        self._deadline = math.inf           # monotonic() when the lifetime runs out (set by start())
         self.ready = threading.Event()
         self.stopping = threading.Event()   # set by stop(): ends every simulated work at once
         self.sock: socket.socket | None = None
@@ -152,6 +161,8 @@ class StyleServer:
             self._close_sockets()
             runtime.unregister(self.key, self)
             raise explained(exc, (self.host, self.port), "bind") from None
+        runtime.forget_ended(self.address)  # a refusal here now has another cause
+        self._deadline = time.monotonic() + self.lifetime
         self._thread = Thread(target=self._run, name=f"socklab-{self.style}")
         self._thread.start()
         if not self.ready.wait(timeout) or self._crash is not None:
@@ -195,6 +206,11 @@ class StyleServer:
     def _run(self):
         try:
             self._serve()
+            if not self.stopping.is_set():  # the loop returned by itself: the lifetime ran out
+                self.ended_by_lifetime = True
+                runtime.note_ended(self.address, lifetime_ended(
+                    self.lifetime, f"concurrency.make_server({self.style!r}, lifetime=4 * 3600)"))
+                self.stop()
         except Exception as exc:
             self._crash = exc
             if not self.stopping.is_set():
@@ -244,6 +260,14 @@ class StyleServer:
     def _answered(self):
         with self._lock:
             self.served += 1
+
+    def _closed_idle(self):
+        with self._lock:
+            self.idle_closed += 1
+
+    def _time_left(self) -> float:
+        """Seconds until the lifetime runs out (0 once it has)."""
+        return max(0.0, self._deadline - time.monotonic())
 
     def _track(self, conn, thread=None) -> bool:
         """Remember a connection (so stop() can end it); False when over max_connections."""
@@ -304,7 +328,10 @@ class _AcceptLoop(StyleServer):
             sel.register(self._wake_r, selectors.EVENT_READ)
             self.ready.set()
             while not self.stopping.is_set():
-                for key, _ in sel.select():
+                left = self._time_left()
+                if not left:
+                    return                          # lifetime over: _run() stops the server
+                for key, _ in sel.select(left):
                     if key.fileobj is self._wake_r:
                         return
                     try:
@@ -332,6 +359,8 @@ class _AcceptLoop(StyleServer):
     def _serve_conn(self, conn):
         try:
             self.handle(conn)
+        except TimeoutError:
+            self._closed_idle()                     # silent for idle_timeout: a cap, not a failure
         except (OSError, ValueError) as exc:
             self._record(exc)
         finally:
@@ -367,10 +396,11 @@ class ThreadedServer(_AcceptLoop):
 class _Client:
     """The selectors server's notes on one client."""
 
-    __slots__ = ("sock", "inbox", "outbox")
+    __slots__ = ("sock", "inbox", "outbox", "since")
 
     def __init__(self, sock):
         self.sock, self.inbox, self.outbox = sock, b"", b""
+        self.since = time.monotonic()   # its last activity: idle_timeout counts from here
 
 
 class SelectorServer(StyleServer):
@@ -389,8 +419,8 @@ class SelectorServer(StyleServer):
         self.ready.set()
         try:
             while True:
-                wait = max(0.0, timers[0][0] - time.monotonic()) if timers else None
-                for key, mask in sel.select(wait):       # sleeps until a socket is ready or a timer is due
+                wait = max(0.0, self._next_deadline(sel, timers) - time.monotonic())
+                for key, mask in sel.select(wait):       # sleeps until a socket is ready or a deadline
                     if key.data == "stop":
                         return
                     if key.data == "accept":
@@ -400,11 +430,18 @@ class SelectorServer(StyleServer):
                     else:
                         self._write(sel, key.data)
                 now = time.monotonic()
+                if now >= self._deadline:
+                    return                                # lifetime over: _run() stops the server
                 while timers and timers[0][0] <= now:     # work done: answer when writable
                     client = heapq.heappop(timers)[2]
                     self._end_work()
                     client.outbox = reply_to(client.inbox)
+                    client.since = now
                     sel.register(client.sock, selectors.EVENT_WRITE, client)
+                for client in self._waiting(sel):         # silent for idle_timeout: close it
+                    if now - client.since >= self.idle_timeout:
+                        self._closed_idle()
+                        self._drop(sel, client)
         finally:
             for _, _, client in timers:
                 self._end_work()
@@ -413,6 +450,19 @@ class SelectorServer(StyleServer):
                 for conn in self._conns:
                     conn.close()
                 self._conns.clear()
+
+    @staticmethod
+    def _waiting(sel) -> list:
+        """The clients the selector watches (not those in their work)."""
+        return [key.data for key in sel.get_map().values() if isinstance(key.data, _Client)]
+
+    def _next_deadline(self, sel, timers) -> float:
+        """A non-blocking socket has no timeout of its own, so the loop keeps every clock: the
+        earliest of the next work done, the next idle client's end and the server's lifetime."""
+        ends = [self._deadline] + [c.since + self.idle_timeout for c in self._waiting(sel)]
+        if timers:
+            ends.append(timers[0][0])
+        return min(ends)
 
     def _accept(self, sel):
         while True:                                   # take every connection that is waiting
@@ -433,6 +483,7 @@ class SelectorServer(StyleServer):
             data = b""
             self._record(exc)
         client.inbox += data
+        client.since = time.monotonic()
         if not data or len(client.inbox) > MAX_REQUEST:
             return self._drop(sel, client)
         if b"\n" in client.inbox:
@@ -447,6 +498,7 @@ class SelectorServer(StyleServer):
             self._record(exc)
             return self._drop(sel, client)
         client.outbox = client.outbox[sent:]
+        client.since = time.monotonic()
         if not client.outbox:
             self._answered()
             self._drop(sel, client)
@@ -478,7 +530,10 @@ class AsyncioServer(StyleServer):
         server = await asyncio.start_server(self._connected, sock=self.sock, limit=MAX_REQUEST,
                                             backlog=self.backlog)
         self.ready.set()
-        await self._quit.wait()              # stop() sets it from another thread: call_soon_threadsafe
+        try:                                 # stop() sets it from another thread: call_soon_threadsafe
+            await asyncio.wait_for(self._quit.wait(), self._time_left())
+        except asyncio.TimeoutError:
+            pass                             # lifetime over: close as for stop(); _run() stops the rest
         # Accept no more, and let connections accepted this very moment get their transports first:
         # server.close() alone races with them (asyncio asserts, and the socket leaks).
         self._loop.remove_reader(self.sock)
@@ -510,13 +565,15 @@ class AsyncioServer(StyleServer):
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         """Serve one client: read its request, work, reply. Runs as one task per connection."""
         try:
-            request = await reader.readline()
+            request = await asyncio.wait_for(reader.readline(), self.idle_timeout)
             if request.endswith(b"\n"):
                 with self.working():
                     await asyncio.sleep(self.service_time)   # the simulated work: a timer, not a block
                 writer.write(reply_to(request))
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), self.idle_timeout)
                 self._answered()
+        except asyncio.TimeoutError:         # silent for idle_timeout: a cap, not a failure
+            self._closed_idle()
         except (OSError, ValueError) as exc:
             self._record(exc)
         finally:

@@ -790,8 +790,9 @@ def idle_closed(idle_timeout: float) -> Explanation:
         "idle_timeout, e.g. socklab.Server(idle_timeout=3600).")
 
 
-def lifetime_ended(lifetime: float) -> Explanation:
-    """A socklab server stopped itself: its ``lifetime`` ran out."""
+def lifetime_ended(lifetime: float, longer: str = "socklab.Server(lifetime=4 * 3600)") -> Explanation:
+    """A socklab server stopped itself: its ``lifetime`` ran out (``longer``: how to start one that
+    lives longer)."""
     return Explanation(
         "Server stopped itself",
         f"socklab's server at this address stopped itself when its lifetime of {lifetime:g} s ran "
@@ -799,7 +800,7 @@ def lifetime_ended(lifetime: float) -> Explanation:
         "socklab's demo servers stop by themselves after a while, so that a server forgotten in a "
         "kernel does not run for ever on a shared host.",
         "Start it again (re-run the cell that started it), or start it with a longer lifetime, "
-        "e.g. socklab.Server(lifetime=4 * 3600).")
+        f"e.g. {longer}.")
 
 
 _OVER_CAP = "Too many connections at once"

@@ -52,6 +52,46 @@ def test_each_style_answers_many_concurrent_clients(style, leakcheck):
     assert len(m.latencies) == 12
 
 
+@pytest.mark.parametrize("style", STYLES)
+def test_each_style_closes_a_silent_connection_after_idle_timeout(style, leakcheck):
+    """idle_timeout holds in every style: blocking sockets have settimeout(), the selectors loop
+    keeps each client's clock itself, asyncio wraps its reads in wait_for()."""
+    with make_server(style, 0.01, idle_timeout=0.3).start() as srv, \
+            socket.create_connection(srv.address, timeout=5) as silent, \
+            socket.create_connection(srv.address, timeout=5) as half:
+        half.sendall(b"half a requ")  # a request that never ends is as idle as no request
+        t0 = time.monotonic()
+        assert recv_or_error(silent) == b"" and recv_or_error(half) in (b"", "ConnectionResetError")
+        assert time.monotonic() - t0 < 4.0  # the 0.3 s limit ended them, not our own 5 s timeout
+        assert ask(srv.address, b"request 1\n") == b"done: request 1\n"  # others are served
+        assert srv.running
+    assert srv.idle_closed == 2 and srv.errors == [], (srv.idle_closed, srv.errors)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_each_style_stops_itself_after_its_lifetime(style, leakcheck):
+    before = set(threading.enumerate())
+    srv = make_server(style, 0.01, lifetime=0.3).start()
+    assert ask(srv.address) == b"done: hello\n"
+    assert srv.stopping.wait(5), "the server did not stop itself"
+    srv._thread.join(5)
+    assert srv.ended_by_lifetime and not srv.running and srv.sock.fileno() == -1
+    assert set(threading.enumerate()) - before == set()
+    assert srv not in runtime.running()
+    client = socklab.Client(srv.address, timeout=2)
+    try:
+        with pytest.raises(ConnectionRefusedError) as info:
+            client.connect()
+    finally:
+        client.close()
+    exp = info.value.explanation
+    assert exp.title == "Server stopped itself" and "lifetime of 0.3 s" in exp.what
+    assert f"concurrency.make_server({style!r}, lifetime=" in exp.fix
+    with make_server(style, 0.01, port=srv.address[1]).start() as again:  # listening there again
+        assert ask(again.address) == b"done: hello\n"
+    assert not again.ended_by_lifetime
+
+
 def test_iterative_serves_one_at_a_time_and_its_total_grows_with_n(leakcheck):
     m = measure("iterative", 8, 0.03)
     assert m.peak == 1 and not m.overlapped
@@ -289,6 +329,8 @@ BAD_RUNS = [
     ("max_connections None", lambda: measure("threads", 2, max_connections=None),
      "Invalid max_connections"),
     ("idle_timeout 0", lambda: measure("iterative", 2, idle_timeout=0), "Invalid idle_timeout"),
+    ("lifetime 0", lambda: measure("selectors", 2, lifetime=0), "Invalid lifetime"),
+    ("lifetime inf", lambda: make_server("asyncio", lifetime=float("inf")), "Invalid lifetime"),
     ("port '80'", lambda: measure("threads", 2, port="80"), "Invalid port"),
     ("style None", lambda: measure(None, 2), "Unknown server style"),
     ("styles as one str", lambda: concurrency.compare(2, styles="threads"),

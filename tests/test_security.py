@@ -610,7 +610,8 @@ def test_the_default_limits_leave_a_learner_minutes_between_cells():
     from socklab import concurrency
     assert Server().idle_timeout >= 900 and Server().lifetime >= 3600
     for style in concurrency.STYLES:
-        assert concurrency.make_server(style).idle_timeout >= 900, style
+        srv = concurrency.make_server(style)
+        assert srv.idle_timeout >= 900 and srv.lifetime >= 3600, style
 
 
 def test_a_send_that_times_out_is_not_told_as_an_idle_connection(leakcheck):
