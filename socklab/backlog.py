@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from . import kstate
 from .config import SocketConfig
 from .errors import ConfigError, Explanation
-from .trace import Trace, TracedSocket
+from .trace import Trace, TracedSocket, as_trace
 from .runtime import Thread
 
 LAUNCH_GRACE = 0.05  # s a client may take to connect before the next starts: keeps the order stable
@@ -193,7 +193,12 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
     """
     _check(backlog, clients, connect_timeout, accept_after)
     cfg = SocketConfig(family=family, type="SOCK_STREAM", backlog=backlog).validate()
-    trace = trace if trace is not None else Trace()
+    trace = as_trace(trace, "run_backlog_experiment(trace=)", optional=True)
+    if stop is not None and not isinstance(stop, StopSignal):
+        raise ConfigError(Explanation(
+            "stop must be a StopSignal", f"stop={stop!r:.40} is a {type(stop).__name__}.",
+            "The experiment ends early when another thread calls stop.set() on the StopSignal it "
+            "was given.", "Pass stop=socklab.backlog.StopSignal(), or leave it out."))
     res = BacklogResult(backlog, cfg.family, connect_timeout, accept_after, trace=trace)
     listener = TracedSocket.create(cfg.af, cfg.kind, trace=trace, side="server")
     socks, threads, conns, done = [], [], [], []

@@ -10,7 +10,7 @@ from . import runtime
 from .config import SocketConfig
 from .errors import ConfigError, Explanation, explain
 from .servers import _number
-from .trace import Trace, TracedSocket
+from .trace import Trace, TracedSocket, as_trace
 from .runtime import Thread
 
 _BYTES = (bytes, bytearray, memoryview)
@@ -67,7 +67,7 @@ class BackgroundClient:
         _number("timeout", timeout, integer=False, low=1e-3, high=3600, why=_WHY,
                 fix="Use a number of seconds such as 5.")
         self.config, self.address = cfg, address
-        self.trace = trace if trace is not None else Trace()
+        self.trace = as_trace(trace, "BackgroundClient(trace=)", optional=True)
         self.side, self.timeout, self.read_replies = side, timeout, read_replies
         self.replies: list = []
         self.error = None

@@ -97,10 +97,27 @@ def _check_datagram(c: SocketConfig, data: bytes) -> None:
         "Send a shorter message, split it into several datagrams, or use SOCK_STREAM."))
 
 
+def _config_of(config) -> SocketConfig:
+    """``config``, a new default SocketConfig for None, or a Server's or Client's ``.config``."""
+    if config is None:
+        return SocketConfig()
+    if isinstance(config, SocketConfig):
+        return config
+    own = getattr(config, "config", None)
+    if isinstance(own, SocketConfig):
+        return own
+    raise ConfigError(Explanation(
+        "Not a socket configuration", f"config={config!r:.60} is a {type(config).__name__}, not a "
+        "socklab.SocketConfig.", "The code is written for one family, type, address and backlog: "
+        "a SocketConfig holds them, and so does every Server and Client (as .config).",
+        "Pass socklab.SocketConfig(family='AF_INET', type='SOCK_STREAM'), or the Server or Client "
+        "itself, or leave it out for the defaults."))
+
+
 def server_code(config: SocketConfig | None = None) -> str:
     """A complete echo server for ``config`` (stream: one client served, then exit). ConfigError,
     explained, for a loopback name without an address of the family here."""
-    c = (config or SocketConfig()).validate()
+    c = _config_of(config).validate()
     _check_resolves(c)
     fam, typ = f"socket.{c.family}", f"socket.{c.type}"
     out = _prelude(c, "server")
@@ -150,7 +167,7 @@ def client_code(config: SocketConfig | None = None, message: bytes = b"hello") -
     prints the reply. ConfigError, explained, for code that could not run: another message type, a
     datagram longer than one can carry, or a loopback name without an address of the family here."""
     data = _message_bytes(message)
-    c = (config or SocketConfig()).validate()
+    c = _config_of(config).validate()
     _check_resolves(c)
     _check_datagram(c, data)
     msg = repr(data)

@@ -776,8 +776,25 @@ def compare(clients: int = 20, styles=STYLES, service_time: float = 0.02, **kw) 
     return [measure(s, clients, service_time, **kw) for s in styles]
 
 
+def _measurements(value, where: str) -> list:
+    """A list of Measurements from one Measurement or any iterable of them; else ConfigError."""
+    if isinstance(value, Measurement):
+        return [value]
+    try:
+        items = list(value)
+    except TypeError:
+        items = None
+    if items is None or not all(isinstance(m, Measurement) for m in items):
+        raise _bad("Not measurements", f"{where} takes what measure() or compare() returned; it got "
+                   f"{value!r:.60} (a {type(value).__name__}).",
+                   "Pass a Measurement (m = concurrency.measure('threads', 10)) or the list "
+                   "compare() returns.")
+    return items
+
+
 def table(measurements) -> str:
-    """The measurements as a text table (times in ms)."""
+    """The measurements (a list, or one Measurement) as a text table (times in ms)."""
+    measurements = _measurements(measurements, "table()")
     head = f"{'style':<10} {'clients':>7} {'answered':>8} {'total ms':>9} {'mean ms':>8} " \
            f"{'max ms':>8} {'peak':>4}"
     lines = [head, "-" * len(head)]
@@ -790,6 +807,20 @@ def table(measurements) -> str:
 def latency_chart(measurement: Measurement, width: int = 40, scale: float | None = None) -> str:
     """The latencies as bars, sorted (fastest first): row k is the k-th answer, not client number k,
     so every chart rises. Steps of one work time between rows mean one request at a time."""
+    measurements = _measurements(measurement, "latency_chart()")
+    if len(measurements) != 1:
+        raise _bad("One measurement per chart", f"latency_chart() draws one measurement; it got "
+                   f"{len(measurements)}.", "Draw each in turn: for m in results: "
+                   "print(concurrency.latency_chart(m)).")
+    measurement = measurements[0]
+    if isinstance(width, bool) or not isinstance(width, int) or not 5 <= width <= 500:
+        raise _bad("Invalid width", f"width={width!r:.40} is not a whole number from 5 to 500.",
+                   "Use e.g. width=40 (the default): the number of characters of the longest bar.")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not 0 < scale < math.inf):
+        raise _bad("Invalid scale", f"scale={scale!r:.40} is not a positive number of seconds.",
+                   "Use the latency (in s) that fills the width, e.g. the slowest of several charts "
+                   "(so they compare), or leave it out.")
     lat = measurement.latencies
     if not lat:
         return f"{measurement.style}: no client got an answer"

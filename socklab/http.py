@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import runtime
 from .errors import Explanation
 from .servers import DEFAULT_TIMEOUT, Server, _number
-from .trace import Trace, TracedSocket, call_before as _before
+from .trace import Trace, TracedSocket, as_trace, call_before as _before
 from .runtime import Thread
 
 MAX_LINE = 8190           # bytes in the request line or one header line (as many servers allow)
@@ -621,7 +621,7 @@ def request(address, method: str = "GET", target: str = "/", headers=(), body: b
     if not any(k.lower() == "connection" for k, _ in hdrs):
         hdrs.append(("Connection", "close"))
     data = build_request(method, target, host, hdrs, body)
-    trace = trace if trace is not None else Trace()
+    trace = as_trace(trace, "http.request(trace=)", optional=True)
     deadline = time.monotonic() + timeout
     with TracedSocket.create(family, socket.SOCK_STREAM, trace=trace, side=side) as s:
         s.settimeout(timeout)

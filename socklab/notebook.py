@@ -20,11 +20,11 @@ from IPython import get_ipython
 from IPython.display import display
 
 from . import envcheck, runtime
-from .errors import (LIBRARY_DIRS, SocklabError, argument_error_call, explain, note_call,
+from .errors import (LIBRARY_DIRS, ConfigError, Explanation, SocklabError, argument_error_call, explain, note_call,
                      socket_call_of, watch_socket_calls)
 from .render.html import CSS, code_html, explanation_html, table_html, transcript_html, warnings_html
 from .render.text import side_by_side, transcript
-from .trace import Trace
+from .trace import Trace, as_trace
 
 
 class Rich:
@@ -223,13 +223,25 @@ def environment() -> Rich:
 
 def show(trace: Trace, order: str = "time", times: bool = False) -> Rich:
     """A trace as text (in time order, or ``order='side'``: each side's calls, stable under races)
-    and as an HTML table."""
+    and as an HTML table. A Server, Client, socket or panel shows its own trace."""
+    if order not in ("time", "side"):
+        raise ConfigError(Explanation(
+            "Invalid order", f"order={order!r:.40} is neither 'time' nor 'side'.",
+            "show() lists the calls in the order they completed ('time'), or each side's calls "
+            "together ('side': stable when threads race).", "Use order='time' or order='side'."))
+    trace = as_trace(trace, "show()")
     text = side_by_side(trace) if order == "side" else transcript(trace, times=times)
     return Rich(text, transcript_html(trace, times=times, order=order))
 
 
 def code(source: str, title: str = "") -> Rich:
     """Python source for the learner to copy, shown as a code block."""
+    for name, value in (("source", source), ("title", title)):
+        if not isinstance(value, str):
+            raise ConfigError(Explanation(
+                f"Invalid {name}", f"{name}={value!r:.60} is a {type(value).__name__}, not a str.",
+                "code() shows Python source text as a code block.",
+                "Pass the code as a str, e.g. socklab.notebook.code(socklab.client_code())."))
     return Rich(source, code_html(source, title))
 
 

@@ -127,6 +127,18 @@ def _forget(ids: set) -> None:
             del _running[k]
 
 
+def check_name(name) -> None:
+    """Raise ConfigError, explained, unless ``name`` is a str or None (a ``name=`` argument)."""
+    if name is None or isinstance(name, str):
+        return
+    from .errors import ConfigError, Explanation  # errors imports this module
+    raise ConfigError(Explanation(
+        "Invalid name", f"name={name!r:.60} is a {type(name).__name__}, not a str.",
+        "name= is the label socklab keeps a server, client, socket or panel under, so that starting "
+        "another one with the same name stops the old one.",
+        "Use a short string such as name='echo', or leave it out."))
+
+
 def register(key: str, obj, explicit: bool = True) -> None:
     """Remember ``obj`` (anything with ``stop()``) under ``key`` and stop what an earlier run left.
 
@@ -136,6 +148,7 @@ def register(key: str, obj, explicit: bool = True) -> None:
     the key, registering from a cell stops everything an earlier run of that same cell started
     (on any line: the cell may have been edited since).
     """
+    check_name(key)
     gen = generation()
     cell = _current_cell()
     with _lock:

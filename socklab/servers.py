@@ -21,7 +21,7 @@ import weakref
 from . import runtime
 from .config import SocketConfig, check_bound
 from .errors import _SEND_CALLS, ConfigError, Explanation, SocklabError, explain, explained, explained_as
-from .trace import Trace, TracedSocket
+from .trace import Trace, TracedSocket, as_trace
 from .runtime import Thread
 
 DEFAULT_TIMEOUT = 5.0
@@ -141,7 +141,7 @@ class Server(_Stoppable):
         if self.config.type == "SOCK_RAW" and self.config.family != "AF_UNIX":
             handler = handler or record_only
         self.handler = handler or (echo if self.config.stream else echo_datagram)
-        self.trace = trace if trace is not None else Trace()
+        self.trace = as_trace(trace, "Server(trace=)", optional=True)
         self.side = side            # None: 'server' (or 'server2' ... beside a live one), at start()
         self._claimed_side = side is None
         self.max_connections = _number("max_connections", max_connections, integer=True, low=1,
@@ -465,7 +465,7 @@ class Client(_Stoppable):
         self._peer = None  # what the open socket is connected to, if anything
         if isinstance(target, Server):
             config = config or target.config
-            trace = trace if trace is not None else target.trace
+            trace = as_trace(trace, "Client(trace=)") if trace is not None else target.trace
             target = target.address
         self.config = _config(config, config_kw)
         self.target = target if target is not None else self.config.address
@@ -474,7 +474,7 @@ class Client(_Stoppable):
             _check_target_host(self.target[0])
         self.timeout = _number("timeout", timeout, integer=False, low=1e-3, high=86400,
                                fix="Use a number of seconds such as 5.")
-        self.trace = trace if trace is not None else Trace()
+        self.trace = as_trace(trace, "Client(trace=)", optional=True)
         self.side = side or self.trace.new_side("client")
         self.name = name
         self.sock: TracedSocket | None = None
@@ -726,20 +726,26 @@ def ping(host: str = "127.0.0.1", *, count: int = 1, timeout: float = 2.0, trace
             fix="Use a number of seconds such as 2.")
     fam = "AF_INET6" if ":" in host else "AF_INET"
     cfg = SocketConfig(family=fam, type="SOCK_RAW", host=host).validate()
-    trace = trace if trace is not None else Trace()
+    trace = as_trace(trace, "ping(trace=)", optional=True)
     ident = os.getpid() & 0xFFFF
     icmp_type = 8 if fam == "AF_INET" else 128
     results = []
-    with TracedSocket.create(cfg.af, cfg.kind, cfg.proto, trace=trace, side=side) as s:
-        s.settimeout(timeout)
-        for seq in range(1, count + 1):
-            payload = b"socklab-ping-%d" % seq
-            header = struct.pack("!BBHHH", icmp_type, 0, 0, ident, seq)
-            csum = _checksum(header + payload) if fam == "AF_INET" else 0  # kernel fills ICMPv6's
-            packet = struct.pack("!BBHHH", icmp_type, 0, csum, ident, seq) + payload
-            t0 = time.perf_counter()
-            s.sendto(packet, (host, 0))
-            results.append(_await_echo_reply(s, fam, ident, seq, t0, timeout))
+    call = "socket"
+    try:
+        with TracedSocket.create(cfg.af, cfg.kind, cfg.proto, trace=trace, side=side) as s:
+            s.settimeout(timeout)
+            for seq in range(1, count + 1):
+                payload = b"socklab-ping-%d" % seq
+                header = struct.pack("!BBHHH", icmp_type, 0, 0, ident, seq)
+                csum = _checksum(header + payload) if fam == "AF_INET" else 0  # kernel fills ICMPv6's
+                packet = struct.pack("!BBHHH", icmp_type, 0, csum, ident, seq) + payload
+                t0 = time.perf_counter()
+                call = "sendto"
+                s.sendto(packet, (host, 0))
+                call = "recvfrom"
+                results.append(_await_echo_reply(s, fam, ident, seq, t0, timeout))
+    except OSError as exc:  # an unknown host name, no route, ...: explained like a Client's
+        raise explained(exc, (host, 0), call) from None
     return results
 
 
@@ -999,8 +1005,10 @@ def socket_(family="AF_INET", type="SOCK_STREAM", proto=0, *, trace: Trace | Non
     from .config import _name, FAMILIES, TYPES
     af = getattr(socket, _name(family, FAMILIES, "family"))
     kind = getattr(socket, _name(type, TYPES, "type"))
+    trace = as_trace(trace, "socklab.socket(trace=)", optional=True)
+    runtime.check_name(name)  # before the socket exists: a bad name must not leak it
     try:
-        s = TracedSocket.create(af, kind, proto, trace=trace if trace is not None else Trace(), side=side)
+        s = TracedSocket.create(af, kind, proto, trace=trace, side=side)
     except Exception as exc:
         raise explained(exc, call="socket") from None
     s.registry_key = name if name is not None else runtime.caller_key(2)

@@ -270,8 +270,7 @@ def connect(address, context: ssl.SSLContext, server_hostname: str | None = "loc
     Re-running the cell closes the stream the previous run opened.
     """
     family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
-    sock = TracedSocket.create(family, socket.SOCK_STREAM, trace=trace if trace is not None else Trace(),
-                               side=side)
+    sock = TracedSocket.create(family, socket.SOCK_STREAM, trace=trace, side=side)
     try:
         sock.settimeout(timeout)
         sock.connect(address)

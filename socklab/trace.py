@@ -87,6 +87,25 @@ class Event:
         return f"<Event {self.seq} {self.side} {self.call}{self.args!r} -> {outcome!r}>"
 
 
+def as_trace(obj, where: str, optional: bool = False) -> "Trace":
+    """``obj`` if it is a Trace, else the ``.trace`` of a socklab Server, Client, socket or panel;
+    with ``optional``, None gives a new Trace. Anything else raises ConfigError, explained."""
+    if isinstance(obj, Trace):
+        return obj
+    if obj is None and optional:
+        return Trace()
+    own = getattr(obj, "trace", None)
+    if isinstance(own, Trace):
+        return own
+    from .errors import ConfigError, Explanation
+    raise ConfigError(Explanation(
+        "Not a trace", f"{where} takes a socklab.Trace; it got {obj!r:.60} (a {type(obj).__name__}).",
+        "A trace is the record of socket calls that socklab keeps: every Server, Client, "
+        "socklab.socket() and panel has one, as its .trace.",
+        "Pass a trace (srv.trace, or t = socklab.Trace()), or the Server, Client, socket or panel "
+        "itself" + (", or leave it out for a new one." if optional else ".")))
+
+
 class Trace:
     """A thread-safe, ordered record of socket calls from any number of sides.
 
@@ -95,6 +114,13 @@ class Trace:
     """
 
     def __init__(self, coalesce: bool = True, max_events: int = 20000, detail: int = 8):
+        if type(max_events) is not int or not 1 <= max_events <= 10 ** 7:
+            from .errors import ConfigError, Explanation
+            raise ConfigError(Explanation(
+                "Invalid max_events", f"max_events={max_events!r:.40} is not a whole number from 1 "
+                "to 10 000 000.", "A trace keeps its newest max_events calls and drops older ones, "
+                "so that a long-running demo does not fill the kernel's memory.",
+                "Use e.g. max_events=20000 (the default), or leave it out."))
         self.t0 = time.perf_counter()
         self.coalesce = coalesce
         self.detail = detail
@@ -369,7 +395,13 @@ class TracedSocket:
     def create(cls, family=socket.AF_INET, type=socket.SOCK_STREAM, proto=0, *, trace=None,
                side="socket", owner=None) -> "TracedSocket":
         """Create and record ``socket(family, type[, proto])``."""
-        trace = trace if trace is not None else Trace()
+        trace = as_trace(trace, "trace=", optional=True)
+        if not isinstance(side, str):
+            from .errors import ConfigError, Explanation
+            raise ConfigError(Explanation(
+                "Invalid side", f"side={side!r:.40} is a {side.__class__.__name__}, not a str.",
+                "side names who makes the calls (e.g. 'client', 'server') in the trace and its views.",
+                "Use a short string such as side='client', or leave it out."))
         args = (Sym(_family_name(family)), Sym(_type_name(type))) + ((proto,) if proto else ())
         start = time.perf_counter()
         try:

@@ -16,7 +16,8 @@ import html
 import re
 from dataclasses import dataclass
 
-from ..trace import Data, Sym, Trace
+from ..trace import Data, Sym, Trace, as_trace
+from ..errors import ConfigError, Explanation
 from .html import CSS, SIDE_COLOURS, side_slots
 from .text import format_call, format_result
 
@@ -183,6 +184,18 @@ def _rows(events, m, cut: int) -> list:
 
 
 def _window(trace, last, peers):
+    trace = as_trace(trace, "the sequence diagram")
+    if last is not None and (type(last) is not int or last < 0):
+        raise ConfigError(Explanation(
+            "Invalid last", f"last={last!r:.40} is not a whole number of 0 or more.",
+            "last is how many of the newest calls the diagram draws.",
+            "Use e.g. last=40, or last=None for every call the trace holds."))
+    if peers is not None and not (isinstance(peers, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in peers.items())):
+        raise ConfigError(Explanation(
+            "Invalid peers", f"peers={peers!r:.60} is not a dict of side names.",
+            "peers pairs sides whose messages go to each other, when the trace cannot tell.",
+            "Use e.g. peers={'client': 'server/conn1'}, or leave it out."))
     events = list(trace)
     m = _Model(events, peers)
     cut = max(len(events) - last, 0) if last is not None else 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 
 from ..errors import Explanation
-from ..trace import Trace
+from ..trace import Event, Trace, as_trace
 from .text import format_call, format_result
 
 # role -> (light theme, dark theme). Every text role reaches WCAG AA (4.5:1) on every '*-bg' role of
@@ -124,10 +124,14 @@ def warnings_html(warnings) -> str:
 
 def transcript_html(trace: Trace, times: bool = True, last: int | None = 200,
                     order: str = "time") -> str:
-    """A table of events, one colour per side; the newest ``last`` rows.
+    """A table of events (a Trace, or a list of its Events), one colour per side; the newest
+    ``last`` rows.
 
     ``order='side'`` groups rows by side, stable when threads race (as ``side_by_side``)."""
-    events = list(trace)
+    if isinstance(trace, (list, tuple)) and all(isinstance(e, Event) for e in trace):
+        events = list(trace)  # some of a trace's events, picked by the caller
+    else:
+        events = list(as_trace(trace, "transcript_html()"))
     groups: dict = {}
     for ev in events:
         groups.setdefault(ev.side, []).append(ev)

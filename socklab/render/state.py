@@ -74,8 +74,26 @@ def _footer(rows) -> list:
     return out
 
 
+def _checked(rows, where: str) -> list:
+    """``rows`` if it holds SockState rows (a Rows, or a list of them); else ConfigError."""
+    from ..kstate import SockState
+    try:
+        items = list(rows)
+    except TypeError:
+        items = None
+    if isinstance(rows, (str, bytes)) or items is None or not all(isinstance(r, SockState) for r in items):
+        from ..errors import ConfigError, Explanation
+        raise ConfigError(Explanation(
+            "Not kernel socket rows", f"{where} takes the rows socklab.demo_state() returns; it got "
+            f"{rows!r:.60} (a {type(rows).__name__}).",
+            "The table shows the kernel's sockets, one row each, as socklab.demo_state() reads them.",
+            "Pass socklab.demo_state(srv) (for a Server, a socket, a port or an AF_UNIX path)."))
+    return rows if hasattr(rows, "__len__") else items  # a generator is spent by now: its items
+
+
 def state_text(rows) -> str:
     """The rows as an aligned plain-text table (the static-view form of ``state_html``)."""
+    rows = _checked(rows, "state_text()")
     if not rows:
         return "\n".join(["(no sockets on this port)"] + _footer(rows))
     table = [COLUMNS] + [_cells(r) for r in rows]
@@ -93,6 +111,7 @@ def _state_colour(state: str) -> str | None:
 
 def state_html(rows) -> str:
     """The rows as an HTML table; each state is named, and coloured in the theme's colours."""
+    rows = _checked(rows, "state_html()")
     e = html.escape
     body = []
     for r in rows:

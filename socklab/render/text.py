@@ -6,7 +6,7 @@ nbval sanitize file (tests/nbval-sanitize.cfg) masks ports.
 from __future__ import annotations
 
 from .. import runtime
-from ..trace import Data, Event, Trace
+from ..trace import Data, Event, Trace, as_trace
 
 
 def _arg(a) -> str:
@@ -46,6 +46,7 @@ def format_result(ev: Event) -> str:
 
 def transcript(trace: Trace, times: bool = False, sides=None) -> str:
     """One line per event in the order the calls completed: side, call, result."""
+    trace = as_trace(trace, "transcript()")
     events = [e for e in trace if sides is None or e.side in sides]
     if not events:
         return "(no socket calls yet)"
@@ -62,7 +63,7 @@ def transcript(trace: Trace, times: bool = False, sides=None) -> str:
 
 def side_by_side(trace: Trace) -> str:
     """Each side's calls as its own numbered list: stable for stored outputs even when threads race."""
-    groups = trace.by_side()
+    groups = as_trace(trace, "side_by_side()").by_side()
     if not groups:
         return "(no socket calls yet)"
     out = []

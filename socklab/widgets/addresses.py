@@ -20,7 +20,7 @@ from ..errors import ConfigError, Explanation, explain
 from ..notebook import Rich, show
 from ..render.html import colour, explanation_html, warnings_html
 from ..trace import Trace, TracedSocket
-from .base import Choice, Panel, check_choice, family_name, type_name
+from .base import Choice, Panel, check_choice, check_range, check_text, family_name, type_name
 
 FAMILIES = ("AF_INET", "AF_INET6") + (("AF_UNIX",) if hasattr(socket, "AF_UNIX") else ())
 TYPES = ("SOCK_STREAM", "SOCK_DGRAM")
@@ -82,6 +82,9 @@ class BindExplorer(Panel):
                  name: str | None = None):
         family = check_choice("family", family, FAMILIES, normalise=family_name)
         type = check_choice("type", type, TYPES, normalise=type_name)
+        if host is not None:
+            host = check_text("host", host, example="127.0.0.1")
+        check_range("port", port, -2 ** 31, 2 ** 31 - 1)  # wide: trying a port out of range is a lesson
         self.trace = Trace(coalesce=False)
         self.attempts: list = []
         self.kept: list = []        # TracedSockets still bound

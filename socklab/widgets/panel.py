@@ -20,10 +20,30 @@ from ..render.html import code_html, explanation_html, warnings_html
 from ..render.state import state_html
 from ..servers import Client, Server
 from ..trace import Data, Trace
-from .base import (Choice, ServerPanel, check_choice, check_data, check_range, family_name,
-                   type_name)
+from .base import (Choice, ServerPanel, bad_setting, check_choice, check_data, check_range,
+                   check_text, family_name, type_name)
 
 _REFRESH = 0.1  # seconds between live HTML redraws while events stream in
+
+
+VIEWS = ("log", "diagram", "state", "code")
+
+
+def _check_views(views) -> tuple:
+    """``views`` as a tuple of names from VIEWS; else a ConfigError naming them."""
+    given = views
+    if isinstance(views, str):
+        views = (views,)
+    try:
+        views = tuple(views)
+    except TypeError:
+        views = None
+    if views is None or not all(isinstance(v, str) and v in VIEWS for v in views):
+        listed = ", ".join(repr(v) for v in VIEWS)
+        raise bad_setting(f"views={given!r:.60} is not a list of view names ({listed}).",
+                          "Pass e.g. views=('log', 'diagram'), or leave it out for all four.",
+                          "views names the tabs the panel shows under its controls.")
+    return views
 
 
 class LabPanel(ServerPanel):
@@ -35,10 +55,12 @@ class LabPanel(ServerPanel):
     """
 
     def __init__(self, family="AF_INET", type="SOCK_STREAM", backlog=5, message="hello",
-                 name: str | None = None, views=("log", "diagram", "state", "code")):
+                 name: str | None = None, views=VIEWS):
         family = check_choice("family", family, FAMILIES, normalise=family_name)
         type = check_choice("type", type, TYPES, normalise=type_name)
         check_range("backlog", backlog, -10, 100000)
+        message = check_text("message", message)
+        views = _check_views(views)
         self.trace = Trace()
         self.server: Server | None = None
         self.client: Client | None = None

@@ -26,8 +26,8 @@ from ..errors import explain
 from ..notebook import Rich, show
 from ..render.html import CSS, explanation_html, table_html, warning_html
 from ..trace import Data, Trace, TracedSocket
-from .base import (Choice, Panel, Timeout, check_choice, check_range, family_name, type_name,
-                   unencodable)
+from .base import (Choice, Panel, Timeout, check_choice, check_range, check_text, family_name,
+                   type_name, unencodable)
 from ..runtime import Thread
 
 try:  # the kernel-state table renderer (another module of the package; optional here)
@@ -264,7 +264,7 @@ class StepPanel(Panel):
         self.family = Choice("family", options=families, value=family, description="family")
         self.type = Choice("type", options=TYPES, value=type, description="type")
         self.backlog = W.BoundedIntText(value=backlog, min=0, max=4096, description="backlog")
-        self.message = W.Text(value=message, description="message")
+        self.message = W.Text(value=check_text("message", message), description="message")
         self.server_button = W.Button(button_style="success", layout=W.Layout(width="auto"))
         self.client_button = W.Button(button_style="info", layout=W.Layout(width="auto"))
         self.reset_button = W.Button(description="Reset", layout=W.Layout(width="auto"))
