@@ -250,6 +250,10 @@ class StyleServer:
 
     def wait_working(self, n: int = 1, timeout: float = 5.0) -> bool:
         """Wait until ``n`` requests are in their simulated work at once; False after ``timeout`` s."""
+        _number("n", n, integer=True, low=0, high=10000, why=_WHY,
+                fix="Use the number of requests to wait for, e.g. 1.")
+        _number("timeout", timeout, integer=False, low=0, high=MAX_TIMEOUT, why=_WHY,
+                fix="Use a number of seconds such as 5 (the default).")
         with self._lock:
             return self._work_changed.wait_for(lambda: self._inflight >= n, timeout)
 

@@ -399,6 +399,9 @@ class Server(_Stoppable):
 
     def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
         """Wait until every accepted connection has been served and closed; False on timeout."""
+        _number("timeout", timeout, integer=False, low=0, high=86400,
+                why="wait_idle() waits for the server's connections to end, and every wait must end.",
+                fix="Use a number of seconds such as 5 (the default).")
         with self._lock:
             return self._conn_done.wait_for(lambda: not self._conns, timeout)
 

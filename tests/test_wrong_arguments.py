@@ -129,3 +129,38 @@ def test_where_the_intent_is_plain_it_just_works(leakcheck):
             assert c2.trace is srv.trace
     m = _measured()
     assert concurrency.table(m) == concurrency.table([m])
+
+
+def test_every_wait_refuses_a_timeout_that_would_never_end(leakcheck):
+    """None (wait for ever), a str, NaN: refused before waiting, so no cell can hang on them."""
+    from socklab.widgets.backlog import wait_for_state
+    with _server() as srv, socklab.Client(srv, name="wa-busy") as c, \
+            concurrency.make_server("threads", name="wa-style").start() as style:
+        c.request(b"x")  # accepted and open: wait_idle() would wait for it
+        for bad in (None, "5", float("nan"), -1):
+            with pytest.raises(socklab.ConfigError, match="Invalid timeout"):
+                srv.wait_idle(bad)
+            with pytest.raises(socklab.ConfigError, match="Invalid timeout"):
+                style.wait_working(1, timeout=bad)
+            with pytest.raises(socklab.ConfigError, match="Invalid timeout"):
+                wait_for_state(srv, "LISTEN", timeout=bad)
+        with pytest.raises(socklab.ConfigError, match="Invalid n"):
+            style.wait_working(None)
+        with pytest.raises(socklab.ConfigError, match="Invalid count"):
+            wait_for_state(srv, "LISTEN", count="1")
+        with pytest.raises(socklab.ConfigError, match="Invalid state"):
+            wait_for_state(srv, 10)
+        assert srv.wait_idle(0) is False and wait_for_state(srv, "LISTEN", timeout=0)
+
+
+def test_the_step_panel_names_its_sides(leakcheck):
+    from socklab.widgets.steps import StepPanel
+    panel = StepPanel(name="wa-steps")
+    try:
+        for bad in (None, "clients", ["server"]):
+            with pytest.raises(socklab.ConfigError) as info:
+                panel.next_step(bad)
+            assert "'server', 'client'" in info.value.explanation.fix
+        assert panel.next_step("server") == "socket"
+    finally:
+        panel.stop()

@@ -25,7 +25,7 @@ import ipywidgets as W
 
 from .. import runtime
 from ..backlog import LATE, BacklogResult, ClientOutcome, Sample, StopSignal, run_backlog_experiment
-from ..errors import ConfigError
+from ..errors import ConfigError, Explanation
 from ..kstate import Rows, demo_state
 from ..notebook import Rich
 from ..render.html import CSS, colour, table_html
@@ -211,6 +211,17 @@ def wait_for_state(listener, state: str, count: int = 1, timeout: float = 2.0) -
     """Wait (at most ``timeout`` s, checking every 10 ms) until the kernel shows ``count`` sockets
     in ``state`` on ``listener``'s port; True if it did. For views that must not race a thread
     (a connect() just started elsewhere) or a delayed ACK (FIN-WAIT-1 becoming FIN-WAIT-2)."""
+    why = "wait_for_state() looks at the kernel's table until it shows what you wait for, or time is up."
+    for name, value, ok, fix in (
+            ("state", state, isinstance(state, str),
+             "Pass a state as the table shows it, e.g. 'SYN-SENT', 'ESTABLISHED' or 'FIN-WAIT-2'."),
+            ("count", count, type(count) is int and 1 <= count <= 100000,
+             "Pass how many sockets must be in that state, e.g. 1."),
+            ("timeout", timeout, isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+             and 0 <= timeout <= 3600, "Pass a number of seconds such as 2 (the default).")):
+        if not ok:
+            raise ConfigError(Explanation(f"Invalid {name}", f"{name}={value!r:.40} cannot be used.",
+                                          why, fix))
     deadline = time.monotonic() + timeout
     tick = threading.Event()
     while True:

@@ -317,13 +317,15 @@ class StepPanel(Panel):
         return self.type.value == "SOCK_STREAM"
 
     def steps_for(self, side: str) -> tuple:
+        """The steps of ``side`` ('server' or 'client') for the family and type picked."""
+        side = check_choice("side", side, ("server", "client"))
         if side == "server":
             return SERVER_STEPS[self.stream]
         return client_steps(self.family.value, self.stream)
 
     def next_step(self, side: str) -> str | None:
         """The step the side's button does next (None when all are done)."""
-        steps = self.steps_for(side)
+        steps = self.steps_for(side)  # checks side
         i = self._next[side]
         return steps[i] if i < len(steps) else None
 
