@@ -163,9 +163,13 @@ class StyleServer:
             raise explained(exc, (self.host, self.port), "bind") from None
         runtime.forget_ended(self.address)  # a refusal here now has another cause
         self._deadline = time.monotonic() + self.lifetime
-        self._thread = Thread(target=self._run, name=f"socklab-{self.style}")
-        self._thread.start()
+        thread = Thread(target=self._run, name=f"socklab-{self.style}")
+        thread.start()
+        self._thread = thread  # only once started: a stop() meanwhile (stop_all) must not join it yet
         if not self.ready.wait(timeout) or self._crash is not None:
+            if self.stopping.is_set():  # stopped while it started (stop_all from another thread)
+                thread.join(timeout)    # that stop() could not join it: it was not ours to join yet
+                return self
             crash = self._crash
             self.stop()
             if crash is not None:
@@ -691,6 +695,10 @@ def run_clients(address, clients: int, *, timeout: float | None = None, on_done=
     if it raises, the first such error is raised here once every client has finished.
     """
     _check_run(clients, timeout, on_done)
+    if not (isinstance(address, tuple) and len(address) >= 2 and isinstance(address[0], str)
+            and type(address[1]) is int and 0 < address[1] <= 65535):
+        raise _bad("Invalid address", f"address={address!r:.60} is not a (host, port) pair.",
+                   "Pass the address of a running server, e.g. srv.address, or ('127.0.0.1', port).")
     service_time = _service_time(service_time)
     timeout = client_timeout(clients, service_time) if timeout is None else timeout
     go = threading.Event()

@@ -132,6 +132,14 @@ MAX_SLOTS = 20  # a listen() default of 128 would draw 129 boxes: draw this many
 
 
 def _groups(result) -> tuple:
+    from ..backlog import BacklogResult
+    if not isinstance(result, BacklogResult):
+        from ..errors import ConfigError, Explanation
+        raise ConfigError(Explanation(
+            "Not a backlog result", f"The accept-queue gauge draws what run_backlog_experiment() "
+            f"returns; it got {result!r:.60} (a {type(result).__name__}).",
+            "The gauge shows how one run of the backlog experiment filled the accept queue.",
+            "Pass r = socklab.run_backlog_experiment(backlog=2, clients=4) (or a panel's .result)."))
     queued = [c.side for c in result.clients if c.outcome == "connected"]
     late = [c.side for c in result.clients if c.outcome == "connected after accept"]
     away = [c for c in result.clients if not c.connected]
