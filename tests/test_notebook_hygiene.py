@@ -57,3 +57,19 @@ def test_every_lesson_has_a_summary_and_exercises(path):
                 for line in source(c).splitlines() if line.startswith("#")]
     assert any("What you learned" in h for h in headings), headings
     assert any("Exercise" in h for h in headings), headings
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+def test_a_cell_meant_to_raise_does_not_stop_run_all(path):
+    """JupyterLab's Run All stops at the first error unless the cell is tagged 'raises-exception'
+    (it then sends stop_on_error=False): without the tag, a learner's Run All ends at a cell that
+    fails on purpose and leaves the rest of the lesson unrun. nbval honours the tag too."""
+    for cell in cells(path):
+        if cell["cell_type"] != "code":
+            continue
+        meant = "NBVAL_RAISES_EXCEPTION" in source(cell) or any(
+            o["output_type"] == "error" for o in cell.get("outputs", []))
+        tagged = "raises-exception" in cell.get("metadata", {}).get("tags", [])
+        assert tagged == meant, (f"{cell.get('id')}: " + (
+            "fails on purpose: tag it 'raises-exception'" if meant else
+            "tagged 'raises-exception' but not meant to raise (NBVAL_RAISES_EXCEPTION)"))
