@@ -47,8 +47,11 @@ class TLSPanel(ServerPanel):
         self._label = ""
         self._errors_seen = 0
         self.trust = W.Checkbox(value=trust_ca, description="client trusts the teaching CA", indent=False)
-        self.hostname = Choice("hostname", options=HOSTNAMES, value=hostname, description="server_hostname")
-        self.version = Choice("version", options=tuple(VERSIONS), value=version, description="max version")
+        wide = {"description_width": "initial"}  # the default label width cut these to 'server_ho...'
+        self.hostname = Choice("hostname", options=HOSTNAMES, value=hostname, description="server_hostname",
+                               style=wide)
+        self.version = Choice("version", options=tuple(VERSIONS), value=version, description="max version",
+                              style=wide)
         self.message = W.Text(value=message, description="message")
         self.buttons = self._buttons((("Start TLS server", self.start_server, "success"),
                                  ("Connect", self.connect, "info"), ("Send", self.send_message, "info"),
