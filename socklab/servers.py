@@ -759,7 +759,7 @@ def _await_echo_reply(s, fam, ident, seq, t0, timeout):
         left = deadline - time.perf_counter()
         if left <= 0:
             return None
-        s.settimeout(left)
+        s.settimeout(max(0.001, round(left, 3)))  # whole ms: the trace shows it to the learner
         try:
             data, _ = s.recvfrom(65536)
         except TimeoutError:

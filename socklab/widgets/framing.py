@@ -275,7 +275,8 @@ class NaglePanel(Panel):
         self.nodelay = W.Checkbox(value=nodelay, description="TCP_NODELAY", indent=False)
         self.split = W.Checkbox(value=split, description="header and body in two writes", indent=False)
         self.buttons = self._buttons((("Run", self.run, "info"), ("Compare", self.compare, "success")))
-        self.progress = W.IntProgress(value=0, min=0, max=rounds, description="round")
+        self.progress = W.IntProgress(value=0, min=0, max=rounds, description="round",
+                                      style={"description_width": "initial"})  # a whole setting's name
         self.table = self._view("socklab-nagle-table")
         self.verdict_view = self._view("socklab-nagle-verdict", live=True)
         self.alert = self._view("socklab-alert", live=True)
@@ -295,7 +296,7 @@ class NaglePanel(Panel):
     def _measure(self, label, split, nodelay):
         self.progress.max = self.rounds.value
         self.progress.value = 0
-        self.progress.description = label[:12]
+        self.progress.description = label
         times = framing.round_trips(rounds=self.rounds.value, split=split, nodelay=nodelay,
                                     size=self.size.value, timeout=WAIT,
                                     progress=lambda i, t: setattr(self.progress, "value", i))

@@ -59,7 +59,7 @@ class TLSPanel(ServerPanel):
                                  ("Stop server", self.stop_server, "danger")))
         self._status_alert_log("<i>no server yet</i>")
         self.records_view = self._view("socklab-records")
-        tabs = self._tabs(((self.events, "TCP socket calls (live)"), (self.records_view, "TLS records")))
+        tabs = self._tabs(((self.events, "socket calls (live)"), (self.records_view, "TLS records")))
         super().__init__([W.HBox([self.trust, self.hostname, self.version]), self.message,
                           W.HBox(list(self.buttons.values())), self.status, self.alert, tabs])
         self.add_class("socklab-panel")
