@@ -273,11 +273,14 @@ class StepPanel(Panel):
                            (self.reset_button, "reset", self.reset)):
             b.add_class("socklab-" + cls)
             b.on_click(lambda _b, fn=fn: fn())
+        # what the last click did, announced: the code views and tables change too, but read aloud
+        # on every redraw they would drown it (see Panel._view)
+        self.status = self._view("socklab-status", live=True)
         self.alert = self._view("socklab-alert", live=True)
-        self.server_code = W.HTML(value="")
-        self.client_code = W.HTML(value="")
+        self.server_code = self._view("socklab-code")
+        self.client_code = self._view("socklab-code")
         self.state_view = self._view("socklab-state")
-        self.steps_view = W.HTML(value="")
+        self.steps_view = self._view("socklab-steps")
         self.events = self._event_log()
         tab = self._tabs(((self.state_view, "kernel state"), (self.steps_view, "steps so far"),
                           (self.events, "events (live)")))
@@ -286,7 +289,7 @@ class StepPanel(Panel):
             W.HBox([self.family, self.type]), W.HBox([self.backlog, self.message]),
             W.HBox([W.VBox([self.server_button, self.server_code], layout=column),
                     W.VBox([self.client_button, self.client_code], layout=column)]),
-            W.HBox([self.reset_button]), self.alert, tab])
+            W.HBox([self.reset_button]), self.status, self.alert, tab])
         self.add_class("socklab-step-panel")
         self._lock = threading.RLock()
         self._init_run()
@@ -699,6 +702,18 @@ class StepPanel(Panel):
         head = ("#", "side", "Python", "result", "kernel state after it")
         return f'{CSS}<div class="socklab-box">{table_html("steps so far", head, [rows])}</div>'
 
+    def _status_html(self) -> str:
+        """The last step in one line (what a screen reader announces after a click), and who waits."""
+        e = _html.escape
+        parts = [f"{side} waiting in <code>{busy[0]}()</code> ..." for side, busy in self._busy.items()
+                 if busy is not None]
+        if self.steps:
+            s = self.steps[-1]
+            outcome = f"!! {e(s.error)}" if s.error else f"=> {e(s.result)}" if s.result else "done"
+            parts.insert(0, f"step {s.n}, {e(s.side)} <code>{e(s.step)}()</code>: {outcome}; "
+                            f"kernel: {e(s.state)}")
+        return "; ".join(parts)
+
     def _refresh(self):
         """Redraw buttons, code and state (from any thread: widget traits only)."""
         with self._lock:
@@ -710,6 +725,7 @@ class StepPanel(Panel):
             self.server_code.value = self._code_html("server")
             self.client_code.value = self._code_html("client")
             self.steps_view.value = self._history_html()
+            self.status.value = self._status_html()
             try:
                 st = self.state()
                 self.state_view.value = st.html or f"<pre>{_html.escape(st.text)}</pre>"
