@@ -16,11 +16,12 @@ AA = 4.5
 BUTTONS = ("Start server", "Connect", "Send", "Close client", "Stop server")
 
 
-# For each element inside a .socklab-box (SVG images aside: their colours are checked in
-# tests/test_accessibility.py) that has text of its own: its computed colour, blended over the
-# backgrounds the browser paints behind it, and the contrast ratio of the two.
+# For each element inside one that matches ``selector`` (by default a .socklab-box; SVG images
+# aside: their colours are checked in tests/test_accessibility.py) that has text of its own: its
+# computed colour, blended over the backgrounds the browser paints behind it, and the contrast
+# ratio of the two.
 _CONTRAST_JS = """
-(root) => {
+(root, selector) => {
   const rgba = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
     const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
   const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3]));
@@ -38,7 +39,7 @@ _CONTRAST_JS = """
     return bg;
   };
   const out = [];
-  for (const box of root.querySelectorAll('.socklab-box')) {
+  for (const box of root.querySelectorAll(selector)) {
     if (!box.offsetParent) continue;  // on a hidden tab
     for (const el of [box, ...box.querySelectorAll('*')]) {
       if (el.closest('svg') || el.closest('.socklab-sr')) continue;
@@ -54,9 +55,9 @@ _CONTRAST_JS = """
 """
 
 
-def low_contrast(panel) -> tuple:
-    """(how many text elements were measured, those below AA)."""
-    found = panel.evaluate(_CONTRAST_JS)
+def low_contrast(panel, selector: str = ".socklab-box") -> tuple:
+    """(how many text elements inside ``selector`` were measured, those below AA)."""
+    found = panel.evaluate(_CONTRAST_JS, selector)
     return len(found), [f for f in found if f["ratio"] < AA]
 
 
