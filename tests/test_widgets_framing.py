@@ -84,8 +84,12 @@ def test_nagle_panel_compare(leakcheck):
 
 def test_nagle_panel_run_uses_the_controls(leakcheck):
     p = NaglePanel(rounds=3, nodelay=True, name="t-nagle-run")
+    twin = next(w for w in p.children if "socklab-progressbar" in w._dom_classes)
+    assert 'aria-label="rounds timed: round" aria-valuemin="0" aria-valuemax="3" aria-valuenow="0"' in twin.value
     times = p.run()
     assert len(times) == 3
+    assert 'aria-label="rounds timed: two writes, TCP_NODELAY"' in twin.value
+    assert 'aria-valuenow="3"' in twin.value
     assert list(p.results) == ["two writes, TCP_NODELAY"]
     # one case is its own baseline: no 'fast' verdict for a Nagle trap measured alone
     assert p.verdicts() == ["two writes, TCP_NODELAY: measured alone: press Compare (or Run another "

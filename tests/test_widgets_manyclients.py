@@ -22,6 +22,10 @@ def test_run_one_style_updates_progress_table_and_transcript(leakcheck):
     assert ms[0].answered == 5
     assert panel.progress.value == 5 and panel.progress.max == 5
     assert panel.progress.description == "threads"
+    # ipywidgets' bar has no role: its unseen twin tells a screen reader the same
+    twin = next(w for w in panel.children if "socklab-progressbar" in w._dom_classes)
+    assert 'role="progressbar" aria-label="clients answered: threads"' in twin.value
+    assert 'aria-valuemax="5" aria-valuenow="5"' in twin.value and ">5 of 5</div>" in twin.value
     assert "finished" in panel.status.value
     assert "<td><b>threads</b></td>" in panel.table.value
     text = panel.transcript().text

@@ -233,6 +233,30 @@ class LiveHTML(W.HTML):
         sync=True, to_json=_live_region)
 
 
+# Out of sight but read by screen readers (the usual "visually hidden" rules).
+_UNSEEN = ("position:absolute;width:1px;height:1px;margin:-1px;padding:0;overflow:hidden;"
+           "clip:rect(0,0,0,0);white-space:nowrap;border:0")
+
+
+def progress_twin(progress: W.IntProgress, what: str) -> W.HTML:
+    """What a screen reader needs of ``progress``: ipywidgets draws its bar as plain divs, with no
+    role and no value. The twin is an unseen element with role progressbar, named ``what`` and the
+    bar's description (e.g. 'clients answered: threads'), its value kept in step with the bar's
+    (from any thread: traits only)."""
+    twin = W.HTML()
+    twin.add_class("socklab-progressbar")
+
+    def sync(_change=None):
+        e, now, top = _html.escape, progress.value, progress.max
+        name = f"{what}: {progress.description}" if progress.description else what
+        twin.value = (f'<div role="progressbar" aria-label="{e(name, quote=True)}" '
+                      f'aria-valuemin="{progress.min}" aria-valuemax="{top}" aria-valuenow="{now}" '
+                      f'aria-valuetext="{now} of {top}" style="{_UNSEEN}">{now} of {top}</div>')
+    progress.observe(sync, names=["value", "max", "min", "description"])
+    sync()
+    return twin
+
+
 class Panel(W.VBox):
     """A VBox whose text/plain form says what the panel is, instead of ipywidgets' repr.
 

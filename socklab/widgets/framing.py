@@ -21,7 +21,7 @@ from ..render.html import CSS, colour, table_html
 from ..servers import Client, Server
 from ..trace import Trace
 from .base import (Choice, Panel, ServerPanel, bad_setting, check_bool, check_choice, check_data,
-                   check_range, check_text, shown)
+                   check_range, check_text, progress_twin, shown)
 
 FRAMINGS = (("none: each recv() is a 'message'", "none"), ("delimiter b'\\n'", "delimiter"),
             ("length prefix '!I'", "prefix"))
@@ -281,7 +281,8 @@ class NaglePanel(Panel):
         self.verdict_view = self._view("socklab-nagle-verdict", live=True)
         self.alert = self._view("socklab-alert", live=True)
         super().__init__([W.HBox([self.rounds, self.size]), W.HBox([self.nodelay, self.split]),
-                          W.HBox(list(self.buttons.values())), self.progress, self.alert, self.table,
+                          W.HBox(list(self.buttons.values())), self.progress,
+                          progress_twin(self.progress, "rounds timed"), self.alert, self.table,
                           self.verdict_view])
         self.add_class("socklab-panel")
         self._register(name)

@@ -15,7 +15,7 @@ from .. import concurrency
 from ..concurrency import STYLES
 from ..notebook import Rich
 from ..render.html import CSS, colour, table_html
-from .base import Choice, BackgroundPanel, check_choice, check_range
+from .base import Choice, BackgroundPanel, check_choice, check_range, progress_twin
 
 ALL = "all four"
 
@@ -47,7 +47,8 @@ class ManyClientsPanel(BackgroundPanel):
         self._status_alert_log("<i>ready: pick N and a style, then Run</i>", log_height=None)
         self.table = self._view("socklab-results")
         super().__init__([W.HBox([self.clients, self.service]), self.style,
-                          W.HBox(list(self.buttons.values())), self.progress, self.status,
+                          W.HBox(list(self.buttons.values())), self.progress,
+                          progress_twin(self.progress, "clients answered"), self.status,
                           self.alert, self.table])
         self.add_class("socklab-panel")
         self._register(name)

@@ -5,8 +5,9 @@ Per panel, in a small notebook written for the case (one cell that makes the pan
 
 (a) every control (button, checkbox, drop-down, text and number box, tab) has a role and an
     accessible name of at least one word, as Playwright's accessibility snapshot (what get_by_role
-    matches) computes it. (ipywidgets' IntProgress gets no role at all, so this cannot see it:
-    ManyClientsPanel also says its progress in its live status line, NaglePanel only its verdict);
+    matches) computes it. ipywidgets' IntProgress gets no role at all: its unseen twin
+    (``progress_twin`` in base.py) is the progressbar a screen reader finds, and after the press it
+    must hold the bar's final value;
 (b) Tab, from the panel's first control, reaches every enabled button of the panel, and Enter
     presses the panel's main button;
 (c) the answer that press shows comes in a live region (role=status), and every view whose text
@@ -46,13 +47,16 @@ PANELS = {
                   re.compile(r"127\.0\.0\.1: 1 of 1 replies|CAP_NET_RAW")),
 }
 
+# The panels with a progress bar, and its value once the press's run is done.
+PROGRESS = {"NaglePanel": "2", "ManyClientsPanel": "2"}
+
 # Roles a learner operates or moves between, each of which must carry a name.
 CONTROL_ROLES = ("button", "checkbox", "combobox", "listbox", "textbox", "spinbutton", "slider",
                  "switch", "radio", "tab", "progressbar", "searchbox")
 NAME = re.compile(r"[A-Za-z]{2,}")  # as tests/test_accessibility.py: '(s)' names nothing
 # Views that are deliberately not live regions (base.py: read aloud on every redraw, they would
 # drown the answer): tables, diagrams, gauges, the kernel state, logs, wire bytes, code.
-NOT_LIVE = ("socklab-state", "socklab-code", "socklab-steps", "socklab-diagram", "socklab-gauge", "socklab-plot", "socklab-results",
+NOT_LIVE = ("socklab-progressbar", "socklab-state", "socklab-code", "socklab-steps", "socklab-diagram", "socklab-gauge", "socklab-plot", "socklab-results",
             "socklab-log", "socklab-wire", "socklab-records", "socklab-nagle-table", "socklab-held",
             "socklab-privilege")
 
@@ -155,6 +159,11 @@ def test_panel_is_named_keyboard_operable_live_and_readable(lab, name):
               if v["text"] and v["text"] != before.get(v["classes"]) and not v["live"]
               and not any(c in v["classes"].split() for c in NOT_LIVE)]
     assert not silent, f"{name}: views changed by the press that no screen reader announces: {silent}"
+    if name in PROGRESS:  # the bar's twin: a progressbar with the run's last value
+        bar = panel.get_by_role("progressbar")
+        expect(bar).to_have_count(1)
+        expect(bar).to_have_attribute("aria-valuenow", PROGRESS[name])
+        expect(bar).to_have_attribute("aria-valuemax", PROGRESS[name])
 
     # (d) contrast AA, light theme then dark
     n, low = low_contrast(panel, SOCKLAB_TEXT)
