@@ -7,7 +7,9 @@ wrong ones below are what learners typically write.
 """
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
@@ -1174,6 +1176,28 @@ def test_wrong_solution_gets_specific_feedback(exercise_id, label, src, expect, 
     assert res.status == "failed"
     assert expect in res.text(), f"expected {expect!r} in the feedback for {label!r}:\n{res.text()}"
     assert "bug in socklab" not in res.text(), res.text()  # the learner's mistake is the learner's
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/thread-self/schedstat"), reason="Linux schedstat")
+def test_09_a_busy_accept_loop_is_refused_when_a_busy_machine_gives_it_little_cpu(leakcheck):
+    """Under load the busy non-blocking accept loop passed: sharing a CPU with many others, it got
+    too little CPU time to be seen. It never waits, though: the time it spent ready to run but
+    waiting for a CPU counts too."""
+    cpu = min(os.sched_getaffinity(0))
+    spin = [sys.executable, "-c", f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\n"
+            "end = time.monotonic() + 30\nwhile time.monotonic() < end: pass"]
+    busy = [subprocess.Popen(spin) for _ in range(6)]
+    src = OTHER_RIGHT_NONBLOCKING.replace("                time.sleep(0.01)\n", "").replace(
+        "        threads = []\n",  # serve()'s thread shares that CPU with six spinners
+        f"        threads = []\n        os.sched_setaffinity(0, {{{cpu}}})\n")
+    try:
+        res = run("09.1", src)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait(5)
+    assert not res.passed, res.text()
+    assert "serve() kept the CPU busy while it waited for clients" in res.text(), res.text()
 
 
 def test_a_handler_that_crashes_with_two_clients_is_told_it_crashed(leakcheck):

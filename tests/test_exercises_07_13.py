@@ -335,6 +335,74 @@ def test_07_a_wait_the_machine_stretched_is_not_held_against_code_that_asked_for
     assert "should still wait" in nb07._waits_problem([t, 2 * t, 4 * t], 0.0, t, asked_for)
 
 
+def test_07_time_the_thread_waited_for_a_cpu_outside_its_receive_is_the_machines():
+    """A right solution was refused under load ("The second wait should be twice the first"): its
+    thread, woken by the timeout, waited for a CPU before its next sendto(), and that time counted
+    as spent outside the receive, as a sleep's would. What the thread waited for a CPU is now
+    noted (``queued``) and allowed; a sleep outside the receive still counts."""
+    t = nb07.TIMEOUT
+    gap = 3 * nb07.SLACK_UP * t  # outside the receive, before the next send
+    calls, queued, at, q = [], [], 0.0, 0.0
+    for asked in (t, 2 * t, 4 * t):
+        calls += [("send", at, None, 0.0), ("recv", at + 1e-5, asked, asked)]
+        queued += [(q, q), (q, q)]
+        q += gap  # the thread waited for a CPU all that time
+        at += asked + gap
+    tries = nb07._tries(calls, at - gap)
+    assert nb07._asked_for(tries, [t, 2 * t, 4 * t], t) == [None, None, t * 4]
+    outside = nb07._outside(calls, queued)
+    assert [round(x, 6) for x in outside] == [round(gap, 6)] * 2 + [0.0]
+    assert nb07._asked_for(tries, [t, 2 * t, 4 * t], t, 0.0, outside) == [t, 2 * t, 4 * t]
+    # the same gaps, spent asleep (no waiting for a CPU): not the machine's doing
+    asleep = nb07._outside(calls, [(0.0, 0.0)] * len(calls))
+    assert nb07._asked_for(tries, [t, 2 * t, 4 * t], t, 0.0, asleep) == [None, None, t * 4]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/thread-self/schedstat"), reason="Linux schedstat")
+def test_07_the_noted_wait_for_a_cpu_is_this_threads_and_grows_only_when_the_cpu_is_busy():
+    cpu = min(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    spin = [sys.executable, "-c", "import os, time\nos.sched_setaffinity(0, {%d})\n"
+            "end = time.monotonic() + 5\nwhile time.monotonic() < end: pass" % cpu]
+    busy = [subprocess.Popen(spin) for _ in range(3)]
+    try:
+        os.sched_setaffinity(0, {cpu})  # this thread only: it now shares one CPU with three spinners
+        q0, end = nb07._queued(), time.monotonic() + 0.3
+        while time.monotonic() < end:  # ready to run all along: it waits for the CPU about 3/4 of it
+            pass
+        waited = nb07._queued() - q0
+    finally:
+        os.sched_setaffinity(0, before)
+        for p in busy:
+            p.kill()
+            p.wait(5)
+    q1 = nb07._queued()
+    threading.Event().wait(0.2)  # asleep: no wait for a CPU is counted, but the wake-up's
+    asleep = nb07._queued() - q1
+    assert waited > 0.1, waited
+    assert asleep < 0.1, asleep
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/thread-self/schedstat"), reason="Linux schedstat")
+def test_07_busy_polling_is_refused_when_a_busy_machine_gives_it_little_cpu(leakcheck):
+    """Under load the busy-polling solution passed: sharing a CPU with many others, it got too
+    little CPU time to be seen (0.02 s in 0.35 s). It never waits, though: the time it spent
+    ready to run but waiting for a CPU counts too."""
+    cpu = min(os.sched_getaffinity(0))
+    spin = [sys.executable, "-c", f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\n"
+            "end = time.monotonic() + 20\nwhile time.monotonic() < end: pass"]
+    busy = [subprocess.Popen(spin) for _ in range(6)]
+    pin = f"\n        os.sched_setaffinity(0, {{{cpu}}})"  # the learner's thread, on that CPU
+    pinned = BUSY_POLL.replace('req = b"ping %d" % seq', 'req = b"ping %d" % seq' + pin)
+    try:
+        res = run("07.1", pinned)  # its thread shares one CPU with six spinners
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait(5)
+    assert "kept the CPU busy while it waited" in feedback(res, ALL_LOST), res.text()
+
+
 class _WokenLate(nb07._Noted):
     """A busy machine: the thread returns from each timed-out receive well after its timeout."""
 
@@ -388,6 +456,72 @@ def test_07_a_reply_the_machine_hands_over_late_is_not_taken_for_a_sleep(lag, fi
     res = run("07.1", SLEEP_THEN_READ)  # a sleep of the whole wait is late every time: still refused
     assert "not in a sleep first" in feedback(res, "a server that answers at once"), res.text()
 
+
+class _SeenLate(nb07.Lossy):
+    """A busy machine, once (a busy moment that passes): the check's server thread gets the
+    ``nth`` datagram of ``seq`` ``lag`` s after it came (``where="server"``), or the thread that
+    sends the delayed reply to it runs ``lag`` s late (``where="sender"``)."""
+
+    seq, nth, lag, where, done = 0, 0, 0.0, "server", False
+
+    def _once(self, data, n):
+        cls = type(self)
+        if not cls.done and data == b"ping %d" % cls.seq and n == cls.nth:
+            cls.done = True
+            # stands for the scheduler running the thread late (not a wait for an event)
+            time.sleep(cls.lag)
+
+    def __call__(self, sock, data, addr, server):
+        if self.where == "server":
+            self._once(data, len(self.arrivals) + 1)
+        return super().__call__(sock, data, addr, server)
+
+    def _later(self, sock, when, reply, addr):
+        if self.where == "sender":
+            self._once(reply, len(self.arrivals))
+        return super()._later(sock, when, reply, addr)
+
+
+@pytest.mark.parametrize("seq, nth, lag, where, says", [
+    (4, 1, 0.15, "server", "returned 2, expected 1"),
+    (4, 1, 0.15, "sender", "returned 2, expected 1"),
+    (2, 2, 0.1, "server", "returned 3, expected 2"),
+    (2, 2, 0.3, "sender", "returned 3, expected 2"),
+], ids=["stale reply, server late", "stale reply, sender late",
+        "first dropped, server late", "first dropped, sender late"])
+def test_07_a_delayed_reply_the_busy_machine_had_not_sent_yet_is_not_held_against_the_code(
+        seq, nth, lag, where, says, leakcheck, monkeypatch):
+    """Under load a right solution was refused ("... your ping_backoff returned 2, expected 1"):
+    the check's thread that sees the datagram, or the one that sends the delayed reply, ran after
+    the code's timeout, so the code sent again, got that answered, and returned before the reply
+    even went out. The case now counts a reply that cannot go out in time as the machine's doing
+    and runs again."""
+    seen = type("Seen", (_SeenLate,), {"seq": seq, "nth": nth, "lag": lag, "where": where,
+                                       "done": False})
+    monkeypatch.setattr(nb07, "Lossy", seen)
+    res = run("07.1", ping_src(set_timeout="sock.settimeout(timeout * 2 ** (attempt - 1))"))
+    assert seen.done, "the check's thread never ran late"
+    assert res.passed, res.text()
+    assert says not in res.text()
+
+
+def test_07_a_delayed_reply_not_sent_yet_is_late_only_when_it_cannot_go_out_in_time():
+    """How _reply_was_late judges a reply still to come when the code returned: the server saw the
+    datagram at once and the reply is still due in time (the code gave up too early), or not."""
+    t, then = nb07.LATE_TIMEOUT, nb07.STALE_THEN * nb07.LATE_TIMEOUT
+    with nb07._Noted(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sent = nb07.monotonic()
+        sock.calls = [("send", sent, None, 0.0)]
+        handler = nb07.Lossy(None, None)
+        handler.arrivals = [(sent + 0.001, b"ping 4", None)]         # seen at once: not late
+        assert not nb07._reply_was_late(handler, sock, 0, then, t)
+        handler.arrivals = [(sent + 1.5 * t, b"ping 4", None)]       # seen after the code's timeout
+        assert nb07._reply_was_late(handler, sock, 0, then, t)
+        handler.late = [(sent + then + 0.001, None)]                  # sent in time after all
+        assert not nb07._reply_was_late(handler, sock, 0, then, t)
+        sock.calls = [("send", sent - 1.5 * t, None, 0.0)]            # not sent, and now too late
+        handler.late, handler.arrivals = [], [(sent - 1.5 * t, b"ping 4", None)]
+        assert nb07._reply_was_late(handler, sock, 0, then, t)
 
 def test_07_the_learner_gets_a_socket_that_prints_as_one():
     with nb07._Noted(socket.AF_INET, socket.SOCK_DGRAM) as s:

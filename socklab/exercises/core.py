@@ -188,6 +188,16 @@ def where(error: BaseException) -> str:
     return f"At line {found.tb_lineno} of your code (in {code.co_name})" + (f": {text}" if text else "")
 
 
+def cpu_queued() -> float:
+    """Seconds the calling thread has so far spent ready to run but waiting for a CPU (Linux's
+    /proc/thread-self/schedstat): a busy machine's doing, not the thread's; 0.0 where not known."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 # ---- a thread-safe view of the process's socket file descriptors (Linux /proc)
 
 def socket_fds() -> set:

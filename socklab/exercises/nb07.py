@@ -9,6 +9,7 @@ from time import monotonic  # bound here: learner code replacing time.monotonic 
 
 from ..servers import Server
 from .core import Case, Exercise, Fail, LearnerRaised, is_learner_file, site_text
+from .core import cpu_queued as _queued
 from .peers import plural
 
 
@@ -29,6 +30,10 @@ LATE = 1.25
 SLACK_DOWN = 0.3
 SLACK_UP = 0.5
 BUSY_CPU = 0.15  # share of its wall time a waiting ping_backoff may spend on the CPU (a right one: ~1%)
+# Share of its wall time a ping_backoff that never stops to wait spends on the CPU or ready to run
+# but waiting for one (~100%: a busy machine gives it a small share of a CPU, the rest it waits);
+# a right one waits for a CPU only briefly after each wake-up (well under 10% even under load).
+RUNNABLE = 0.75
 
 
 class Lossy:
@@ -45,6 +50,7 @@ class Lossy:
         self.late: list = []       # (when a delayed reply was sent, the learner's site then)
         self.learner: threading.Thread | None = None  # the thread running the learner's function
         self.cpu: float | None = None  # CPU time that thread had used when the function returned
+        self.queued = 0.0  # and the time it had waited for a CPU (see _queued)
         self.lock = threading.Lock()
 
     def __call__(self, sock, data, addr, server):
@@ -119,25 +125,34 @@ def _server(ctx, plan) -> tuple:
 class _Noted(socket.socket):
     """A plain UDP socket that notes each send (sendto(), send()) and each receive: (what, when it
     began, the timeout in force, how long it took). The check then knows the wait the code asked
-    for, besides the wait it got, which a busy machine stretches by waking the thread late."""
+    for, besides the wait it got, which a busy machine stretches by waking the thread late. Also
+    noted, in ``queued``: how long the thread had waited for a CPU so far, at each send, and at
+    the start and end of each receive (the time a busy machine keeps it from running)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.calls: list = []
+        self.queued: list = []  # per call: (before, after), seconds of waiting for a CPU so far
+
+    def _sent(self):
+        q = _queued()
+        self.queued.append((q, q))
+        self.calls.append(("send", monotonic(), None, 0.0))
 
     def sendto(self, *args):
-        self.calls.append(("send", monotonic(), None, 0.0))
+        self._sent()
         return super().sendto(*args)
 
     def send(self, *args):  # on a socket the code connect()ed to the server
-        self.calls.append(("send", monotonic(), None, 0.0))
+        self._sent()
         return super().send(*args)
 
     def _received(self, receive, args):
-        began, timeout = monotonic(), self.gettimeout()
+        began, timeout, q = monotonic(), self.gettimeout(), _queued()
         try:
             return receive(*args)
         finally:
+            self.queued.append((q, _queued()))
             self.calls.append(("recv", began, timeout, monotonic() - began))
 
     def recvfrom(self, *args):
@@ -168,15 +183,30 @@ def _tries(calls: list, ended: float) -> list:
     return out
 
 
-def _asked_for(tries: list, asked: list, t: float, late: float = 0.0) -> list:
+def _outside(calls: list, queued: list) -> list:
+    """Per datagram sent: how long the learner's thread waited for a CPU outside its receives,
+    from that send to the next (as far as the notes show: the last try's return is not noted)."""
+    if len(queued) != len(calls):
+        return [0.0] * sum(c[0] == "send" for c in calls)
+    out = []
+    for i, c in enumerate(calls):
+        if c[0] == "send":
+            out.append(0.0)
+        if out and i + 1 < len(calls):  # from this call's end to the next one's start
+            out[-1] += max(0.0, queued[i + 1][0] - queued[i][1])
+    return out
+
+
+def _asked_for(tries: list, asked: list, t: float, late: float = 0.0, outside=None) -> list:
     """Per try, the wait the code asked for, where that is all it did: a single receive with a
-    timeout, and no time spent outside it (beyond ``late``, the machine's lateness); else None.
+    timeout, and no time spent outside it (beyond ``late``, the machine's lateness, and the try's
+    ``outside``: how long the thread waited for a CPU outside its receive); else None.
     The wait it got can be longer: the OS wakes the thread when the timeout ends, and a busy
     machine runs it later. (A deadline-based timeout is a little less than the asked-for wait.)"""
     out = []
-    for (_, wait, receives), a in zip(tries, asked):
+    for (_, wait, receives), a, queued in zip(tries, asked, outside or [0.0] * len(tries)):
         timeout, took = receives[0] if len(receives) == 1 else (None, 0.0)
-        if timeout is not None and wait - took < SLACK_UP * t + late:
+        if timeout is not None and wait - took - queued < SLACK_UP * t + late:
             out.append(a if a - SLACK_DOWN * t <= timeout <= a + 1e-9 else timeout)
         else:
             out.append(None)
@@ -198,12 +228,12 @@ def _ping(ctx, ping_backoff, sock, address, seq, handler, timeout=TIMEOUT, limit
     cpu: dict = {}
 
     def cpu_at_end(r):  # in the learner's thread as it ends: the CPU time that thread has used
-        cpu["used"] = time.thread_time()
+        cpu["used"], cpu["queued"] = time.thread_time(), _queued()
     run = ctx.start(ping_backoff, sock, address, seq, timeout, tries, what="your ping_backoff",
                     on_end=cpu_at_end)
     handler.learner = run.thread
     value = run.result(limit, diagnose=diagnose)
-    handler.cpu = cpu.get("used")
+    handler.cpu, handler.queued = cpu.get("used"), cpu.get("queued", 0.0)
     if value is not None and type(value) is not int:  # exactly int: not True, not 1.0, not a look-alike
         raise Fail(f"your ping_backoff returned {value!r:.40} (a {type(value).__name__}): return the "
                    "number of tries as an int, or None when no reply came.")
@@ -265,8 +295,16 @@ def _reply_was_late(handler, sock, i: int, planned: float, window: float) -> boo
         since = handler.arrivals[i][0]
     else:
         return False
-    sent = [at for at, _ in handler.late]
-    return bool(sent) and sent[0] - since > planned + 0.8 * (window - planned)
+    # When it went out; or, if it has not yet (the learner's code returned first), the earliest it
+    # can: not before now, nor before ``planned`` s after the server's thread saw the datagram
+    # (a busy machine delays both that thread and the one that sends the reply).
+    if handler.late:
+        out = handler.late[0][0]
+    elif len(handler.arrivals) > i:
+        out = max(handler.arrivals[i][0] + planned, monotonic())
+    else:
+        return False
+    return out - since > planned + 0.8 * (window - planned)
 
 
 def _case_first_lost(ctx, ping_backoff):
@@ -355,7 +393,8 @@ def _case_all_lost(ctx, ping_backoff):
     tries = _tries(sock.calls, ended)
     if len(tries) == 3:  # measured where the learner's code sent, not where the server saw it
         times = [at for at, _, _ in tries]
-        asked_for = _asked_for(tries, [t, 2 * t, 4 * t], t, probe.allowance)
+        asked_for = _asked_for(tries, [t, 2 * t, 4 * t], t, probe.allowance,
+                               _outside(sock.calls, sock.queued))
     else:  # e.g. a sendmsg(): only the server saw the datagrams
         asked_for = [None] * 3
     waits = [times[1] - times[0], times[2] - times[1], ended - times[2]]
@@ -366,9 +405,13 @@ def _case_all_lost(ctx, ping_backoff):
                    f"asked for {t:g} s, {2 * t:g} s and {4 * t:g} s (timeout={t:g}, doubled after "
                    "each try).", problem)
     wall = ended - started
-    if handler.cpu is not None and handler.cpu > max(0.05, BUSY_CPU * wall):
+    if handler.cpu is None:
+        return
+    if handler.cpu > max(0.05, BUSY_CPU * wall) or handler.cpu + handler.queued > RUNNABLE * wall:
+        queued = (f", and waited {handler.queued:.2f} s more for a CPU this busy machine shares "
+                  "(it never stopped to let the kernel wake it)" if handler.queued >= 0.01 else "")
         raise Fail(f"your ping_backoff kept the CPU busy while it waited: {handler.cpu:.2f} s of CPU "
-                   f"time in {wall:.2f} s. A loop that asks a non-blocking socket again and again "
+                   f"time in {wall:.2f} s{queued}. A loop that asks a non-blocking socket again and again "
                    "burns a CPU core for nothing. Let the kernel wake your code instead: "
                    "sock.settimeout(...) and recvfrom(), or select() with a timeout.")
 
