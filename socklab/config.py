@@ -111,17 +111,26 @@ def can_bind_low_ports() -> bool:
     return _has_capability(10)  # CAP_NET_BIND_SERVICE
 
 
+def sysctl_int(path: str) -> int | None:
+    """The Linux sysctl at ``path`` (e.g. '/proc/sys/net/core/somaxconn') as an int; None where it
+    cannot be read."""
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 def unprivileged_port_start(host: str | None = None) -> int:
     """Lowest port a normal user may bind on ``host`` (Linux: the sysctl; Windows: 0, it has no
     privileged ports; macOS 10.14+: 0 on all interfaces, else 1024; the last two reported, not
     measured here)."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        if sys.platform == "win32" or (sys.platform == "darwin" and host in ("0.0.0.0", "::")):
-            return 0
-        return 1024
+    start = sysctl_int("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    if start is not None:
+        return start
+    if sys.platform == "win32" or (sys.platform == "darwin" and host in ("0.0.0.0", "::")):
+        return 0
+    return 1024
 
 
 SOMAXCONN_SYSCTL = "/proc/sys/net/core/somaxconn"  # Linux; elsewhere only socket.SOMAXCONN
@@ -129,11 +138,8 @@ SOMAXCONN_SYSCTL = "/proc/sys/net/core/somaxconn"  # Linux; elsewhere only socke
 
 def somaxconn() -> int | None:
     """The kernel's cap on listen() backlogs, where it can be read."""
-    try:
-        with open(SOMAXCONN_SYSCTL) as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return getattr(socket, "SOMAXCONN", None)
+    cap = sysctl_int(SOMAXCONN_SYSCTL)
+    return cap if cap is not None else getattr(socket, "SOMAXCONN", None)
 
 
 def _numeric(h: str):

@@ -25,6 +25,7 @@ import ipywidgets as W
 
 from .. import runtime
 from ..backlog import LATE, BacklogResult, ClientOutcome, Sample, StopSignal, run_backlog_experiment
+from ..config import sysctl_int
 from ..errors import ConfigError, Explanation
 from ..kstate import Rows, demo_state
 from ..notebook import Rich
@@ -177,11 +178,8 @@ def kernel_rows(listener, *clients) -> Rows:
 
 
 def _fin_timeout() -> str:
-    try:
-        with open("/proc/sys/net/ipv4/tcp_fin_timeout") as f:
-            return f"{int(f.read())} s here"
-    except (OSError, ValueError):
-        return "60 s on Linux"
+    seconds = sysctl_int("/proc/sys/net/ipv4/tcp_fin_timeout")
+    return "60 s on Linux" if seconds is None else f"{seconds} s here"
 
 
 def _why_no_row(side: str, sock, addr) -> str:
