@@ -20,8 +20,8 @@ from IPython import get_ipython
 from IPython.display import display
 
 from . import envcheck, runtime
-from .errors import (LIBRARY_DIRS, ConfigError, Explanation, SocklabError, argument_error_call, explain, note_call,
-                     socket_call_of, watch_socket_calls)
+from .errors import (LIBRARY_DIRS, ConfigError, Explanation, SocklabError, argument_error_call, explain,
+                     note_call, socket_call_of, watch_socket_calls)
 from .render.html import CSS, code_html, explanation_html, table_html, transcript_html, warnings_html
 from .render.text import side_by_side, transcript
 from .trace import Trace, as_trace

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 
 from .. import runtime
+from ..errors import ConfigError, Explanation
 from .html import CSS, PALETTE, colour, table_html
 
 COLUMNS = ("side", "proto", "local", "remote", "state", "recv-q", "send-q", "note")
@@ -82,7 +83,6 @@ def _checked(rows, where: str) -> list:
     except TypeError:
         items = None
     if isinstance(rows, (str, bytes)) or items is None or not all(isinstance(r, SockState) for r in items):
-        from ..errors import ConfigError, Explanation
         raise ConfigError(Explanation(
             "Not kernel socket rows", f"{where} takes the rows socklab.demo_state() returns; it got "
             f"{rows!r:.60} (a {type(rows).__name__}).",
@@ -134,7 +134,6 @@ MAX_SLOTS = 20  # a listen() default of 128 would draw 129 boxes: draw this many
 def _groups(result) -> tuple:
     from ..backlog import BacklogResult
     if not isinstance(result, BacklogResult):
-        from ..errors import ConfigError, Explanation
         raise ConfigError(Explanation(
             "Not a backlog result", f"The accept-queue gauge draws what run_backlog_experiment() "
             f"returns; it got {result!r:.60} (a {type(result).__name__}).",
