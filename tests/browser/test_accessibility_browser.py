@@ -98,6 +98,19 @@ def test_panel_controls_are_named_reached_by_tab_and_readable_in_both_themes(lab
         if focused == BUTTONS[-1]:
             break
     assert reached == list(BUTTONS), reached
+    # ... and on from the last button to the views' tab bar: arrow keys move between the tabs, Enter
+    # shows one (the event log, diagram, kernel state and code are behind them)
+    tabs = ("events (live)", "sequence", "kernel state", "plain Python")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.getAttribute('role')") == "tab":
+            break
+    focused_tab = page.evaluate("() => document.activeElement.textContent.trim()")
+    assert focused_tab == tabs[0], f"Tab after the buttons reached {focused_tab!r}, not the tab bar"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")
+    expect(panel.get_by_role("tab", name=tabs[1], exact=True)).to_have_attribute("aria-selected", "true")
+    panel.get_by_role("tab", name=tabs[0], exact=True).click()
     status = panel.locator(".socklab-status").get_by_role("status")  # the status line: a live region
     expect(status).to_contain_text("server listening on")
     panel.get_by_role("button", name="Connect", exact=True).press("Enter")
