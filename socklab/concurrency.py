@@ -825,9 +825,8 @@ def latency_chart(measurement: Measurement, width: int = 40, scale: float | None
                    f"{len(measurements)}.", "Draw each in turn: for m in results: "
                    "print(concurrency.latency_chart(m)).")
     measurement = measurements[0]
-    if isinstance(width, bool) or not isinstance(width, int) or not 5 <= width <= 500:
-        raise _bad("Invalid width", f"width={width!r:.40} is not a whole number from 5 to 500.",
-                   "Use e.g. width=40 (the default): the number of characters of the longest bar.")
+    _number("width", width, integer=True, low=5, high=500, why=_WHY,
+            fix="Use e.g. width=40 (the default): the number of characters of the longest bar.")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
                               or not 0 < scale < math.inf):
         raise _bad("Invalid scale", f"scale={scale!r:.40} is not a positive number of seconds.",

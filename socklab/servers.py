@@ -468,7 +468,7 @@ class Client(_Stoppable):
         self._peer = None  # what the open socket is connected to, if anything
         if isinstance(target, Server):
             config = config or target.config
-            trace = as_trace(trace, "Client(trace=)") if trace is not None else target.trace
+            trace = trace if trace is not None else target.trace  # checked below, with the rest
             target = target.address
         self.config = _config(config, config_kw)
         self.target = target if target is not None else self.config.address
