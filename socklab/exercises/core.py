@@ -188,6 +188,23 @@ def where(error: BaseException) -> str:
     return f"At line {found.tb_lineno} of your code (in {code.co_name})" + (f": {text}" if text else "")
 
 
+BUSY_CPU = 0.15  # share of its wall time code that waits may spend on the CPU (right code: ~1-3%)
+# Share of its wall time code that never stops to wait spends on the CPU or ready to run but waiting
+# for one (~100%: a busy machine gives it a small share of a CPU, the rest it waits); right code
+# waits for a CPU only briefly after each wake-up (well under 10% even under load).
+RUNNABLE = 0.75
+
+
+def kept_cpu_busy(cpu: float, queued: float, wall: float) -> str:
+    """'' if code that ran ``wall`` s, using ``cpu`` s of CPU time and waiting ``queued`` s for a
+    CPU, let the kernel wake it; else how busy it was, for the feedback."""
+    if cpu <= max(0.05, BUSY_CPU * wall) and cpu + queued <= RUNNABLE * wall:
+        return ""
+    more = (f", and waited {queued:.2f} s more for a CPU this busy machine shares (it never "
+            "stopped to let the kernel wake it)" if queued >= 0.01 else "")
+    return f"{cpu:.2f} s of CPU time in {wall:.2f} s{more}"
+
+
 def cpu_queued() -> float:
     """Seconds the calling thread has so far spent ready to run but waiting for a CPU (Linux's
     /proc/thread-self/schedstat): a busy machine's doing, not the thread's; 0.0 where not known."""

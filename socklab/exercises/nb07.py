@@ -9,7 +9,7 @@ from time import monotonic  # bound here: learner code replacing time.monotonic 
 
 from ..servers import Server
 from .core import Case, Exercise, Fail, LearnerRaised, is_learner_file, site_text
-from .core import cpu_queued as _queued
+from .core import cpu_queued as _queued, kept_cpu_busy
 from .peers import plural
 
 
@@ -29,11 +29,6 @@ LATE = 1.25
 # t) and linear growth (t, 2t, 3t).
 SLACK_DOWN = 0.3
 SLACK_UP = 0.5
-BUSY_CPU = 0.15  # share of its wall time a waiting ping_backoff may spend on the CPU (a right one: ~1%)
-# Share of its wall time a ping_backoff that never stops to wait spends on the CPU or ready to run
-# but waiting for one (~100%: a busy machine gives it a small share of a CPU, the rest it waits);
-# a right one waits for a CPU only briefly after each wake-up (well under 10% even under load).
-RUNNABLE = 0.75
 
 
 class Lossy:
@@ -407,12 +402,11 @@ def _case_all_lost(ctx, ping_backoff):
     wall = ended - started
     if handler.cpu is None:
         return
-    if handler.cpu > max(0.05, BUSY_CPU * wall) or handler.cpu + handler.queued > RUNNABLE * wall:
-        queued = (f", and waited {handler.queued:.2f} s more for a CPU this busy machine shares "
-                  "(it never stopped to let the kernel wake it)" if handler.queued >= 0.01 else "")
-        raise Fail(f"your ping_backoff kept the CPU busy while it waited: {handler.cpu:.2f} s of CPU "
-                   f"time in {wall:.2f} s{queued}. A loop that asks a non-blocking socket again and again "
-                   "burns a CPU core for nothing. Let the kernel wake your code instead: "
+    busy = kept_cpu_busy(handler.cpu, handler.queued, wall)
+    if busy:
+        raise Fail(f"your ping_backoff kept the CPU busy while it waited: {busy}. A loop that asks a "
+                   "non-blocking socket again and again burns a CPU core for nothing. Let the kernel "
+                   "wake your code instead: "
                    "sock.settimeout(...) and recvfrom(), or select() with a timeout.")
 
 

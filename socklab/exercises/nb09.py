@@ -8,16 +8,12 @@ import time
 
 from ..errors import _instruction
 from .core import (Case, Exercise, Fail, NotAttempted, _learner_site, cpu_queued, is_learner_file,
-                   raised_lines, site_text, started_by_learner)
+                   kept_cpu_busy, raised_lines, site_text, started_by_learner)
 from .peers import plural, read_all, wait_for, waiting_in
 
 EOF_LOOPS = 20  # recv() calls that returned b'' on one connection: a loop that will never end
 FINISHING = 0.25  # s a client thread may take to end after serve() returned (see _start)
 IDLE = 0.3  # s with no client at the start of _case_one: longer than the usual accept() timeouts
-BUSY_CPU = 0.15  # share of its wall time serve() may spend on the CPU (a right one: a few %)
-# Share of its wall time a serve() that never stops to wait spends on the CPU or ready to run but
-# waiting for one (~100%: a busy machine gives it a small share of a CPU, the rest it waits).
-RUNNABLE = 0.75
 
 
 class _Conn(socket.socket):
@@ -239,13 +235,11 @@ def _stop_and_join(ctx, stop, run, set_stop=True):
     if left:
         raise Fail(f"serve() returned while {len(left)} client thread(s) were still running: "
                    + NOT_JOINED)
-    queued = getattr(run, "queued", 0.0)
-    if run.cpu > max(0.05, BUSY_CPU * run.elapsed) or run.cpu + queued > RUNNABLE * run.elapsed:
-        more = (f", and waited {queued:.2f} s more for a CPU this busy machine shares (it never "
-                "stopped to let the kernel wake it)" if queued >= 0.01 else "")
-        raise Fail(f"serve() kept the CPU busy while it waited for clients: {run.cpu:.2f} s of CPU "
-                   f"time in {run.elapsed:.2f} s{more}. A loop that asks a non-blocking listener again "
-                   "and again burns a CPU core for nothing: let the kernel wake serve() instead, "
+    busy = kept_cpu_busy(run.cpu, getattr(run, "queued", 0.0), run.elapsed)
+    if busy:
+        raise Fail(f"serve() kept the CPU busy while it waited for clients: {busy}. A loop that asks "
+                   "a non-blocking listener again and again burns a CPU core for nothing: let the "
+                   "kernel wake serve() instead, "
                    "with listener.settimeout(0.1) and accept(), or select() with a timeout.")
 
 
