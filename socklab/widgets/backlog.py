@@ -31,6 +31,7 @@ from ..kstate import Rows, demo_state
 from ..notebook import Rich
 from ..render.html import CSS, colour, table_html
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
+from ..servers import _number
 from ..trace import Trace
 from .base import Choice, BackgroundPanel, bad_setting, check_choice, check_range, family_name, shown
 from ..runtime import Thread
@@ -210,16 +211,14 @@ def wait_for_state(listener, state: str, count: int = 1, timeout: float = 2.0) -
     in ``state`` on ``listener``'s port; True if it did. For views that must not race a thread
     (a connect() just started elsewhere) or a delayed ACK (FIN-WAIT-1 becoming FIN-WAIT-2)."""
     why = "wait_for_state() looks at the kernel's table until it shows what you wait for, or time is up."
-    for name, value, ok, fix in (
-            ("state", state, isinstance(state, str),
-             "Pass a state as the table shows it, e.g. 'SYN-SENT', 'ESTABLISHED' or 'FIN-WAIT-2'."),
-            ("count", count, type(count) is int and 1 <= count <= 100000,
-             "Pass how many sockets must be in that state, e.g. 1."),
-            ("timeout", timeout, isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-             and 0 <= timeout <= 3600, "Pass a number of seconds such as 2 (the default).")):
-        if not ok:
-            raise ConfigError(Explanation(f"Invalid {name}", f"{name}={value!r:.40} cannot be used.",
-                                          why, fix))
+    if not isinstance(state, str):
+        raise ConfigError(Explanation("Invalid state", f"state={state!r:.40} is not a state's name.", why,
+                                      "Pass a state as the table shows it, e.g. 'SYN-SENT', 'ESTABLISHED' "
+                                      "or 'FIN-WAIT-2'."))
+    _number("count", count, integer=True, low=1, high=100000, why=why,
+            fix="Pass how many sockets must be in that state, e.g. 1.")
+    _number("timeout", timeout, integer=False, low=0, high=3600, why=why,
+            fix="Pass a number of seconds such as 2 (the default).")
     deadline = time.monotonic() + timeout
     tick = threading.Event()
     while True:
