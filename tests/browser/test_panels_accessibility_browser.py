@@ -13,6 +13,8 @@ Per panel, in a small notebook written for the case (one cell that makes the pan
 (c) the answer that press shows comes in a live region (role=status), and every view whose text
     the press changed is one, except the views that are not meant to be read aloud on every
     redraw (tables, diagrams, gauges, logs: see ``Panel._view`` in socklab/widgets/base.py);
+(e) where the panel's views are behind tabs, Tab from the last button reaches the tab bar, and
+    the arrow keys and Enter switch the view;
 (d) socklab's text reaches WCAG AA contrast on what the browser draws, in JupyterLab's light theme
     and in its dark theme.
 """
@@ -164,6 +166,24 @@ def test_panel_is_named_keyboard_operable_live_and_readable(lab, name):
         expect(bar).to_have_count(1)
         expect(bar).to_have_attribute("aria-valuenow", PROGRESS[name])
         expect(bar).to_have_attribute("aria-valuemax", PROGRESS[name])
+
+    # (e) the views' tab bar, where the panel has one (Panel._tabs): Tab from the last button
+    # reaches it, the arrow keys move between the tabs and Enter shows one
+    tabs = panel.get_by_role("tab")
+    if tabs.count() > 1:
+        first, second = (tabs.nth(i).inner_text().strip() for i in (0, 1))
+        panel.locator("button:enabled").last.focus()
+        for _ in range(10):
+            page.keyboard.press("Tab")
+            if page.evaluate("() => document.activeElement.getAttribute('role')") == "tab":
+                break
+        focused = page.evaluate("() => document.activeElement.textContent.trim()")
+        assert focused == first, f"{name}: Tab after the buttons reached {focused!r}, not the tab bar"
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("Enter")
+        expect(panel.get_by_role("tab", name=second, exact=True)).to_have_attribute(
+            "aria-selected", "true")
+        panel.get_by_role("tab", name=first, exact=True).click()
 
     # (d) contrast AA, light theme then dark
     n, low = low_contrast(panel, SOCKLAB_TEXT)
