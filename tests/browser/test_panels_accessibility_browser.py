@@ -5,7 +5,8 @@ Per panel, in a small notebook written for the case (one cell that makes the pan
 
 (a) every control (button, checkbox, drop-down, text and number box, tab) has a role and an
     accessible name of at least one word, as Playwright's accessibility snapshot (what get_by_role
-    matches) computes it. ipywidgets' IntProgress gets no role at all: its unseen twin
+    matches) computes it, and Chromium's own accessibility tree (what a screen reader is given,
+    read over the DevTools protocol) has the same controls with the same names. ipywidgets' IntProgress gets no role at all: its unseen twin
     (``progress_twin`` in base.py) is the progressbar a screen reader finds, and after the press it
     must hold the bar's final value;
 (b) Tab, from the panel's first control, reaches every enabled button of the panel, and Enter
@@ -97,6 +98,26 @@ def controls(panel) -> list:
     return found
 
 
+def chromium_controls(page, panel) -> list:
+    """(role, accessible name) of every control in the panel, from Chromium's accessibility tree
+    (DevTools protocol), not from Playwright's own calculation."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        cdp.send("Accessibility.enable")
+        marker = "data-socklab-ax-root"
+        panel.evaluate(f"p => p.setAttribute('{marker}', '')")
+        root = cdp.send("Runtime.evaluate", {"expression": f"document.querySelector('[{marker}]')"})
+        found = []
+        for role in CONTROL_ROLES:
+            nodes = cdp.send("Accessibility.queryAXTree", {"objectId": root["result"]["objectId"],
+                                                           "role": role})["nodes"]
+            found += [(role, n.get("name", {}).get("value", "")) for n in nodes if not n.get("ignored")]
+        panel.evaluate(f"p => p.removeAttribute('{marker}')")
+        return found
+    finally:
+        cdp.detach()
+
+
 # For each output view of the panel (an ipywidgets HTML widget): its CSS classes, its text, and
 # whether that text sits inside an ARIA live region.
 _VIEWS_JS = """
@@ -131,6 +152,9 @@ def test_panel_is_named_keyboard_operable_live_and_readable(lab, name):
     assert found, "no controls found in the panel"
     nameless = [(role, label) for role, label in found if not NAME.search(label)]
     assert not nameless, f"{name}: controls without an accessible name: {nameless} (all: {found})"
+    # ... and the same names in Chromium's own accessibility tree, what a screen reader is given
+    chromium = chromium_controls(page, panel)
+    assert sorted(chromium) == sorted(found), f"{name}: Chromium's tree {chromium} != snapshot {found}"
 
     # (b) Tab from the first control reaches every enabled button; Enter presses the main one
     buttons = [b.strip() for b in panel.locator("button:enabled").all_inner_texts()]
