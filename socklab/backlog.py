@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import kstate
 from .config import SocketConfig
-from .errors import ConfigError, Explanation
+from .errors import ConfigError, Explanation, explained
 from .trace import Trace, TracedSocket, as_trace
 from .runtime import Thread
 
@@ -200,13 +200,22 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
             "The experiment ends early when another thread calls stop.set() on the StopSignal it "
             "was given.", "Pass stop=socklab.backlog.StopSignal(), or leave it out."))
     res = BacklogResult(backlog, cfg.family, connect_timeout, accept_after, trace=trace)
-    listener = TracedSocket.create(cfg.af, cfg.kind, trace=trace, side="server")
-    socks, threads, conns, done = [], [], [], []
-    wake_r, wake_w = socket.socketpair()
-    sel = selectors.DefaultSelector()
-    if stop is not None:
-        stop._attach(wake_w)
     try:
+        return _run(res, cfg, backlog, clients, connect_timeout, trace, stop)
+    except (OSError, RuntimeError) as exc:  # out of descriptors or threads (a host's limits): explained
+        raise explained(exc, call="start" if isinstance(exc, RuntimeError) else None) from None
+
+
+def _run(res, cfg, backlog, clients, connect_timeout, trace, stop) -> BacklogResult:
+    listener = wake_r = wake_w = sel = None
+    socks, threads, conns, done, attached = [], [], [], [], False
+    try:
+        listener = TracedSocket.create(cfg.af, cfg.kind, trace=trace, side="server")
+        wake_r, wake_w = socket.socketpair()
+        sel = selectors.DefaultSelector()
+        if stop is not None:
+            stop._attach(wake_w)
+            attached = True
         listener.bind(cfg.address)
         listener.listen(*(() if backlog is None else (backlog,)))
         address = listener.getsockname()
@@ -236,7 +245,7 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
             calling.wait(CALLING_WAIT)
         _watch(res, listener, address, done[:len(threads)], wake_r, sel, conns, t0, stop)
     finally:
-        if stop is not None:
+        if attached:
             stop._detach(wake_w)
         ended = []
         for c, s, d in zip(res.clients, socks, done):
@@ -253,12 +262,10 @@ def run_backlog_experiment(backlog: int | None = 1, clients: int = 4, connect_ti
             for c in ended:
                 if not c.connected:
                     c.outcome, c.error = "stopped", ""
-        for s in [c for c, _ in conns] + socks + [listener]:
-            s.close()
-        sel.close()
-        wake_r.close()
-        wake_w.close()
-        if cfg.family == "AF_UNIX" and os.path.exists(cfg.path):
+        for s in [c for c, _ in conns] + socks + [listener, sel, wake_r, wake_w]:
+            if s is not None:
+                s.close()
+        if cfg.family == "AF_UNIX" and listener is not None and os.path.exists(cfg.path):
             os.unlink(cfg.path)
     return res
 

@@ -40,6 +40,10 @@ DEFAULT_TIMEOUT = 5.0
 MAX_CLIENTS = 64            # one thread each: keep a shared classroom host safe (as backlog.py does)
 MAX_SERVICE_TIME = 60.0     # seconds of simulated work per request
 MAX_TIMEOUT = 3600.0        # seconds a client may wait: every wait ends
+# After a failed accept() (out of descriptors: EMFILE) the connection is still queued and the
+# listener still readable: retried at once, it fails at once, for ever, at 100% CPU. The server
+# stops watching the listener for a pause that doubles from the first to the second.
+ACCEPT_PAUSE = (0.05, 1.0)
 INT_MAX = 2 ** 31 - 1       # listen() takes a C int
 
 _WHY = ("The experiment runs real sockets and one thread per client on this machine; every setting "
@@ -145,6 +149,8 @@ class StyleServer:
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = None
         self._crash: BaseException | None = None
+        self._pause = 0.0                   # seconds accept() is paused after a failure
+        self._resume: float | None = None   # monotonic() when the listener is watched again
 
     # ---- lifecycle
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> "StyleServer":
@@ -321,6 +327,20 @@ class StyleServer:
         if not self.stopping.is_set():
             self.errors.append(explain(exc))
 
+    def _accept_failed(self, sel, exc) -> None:
+        """accept() failed (e.g. EMFILE): explain it once, stop watching the listener for a while."""
+        if not self._pause:
+            self._record(exc)
+        self._pause = min(max(2 * self._pause, ACCEPT_PAUSE[0]), ACCEPT_PAUSE[1])
+        self._resume = time.monotonic() + self._pause
+        sel.unregister(self.sock)
+
+    def _resume_accepting(self, sel, data=None) -> None:
+        """Watch the listener again once a pause after a failed accept() is over."""
+        if self._resume is not None and time.monotonic() >= self._resume:
+            self._resume = None
+            sel.register(self.sock, selectors.EVENT_READ, data)
+
     def __repr__(self):
         state = "running" if self.running else ("stopped" if self.stopping.is_set() else "new")
         return f"<socklab.concurrency.{type(self).__name__} {self.address!r} {state}>"
@@ -339,13 +359,21 @@ class _AcceptLoop(StyleServer):
                 left = self._time_left()
                 if not left:
                     return                          # lifetime over: _run() stops the server
-                for key, _ in sel.select(left):
+                if self._resume is not None:
+                    left = max(0.0, min(left, self._resume - time.monotonic()))
+                events = sel.select(left)
+                self._resume_accepting(sel)
+                for key, _ in events:
                     if key.fileobj is self._wake_r:
                         return
                     try:
                         conn, _ = self.sock.accept()
                     except (BlockingIOError, ConnectionAbortedError):
                         continue  # the client gave up before we got to it
+                    except OSError as exc:  # out of descriptors: the connection stays queued
+                        self._accept_failed(sel, exc)
+                        continue
+                    self._pause = 0.0
                     try:
                         self.on_connection(conn)
                     except BaseException:
@@ -428,7 +456,9 @@ class SelectorServer(StyleServer):
         try:
             while True:
                 wait = max(0.0, self._next_deadline(sel, timers) - time.monotonic())
-                for key, mask in sel.select(wait):       # sleeps until a socket is ready or a deadline
+                events = sel.select(wait)                  # sleeps until a socket is ready or a deadline
+                self._resume_accepting(sel, "accept")
+                for key, mask in events:
                     if key.data == "stop":
                         return
                     if key.data == "accept":
@@ -470,6 +500,8 @@ class SelectorServer(StyleServer):
         ends = [self._deadline] + [c.since + self.idle_timeout for c in self._waiting(sel)]
         if timers:
             ends.append(timers[0][0])
+        if self._resume is not None:
+            ends.append(self._resume)
         return min(ends)
 
     def _accept(self, sel):
@@ -478,6 +510,9 @@ class SelectorServer(StyleServer):
                 conn, _ = self.sock.accept()
             except (BlockingIOError, ConnectionAbortedError):
                 return
+            except OSError as exc:                    # out of descriptors: the connection stays queued
+                return self._accept_failed(sel, exc)
+            self._pause = 0.0
             if not self._track(conn):
                 conn.close()
                 continue
@@ -533,6 +568,9 @@ class AsyncioServer(StyleServer):
 
     async def _main(self):
         self._loop = asyncio.get_running_loop()
+        # asyncio reports a failed accept() (out of descriptors: it retries after a second) on
+        # stderr, as a log record: keep it with the server's other errors instead.
+        self._loop.set_exception_handler(self._loop_error)
         self._quit = asyncio.Event()
         # backlog= too: with sock=, asyncio calls listen() again, with its own default (100)
         server = await asyncio.start_server(self._connected, sock=self.sock, limit=MAX_REQUEST,
@@ -587,6 +625,13 @@ class AsyncioServer(StyleServer):
         finally:
             writer.close()
 
+    def _loop_error(self, loop, context):
+        exc = context.get("exception")
+        if exc is None:
+            exc = RuntimeError(context.get("message", "asyncio error"))
+        if not self.errors or self.errors[-1].error != explain(exc).error:  # once per burst
+            self._record(exc)
+
     def _wake(self):
         loop, quit_ = self._loop, self._quit
         if loop is not None and quit_ is not None:
@@ -619,6 +664,7 @@ class ClientResult:
     index: int
     latency: float | None    # seconds from the common start to the reply; None if it failed
     error: str = ""          # e.g. 'ConnectionRefusedError' when it failed
+    explanation: Explanation | None = field(default=None, compare=False)  # why it failed
 
     @property
     def ok(self) -> bool:
@@ -638,6 +684,16 @@ class Measurement:
     stopped: bool = False    # the run was cut short (its server stopped before every client was served)
     turned_away: int = 0     # connections the server closed at once, over its max_connections
     max_connections: int = 0
+    errors: list = field(default_factory=list, compare=False)  # the server's, explained
+
+    @property
+    def problem(self) -> Explanation | None:
+        """Why some clients were not answered (the server's first error, else the first failed
+        client's); None when every client was answered."""
+        if self.answered == len(self.results):
+            return None
+        return next((e for e in self.errors), None) or \
+            next((r.explanation for r in self.results if r.explanation is not None), None)
 
     @property
     def answered(self) -> int:
@@ -716,7 +772,7 @@ def run_clients(address, clients: int, *, timeout: float | None = None, on_done=
                 raise ConnectionError("no reply: the server closed the connection")
             res = ClientResult(i, time.perf_counter() - t0[0])
         except (OSError, ValueError) as exc:
-            res = ClientResult(i, None, type(exc).__name__)
+            res = ClientResult(i, None, type(exc).__name__, explain(exc))
         results[i] = res
         if on_done is not None:  # after results[i] is set: a broken progress view loses nothing
             try:
@@ -726,15 +782,21 @@ def run_clients(address, clients: int, *, timeout: float | None = None, on_done=
 
     threads = [Thread(target=client, args=(i,), name="socklab-load")
                for i in range(clients)]
+    started, refused = [], None
     try:
         for t in threads:
             t.start()
+            started.append(t)
+    except RuntimeError as exc:  # the OS refused a thread (ulimit -u): end the run, explained
+        refused = exc
     finally:
         t0[0] = time.perf_counter()
         go.set()
-    for t in threads:
+    for t in started:
         t.join(timeout + DEFAULT_TIMEOUT)
     total = time.perf_counter() - t0[0]
+    if refused is not None:
+        raise explained(refused, call="start") from None
     if failures:
         raise failures[0]
     return total, [r if r is not None else ClientResult(i, None, "still running")
@@ -765,7 +827,8 @@ def measure(style: str, clients: int, service_time: float = 0.02, *, timeout: fl
     if crash is not None:
         raise explained(crash, srv.address) from None
     return Measurement(style, clients, service_time, total, results, srv.peak,
-                       turned_away=srv.rejected, max_connections=srv.max_connections)
+                       turned_away=srv.rejected, max_connections=srv.max_connections,
+                       errors=list(srv.errors))
 
 
 def compare(clients: int = 20, styles=STYLES, service_time: float = 0.02, **kw) -> list:

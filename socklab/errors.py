@@ -1591,9 +1591,13 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
         if gai is not None:
             t = _GAI[gai]
             return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, gai)
+    if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+        return _too_many_files(short, name)
     if isinstance(exc, OSError) and exc.errno in _BY_ERRNO:
         t = _BY_ERRNO[exc.errno]
         return Explanation(t[0], t[1].format(addr=addr), t[2], t[3], short, name)
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        return no_thread(short)
     if isinstance(exc, OverflowError) and ("port" in str(exc) or call in _ADDRESS_CALLS):
         return Explanation(
             "Port out of range", f"The port in the address{addr} is not between 0 and 65535.",
@@ -1739,9 +1743,20 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
         return Explanation(
             "Buffer too large", f"{call}() could not allocate the buffer it was asked for.",
             f"{call}(n) sets aside a buffer of n bytes before it waits for data, however little "
-            "then arrives; this n is more memory than the process can get.",
+            "then arrives; this n is more memory than the process can get (a classroom host "
+            "limits each kernel's memory, and what the process already holds counts too).",
             f"Ask for at most what you handle at once, e.g. {call}(65536), and loop: {call}() "
-            "returns at most what has arrived anyway.", short)
+            "returns at most what has arrived anyway. Handle big data piece by piece instead of "
+            "keeping it all.", short)
+    if isinstance(exc, MemoryError):
+        return Explanation(
+            "Out of memory", f"Python could not get the memory it needed{where}.",
+            "The process may use only so much memory (a classroom host such as JupyterHub limits "
+            "each kernel; `ulimit -v`). A big message held whole counts once as sent, again as "
+            "the pieces received and again when they are joined.",
+            "Send and receive big data in pieces (e.g. 64 KiB at a time) and handle each piece as "
+            "it comes instead of keeping it all; `del` big objects you no longer need, or restart "
+            "the kernel.", short)
     if isinstance(exc, OSError):
         return Explanation(f"Socket error{(' ' + name) if name else ''}", f"The call{where} failed: "
                            f"{exc.strerror or exc}.", "The operating system reported this error.",
@@ -1766,6 +1781,39 @@ def _explain(exc: BaseException, address=None, call: str | None = None, origin=N
         return _no_such_attribute(exc, short)
     return Explanation(type(exc).__name__, f"The call{where} raised {short}.",
                        "This is not a socket error from the OS.", "Check the arguments of the call.", short)
+
+
+def _fd_limit() -> str:
+    """'is N here' for this process's descriptor limit, or '' where it cannot be read."""
+    try:
+        import resource
+    except ImportError:  # not Unix: the text without a number
+        return ""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return f"is {soft} here" if soft != resource.RLIM_INFINITY else ""
+
+
+def _too_many_files(short: str, name: str) -> Explanation:
+    """EMFILE, with this process's actual limit: a classroom host may set it far below 1024."""
+    t = _BY_ERRNO[errno.EMFILE]
+    limit = _fd_limit()
+    what = (f"This process has as many file descriptors open as it may: its limit (`ulimit -n`) "
+            f"{limit}." if limit else t[1])
+    why = t[2] + (" A classroom host (JupyterHub, Binder) may set a much lower limit; socklab's "
+                  "servers and clients count too, one descriptor per socket and per connection.")
+    return Explanation(t[0], what, why, t[3], short, name)
+
+
+def no_thread(short: str = "RuntimeError(\"can't start new thread\")") -> Explanation:
+    """The OS refused a new thread (a limit of processes/threads, or memory for its stack)."""
+    return Explanation(
+        "Cannot start a thread",
+        "The operating system refused to start another thread in this process.",
+        "Every thread counts towards the limit of processes and threads of the user (`ulimit -u`; "
+        "a classroom host such as JupyterHub may set a low one), and each needs memory for its "
+        "stack. socklab's servers use one thread per connection, its experiments one per client.",
+        "Close the clients and stop the servers you no longer need (socklab.stop_all() stops "
+        "socklab's demos), use fewer clients, or restart the kernel.", short, "")
 
 
 def _no_such_attribute(exc: AttributeError, short: str) -> Explanation:

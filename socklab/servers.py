@@ -20,7 +20,8 @@ import weakref
 
 from . import runtime
 from .config import SocketConfig, check_bound
-from .errors import _SEND_CALLS, ConfigError, Explanation, SocklabError, explain, explained, explained_as
+from .errors import (_SEND_CALLS, ConfigError, Explanation, SocklabError, explain, explained,
+                     explained_as, no_thread)
 from .trace import Trace, TracedSocket, as_trace
 from .runtime import Thread
 
@@ -47,6 +48,10 @@ def record_only(sock, data, addr, server) -> None:
 
 
 MAX_MESSAGE_LIMIT = 1 << 24  # recv(n) allocates n bytes up front: 16 MiB per call at most
+# After a failed accept() (out of descriptors: EMFILE), the connection is still queued and the
+# listener still readable: a loop that retried at once would fail at once, for ever, at 100% CPU.
+# The server stops watching the listener for a pause that doubles from the first to the second.
+ACCEPT_PAUSE = (0.05, 1.0)
 
 
 _CAPS = ("Servers cap what one peer can take (bytes per recv, connections at once, seconds idle, "
@@ -235,7 +240,14 @@ class Server(_Stoppable):
             self._ended()
             raise explained(exc, c.address, call) from None
         self._thread = Thread(target=self._serve, name=f"socklab-{self.side}")
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # the OS refused a thread (ulimit -u): nothing may stay open
+            self._thread = None
+            self._close_all()
+            runtime.unregister(self.key, self)
+            self._ended()
+            raise explained(exc, call="start") from None
         if not self.ready.wait(timeout):
             self.stop()
             raise TimeoutError(f"server did not become ready within {timeout} s")
@@ -293,6 +305,7 @@ class Server(_Stoppable):
             sel.register(self.sock.sock, selectors.EVENT_READ)
             self.ready.set()
             deadline = time.monotonic() + self.lifetime
+            pause, resume = 0.0, None  # accept() paused after a failure, until monotonic() >= resume
             while not self._stop_flag:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -301,14 +314,27 @@ class Server(_Stoppable):
                     self.trace.note(self.side, f"lifetime={self.lifetime:g} s reached: the server "
                                     "stops itself (a forgotten server must not run for ever)")
                     break
-                for key, _ in sel.select(left):
+                if resume is not None:
+                    left = min(left, max(0.0, resume - time.monotonic()))
+                events = sel.select(left)
+                if resume is not None and time.monotonic() >= resume:
+                    sel.register(self.sock.sock, selectors.EVENT_READ)  # try accept() again
+                    resume = None
+                for key, _ in events:
                     if key.fileobj is self._wake_r:
                         self._stop_flag = True
                         break
-                    if self.config.stream:
-                        self._accept_one()
-                    else:
+                    if not self.config.stream:
                         self._datagram_one()
+                    elif self._accept_one(quiet=pause > 0):
+                        pause = 0.0
+                    else:
+                        pause = min(max(2 * pause, ACCEPT_PAUSE[0]), ACCEPT_PAUSE[1])
+                        resume = time.monotonic() + pause
+                        sel.unregister(self.sock.sock)
+        except Exception as exc:  # a bug or a shortage (MemoryError) must not end it unexplained
+            self.errors.append((self.side, explain(exc)))
+            self.trace.note(self.side, f"the server stopped: {type(exc).__name__}: {exc}")
         finally:
             sel.close()
             self._shutdown_connections()
@@ -316,32 +342,49 @@ class Server(_Stoppable):
             runtime.unregister(self.key, self)  # also when it stopped itself (lifetime): not running
             self._ended()
 
-    def _accept_one(self):
+    def _accept_one(self, quiet: bool = False) -> bool:
+        """Accept one connection and start its handler; False when accept() failed (e.g. out of
+        descriptors: the caller pauses before trying again). ``quiet``: a retry of an accept()
+        that failed already, explained and noted once."""
         try:
             conn, addr = self.sock.accept()
         except OSError as exc:
-            self.errors.append((self.side, explain(exc, call="accept")))
-            return
+            if not quiet:
+                self.errors.append((self.side, explain(exc, call="accept")))
+                self.trace.note(self.side, f"accept() failed ({type(exc).__name__}: {exc.strerror or exc}): "
+                                "the connection waits in the queue; the server tries again shortly")
+            return False
         conn = _CappedSocket.of(conn, self.max_message)
         with self._lock:
             self._reap()
             if self._stop_flag:
                 self.trace.note(conn.side, "the server is stopping: closed")
                 conn.close()
-                return
+                return True
             if len(self._conns) >= self.max_connections:
                 self.trace.note(conn.side, f"over max_connections={self.max_connections}: closed")
                 self._turned_away.append((time.monotonic(), addr))  # before the close the client sees
                 if not self.errors or self.errors[-1][1].title != _OVER_CAP:
                     self.errors.append((conn.side, self._over_cap()))  # once per burst, for the panel
                 conn.close()
-                return
+                return True
             self.connections_served += 1
             t = Thread(target=self._serve_conn, args=(conn, addr),
                        name=f"socklab-{conn.side}")
             self._conns[conn] = t
             self._threads.append(t)
-        t.start()
+        try:
+            t.start()
+        except RuntimeError as exc:  # the OS refused a thread (ulimit -u): this client is not served
+            with self._lock:
+                self._conns.pop(conn, None)
+                self._threads.remove(t)
+                self.connections_served -= 1
+                self.trace.note(conn.side, "no thread could be started for this connection: closed")
+                conn.close()
+            if not self.errors or self.errors[-1][1].title != no_thread().title:  # once per burst
+                self.errors.append((conn.side, explain(exc)))
+        return True
 
     def _over_cap(self) -> Explanation:
         return Explanation(
@@ -643,7 +686,10 @@ class Client(_Stoppable):
                 except Exception as exc:  # re-raised below, in the caller's thread
                     failed.append(exc)
             sender = Thread(target=send, name=f"socklab-{self.side}-send")
-            sender.start()
+            try:
+                sender.start()
+            except RuntimeError as exc:  # the OS refused a thread (ulimit -u): nothing was sent
+                raise explained(exc, call="start") from None
         want = len(data) if expect is None else expect
         parts, got, ended = [], 0, False
         try:
@@ -654,10 +700,12 @@ class Client(_Stoppable):
                     break
                 parts.append(chunk)
                 got += len(chunk)
-        except Exception:
+        except Exception as exc:
             if sender is not None:
                 sender.join(self.timeout + 1)
-                if failed:  # the send failed too: that is the cause (e.g. a peer that never reads)
+                # the send failed too: that is the cause (e.g. a peer that never reads); unless we
+                # ran out of memory reading, and so stopped reading: then the send timed out
+                if failed and not isinstance(exc, MemoryError):
                     raise failed[0] from None
             raise
         finally:
@@ -671,7 +719,10 @@ class Client(_Stoppable):
         if ended and got < want and self._closed_idle():
             raise explained_as(ConnectionError("the server closed the idle connection"),
                                idle_closed(self._server.idle_timeout))
-        return b"".join(parts)
+        try:
+            return b"".join(parts)
+        except MemoryError as exc:  # the reply in pieces and joined: twice its size at once
+            raise explained(exc, call="request") from None
 
     def shutdown(self, how=socket.SHUT_WR) -> None:
         """Half-close: by default 'I will send no more' (the peer's recv() returns b'')."""

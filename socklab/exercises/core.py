@@ -11,6 +11,7 @@ thread that still cannot be ended (e.g. waiting on a lock with no timeout) is re
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import os
 import random
@@ -421,8 +422,8 @@ class Context:
         """Run a peer of the checker in a daemon thread; joined at the end of the case."""
         t = Thread(target=self._guard(fn), args=args,
                    name=f"socklab-exercise-{name}")
-        self._peers.append(t)
         t.start()
+        self._peers.append(t)  # once started: close() joins it (an unstarted one cannot be joined)
         return t
 
     def _guard(self, fn):
@@ -476,8 +477,8 @@ class Context:
         given, is called in that thread as soon as ``fn`` has returned or raised (before the Run
         is done)."""
         run = Run(self, fn, args, what, on_end)
-        self._learner.append(run.thread)
         run.thread.start()
+        self._learner.append(run.thread)  # once started: an unstarted thread cannot be joined
         return run
 
     def call(self, fn, *args, limit: float | None = None, what: str = "your function",
@@ -935,6 +936,19 @@ def run_check(exercise: Exercise, *solution, only=None) -> Result:
         _checking.release()
 
 
+def _host_limit(exc: BaseException) -> list:
+    """Feedback lines when the check could not run for a limit of the host (out of descriptors,
+    threads or memory), not for a bug: the explanation says which limit; [] otherwise."""
+    if not (isinstance(exc, MemoryError) or getattr(exc, "errno", None) in (errno.EMFILE, errno.ENFILE)
+            or (isinstance(exc, RuntimeError) and "can't start new thread" in str(exc))):
+        return []
+    e = explain(exc)
+    return [f"The check could not go on: {e.title.lower()} ({e.error or type(exc).__name__}). A limit "
+            "of this process was reached: not a bug of the exercise, and not necessarily of your "
+            "code (unless it opens sockets or starts threads it never closes or joins).",
+            f"What happened: {e.what}", f"How to fix: {e.fix} Then run the check again."]
+
+
 def _run_check(exercise: Exercise, solution, only) -> Result:
     global _watched
     res = Result(exercise.id, exercise.title, "failed")
@@ -978,14 +992,14 @@ def _run_check(exercise: Exercise, solution, only) -> Result:
             else:
                 outcome = CaseResult(case.name, "failed", e.lines())
         except OSError as exc:  # the check's own socket call failed while the learner's code ran
-            outcome = CaseResult(case.name, "failed", [
+            outcome = CaseResult(case.name, "failed", _host_limit(exc) or [
                 f"The check's own connection failed ({type(exc).__name__}: {exc}) while your code "
                 "ran. That happens when code closes, stops or replaces something it was not given "
                 "(the listening socket, the server, a descriptor by number), or opens so many "
                 "sockets that none are left (EMFILE). If your code does none of that, please report "
                 "it: it would be a bug in socklab's exercise."])
         except Exception as exc:  # a bug in the check itself: say so, do not blame the learner
-            outcome = CaseResult(case.name, "failed", [
+            outcome = CaseResult(case.name, "failed", _host_limit(exc) or [
                 f"The check itself failed ({type(exc).__name__}: {exc}). This is a bug in socklab's "
                 "exercise, not necessarily in your code: please report it."])
         finally:

@@ -14,7 +14,7 @@ import traitlets
 
 from .. import runtime
 from ..config import SocketConfig
-from ..errors import ConfigError, Explanation, explain
+from ..errors import ConfigError, Explanation, explain, explained
 from ..render.html import explanation_html, warning_html
 from ..render.text import format_call, format_result
 
@@ -476,7 +476,15 @@ class BackgroundPanel(Panel):
             # which stop() does not wait for (it would wait on the new done, never set).
             self._worker = runtime.Thread(target=run, name=name)
             self._worker_done = done
-            self._worker.start()
+            try:
+                self._worker.start()
+            except RuntimeError as exc:  # the OS refused a thread (ulimit -u): nothing runs
+                self._worker = None
+                self._alert_error(exc, call="start")
+                self.status.value = "<b>failed</b>"
+                if wait:  # called from code: raised, explained; from a button: the alert says it
+                    raise explained(exc, call="start") from None
+                return
             if wait:
                 done.wait(timeout)
         except BaseException:

@@ -14,7 +14,7 @@ import ipywidgets as W
 from .. import concurrency
 from ..concurrency import STYLES
 from ..notebook import Rich
-from ..render.html import CSS, colour, table_html
+from ..render.html import CSS, colour, explanation_html, table_html
 from .base import Choice, BackgroundPanel, check_choice, check_range, progress_twin
 
 ALL = "all four"
@@ -133,6 +133,8 @@ class ManyClientsPanel(BackgroundPanel):
                 with self._lock:
                     self._server = None
                 m.stopped = self._cancel.is_set()
+                if m.problem is not None and not m.stopped:  # e.g. out of descriptors: say why
+                    self.alert.value = explanation_html(m.problem)
                 self.measurements.append(m)
                 self.table.value = self._table_html()
             if self._cancel.is_set():
