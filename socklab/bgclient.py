@@ -118,6 +118,7 @@ class BackgroundClient:
                 self._wake_r.close()  # finished: a client left unstopped holds no fds
                 self._wake_w.close()
                 self.done.set()
+            runtime.unregister(self.key, self)  # finished: the registry must not keep it (and its trace)
 
     def _wait_readable(self) -> bool:
         """Wait for a reply or for stop(); a silent peer still ends in a timeout (recv raises)."""

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 
 from . import runtime
 from .errors import ConfigError, Explanation, explain, explained
+from .recent import Recent
 from .runtime import Thread
-from .servers import _number, lifetime_ended
+from .servers import ERRORS_KEPT, _number, lifetime_ended
 
 STYLES = ("iterative", "threads", "selectors", "asyncio")
 MAX_REQUEST = 1024          # bytes: a longer request line is refused
@@ -140,7 +141,7 @@ class StyleServer:
         self.sock: socket.socket | None = None
         self.address = None
         self.served = self.peak = self.rejected = 0
-        self.errors: list = []
+        self.errors: list = Recent(ERRORS_KEPT)  # the latest only: a server may run all day
         self.key: str | None = None
         self._inflight = 0
         self._lock = threading.Lock()

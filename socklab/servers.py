@@ -22,6 +22,7 @@ from . import runtime
 from .config import SocketConfig, check_bound
 from .errors import (_SEND_CALLS, ConfigError, Explanation, SocklabError, explain, explained,
                      explained_as, no_thread)
+from .recent import Recent
 from .trace import Trace, TracedSocket, as_trace
 from .runtime import Thread
 
@@ -48,6 +49,7 @@ def record_only(sock, data, addr, server) -> None:
 
 
 MAX_MESSAGE_LIMIT = 1 << 24  # recv(n) allocates n bytes up front: 16 MiB per call at most
+ERRORS_KEPT = 100  # a server's errors keeps the latest only (errors.dropped counts the rest)
 # After a failed accept() (out of descriptors: EMFILE), the connection is still queued and the
 # listener still readable: a loop that retried at once would fail at once, for ever, at 100% CPU.
 # The server stops watching the listener for a pause that doubles from the first to the second.
@@ -161,7 +163,8 @@ class Server(_Stoppable):
         self.name = name
         self.ready = threading.Event()
         self.stopped = threading.Event()
-        self.errors: list = []  # (side, Explanation) for failures inside handler threads
+        # (side, Explanation) for failures inside handler threads: the latest ERRORS_KEPT only
+        self.errors: list = Recent(ERRORS_KEPT)
         self.sock: TracedSocket | None = None
         self.address = None
         self._thread: threading.Thread | None = None

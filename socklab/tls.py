@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from . import runtime
 from .errors import Explanation
+from .recent import Recent
 from .servers import DEFAULT_TIMEOUT, Server, _number
 from .trace import Trace, TracedSocket, call_before
 
@@ -284,10 +285,14 @@ def connect(address, context: ssl.SSLContext, server_hostname: str | None = "loc
     return stream
 
 
+STREAMS_KEPT = 100  # TLSEchoHandler.streams keeps the latest connections only
+
+
 class TLSEchoHandler:
     """A socklab stream handler: TLS handshake on the accepted connection, then echo the plaintext.
 
-    ``streams`` keeps each connection's TLSStream (for looking at the bytes afterwards); a failed
+    ``streams`` keeps each connection's TLSStream (for looking at the bytes afterwards), the latest
+    ``STREAMS_KEPT`` only (``streams.dropped`` counts the older ones: a server may run all day); a failed
     handshake is noted in the trace and explained in ``server.errors``. ``handshake_timeout``: the
     handshake must be done within that many seconds of the client's first byte, or the connection
     is closed; default (None): the server's ``idle_timeout`` (900 s unless set).
@@ -299,7 +304,7 @@ class TLSEchoHandler:
                     fix="Use a number of seconds such as 10, or None for the server's idle_timeout.")
         self.context = context
         self.handshake_timeout = handshake_timeout
-        self.streams: list = []
+        self.streams: list = Recent(STREAMS_KEPT)
         self._lock = threading.Lock()
 
     def __call__(self, conn: TracedSocket, server: Server) -> None:

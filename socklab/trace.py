@@ -15,6 +15,8 @@ import threading
 import time
 import warnings
 
+from .recent import Recent
+
 PREVIEW = 32  # bytes of payload kept per event for display
 DATA_CALLS = frozenset({"send", "sendall", "sendto", "recv", "recvfrom", "recv_into", "recvmsg"})
 RECEIVE_CALLS = frozenset({"recv", "recvfrom", "recv_into", "recvmsg", "accept"})
@@ -132,7 +134,7 @@ class Trace:
         self._claimed: set = set()  # side names held by live servers (claim_side)
         self._runs: dict = {}  # side -> {"": calls so far, call: folding Event} for its current run
         self._listeners: list = []
-        self.listener_errors: list = []
+        self.listener_errors: list = Recent(100)  # a broken view fails on every event: the latest only
 
     def __len__(self):
         return len(self.events)

@@ -633,6 +633,7 @@ class Context:
             return ""
         self._given_up.update(alive)
         with _stuck_lock:
+            _stuck[:] = [e for e in _stuck if e[1].is_alive()]  # ended since: only the live ones matter
             for t in alive:
                 _stuck.append((f"{self.exercise_id}: {t.name}", t))
         return ("It could not be stopped and keeps running in the background (it waits on something "

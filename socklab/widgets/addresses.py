@@ -20,7 +20,8 @@ from ..errors import ConfigError, Explanation, explain
 from ..notebook import Rich, show
 from ..render.html import colour, explanation_html, warnings_html
 from ..trace import Trace, TracedSocket
-from .base import Choice, Panel, check_choice, check_range, check_text, family_name, type_name
+from .base import (Choice, Panel, check_choice, check_range, check_text, family_name, kept, type_name,
+                   with_dropped)
 
 FAMILIES = ("AF_INET", "AF_INET6") + (("AF_UNIX",) if hasattr(socket, "AF_UNIX") else ())
 TYPES = ("SOCK_STREAM", "SOCK_DGRAM")
@@ -86,7 +87,7 @@ class BindExplorer(Panel):
             host = check_text("host", host, example="127.0.0.1")
         check_range("port", port, -2 ** 31, 2 ** 31 - 1)  # wide: trying a port out of range is a lesson
         self.trace = Trace(coalesce=False)
-        self.attempts: list = []
+        self.attempts: list = kept()  # the latest KEPT tries
         self.kept: list = []        # TracedSockets still bound
         self._files: list = []      # AF_UNIX files our binds created
         self.family = Choice("family", options=FAMILIES, value=family, description="family")
@@ -134,7 +135,8 @@ class BindExplorer(Panel):
 
     def summary(self) -> str:
         """One line per try: the address and what bind() answered."""
-        return "\n".join(a.text() for a in self.attempts) or "(nothing tried yet)"
+        return "\n".join(with_dropped(self.attempts, "tries", [a.text() for a in self.attempts])) \
+            or "(nothing tried yet)"
 
     # ---- controls
     def _family_changed(self, change=None, reset=True):

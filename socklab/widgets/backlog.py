@@ -33,7 +33,7 @@ from ..render.html import CSS, colour, table_html
 from ..render.state import queue_gauge_html, queue_gauge_text, state_html, state_text
 from ..servers import _number
 from ..trace import Trace
-from .base import Choice, BackgroundPanel, bad_setting, check_choice, check_range, family_name, shown
+from .base import Choice, BackgroundPanel, bad_setting, check_choice, check_range, family_name, kept, shown
 from ..runtime import Thread
 
 LIVE_EVERY = 0.1            # s between live redraws while a run goes on
@@ -381,6 +381,9 @@ def sweep_html(results) -> str:
     return f'{CSS}<div class="socklab-box">{table_html("backlog sweep", head, rows)}</div>'
 
 
+RUNS_KEPT = 50  # BacklogPanel.results keeps the latest runs (each keeps its samples)
+
+
 class BacklogPanel(BackgroundPanel):
     """Backlog, clients, connect timeout, 'accept after'; Run, Sweep 0..3, Clear.
 
@@ -397,7 +400,7 @@ class BacklogPanel(BackgroundPanel):
         if accept_after is not None:
             _check_range("accept_after", accept_after, *ACCEPT_RANGE, kinds=(int, float))
         self.result: BacklogResult | None = None   # the last run
-        self.results: list = []                    # every run, in order
+        self.results: list = kept(RUNS_KEPT)       # every run, in order (the latest RUNS_KEPT)
         self.history: dict = {}                    # backlog -> its latest run, for the chart
         self.snapshot: Rows | None = None          # the kernel's view while the last run's clients waited
         self.error: BaseException | None = None
@@ -555,7 +558,7 @@ class BacklogPanel(BackgroundPanel):
         """Forget the runs shown."""
         if self._refuse_if_busy("A run is in progress: clear it when it has finished."):
             return
-        self.result, self.results, self.history, self.snapshot = None, [], {}, None
+        self.result, self.results, self.history, self.snapshot = None, kept(RUNS_KEPT), {}, None
         for w in (self.gauge, self.state_view, self.table, self.plot, self.alert):
             w.value = ""
         self.status.value = "<i>ready</i>"

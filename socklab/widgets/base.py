@@ -15,11 +15,26 @@ import traitlets
 from .. import runtime
 from ..config import SocketConfig
 from ..errors import ConfigError, Explanation, explain, explained
+from ..recent import Recent
 from ..render.html import explanation_html, warning_html
 from ..render.text import format_call, format_result
 
 
 MAX_TIMEOUT = 600.0  # s: a panel's call may wait minutes, never forever
+# A panel clicked all day keeps its latest runs (outcomes, measurements, transcript lines) only.
+KEPT = 200
+
+
+def kept(keep: int = KEPT) -> Recent:
+    """A panel's list of runs or transcript lines: its newest ``keep`` items (``dropped`` counts the rest)."""
+    return Recent(keep)
+
+
+def with_dropped(items, what: str, lines=None) -> list:
+    """``lines`` (default: ``items`` themselves), after a line saying how many earlier ``what``
+    ``items`` dropped, if it dropped any."""
+    note = items.dropped_note(what) if isinstance(items, Recent) else ""
+    return ([note] if note else []) + list(items if lines is None else lines)
 
 _LIMITS = "The panel runs real sockets, so each control takes only the values it offers."
 
@@ -394,12 +409,40 @@ class Panel(W.VBox):
         line of the cell that made it, so re-running that cell stops this panel."""
         # frames: caller_key, _register, the panel's __init__, then the code that made the panel
         self.key = name if name is not None else runtime.caller_key(3)
+        before = [o for o in runtime.running() if isinstance(o, Panel) and o is not self]
         runtime.register(self.key, self, explicit=name is not None)
+        # The panels this one replaced (stopped by register) are closed: ipywidgets keeps every
+        # widget model, and the panel with it, until closed, so each re-run of the cell would
+        # keep another panel (its trace, its ~60 widgets) for the rest of the session.
+        still = {id(o) for o in runtime.running()}
+        for old in before:
+            if id(old) not in still:
+                old.close_widgets()
+
+    def close_widgets(self) -> None:
+        """Close this panel's widget models (its views disappear from the page): for a panel that
+        was replaced and no longer works."""
+        todo, seen = [self], set()
+        todo += [w for v in vars(self).values()
+                 for w in (v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple))
+                           else (v,)) if isinstance(w, W.Widget)]
+        while todo:
+            w = todo.pop()
+            if id(w) in seen:
+                continue
+            seen.add(id(w))
+            for name in w.keys:  # children, layout, style, ...: widgets of their own
+                v = getattr(w, name, None)
+                todo += [x for x in (v if isinstance(v, (list, tuple)) else (v,)) if isinstance(x, W.Widget)]
+            w.close()
+        vars(self).pop("_repr_mimebundle_", None)  # close() hid ours: a closed panel still shows its text
 
     def _plain_text(self) -> str:
         return "socklab panel: interactive in JupyterLab"
 
     def _repr_mimebundle_(self, **kwargs):
+        if self.comm is None:  # closed (replaced by a re-run): no live view, the text form only
+            return {"text/plain": self._plain_text()}
         data = super()._repr_mimebundle_(**kwargs)
         data = dict(data[0] if isinstance(data, tuple) else data)
         data["text/plain"] = self._plain_text()

@@ -21,7 +21,7 @@ from ..notebook import Rich
 from ..render.html import CSS, explanation_html, transcript_html
 from ..render.text import side_by_side
 from ..trace import Sym, Trace, TracedSocket
-from .base import Panel, check_choice, last_n
+from .base import Panel, check_choice, kept, last_n
 
 LOOPBACK = ("127.0.0.1", 0)
 TIMEOUT = 0.1  # seconds: the short timeouts the scenarios provoke
@@ -234,13 +234,16 @@ def provoke(key: str) -> Outcome:
     return Outcome(key, title, error, exp, trace, seconds)
 
 
+RUNS_KEPT = 50  # ErrorExplorer.outcomes keeps the latest runs
+
+
 class ErrorExplorer(Panel):
     """A dropdown of scenarios and a Run button (``run(key)`` from code). Each run provokes the
     error live, within a bounded time, and leaves no socket open."""
 
     def __init__(self, scenario: str = "refused", name: str | None = None):
         check_choice("scenario", scenario, tuple(SCENARIOS))
-        self.outcomes: list = []
+        self.outcomes: list = kept(RUNS_KEPT)  # each keeps its trace: the latest runs only
         self.scenario = W.Dropdown(options=[(title, key) for key, (title, _) in SCENARIOS.items()],
                                    value=scenario, description="scenario",
                                    layout=W.Layout(width="560px"))
@@ -278,7 +281,8 @@ class ErrorExplorer(Panel):
             return Rich("(no scenario shown: last=0)")
         if not outs:
             return Rich("(no scenario run yet)")
-        text = "\n\n".join(o.text() for o in outs)
+        note = self.outcomes.dropped_note("scenarios") if last is None else ""
+        text = "\n\n".join(([note] if note else []) + [o.text() for o in outs])
         html = "".join(f"<div><b>{_html.escape(o.title)}</b></div>"
                        + (explanation_html(o.explanation) if o.explanation else "") for o in outs)
         return Rich(text, f"{CSS}<div class='socklab-box'>{html}</div>")

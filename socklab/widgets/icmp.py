@@ -14,7 +14,7 @@ from ..config import can_raw
 from ..notebook import Rich, show
 from ..servers import ping as _ping
 from ..trace import Trace
-from .base import Choice, Panel, Timeout, check_choice, check_range
+from .base import Choice, Panel, Timeout, check_choice, check_range, kept, with_dropped
 
 HOSTS = ("127.0.0.1", "::1")
 COUNT_RANGE = (1, 10)  # the count box's limits: each ping may wait ``timeout`` seconds
@@ -32,7 +32,7 @@ class PingPanel(Panel):
         check_choice("host", host, HOSTS)
         _check_count(count)
         self.trace = Trace()
-        self.steps: list = []
+        self.steps: list = kept()  # one line per ping, the latest KEPT
         self.last = None
         self.host = Choice("host", options=HOSTS, value=host, description="host")
         self.count = W.BoundedIntText(value=count, min=COUNT_RANGE[0], max=COUNT_RANGE[1],
@@ -57,7 +57,7 @@ class PingPanel(Panel):
         return "socklab ping panel: interactive in JupyterLab; the transcript below shows a run."
 
     def transcript(self) -> Rich:
-        text = "\n".join(self.steps) if self.steps else "(no pings yet)"
+        text = "\n".join(with_dropped(self.steps, "lines")) if self.steps else "(no pings yet)"
         return Rich(text, f"<pre>{_html.escape(text)}</pre>")
 
     def trace_view(self) -> Rich:

@@ -15,9 +15,13 @@ from .. import concurrency
 from ..concurrency import STYLES
 from ..notebook import Rich
 from ..render.html import CSS, colour, explanation_html, table_html
-from .base import Choice, BackgroundPanel, check_choice, check_range, progress_twin
+from .base import (Choice, BackgroundPanel, check_choice, check_range, kept, progress_twin,
+                   with_dropped)
 
 ALL = "all four"
+
+
+RUNS_KEPT = 50  # measurements kept (and shown in the table)
 
 
 class ManyClientsPanel(BackgroundPanel):
@@ -30,7 +34,7 @@ class ManyClientsPanel(BackgroundPanel):
         check_choice("style", style, (ALL,) + STYLES)
         check_range("clients", clients, 1, 50)
         check_range("service_ms", service_ms, 1, 100)
-        self.measurements: list = []
+        self.measurements: list = kept(RUNS_KEPT)  # the table shows them all: the latest only
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._server = None
@@ -63,7 +67,7 @@ class ManyClientsPanel(BackgroundPanel):
         if not self.measurements:
             text = "(no runs yet)"
         else:
-            text = "\n".join(m.row() for m in self.measurements)
+            text = "\n".join(with_dropped(self.measurements, "runs", [m.row() for m in self.measurements]))
         return Rich(text, self._table_html(bars=False))
 
     # ---- buttons
@@ -93,12 +97,12 @@ class ManyClientsPanel(BackgroundPanel):
         n, service = self.clients.value, self.service.value / 1000
         self._cancel.clear()
         self.alert.value = ""
-        before = len(self.measurements)
+        before = self.measurements.total  # a Recent: indexes shift as old runs are dropped
         self._run_worker(self._work, (styles, n, service), "socklab-manyclients", wait,
                          concurrency.client_timeout(n, service) * len(styles) + 10)
         if not wait:
             return None
-        return self.measurements[before:]
+        return self.measurements.since(before)
 
     def stop(self):
         """Stop a run now (its server stops; waiting clients get an error and finish)."""
@@ -111,7 +115,7 @@ class ManyClientsPanel(BackgroundPanel):
 
     def clear(self):
         """Forget the results shown."""
-        self.measurements = []
+        self.measurements = kept(RUNS_KEPT)
         self.table.value = ""
         self.progress.value = 0
         self.status.value = "<i>ready</i>"

@@ -16,7 +16,7 @@ from ..errors import explain as _explain
 from ..notebook import Rich, show
 from ..servers import Server
 from ..trace import Data, Trace
-from .base import Choice, ServerPanel, check_bool, check_choice, check_data, check_text
+from .base import Choice, ServerPanel, check_bool, check_choice, check_data, check_text, kept, with_dropped
 
 HOSTNAMES = ("localhost", "127.0.0.1", "example.org")
 VERSIONS = {"TLS 1.3": ssl.TLSVersion.TLSv1_3, "TLS 1.2": ssl.TLSVersion.TLSv1_2}
@@ -43,7 +43,7 @@ class TLSPanel(ServerPanel):
         self.server: Server | None = None
         self.client = None  # a socklab.tls.TLSStream
         self.last = None
-        self.steps: list = []  # the stable text form, one line per step
+        self.steps: list = kept()  # the stable text form, one line per step (the latest KEPT)
         self._label = ""
         self._errors_seen = 0
         self.trust = W.Checkbox(value=trust_ca, description="client trusts the teaching CA", indent=False)
@@ -73,7 +73,7 @@ class TLSPanel(ServerPanel):
 
     def transcript(self) -> Rich:
         """What happened, step by step: outcomes and TLS record types (stable from run to run)."""
-        text = "\n".join(self.steps) if self.steps else "(nothing yet)"
+        text = "\n".join(with_dropped(self.steps, "lines")) if self.steps else "(nothing yet)"
         return Rich(text, f"<pre>{_html.escape(text)}</pre>")
 
     def trace_view(self) -> Rich:
@@ -99,8 +99,9 @@ class TLSPanel(ServerPanel):
     def _new_server_errors(self) -> list:
         if self.server is None:
             return []
-        new = self.server.errors[self._errors_seen:]
-        self._errors_seen = len(self.server.errors)
+        errors = self.server.errors  # a Recent: indexes shift as old errors are dropped
+        new = errors.since(self._errors_seen)
+        self._errors_seen = errors.total
         return [f"{exp.title} [{exp.error}]" for _side, exp in new]
 
     def _redraw(self):
