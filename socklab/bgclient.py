@@ -8,7 +8,7 @@ import threading
 
 from . import runtime
 from .config import SocketConfig
-from .errors import ConfigError, Explanation, explain
+from .errors import ConfigError, Explanation, explain, explained_as
 from .servers import _number
 from .trace import Trace, TracedSocket, as_trace
 from .runtime import Thread
@@ -137,9 +137,17 @@ class BackgroundClient:
     def wait(self, timeout: float | None = None) -> list:
         """Wait until the client has finished (at most ``timeout`` s, default 10 s); return the
         replies (raises TimeoutError if not done)."""
-        if not self.done.wait(min(self.timeout, WAIT) if timeout is None else timeout):
-            raise TimeoutError("the background client is still waiting: is your server accepting "
-                               "and replying?")
+        waited = min(self.timeout, WAIT) if timeout is None else timeout
+        if not self.done.wait(waited):
+            raise explained_as(TimeoutError("the background client is still waiting: is your server "
+                                            "accepting and replying?"), Explanation(
+                "Still waiting",
+                f"After {waited:g} s the background client has not finished: it still waits to "
+                "connect, or for a reply to one of its messages.",
+                "The client runs on its own in a thread and waits for the server you are building: "
+                "until that server accepts and answers every message, the client cannot finish.",
+                "Run the cells that accept the connection, recv() the message and send() the reply, "
+                "then wait() again; stop() ends the client at once."))
         return self.replies
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import runtime
-from .errors import ConfigError, Explanation, explain, explained
+from .errors import ConfigError, Explanation, explain, explained, explained_as
 from .recent import Recent
 from .runtime import Thread
 from .servers import ERRORS_KEPT, _number, lifetime_ended
@@ -145,6 +145,7 @@ class StyleServer:
         self.key: str | None = None
         self._inflight = 0
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()  # held by start() until its thread exists (see stop())
         self._work_changed = threading.Condition(self._lock)
         self._conns: dict = {}              # connection socket -> its thread (or None)
         self._thread: threading.Thread | None = None
@@ -157,9 +158,35 @@ class StyleServer:
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> "StyleServer":
         """Bind and listen here (errors are raised here), then serve in a background thread."""
         if self._thread is not None:
-            raise RuntimeError("this server was already started; create a new one")
+            raise explained_as(RuntimeError("this server was already started; create a new one"),
+                               Explanation(
+                "Already started", f"start() was called on {self!r}, which was started before.",
+                "A server object runs once: start() binds its socket and starts its thread, and "
+                "after stop() the socket is closed for good.",
+                f"Use the running server as it is, or create a new one (make_server({self.style!r})) "
+                "and start that."))
+        self.stopping.clear()  # a stop() before start(), with nothing to stop, must not end this run
         self.key = self.name if self.name is not None else runtime.caller_key(2)
         runtime.register(self.key, self, explicit=self.name is not None)
+        with self._start_lock:
+            if self.stopping.is_set():  # stopped meanwhile (stop_all() in another thread)
+                runtime.unregister(self.key, self)
+                return self
+            self._start_serving()
+        ready = self.ready.wait(timeout)
+        if self.stopping.is_set():  # stopped while it started (stop_all from another thread): return
+            self.stop(timeout)      # once it has stopped completely (that stop() may still be joining)
+            return self
+        if not ready or self._crash is not None:
+            crash = self._crash
+            self.stop()
+            if crash is not None:
+                raise explained(crash, self.address) from None
+            raise RuntimeError(f"{self.style} server did not become ready within {timeout} s")
+        return self
+
+    def _start_serving(self) -> None:
+        """start()'s work under its lock: the listening socket, the wake-up pair, the thread."""
         try:
             self.sock = socket.create_server((self.host, self.port), backlog=self.backlog)
             self.address = self.sock.getsockname()
@@ -171,24 +198,20 @@ class StyleServer:
         runtime.forget_ended(self.address)  # a refusal here now has another cause
         self._deadline = time.monotonic() + self.lifetime
         thread = Thread(target=self._run, name=f"socklab-{self.style}")
-        thread.start()
-        self._thread = thread  # only once started: a stop() meanwhile (stop_all) must not join it yet
-        if not self.ready.wait(timeout) or self._crash is not None:
-            if self.stopping.is_set():  # stopped while it started (stop_all from another thread)
-                thread.join(timeout)    # that stop() could not join it: it was not ours to join yet
-                return self
-            crash = self._crash
-            self.stop()
-            if crash is not None:
-                raise explained(crash, self.address) from None
-            raise RuntimeError(f"{self.style} server did not become ready within {timeout} s")
-        return self
+        try:
+            thread.start()
+        except RuntimeError as exc:  # the OS refused a thread (ulimit -u): nothing may stay open
+            self._close_sockets()
+            runtime.unregister(self.key, self)
+            raise explained(exc, call="start") from None
+        self._thread = thread
 
     def stop(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Stop now: wake the serving thread, end blocked calls, join threads, close sockets.
 
         Safe to call twice, and from any thread."""
-        self.stopping.set()                 # ends every simulated work (Event.wait) at once
+        with self._start_lock:              # a start() in progress first makes its thread: else
+            self.stopping.set()             # this would close sockets its loop then waits on for ever
         self._wake()                        # wakes the loop waiting in select() / the event loop
         self._shutdown_connections()        # wakes a recv() blocked on a client that sends nothing
         t = self._thread

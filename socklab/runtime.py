@@ -202,22 +202,29 @@ def stop_all() -> int:
 
     One that does not stop in time (its handler is stuck) does not keep the others running: a
     SocklabError says which, once everything else has been stopped."""
-    with _lock:  # newest first, as register() stops them
-        made = {id(e[0]): e for entries in _running.values() for e in entries}
-        objs = [e[0] for e in sorted(made.values(), key=lambda e: e[3], reverse=True)]
-    # A call waiting in the background (socklab.Background) may wait on sockets other demos own
-    # (urllib connected to a listener nobody accepts on): stopped last, it finds them closed.
-    objs.sort(key=lambda o: bool(getattr(o, "stop_last", False)))
-    stopped, stuck = 0, []
-    for obj in objs:
-        try:
-            obj.stop()
-        except Exception as exc:  # go on: one stuck demo must not keep the others running
-            stuck.append(f"{obj!r}: {exc}")
-            continue
-        stopped += 1
-        with _lock:  # most demos unregister themselves; this covers the rest
-            _forget({id(obj)})
+    stopped, stuck, tried = 0, [], {}  # id -> object: held, so that no new object reuses its id
+    # Rounds: what registers while we stop (a Background accept() that returns meanwhile registers
+    # the connection it accepted) is stopped too. Bounded: each round stops only what is new.
+    for _ in range(8):
+        with _lock:  # newest first, as register() stops them
+            made = {id(e[0]): e for entries in _running.values() for e in entries
+                    if id(e[0]) not in tried}
+            objs = [e[0] for e in sorted(made.values(), key=lambda e: e[3], reverse=True)]
+        if not objs:
+            break
+        tried.update((id(o), o) for o in objs)
+        # A call waiting in the background (socklab.Background) may wait on sockets other demos own
+        # (urllib connected to a listener nobody accepts on): stopped last, it finds them closed.
+        objs.sort(key=lambda o: bool(getattr(o, "stop_last", False)))
+        for obj in objs:
+            try:
+                obj.stop()
+            except Exception as exc:  # go on: one stuck demo must not keep the others running
+                stuck.append(f"{obj!r}: {exc}")
+                continue
+            stopped += 1
+            with _lock:  # most demos unregister themselves; this covers the rest
+                _forget({id(obj)})
     remove_stale_sockets()
     if stuck:
         from .errors import Explanation, SocklabError

@@ -170,6 +170,10 @@ class Server(_Stoppable):
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = None
         self._stop_flag = False
+        # Held by start() until the serving thread exists: a stop() from another thread (stop_all)
+        # then waits, and finds a thread to wake and join instead of closing sockets start() is
+        # still setting up. Reentrant: a trace listener that stops the server must not deadlock.
+        self._start_lock = threading.RLock()
         self._lock = threading.Lock()
         self._conns: dict = {}  # live connections: TracedSocket -> Thread (handler still serving)
         self._threads: list = []  # every handler thread not yet joined
@@ -205,7 +209,23 @@ class Server(_Stoppable):
                 "A Server object runs once: start() binds its socket and starts its thread, and "
                 "after stop() the socket is closed for good.",
                 "Use the running server as it is, or create a new Server(...) and start that."))
+        with self._start_lock:
+            self._stop_flag = False  # a stop() before start() (nothing to stop) must not end this run
+            self.stopped.clear()
         self._register(self.name)
+        with self._start_lock:
+            if self._stop_flag:  # stopped meanwhile (stop_all() in another thread): nothing made yet
+                runtime.unregister(self.key, self)
+                self.stopped.set()
+                return self
+            self._start_serving()
+        if not self.ready.wait(timeout):
+            self.stop()
+            raise TimeoutError(f"server did not become ready within {timeout} s")
+        return self
+
+    def _start_serving(self) -> None:
+        """start()'s work under its lock: the socket, bound (and listening), and the serving thread."""
         if self.side is None:
             self.side = self.trace.claim_side("server")
         c = self.config
@@ -251,10 +271,6 @@ class Server(_Stoppable):
             runtime.unregister(self.key, self)
             self._ended()
             raise explained(exc, call="start") from None
-        if not self.ready.wait(timeout):
-            self.stop()
-            raise TimeoutError(f"server did not become ready within {timeout} s")
-        return self
 
     def _ended(self) -> None:
         if self._claimed_side and self.side is not None:
@@ -267,7 +283,7 @@ class Server(_Stoppable):
         Called from one of this server's handlers, it only asks: the server stops once that
         handler returns (waiting there would wait for ourselves)."""
         me = threading.current_thread()
-        with self._lock:
+        with self._start_lock, self._lock:
             self._stop_flag = True
             wake = self._wake_w
             inside = me in self._threads
@@ -604,9 +620,11 @@ class Client(_Stoppable):
         if self.sock is not None and not self.sock.closed:
             return self
         c = self.config
-        runtime.track(self.key, self)  # again, if close() unregistered it: stop_all() must reach it
         self.sock = self._call("socket", TracedSocket.create, c.af, c.kind, c.proto,
                                trace=self.trace, side=self.side, owner=self)
+        # Again, if close() unregistered it: stop_all() must reach it. Only now that the socket
+        # exists: a stop_all() from another thread in between would unregister it for good.
+        runtime.track(self.key, self)
         self._peer = None
         self._call("settimeout", self.sock.settimeout, self.timeout)
         if c.family == "AF_UNIX" and not c.stream:
@@ -984,7 +1002,10 @@ class Background(_Stoppable):
                             continue  # another waiter took it first: wait again
                         raise
                     finally:
-                        real.settimeout(timeout)
+                        try:
+                            real.settimeout(timeout)
+                        except OSError:  # closed meanwhile (stop_all()): the call's own outcome stands
+                            pass
 
     def done(self) -> bool:
         return self._done.is_set()

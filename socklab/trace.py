@@ -597,18 +597,25 @@ class TracedSocket:
     def fileno(self):
         return self.sock.fileno()
 
+    def _untraced(self, call, fn, *args):
+        try:
+            return fn(*args)
+        except OSError as exc:  # closed, or not connected: explained like a traced call's error
+            from .errors import explained
+            raise explained(exc, call=call) from None
+
     def getsockname(self):
-        return self.sock.getsockname()
+        return self._untraced("getsockname", self.sock.getsockname)
 
     def getpeername(self):
-        return self.sock.getpeername()
+        return self._untraced("getpeername", self.sock.getpeername)
 
     def gettimeout(self):
         return self.sock.gettimeout()
 
     def getsockopt(self, *args):
         """Untraced: reading an option changes nothing."""
-        return self.sock.getsockopt(*args)
+        return self._untraced("getsockopt", self.sock.getsockopt, *args)
 
     @property
     def family(self):

@@ -201,6 +201,24 @@ def test_a_server_that_cannot_start_its_thread_raises_explained_and_leaves_nothi
 
 
 @needs_root
+@pytest.mark.parametrize("style", ["iterative", "threads", "selectors", "asyncio"])
+def test_a_style_server_that_cannot_start_its_thread_raises_explained_and_leaves_nothing(style):
+    r = child(f"""
+        fd0 = fds()
+        no_more_threads()
+        try:
+            socklab.concurrency.make_server({style!r}, name="s").start()
+            err = None
+        except RuntimeError as exc:
+            err = str(exc)
+        print(json.dumps(dict(err=err, running=len(runtime.running()), left=left(fd0))))
+    """)
+    assert r["err"].startswith("Cannot start a thread") and "ulimit -u" in r["err"], r["err"]
+    assert r["running"] == 0
+    clean(r)
+
+
+@needs_root
 def test_a_server_refused_a_handler_thread_says_so_and_keeps_serving():
     """A thread per connection: when the OS refuses one, that client is closed, the reason is kept
     (errors, trace), and the server goes on; once threads are allowed again it serves as before."""
