@@ -184,30 +184,15 @@ def test_the_backlog_experiment_out_of_descriptors_is_explained_and_closes_every
 # ---- out of threads
 
 @needs_root
-def test_a_server_that_cannot_start_its_thread_raises_explained_and_leaves_nothing():
-    r = child("""
-        fd0 = fds()
-        no_more_threads()
-        try:
-            socklab.Server(name="s", family="AF_UNIX").start()
-            err = None
-        except RuntimeError as exc:
-            err = str(exc)
-        print(json.dumps(dict(err=err, running=len(runtime.running()), left=left(fd0))))
-    """)
-    assert r["err"].startswith("Cannot start a thread") and "ulimit -u" in r["err"], r["err"]
-    assert r["running"] == 0
-    clean(r)
-
-
-@needs_root
-@pytest.mark.parametrize("style", ["iterative", "threads", "selectors", "asyncio"])
-def test_a_style_server_that_cannot_start_its_thread_raises_explained_and_leaves_nothing(style):
+@pytest.mark.parametrize("make", ['socklab.Server(name="s", family="AF_UNIX")'] +
+                         [f'socklab.concurrency.make_server({style!r}, name="s")'
+                          for style in ("iterative", "threads", "selectors", "asyncio")])
+def test_a_server_that_cannot_start_its_thread_raises_explained_and_leaves_nothing(make):
     r = child(f"""
         fd0 = fds()
         no_more_threads()
         try:
-            socklab.concurrency.make_server({style!r}, name="s").start()
+            {make}.start()
             err = None
         except RuntimeError as exc:
             err = str(exc)
