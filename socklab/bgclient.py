@@ -8,7 +8,7 @@ import threading
 
 from . import runtime
 from .config import SocketConfig
-from .errors import ConfigError, Explanation, explain, explained_as
+from .errors import ConfigError, Explanation, explain, explained_as, not_stopped
 from .servers import _number
 from .trace import Trace, TracedSocket, as_trace
 from .runtime import Thread
@@ -157,8 +157,10 @@ class BackgroundClient:
                 self._wake_w.send(b"x")
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise RuntimeError(f"background client did not stop within {timeout} s (blocked in "
-                               "connect or send; it ends at its own timeout)")
+            raise not_stopped(RuntimeError(f"background client did not stop within {timeout} s "
+                                           "(blocked in connect or send; it ends at its own timeout)"),
+                              repr(self), timeout, "it is blocked in connect() or send(), which "
+                              f"end at the client's own timeout ({self.timeout:g} s).")
         self._wake_r.close()
         self._wake_w.close()
         runtime.unregister(self.key, self)

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import runtime
-from .errors import ConfigError, Explanation, explain, explained, explained_as
+from .errors import ConfigError, Explanation, explain, explained, explained_as, not_ready, not_stopped
 from .recent import Recent
 from .runtime import Thread
 from .servers import ERRORS_KEPT, _number, lifetime_ended
@@ -182,7 +182,8 @@ class StyleServer:
             self.stop()
             if crash is not None:
                 raise explained(crash, self.address) from None
-            raise RuntimeError(f"{self.style} server did not become ready within {timeout} s")
+            raise not_ready(RuntimeError(f"{self.style} server did not become ready within {timeout} s"),
+                            repr(self), timeout)
         return self
 
     def _start_serving(self) -> None:
@@ -218,7 +219,9 @@ class StyleServer:
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
             if t.is_alive():
-                raise RuntimeError(f"{self.style} server thread did not stop within {timeout} s")
+                raise not_stopped(RuntimeError(f"{self.style} server thread did not stop within {timeout} s"),
+                                  f"The serving thread of {self!r}", timeout,
+                                  "it is held in the server's own code.")
         self._join_connections(timeout)
         self._close_sockets()
         if self.key is not None:

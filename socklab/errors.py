@@ -1804,6 +1804,31 @@ def _too_many_files(short: str, name: str) -> Explanation:
     return Explanation(t[0], what, why, t[3], short, name)
 
 
+def not_stopped(exc: RuntimeError, what: str, timeout: float, waits: str) -> BaseException:
+    """``exc`` explained: ``what`` was still running ``timeout`` s after stop(); ``waits``: where
+    its thread is held (a handler's code, a connect or send)."""
+    return explained_as(exc, Explanation(
+        "Still running after stop()",
+        f"{what} did not stop within {timeout:g} s.",
+        f"stop() wakes every socket call it can (it shuts the sockets down and writes to a wake-up "
+        f"socket), but it cannot end Python code that does not return to a socket call, and "
+        f"Python cannot kill a thread: {waits}",
+        "Make that code return: give every wait a timeout (conn.settimeout(5), event.wait(5)) and "
+        "end loops that never call recv(). Then call stop() again. socklab.stop_all() stops "
+        "everything else meanwhile; restarting the kernel ends every thread."))
+
+
+def not_ready(exc: BaseException, what: str, timeout: float) -> BaseException:
+    """``exc`` explained: ``what``'s thread did not say "ready" within ``timeout`` s of start()."""
+    return explained_as(exc, Explanation(
+        "Not ready in time",
+        f"{what} did not become ready within {timeout:g} s of start(), so it was stopped.",
+        "start() binds and listens at once, then waits for the serving thread to begin its loop. "
+        "That takes milliseconds, unless the machine is very busy (a shared classroom host "
+        "running many kernels) and the new thread waits for a CPU.",
+        "Try again, with more time if the machine is busy: start(timeout=30)."))
+
+
 def no_thread(short: str = "RuntimeError(\"can't start new thread\")") -> Explanation:
     """The OS refused a new thread (a limit of processes/threads, or memory for its stack)."""
     return Explanation(

@@ -220,7 +220,8 @@ def stop_all() -> int:
             try:
                 obj.stop()
             except Exception as exc:  # go on: one stuck demo must not keep the others running
-                stuck.append(f"{obj!r}: {exc}")
+                said = getattr(getattr(exc, "explanation", None), "what", "")  # names the object
+                stuck.append(said.rstrip(".") if said else f"{obj!r}: {exc}")
                 continue
             stopped += 1
             with _lock:  # most demos unregister themselves; this covers the rest

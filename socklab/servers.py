@@ -21,7 +21,7 @@ import weakref
 from . import runtime
 from .config import SocketConfig, check_bound
 from .errors import (_SEND_CALLS, ConfigError, Explanation, SocklabError, explain, explained,
-                     explained_as, no_thread)
+                     explained_as, no_thread, not_ready, not_stopped)
 from .recent import Recent
 from .trace import Trace, TracedSocket, as_trace
 from .runtime import Thread
@@ -221,7 +221,8 @@ class Server(_Stoppable):
             self._start_serving()
         if not self.ready.wait(timeout):
             self.stop()
-            raise TimeoutError(f"server did not become ready within {timeout} s")
+            raise not_ready(TimeoutError(f"server did not become ready within {timeout} s"),
+                            repr(self), timeout)
         return self
 
     def _start_serving(self) -> None:
@@ -298,12 +299,19 @@ class Server(_Stoppable):
         if t is not None and t is not me:
             t.join(timeout)
             if t.is_alive():
-                raise RuntimeError(f"server thread did not stop within {timeout} s")
+                raise not_stopped(RuntimeError(f"server thread did not stop within {timeout} s"),
+                                  f"The serving thread of {self!r}", timeout,
+                                  "the serving thread waits for its handlers to return, and a handler "
+                                  "held in code of its own (a loop, a lock, an Event or time.sleep()) "
+                                  "keeps it; or a trace listener holds it.")
             with self._lock:  # the serving thread gives up on a stuck handler after its own wait
                 stuck = [h for h in self._threads if h.is_alive()]
             if stuck:
-                raise RuntimeError(f"{len(stuck)} handler thread(s) still running after {timeout} s "
-                                   "(their sockets are shut down)")
+                raise not_stopped(RuntimeError(f"{len(stuck)} handler thread(s) still running after "
+                                               f"{timeout} s (their sockets are shut down)"),
+                                  f"{len(stuck)} handler thread(s) of {self!r}", timeout,
+                                  "a handler is held in code of its own (a loop, a lock, an Event "
+                                  "or time.sleep()), not in a call on its connection.")
         elif t is None:
             self._close_all()
             self._ended()
@@ -1062,8 +1070,11 @@ class Background(_Stoppable):
                         except OSError:
                             pass  # not connected/listening any more: the call returns on its own
         if not self._done.wait(timeout):
-            raise RuntimeError(f"background {getattr(self.fn, '__name__', 'call')}() still running after "
-                               f"{timeout} s (its socket was shut down; it ends when the call returns)")
+            call = getattr(self.fn, '__name__', 'call')
+            raise not_stopped(RuntimeError(f"background {call}() still running after {timeout} s (its "
+                                           "socket was shut down; it ends when the call returns)"),
+                              f"The background {call}()", timeout,
+                              "the call does not wait on the socket socklab shut down.")
         self._thread.join(timeout)  # it returns right after setting done: its frames have ended
         self._release()
         # The call's arguments (its socket) are no longer needed, though this object may be: the

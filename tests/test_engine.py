@@ -338,6 +338,75 @@ def test_stop_all_stops_the_others_when_one_handler_is_stuck(leakcheck):
     assert socklab.running() == []
 
 
+def test_stop_of_a_server_whose_handler_is_stuck_is_explained(leakcheck):
+    """stop() cannot end a handler held in its own code (here an Event): it says so, explained,
+    naming the server, and says how to make the handler return; stop() again then works."""
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck(conn, server):
+        entered.set()
+        release.wait(60)
+
+    srv = Server(handler=stuck).start()
+    c = Client(srv)
+    try:
+        c.connect()
+        assert entered.wait(5)
+        with pytest.raises(RuntimeError) as err:
+            srv.stop(timeout=0.2)
+        e = err.value.explanation
+        assert e.title == "Still running after stop()" and str(srv.address) in e.what
+        assert "handler" in e.why and "Python cannot kill a thread" in e.why
+        assert "timeout" in e.fix and "stop() again" in e.fix
+    finally:
+        release.set()
+        c.close()
+    srv.stop()
+    assert srv.stopped.is_set() and not srv.running
+
+
+def test_stop_of_a_background_call_that_ignores_its_socket_is_explained(leakcheck):
+    """A function given wake=sock is woken by shutting sock down; one that waits elsewhere is not."""
+    release = threading.Event()
+    with socket.socket() as s:
+        bg = socklab.Background(lambda: release.wait(60), wake=s)
+        try:
+            with pytest.raises(RuntimeError) as err:
+                bg.stop(timeout=0.2)
+            e = err.value.explanation
+            assert e.title == "Still running after stop()" and "background <lambda>()" in e.what
+            assert "does not wait on the socket" in e.why
+        finally:
+            release.set()
+        bg.stop()
+
+
+def test_start_that_is_not_ready_in_time_is_explained(leakcheck):
+    """A serving thread held before its loop (as a CPU-starved one would be: here its first Python
+    call waits on an Event) makes start() give up: explained, with the fix (more time), and
+    nothing left running once the thread goes on."""
+    release = threading.Event()
+
+    def hold(frame, event, arg):
+        if threading.current_thread().name.startswith("socklab-"):
+            threading.settrace(None)
+            sys.settrace(None)
+            release.wait(0.5)  # held past start()'s 0.2 s, then let go, as a starved thread would be
+        return None
+
+    threading.settrace(hold)
+    srv = Server()
+    try:
+        with pytest.raises(TimeoutError) as err:
+            srv.start(timeout=0.2)
+    finally:
+        threading.settrace(None)
+        release.set()
+    e = err.value.explanation
+    assert e.title == "Not ready in time" and "start(timeout=30)" in e.fix
+    assert srv.stopped.wait(5) and not srv.running and socklab.running() == []
+
+
 @pytest.mark.parametrize("family", fam_params())
 def test_stop_racing_the_handler(family, leakcheck):
     """stop() right after the client closes races the handler's own close: the trace must never show
