@@ -182,6 +182,8 @@ class Server(_Stoppable):
         self.connections_served = 0
         # (when, peer address) of connections closed over max_connections, for the clients' side
         self._turned_away: collections.deque = collections.deque(maxlen=64)
+        # (when, peer address) of connections closed because no thread could be started for them
+        self._unserved: collections.deque = collections.deque(maxlen=64)
         # (when, peer address) of connections closed after idle_timeout with no data
         self._idle_closed: collections.deque = collections.deque(maxlen=64)
         self.ended_by_lifetime = False  # it stopped itself: its lifetime ran out
@@ -408,6 +410,7 @@ class Server(_Stoppable):
                 self._threads.remove(t)
                 self.connections_served -= 1
                 self.trace.note(conn.side, "no thread could be started for this connection: closed")
+                self._unserved.append((time.monotonic(), addr))  # before the close the client sees
                 conn.close()
             if not self.errors or self.errors[-1][1].title != no_thread().title:  # once per burst
                 self.errors.append((conn.side, explain(exc)))
@@ -425,6 +428,12 @@ class Server(_Stoppable):
         """How many connections from ``address`` (a client's local address) this server closed
         after idle_timeout, after ``since`` (a ``time.monotonic()`` value)."""
         return sum(1 for when, peer in list(self._idle_closed)
+                   if when >= since and _same_address(peer, address))
+
+    def unserved(self, address, since: float = 0.0) -> int:
+        """How many connections from ``address`` (a client's local address) this server closed
+        after ``since`` because the OS refused a thread to serve them."""
+        return sum(1 for when, peer in list(self._unserved)
                    if when >= since and _same_address(peer, address))
 
     def turned_away(self, address, since: float = 0.0) -> int:
@@ -562,10 +571,10 @@ class Client(_Stoppable):
                 own = explain(exc, call=call)
                 raise explained_as(exc, dataclasses.replace(self._turned_away_explanation(),
                                                             error=own.error, code=own.code)) from None
-            if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and self._closed_idle():
+            why = self._server_closed() if isinstance(exc, (ConnectionResetError, BrokenPipeError)) else None
+            if why is not None:
                 own = explain(exc, call=call)
-                raise explained_as(exc, dataclasses.replace(idle_closed(self._server.idle_timeout),
-                                                            error=own.error, code=own.code)) from None
+                raise explained_as(exc, dataclasses.replace(why, error=own.error, code=own.code)) from None
             raise explained(exc, self.target if call in ("connect", "sendto") else None, call) from None
 
     def _turned_away(self) -> str:
@@ -582,22 +591,29 @@ class Client(_Stoppable):
             return ""
         return "yes" if local else "maybe"
 
-    def _closed_idle(self) -> bool:
-        """Whether the socklab server this client targets closed this connection after its
-        idle_timeout (said once in the trace). An unbound AF_UNIX client cannot be told apart."""
+    def _server_closed(self) -> Explanation | None:
+        """Why the socklab server this client targets closed this connection, when it was for its
+        idle_timeout or for want of a thread (said once in the trace); None otherwise. An unbound
+        AF_UNIX client cannot be told apart."""
         if self._server is None or self.sock is None or not self.config.stream:
-            return False
+            return None
         try:
             local = self.sock.getsockname()
         except OSError:  # already closed: nothing more to explain
-            return False
-        if not local or not self._server.closed_idle(local, self._connect_started):
-            return False
+            return None
+        if not local:
+            return None
+        if self._server.closed_idle(local, self._connect_started):
+            why = idle_closed(self._server.idle_timeout)
+            note = f"no data for its idle_timeout={self._server.idle_timeout:g} s"
+        elif self._server.unserved(local, self._connect_started):
+            why, note = unserved(), "it could not start a thread to serve it"
+        else:
+            return None
         if not self._said_idle:
             self._said_idle = True
-            self.trace.note(self.side, "the server had closed this connection: no data for its "
-                            f"idle_timeout={self._server.idle_timeout:g} s")
-        return True
+            self.trace.note(self.side, f"the server had closed this connection: {note}")
+        return why
 
     def _turned_away_explanation(self) -> Explanation:
         n = self._server.max_connections
@@ -664,7 +680,7 @@ class Client(_Stoppable):
         if data:
             self._received = True
         elif self.config.stream and not self._note_turned_away():
-            self._closed_idle()
+            self._server_closed()
         return data
 
     def recvfrom(self, bufsize: int = 65536):
@@ -745,9 +761,10 @@ class Client(_Stoppable):
         if ended and got < want and self._turned_away() == "yes":
             raise explained_as(ConnectionError("the server closed the connection without replying"),
                                self._turned_away_explanation())
-        if ended and got < want and self._closed_idle():
-            raise explained_as(ConnectionError("the server closed the idle connection"),
-                               idle_closed(self._server.idle_timeout))
+        why = self._server_closed() if ended and got < want else None
+        if why is not None:
+            raise explained_as(ConnectionError(f"the server closed the connection: {why.title.lower()}"),
+                               why)
         try:
             return b"".join(parts)
         except MemoryError as exc:  # the reply in pieces and joined: twice its size at once
@@ -864,6 +881,19 @@ def _checksum(data: bytes) -> int:
 # it needs no shutdown() of a socket that another cell made and may go on using.
 _READING_CALLS = frozenset({"accept", "recv", "recvfrom", "recv_into", "recvfrom_into", "recvmsg",
                             "recvmsg_into"})
+
+
+def unserved() -> Explanation:
+    """A socklab server closed a connection because the OS refused it a thread to serve it."""
+    return Explanation(
+        "Not served: no thread",
+        "The server accepted this connection, but the operating system refused it a thread to serve "
+        "it, so the server closed it: connect() succeeded, then recv() got b'' (or a reset, where "
+        "data was sent).",
+        no_thread().why + " With plain sockets a client cannot tell this from any other close: "
+        "socklab knows only because it runs the server too.",
+        "Stop the servers and clients you no longer need (socklab.stop_all()), use fewer clients at "
+        "once, then connect again; or restart the kernel.")
 
 
 def idle_closed(idle_timeout: float) -> Explanation:

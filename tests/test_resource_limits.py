@@ -235,6 +235,33 @@ def test_a_server_refused_a_handler_thread_says_so_and_keeps_serving():
 
 
 @needs_root
+def test_a_client_the_server_could_not_serve_is_told_why():
+    """The client side of the case above (a client with an address: AF_INET): request() raises
+    ConnectionError explained as not served for want of a thread; a plain recv() gets b'' and the
+    trace says why."""
+    r = child("""
+        fd0 = fds()
+        no_more_threads(extra=1)  # the serving thread, and no more
+        srv = socklab.Server(name="s").start()
+        try:
+            socklab.Client(srv, timeout=10).request(b"hello")
+            said = None
+        except ConnectionError as exc:
+            said = exc.explanation.title + " | " + exc.explanation.what
+        c = socklab.Client(srv, timeout=10).connect()
+        got = c.recv(10).decode()
+        notes = [e.args[0] for e in srv.trace if e.call == "note" and e.side == c.side]
+        c.close()
+        more_threads()
+        print(json.dumps(dict(said=said, got=got, notes=notes, left=left(fd0))))
+    """)
+    assert r["said"] and r["said"].startswith("Not served: no thread | The server accepted this"), r
+    assert r["got"] == ""
+    assert any("could not start a thread to serve it" in n for n in r["notes"]), r["notes"]
+    clean(r)
+
+
+@needs_root
 def test_load_clients_that_cannot_all_start_are_explained_and_joined():
     r = child("""
         fd0 = fds()
