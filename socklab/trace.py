@@ -135,6 +135,7 @@ class Trace:
         self._runs: dict = {}  # side -> {"": calls so far, call: folding Event} for its current run
         self._listeners: list = []
         self.listener_errors: list = Recent(100)  # a broken view fails on every event: the latest only
+        self._warned: set = set()  # (listener id, error type) already warned about
 
     def __len__(self):
         return len(self.events)
@@ -172,6 +173,7 @@ class Trace:
     def unsubscribe(self, fn) -> None:
         if fn in self._listeners:
             self._listeners.remove(fn)
+        self._warned = {key for key in self._warned if key[0] != id(fn)}
 
     def clear(self) -> None:
         with self._lock:
@@ -260,7 +262,13 @@ class Trace:
                 fn(ev)
             except Exception as exc:  # a broken view must not kill a server thread
                 self.listener_errors.append(exc)
-                warnings.warn(f"socklab trace listener {fn!r} failed: {exc!r}", RuntimeWarning)
+                # Said once per listener and kind of error: a broken view fails on every event,
+                # each message may differ, and every distinct warning is printed and remembered.
+                if (id(fn), type(exc)) not in self._warned:
+                    self._warned.add((id(fn), type(exc)))
+                    warnings.warn(f"socklab trace listener {fn!r} failed: {exc!r} (its later "
+                                  f"{type(exc).__name__}s are kept in trace.listener_errors only)",
+                                  RuntimeWarning)
 
     def _insert(self, ev: Event) -> None:
         """Append in causal order (see ``Event.at``): a send, connect or close comes before the recv

@@ -81,6 +81,33 @@ def test_a_failing_trace_listener_keeps_the_latest_errors_only():
     assert t.listener_errors.dropped == 200
 
 
+def test_a_failing_trace_listener_is_warned_about_once_per_kind_of_error():
+    """Each failure's message differs (as a real one's would: a count, an address), yet only the
+    first of each kind is printed: every distinct warning would be printed and remembered."""
+    t = socklab.Trace()
+
+    def broken(ev):
+        if ev.args and ev.args[0].endswith("7"):
+            raise KeyError(ev.args[0])
+        raise RuntimeError(f"broken view at {ev.args[0]}")
+    t.subscribe(broken)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default", RuntimeWarning)
+        for i in range(300):
+            t.note("panel", f"note {i}")
+    said = [str(w.message) for w in seen]
+    assert len(said) == 2, said
+    assert "RuntimeError('broken view at note 0')" in said[0] and "listener_errors" in said[0]
+    assert "KeyError('note 7')" in said[1]
+    assert len(t.listener_errors) == 100
+    t.unsubscribe(broken)
+    t.subscribe(broken)  # subscribed again: said again
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default", RuntimeWarning)
+        t.note("panel", "note again")
+    assert len(seen) == 1
+
+
 def test_trace_events_stay_within_max_events_also_for_notes_and_folded_data(leakcheck):
     """Notes and folded data calls count against max_events like every other event."""
     t = socklab.Trace(max_events=50)
