@@ -304,7 +304,7 @@ class Server(_Stoppable):
                 raise not_stopped(RuntimeError(f"server thread did not stop within {timeout} s"),
                                   f"The serving thread of {self!r}", timeout,
                                   "the serving thread waits for its handlers to return, and a handler "
-                                  "held in code of its own (a loop, a lock, an Event or time.sleep()) "
+                                  "held in code of its own (a loop, a lock, an Event or a sleep) "
                                   "keeps it; or a trace listener holds it.")
             with self._lock:  # the serving thread gives up on a stuck handler after its own wait
                 stuck = [h for h in self._threads if h.is_alive()]
@@ -313,7 +313,7 @@ class Server(_Stoppable):
                                                f"{timeout} s (their sockets are shut down)"),
                                   f"{len(stuck)} handler thread(s) of {self!r}", timeout,
                                   "a handler is held in code of its own (a loop, a lock, an Event "
-                                  "or time.sleep()), not in a call on its connection.")
+                                  "or a sleep), not in a call on its connection.")
         elif t is None:
             self._close_all()
             self._ended()
