@@ -33,7 +33,7 @@ from . import runtime
 from .errors import ConfigError, Explanation, explain, explained, explained_as, not_ready, not_stopped
 from .recent import Recent
 from .runtime import Thread
-from .servers import ERRORS_KEPT, _number, lifetime_ended
+from .servers import ERRORS_KEPT, AcceptPause, _number, lifetime_ended
 
 STYLES = ("iterative", "threads", "selectors", "asyncio")
 MAX_REQUEST = 1024          # bytes: a longer request line is refused
@@ -41,10 +41,6 @@ DEFAULT_TIMEOUT = 5.0
 MAX_CLIENTS = 64            # one thread each: keep a shared classroom host safe (as backlog.py does)
 MAX_SERVICE_TIME = 60.0     # seconds of simulated work per request
 MAX_TIMEOUT = 3600.0        # seconds a client may wait: every wait ends
-# After a failed accept() (out of descriptors: EMFILE) the connection is still queued and the
-# listener still readable: retried at once, it fails at once, for ever, at 100% CPU. The server
-# stops watching the listener for a pause that doubles from the first to the second.
-ACCEPT_PAUSE = (0.05, 1.0)
 INT_MAX = 2 ** 31 - 1       # listen() takes a C int
 
 _WHY = ("The experiment runs real sockets and one thread per client on this machine; every setting "
@@ -151,8 +147,7 @@ class StyleServer:
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = None
         self._crash: BaseException | None = None
-        self._pause = 0.0                   # seconds accept() is paused after a failure
-        self._resume: float | None = None   # monotonic() when the listener is watched again
+        self._accepting: AcceptPause | None = None  # the serving loop's, while it runs
 
     # ---- lifecycle
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> "StyleServer":
@@ -354,19 +349,10 @@ class StyleServer:
         if not self.stopping.is_set():
             self.errors.append(explain(exc))
 
-    def _accept_failed(self, sel, exc) -> None:
-        """accept() failed (e.g. EMFILE): explain it once, stop watching the listener for a while."""
-        if not self._pause:
+    def _accept_failed(self, exc) -> None:
+        """accept() failed (e.g. EMFILE): pause accepting (AcceptPause), explain the first only."""
+        if self._accepting.failed():
             self._record(exc)
-        self._pause = min(max(2 * self._pause, ACCEPT_PAUSE[0]), ACCEPT_PAUSE[1])
-        self._resume = time.monotonic() + self._pause
-        sel.unregister(self.sock)
-
-    def _resume_accepting(self, sel, data=None) -> None:
-        """Watch the listener again once a pause after a failed accept() is over."""
-        if self._resume is not None and time.monotonic() >= self._resume:
-            self._resume = None
-            sel.register(self.sock, selectors.EVENT_READ, data)
 
     def __repr__(self):
         state = "running" if self.running else ("stopped" if self.stopping.is_set() else "new")
@@ -380,16 +366,15 @@ class _AcceptLoop(StyleServer):
         with selectors.DefaultSelector() as sel:
             self.sock.setblocking(False)  # select() said 'ready', but never risk blocking in accept
             sel.register(self.sock, selectors.EVENT_READ)
+            self._accepting = AcceptPause(sel, self.sock)
             sel.register(self._wake_r, selectors.EVENT_READ)
             self.ready.set()
             while not self.stopping.is_set():
                 left = self._time_left()
                 if not left:
                     return                          # lifetime over: _run() stops the server
-                if self._resume is not None:
-                    left = max(0.0, min(left, self._resume - time.monotonic()))
-                events = sel.select(left)
-                self._resume_accepting(sel)
+                events = sel.select(self._accepting.wait(left))
+                self._accepting.resume_if_due()
                 for key, _ in events:
                     if key.fileobj is self._wake_r:
                         return
@@ -398,9 +383,9 @@ class _AcceptLoop(StyleServer):
                     except (BlockingIOError, ConnectionAbortedError):
                         continue  # the client gave up before we got to it
                     except OSError as exc:  # out of descriptors: the connection stays queued
-                        self._accept_failed(sel, exc)
+                        self._accept_failed(exc)
                         continue
-                    self._pause = 0.0
+                    self._accepting.succeeded()
                     try:
                         self.on_connection(conn)
                     except BaseException:
@@ -476,6 +461,7 @@ class SelectorServer(StyleServer):
         sel = selectors.DefaultSelector()
         self.sock.setblocking(False)
         sel.register(self.sock, selectors.EVENT_READ, "accept")
+        self._accepting = AcceptPause(sel, self.sock, "accept")
         sel.register(self._wake_r, selectors.EVENT_READ, "stop")
         timers: list = []          # heap of (when the work is done, n, client): work in progress
         n = itertools.count()
@@ -484,7 +470,7 @@ class SelectorServer(StyleServer):
             while True:
                 wait = max(0.0, self._next_deadline(sel, timers) - time.monotonic())
                 events = sel.select(wait)                  # sleeps until a socket is ready or a deadline
-                self._resume_accepting(sel, "accept")
+                self._accepting.resume_if_due()
                 for key, mask in events:
                     if key.data == "stop":
                         return
@@ -527,8 +513,8 @@ class SelectorServer(StyleServer):
         ends = [self._deadline] + [c.since + self.idle_timeout for c in self._waiting(sel)]
         if timers:
             ends.append(timers[0][0])
-        if self._resume is not None:
-            ends.append(self._resume)
+        if self._accepting.resume is not None:             # accept() paused after a failure
+            ends.append(self._accepting.resume)
         return min(ends)
 
     def _accept(self, sel):
@@ -538,8 +524,8 @@ class SelectorServer(StyleServer):
             except (BlockingIOError, ConnectionAbortedError):
                 return
             except OSError as exc:                    # out of descriptors: the connection stays queued
-                return self._accept_failed(sel, exc)
-            self._pause = 0.0
+                return self._accept_failed(exc)
+            self._accepting.succeeded()
             if not self._track(conn):
                 conn.close()
                 continue

@@ -50,10 +50,41 @@ def record_only(sock, data, addr, server) -> None:
 
 MAX_MESSAGE_LIMIT = 1 << 24  # recv(n) allocates n bytes up front: 16 MiB per call at most
 ERRORS_KEPT = 100  # a server's errors keeps the latest only (errors.dropped counts the rest)
-# After a failed accept() (out of descriptors: EMFILE), the connection is still queued and the
-# listener still readable: a loop that retried at once would fail at once, for ever, at 100% CPU.
-# The server stops watching the listener for a pause that doubles from the first to the second.
-ACCEPT_PAUSE = (0.05, 1.0)
+ACCEPT_PAUSE = (0.05, 1.0)  # s: AcceptPause's first pause and its longest
+
+
+class AcceptPause:
+    """A serving loop's listener after a failed accept() (out of descriptors: EMFILE). The
+    connection is still queued and the listener still readable, so a loop that retried at once
+    would fail at once, for ever, at 100% CPU: the listener leaves the selector for a pause that
+    doubles from ACCEPT_PAUSE[0] to ACCEPT_PAUSE[1], and comes back once the pause is over."""
+
+    def __init__(self, sel: selectors.BaseSelector, listener, data=None):
+        self.sel, self.listener, self.data = sel, listener, data
+        self.pause = 0.0                    # the current pause (0: accept() worked last time)
+        self.resume: float | None = None    # monotonic() when the listener is watched again
+
+    def failed(self) -> bool:
+        """accept() failed: pause. True for the first failure since the last success (the one to
+        explain: the retries fail the same way)."""
+        first = not self.pause
+        self.pause = min(max(2 * self.pause, ACCEPT_PAUSE[0]), ACCEPT_PAUSE[1])
+        self.resume = time.monotonic() + self.pause
+        self.sel.unregister(self.listener)
+        return first
+
+    def succeeded(self) -> None:
+        self.pause = 0.0
+
+    def wait(self, left: float) -> float:
+        """``left`` (seconds the loop would wait), cut short to the end of the pause."""
+        return left if self.resume is None else max(0.0, min(left, self.resume - time.monotonic()))
+
+    def resume_if_due(self) -> None:
+        """Watch the listener again once the pause is over (call after each select())."""
+        if self.resume is not None and time.monotonic() >= self.resume:
+            self.resume = None
+            self.sel.register(self.listener, selectors.EVENT_READ, self.data)
 
 
 _CAPS = ("Servers cap what one peer can take (bytes per recv, connections at once, seconds idle, "
@@ -334,7 +365,7 @@ class Server(_Stoppable):
             sel.register(self.sock.sock, selectors.EVENT_READ)
             self.ready.set()
             deadline = time.monotonic() + self.lifetime
-            pause, resume = 0.0, None  # accept() paused after a failure, until monotonic() >= resume
+            accepting = AcceptPause(sel, self.sock.sock)
             while not self._stop_flag:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -343,24 +374,18 @@ class Server(_Stoppable):
                     self.trace.note(self.side, f"lifetime={self.lifetime:g} s reached: the server "
                                     "stops itself (a forgotten server must not run for ever)")
                     break
-                if resume is not None:
-                    left = min(left, max(0.0, resume - time.monotonic()))
-                events = sel.select(left)
-                if resume is not None and time.monotonic() >= resume:
-                    sel.register(self.sock.sock, selectors.EVENT_READ)  # try accept() again
-                    resume = None
+                events = sel.select(accepting.wait(left))
+                accepting.resume_if_due()
                 for key, _ in events:
                     if key.fileobj is self._wake_r:
                         self._stop_flag = True
                         break
                     if not self.config.stream:
                         self._datagram_one()
-                    elif self._accept_one(quiet=pause > 0):
-                        pause = 0.0
+                    elif self._accept_one(quiet=accepting.pause > 0):
+                        accepting.succeeded()
                     else:
-                        pause = min(max(2 * pause, ACCEPT_PAUSE[0]), ACCEPT_PAUSE[1])
-                        resume = time.monotonic() + pause
-                        sel.unregister(self.sock.sock)
+                        accepting.failed()
         except Exception as exc:  # a bug or a shortage (MemoryError) must not end it unexplained
             self.errors.append((self.side, explain(exc)))
             self.trace.note(self.side, f"the server stopped: {type(exc).__name__}: {exc}")
