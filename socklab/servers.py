@@ -452,22 +452,19 @@ class Server(_Stoppable):
     def closed_idle(self, address, since: float = 0.0) -> int:
         """How many connections from ``address`` (a client's local address) this server closed
         after idle_timeout, after ``since`` (a ``time.monotonic()`` value)."""
-        return sum(1 for when, peer in list(self._idle_closed)
-                   if when >= since and _same_address(peer, address))
+        return _count_from(self._idle_closed, address, since)
 
     def unserved(self, address, since: float = 0.0) -> int:
         """How many connections from ``address`` (a client's local address) this server closed
         after ``since`` because the OS refused a thread to serve them."""
-        return sum(1 for when, peer in list(self._unserved)
-                   if when >= since and _same_address(peer, address))
+        return _count_from(self._unserved, address, since)
 
     def turned_away(self, address, since: float = 0.0) -> int:
         """How many connections this server closed over max_connections after ``since`` (a
         ``time.monotonic()`` value) that came from ``address``, a client's local address. An
         unbound AF_UNIX client has no address (''): that counts every such connection from an
         unbound client, which may be others'."""
-        return sum(1 for when, peer in list(self._turned_away)
-                   if when >= since and _same_address(peer, address))
+        return _count_from(self._turned_away, address, since)
 
     def _serve_conn(self, conn: TracedSocket, peer=None):
         try:
@@ -952,6 +949,11 @@ _OVER_CAP_WHY = ("socklab's demo servers cap their connections (one thread each)
                  "classroom host stays usable.")
 _OVER_CAP_FIX = ("Close the clients you no longer need (a `with` block does it), or start the server "
                  "with a larger max_connections.")
+
+
+def _count_from(record, address, since: float) -> int:
+    """How many of a server's (when, peer address) records came from ``address`` after ``since``."""
+    return sum(1 for when, peer in list(record) if when >= since and _same_address(peer, address))
 
 
 def _same_address(a, b) -> bool:
